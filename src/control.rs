@@ -1,0 +1,135 @@
+//! The control socket (`<state_dir>/regfs.sock`): how `regfs sync` and
+//! `regfs status` reach a running mount, so that a sync run from the
+//! command line is served by the mount the moment it completes. One JSON
+//! request line, one JSON response line; the socket is root-only.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::app::App;
+use crate::mirror::SyncReport;
+use crate::status::MirrorStatus;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Sync { mirrors: Vec<String> },
+    Status,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default)]
+    pub errors: Vec<String>,
+    #[serde(default)]
+    pub reports: Vec<SyncReport>,
+    #[serde(default)]
+    pub status: Vec<MirrorStatus>,
+}
+
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("regfs.sock")
+}
+
+/// Runs `req` against the opened app (in the daemon, or one-shot).
+pub async fn handle(app: &Arc<App>, req: Request) -> Response {
+    match req {
+        Request::Status => Response {
+            ok: true,
+            status: app
+                .mirrors
+                .iter()
+                .map(|m| crate::status::collect(m, &app.store))
+                .collect(),
+            ..Response::default()
+        },
+        Request::Sync { mirrors } => {
+            let selected = match app.select(&mirrors) {
+                Ok(s) => s,
+                Err(e) => {
+                    return Response {
+                        ok: false,
+                        errors: vec![e.to_string()],
+                        ..Response::default()
+                    };
+                }
+            };
+            let runs = selected.into_iter().map(|m| {
+                let fetcher = app.fetcher.clone();
+                tokio::spawn(async move { m.sync(&fetcher).await })
+            });
+            let mut resp = Response {
+                ok: true,
+                ..Response::default()
+            };
+            for r in futures_util::future::join_all(runs).await {
+                match r {
+                    Ok(Ok(report)) => resp.reports.push(report),
+                    Ok(Err(e)) => {
+                        resp.ok = false;
+                        resp.errors.push(e.to_string());
+                    }
+                    Err(e) => {
+                        resp.ok = false;
+                        resp.errors.push(format!("sync task failed: {e}"));
+                    }
+                }
+            }
+            resp
+        }
+    }
+}
+
+/// Serves the control socket until the runtime shuts down.
+pub async fn serve(app: Arc<App>) -> std::io::Result<()> {
+    let path = socket_path(&app.config.state_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (rd, mut wr) = stream.into_split();
+            let mut line = String::new();
+            if tokio::io::BufReader::new(rd)
+                .read_line(&mut line)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let resp = match serde_json::from_str::<Request>(&line) {
+                Ok(req) => handle(&app, req).await,
+                Err(e) => Response {
+                    ok: false,
+                    errors: vec![format!("bad control request: {e}")],
+                    ..Response::default()
+                },
+            };
+            let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+            out.push(b'\n');
+            let _ = wr.write_all(&out).await;
+        });
+    }
+}
+
+/// Sends `req` to a running mount; `None` if no mount is listening.
+pub fn call(state_dir: &Path, req: &Request) -> Option<std::io::Result<Response>> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket_path(state_dir)).ok()?;
+    let mut run = || -> std::io::Result<Response> {
+        let mut line = serde_json::to_vec(req)?;
+        line.push(b'\n');
+        stream.write_all(&line)?;
+        let mut resp = String::new();
+        BufReader::new(&stream).read_line(&mut resp)?;
+        serde_json::from_str(&resp).map_err(std::io::Error::other)
+    };
+    Some(run())
+}

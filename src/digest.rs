@@ -1,0 +1,246 @@
+//! Content digests: the trust-chain hashes that metadata promises for an
+//! artifact, and the streaming hasher that checks them while bytes arrive.
+//!
+//! A [`Digest`] is validated at the edge (right algorithm, right length), so
+//! everything downstream — store keys, catalog records, verification — can
+//! rely on it being well formed.
+
+use std::fmt;
+
+use sha2::Digest as _;
+
+/// Hash algorithms that registries use to pin artifacts, strongest last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algo {
+    Sha256,
+    Sha512,
+}
+
+impl Algo {
+    /// Length of the raw digest in bytes.
+    pub const fn len(self) -> usize {
+        match self {
+            Algo::Sha256 => 32,
+            Algo::Sha512 => 64,
+        }
+    }
+
+    /// The lowercase name used in URLs fragments, store paths and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algo::Sha256 => "sha256",
+            Algo::Sha512 => "sha512",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Algo> {
+        match name {
+            "sha256" => Some(Algo::Sha256),
+            "sha512" => Some(Algo::Sha512),
+            _ => None,
+        }
+    }
+
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            Algo::Sha256 => 1,
+            Algo::Sha512 => 2,
+        }
+    }
+
+    pub(crate) const fn from_code(code: u8) -> Option<Algo> {
+        match code {
+            1 => Some(Algo::Sha256),
+            2 => Some(Algo::Sha512),
+            _ => None,
+        }
+    }
+}
+
+/// A digest of a known algorithm with exactly the algorithm's length.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    algo: Algo,
+    bytes: Box<[u8]>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DigestError {
+    #[error("unknown digest algorithm `{0}`")]
+    UnknownAlgo(String),
+    #[error("{algo} digest must be {expected} hex characters, got {got}")]
+    BadLength {
+        algo: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("digest is not hexadecimal: `{0}`")]
+    NotHex(String),
+}
+
+impl Digest {
+    /// Parses a hex digest of `algo` (either case).
+    pub fn from_hex(algo: Algo, hex: &str) -> Result<Digest, DigestError> {
+        if hex.len() != algo.len() * 2 {
+            return Err(DigestError::BadLength {
+                algo: algo.name(),
+                expected: algo.len() * 2,
+                got: hex.len(),
+            });
+        }
+        let bytes = decode_hex(hex).ok_or_else(|| DigestError::NotHex(hex.to_string()))?;
+        Ok(Digest {
+            algo,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// Parses `algo=hex` or `algo:hex` as used in URL fragments and metadata.
+    pub fn parse_tagged(s: &str) -> Result<Digest, DigestError> {
+        let (name, hex) = s
+            .split_once(['=', ':'])
+            .ok_or_else(|| DigestError::UnknownAlgo(s.to_string()))?;
+        let algo = Algo::from_name(name).ok_or_else(|| DigestError::UnknownAlgo(name.into()))?;
+        Digest::from_hex(algo, hex)
+    }
+
+    /// Builds a digest from raw bytes; `None` when the length does not fit `algo`.
+    pub fn from_bytes(algo: Algo, bytes: &[u8]) -> Option<Digest> {
+        (bytes.len() == algo.len()).then(|| Digest {
+            algo,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// The SHA-256 of `data`.
+    pub fn sha256_of(data: &[u8]) -> Digest {
+        let mut h = Hasher::new(Algo::Sha256);
+        h.update(data);
+        h.finish()
+    }
+
+    pub fn algo(&self) -> Algo {
+        self.algo
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn hex(&self) -> String {
+        encode_hex(&self.bytes)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algo.name(), self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Incremental hasher for one algorithm.
+pub enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    pub fn new(algo: Algo) -> Hasher {
+        match algo {
+            Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        match self {
+            Hasher::Sha256(h) => Digest {
+                algo: Algo::Sha256,
+                bytes: h.finalize().to_vec().into(),
+            },
+            Hasher::Sha512(h) => Digest {
+                algo: Algo::Sha512,
+                bytes: h.finalize().to_vec().into(),
+            },
+        }
+    }
+}
+
+pub fn encode_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let b = hex.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    b.chunks(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_vector() {
+        assert_eq!(
+            Digest::sha256_of(b"abc").hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn tagged_parse_checks_length_and_hex() {
+        let d = Digest::parse_tagged(
+            "sha256=BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
+        )
+        .unwrap();
+        assert_eq!(d, Digest::sha256_of(b"abc"));
+        assert_eq!(
+            Digest::parse_tagged("sha256=abcd"),
+            Err(DigestError::BadLength {
+                algo: "sha256",
+                expected: 64,
+                got: 4
+            })
+        );
+        assert!(matches!(
+            Digest::parse_tagged(&format!("sha256={}", "zz".repeat(32))),
+            Err(DigestError::NotHex(_))
+        ));
+        assert!(matches!(
+            Digest::parse_tagged("md4=00"),
+            Err(DigestError::UnknownAlgo(_))
+        ));
+    }
+}

@@ -1,0 +1,401 @@
+//! The filesystem, in plain Rust types: lookup, getattr, readdir, open,
+//! read and release over the mirrors' generations and the store. fuser
+//! never appears here (see `fuse.rs`), so all of it is testable without a
+//! mount.
+//!
+//! Operations that may wait for upstream (`lookup`, `getattr`, `open`) are
+//! `async`; the FUSE adapter polls them once on its own thread and moves
+//! them to the runtime only if they are really waiting, so cached paths
+//! never pay for a task switch. Metadata of synced trees is answered from
+//! the catalog alone (invariant 5). The size in an attribute is always the
+//! artifact's true size (invariant 8): when metadata had none, the artifact
+//! is fetched and verified before the attribute is answered.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
+use crate::fetch::{Artifact, Fetcher};
+use crate::mirror::Mirror;
+use crate::store::Store;
+
+/// How long the kernel may cache entries and attributes. Swaps invalidate
+/// what changed explicitly, so this can be long.
+pub const TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: u32,
+    pub nlink: u32,
+}
+
+/// An open file: the verified bytes on local disk.
+pub struct Opened {
+    pub fh: u64,
+    pub ino: u64,
+    pub file: Arc<File>,
+}
+
+/// Receives directory entries; returns true when its buffer is full.
+pub trait DirSink {
+    fn add(&mut self, ino: u64, offset: u64, kind: Kind, name: &str) -> bool;
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("upstream: {0}")]
+    Upstream(String),
+    #[error("local I/O: {0}")]
+    Local(String),
+}
+
+impl FsError {
+    /// The errno a reader sees. Exhaustive on purpose: a new variant must choose.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::BadHandle => libc::EBADF,
+            FsError::Upstream(_) => libc::EIO,
+            FsError::Local(_) => libc::EIO,
+        }
+    }
+}
+
+/// A node resolved from an inode number.
+enum Node {
+    Root,
+    InMirror {
+        mirror: Arc<Mirror>,
+        generation: Arc<Generation>,
+        id: NodeId,
+    },
+}
+
+pub struct Fs {
+    /// Mirrors by slot.
+    mirrors: RwLock<HashMap<u8, Arc<Mirror>>>,
+    store: Arc<Store>,
+    fetcher: Arc<Fetcher>,
+    handles: RwLock<HashMap<u64, Arc<File>>>,
+    next_fh: AtomicU64,
+    started: u32,
+}
+
+impl Fs {
+    pub fn new(mirrors: Vec<Arc<Mirror>>, store: Arc<Store>, fetcher: Arc<Fetcher>) -> Arc<Fs> {
+        Arc::new(Fs {
+            mirrors: RwLock::new(mirrors.into_iter().map(|m| (m.slot, m)).collect()),
+            store,
+            fetcher,
+            handles: RwLock::default(),
+            next_fh: AtomicU64::new(1),
+            started: crate::timestamp::now() as u32,
+        })
+    }
+
+    pub fn mirrors(&self) -> Vec<Arc<Mirror>> {
+        let mut v: Vec<_> = self.mirrors.read().unwrap().values().cloned().collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn fetcher(&self) -> &Arc<Fetcher> {
+        &self.fetcher
+    }
+
+    fn node(&self, ino: u64) -> Result<Node, FsError> {
+        if ino == ROOT_INO {
+            return Ok(Node::Root);
+        }
+        let mirror = self
+            .mirrors
+            .read()
+            .unwrap()
+            .get(&catalog::ino_slot(ino))
+            .cloned()
+            .ok_or(FsError::NotFound)?;
+        let cur = mirror.current();
+        if let Some(id) = cur.find_ino(ino) {
+            return Ok(Node::InMirror {
+                mirror,
+                generation: cur,
+                id,
+            });
+        }
+        // A lookup or open that raced a swap still resolves in the previous generation.
+        let prev = mirror.previous().ok_or(FsError::NotFound)?;
+        let id = prev.find_ino(ino).ok_or(FsError::NotFound)?;
+        Ok(Node::InMirror {
+            mirror,
+            generation: prev,
+            id,
+        })
+    }
+
+    fn root_attr(&self) -> Attr {
+        Attr {
+            ino: ROOT_INO,
+            kind: Kind::Dir,
+            size: 0,
+            mtime: self.started,
+            nlink: 2,
+        }
+    }
+
+    pub async fn lookup(self: Arc<Self>, parent: u64, name: String) -> Result<Attr, FsError> {
+        let (mirror, generation, dir) = match self.node(parent)? {
+            Node::Root => {
+                let mirror = self
+                    .mirrors()
+                    .into_iter()
+                    .find(|m| m.name() == name)
+                    .ok_or(FsError::NotFound)?;
+                let g = mirror.current();
+                let root = g.root();
+                return self.attr(&mirror, &g, root).await;
+            }
+            Node::InMirror {
+                mirror,
+                generation,
+                id,
+            } => (mirror, generation, id),
+        };
+        if generation.kind(dir) != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if let Some(id) = generation.lookup(dir, &name) {
+            return self.attr(&mirror, &generation, id).await;
+        }
+        let Some(unit) = mirror.lazy_unit(&generation.path(dir), &name) else {
+            tracing::debug!(mirror = %mirror.name(), name, "lookup miss");
+            return Err(FsError::NotFound);
+        };
+        match mirror.materialize(&self.fetcher, &unit).await {
+            Ok(true) => {
+                let g = mirror.current();
+                let id = g
+                    .resolve(&generation.path(dir))
+                    .and_then(|d| g.lookup(d, &name))
+                    .ok_or(FsError::NotFound)?;
+                self.attr(&mirror, &g, id).await
+            }
+            Ok(false) => Err(FsError::NotFound),
+            Err(e) => Err(FsError::Upstream(e)),
+        }
+    }
+
+    pub async fn getattr(self: Arc<Self>, ino: u64) -> Result<Attr, FsError> {
+        match self.node(ino)? {
+            Node::Root => Ok(self.root_attr()),
+            Node::InMirror {
+                mirror,
+                generation,
+                id,
+            } => self.attr(&mirror, &generation, id).await,
+        }
+    }
+
+    async fn attr(
+        &self,
+        mirror: &Arc<Mirror>,
+        g: &Generation,
+        id: NodeId,
+    ) -> Result<Attr, FsError> {
+        let ino = g.ino(id);
+        let mtime = g.mtime(id);
+        let Some(file) = g.file(id) else {
+            return Ok(Attr {
+                ino,
+                kind: Kind::Dir,
+                size: 0,
+                mtime,
+                nlink: 2,
+            });
+        };
+        let size = match file.size {
+            Some(size) => size,
+            None => match &file.source {
+                Source::Stored => mirror.meta.size_of(&file.digest).unwrap_or(0),
+                Source::Remote { url } => match self.store.size_of(&file.digest) {
+                    Some(size) => size,
+                    // Invariant 8: learn the true size before answering.
+                    None => self.fetch(mirror, url, &file.digest, None).await?,
+                },
+            },
+        };
+        Ok(Attr {
+            ino,
+            kind: Kind::File,
+            size,
+            mtime,
+            nlink: 1,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        mirror: &Arc<Mirror>,
+        url: &str,
+        digest: &crate::digest::Digest,
+        size: Option<u64>,
+    ) -> Result<u64, FsError> {
+        let art = Artifact {
+            urls: mirror.artifact_urls(url),
+            digest: digest.clone(),
+            size,
+        };
+        self.fetcher
+            .ensure(&self.store, art, mirror.counters.clone())
+            .await
+            .map_err(|e| {
+                mirror.counters.read_error();
+                FsError::Upstream(e.to_string())
+            })
+    }
+
+    /// Lists a directory from `offset`: entry `k` is `.` (0), `..` (1) or
+    /// child `k - 2`, and carries `k + 1` as the offset to resume after it.
+    pub fn readdir(&self, ino: u64, offset: u64, sink: &mut dyn DirSink) -> Result<(), FsError> {
+        match self.node(ino)? {
+            Node::Root => {
+                let mut list = vec![
+                    (ROOT_INO, Kind::Dir, ".".to_string()),
+                    (ROOT_INO, Kind::Dir, "..".to_string()),
+                ];
+                for m in self.mirrors() {
+                    let g = m.current();
+                    list.push((g.ino(g.root()), Kind::Dir, m.name().to_string()));
+                }
+                for (k, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+                    if sink.add(*ino, k as u64 + 1, *kind, name) {
+                        break;
+                    }
+                }
+            }
+            Node::InMirror {
+                generation: g, id, ..
+            } => {
+                if g.kind(id) != Kind::Dir {
+                    return Err(FsError::NotDir);
+                }
+                let parent = if id == g.root() {
+                    ROOT_INO
+                } else {
+                    g.ino(g.parent(id))
+                };
+                let children = g.children(id);
+                let total = 2 + u64::from(children.end - children.start);
+                for k in offset..total {
+                    let (ino, kind, name) = match k {
+                        0 => (g.ino(id), Kind::Dir, "."),
+                        1 => (parent, Kind::Dir, ".."),
+                        _ => {
+                            let c = children.start + (k - 2) as u32;
+                            (g.ino(c), g.kind(c), g.name(c))
+                        }
+                    };
+                    if sink.add(ino, k + 1, kind, name) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a file for reading, fetching and verifying it first if needed.
+    pub async fn open(self: Arc<Self>, ino: u64, write: bool) -> Result<Opened, FsError> {
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        let Node::InMirror {
+            mirror,
+            generation,
+            id,
+        } = self.node(ino)?
+        else {
+            return Err(FsError::IsDir);
+        };
+        let file = generation.file(id).ok_or(FsError::IsDir)?;
+        let local = match &file.source {
+            Source::Stored => mirror.meta.open_object(&file.digest),
+            Source::Remote { url } => match self.store.open_object(&file.digest) {
+                Some(hit) => {
+                    mirror.counters.hit();
+                    Some(hit)
+                }
+                None => {
+                    mirror.counters.miss();
+                    self.fetch(&mirror, url, &file.digest, file.size).await?;
+                    self.store.open_object(&file.digest)
+                }
+            },
+        };
+        let (f, _size) = local
+            .ok_or_else(|| FsError::Local(format!("{} vanished from the cache", file.digest)))?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let f = Arc::new(f);
+        self.handles.write().unwrap().insert(fh, f.clone());
+        Ok(Opened { fh, ino, file: f })
+    }
+
+    /// Reads up to `size` bytes at `offset`; short only at end of file.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let f = self
+            .handles
+            .read()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match f.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FsError::Local(e.to_string())),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.write().unwrap().remove(&fh);
+    }
+
+    /// Number of open file handles.
+    pub fn open_handles(&self) -> usize {
+        self.handles.read().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

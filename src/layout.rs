@@ -1,0 +1,214 @@
+//! Ecosystem layouts: how a registry's metadata becomes a mirror tree.
+//!
+//! Each layout is an adapter that does no I/O of its own: it names the
+//! upstream documents it needs (through a [`DocSource`] the sync driver
+//! provides) and turns their bytes into catalog [`Entry`]s. Layout defaults
+//! (timeouts, path templates) live in `layouts/<name>.toml`, embedded here.
+//!
+//! Units are the grain of syncing: a PyPI project, an npm package. A mirror
+//! either syncs a fixed set of units, or (with no filter configured) starts
+//! empty and materializes a unit on the first lookup of its name.
+
+pub mod pypi;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::catalog::Entry;
+use crate::config::MirrorConfig;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayoutKind {
+    Pypi,
+}
+
+impl LayoutKind {
+    const ALL: &'static [(LayoutKind, &'static str)] = &[(LayoutKind::Pypi, "pypi")];
+
+    pub fn from_name(name: &str) -> Option<LayoutKind> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("?", |(_, n)| n)
+    }
+
+    /// The known layout names, for error messages.
+    pub fn names() -> String {
+        Self::ALL
+            .iter()
+            .map(|(_, n)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The layout's embedded defaults.
+    pub fn spec(self) -> &'static LayoutSpec {
+        static PYPI: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
+        match self {
+            LayoutKind::Pypi => {
+                PYPI.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/pypi.toml")))
+            }
+        }
+    }
+
+    /// The `[[mirror]]` key that selects units for this layout.
+    pub fn filter_key(self) -> &'static str {
+        self.spec().filter_key
+    }
+
+    pub fn adapter(self, mirror: &MirrorConfig) -> Box<dyn Adapter> {
+        match self {
+            LayoutKind::Pypi => Box::new(pypi::Pypi::new(mirror, self.spec())),
+        }
+    }
+}
+
+/// A layout's defaults from `layouts/<name>.toml`.
+#[derive(Debug)]
+pub struct LayoutSpec {
+    pub filter_key: &'static str,
+    pub lookup_timeout: Duration,
+    pub negative_ttl: Duration,
+    pub sync_concurrency: usize,
+    pub max_document: u64,
+    pub paths: toml::Table,
+}
+
+impl LayoutSpec {
+    /// Parses an embedded spec; a broken one is a build defect, caught by tests.
+    fn parse(text: &str) -> LayoutSpec {
+        let t: toml::Table = text.parse().expect("embedded layout spec is valid TOML");
+        let s = |k: &str| {
+            t.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("layout spec: {k}"))
+        };
+        let dur = |k: &str| {
+            crate::config::parse_duration(s(k)).unwrap_or_else(|| panic!("layout spec: {k}"))
+        };
+        LayoutSpec {
+            filter_key: Box::leak(s("filter_key").to_string().into_boxed_str()),
+            lookup_timeout: dur("lookup_timeout"),
+            negative_ttl: dur("negative_ttl"),
+            sync_concurrency: t
+                .get("sync_concurrency")
+                .and_then(|v| v.as_integer())
+                .unwrap_or(8) as usize,
+            max_document: crate::config::parse_size(s("max_document"))
+                .expect("layout spec: max_document"),
+            paths: t
+                .get("paths")
+                .and_then(|v| v.as_table())
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A path template from `[paths]`.
+    pub fn path(&self, key: &str) -> &str {
+        self.paths
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("layout spec: paths.{key}"))
+    }
+}
+
+/// An upstream document request, relative to the mirror's upstream base URL
+/// (or absolute).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocRequest {
+    pub path: String,
+    pub accept: Option<&'static str>,
+}
+
+/// An upstream document as received.
+#[derive(Clone, Debug)]
+pub struct Doc {
+    /// The URL that answered (after redirects); relative links resolve against it.
+    pub url: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("{url}: not found upstream")]
+    NotFound { url: String },
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+}
+
+/// Where adapters get upstream documents from (the sync driver in
+/// production, fixture bytes in tests).
+pub trait DocSource: Send + Sync {
+    fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    #[error("{url}: {what}")]
+    BadMetadata { url: String, what: String },
+}
+
+/// Which units a sync covers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// Exactly these units.
+    Units(Vec<String>),
+    /// Whatever has been materialized so far (no filter configured).
+    Lazy,
+}
+
+/// What one unit contributes.
+pub struct UnitOutput {
+    pub entries: Vec<Entry>,
+    /// Entries dropped as malformed (logged by the adapter).
+    pub rejected: usize,
+}
+
+pub trait Adapter: Send + Sync {
+    /// Decides the units of this sync (may read an upstream listing for globs).
+    fn select<'a>(&'a self, src: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>>;
+
+    /// Fetches and parses one unit. `Ok(None)`: upstream does not have it.
+    fn unit<'a>(
+        &'a self,
+        unit: &'a str,
+        src: &'a dyn DocSource,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>>;
+
+    /// Entries derived from the set of units (root listings).
+    fn root_entries(&self, units: &[String]) -> Vec<Entry>;
+
+    /// True for the paths that [`Adapter::root_entries`] produces.
+    fn is_root_entry(&self, path: &str) -> bool;
+
+    /// In lazy mode: the unit that a lookup of `name` in directory
+    /// `parent` (mirror-relative) would materialize.
+    fn lazy_unit(&self, parent: &str, name: &str) -> Option<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_specs_parse() {
+        for (k, name) in LayoutKind::ALL {
+            let spec = k.spec();
+            assert!(!spec.filter_key.is_empty(), "{name}");
+            assert_eq!(LayoutKind::from_name(name), Some(*k));
+        }
+        assert_eq!(LayoutKind::Pypi.spec().path("index_dir"), "simple");
+    }
+}

@@ -1,0 +1,218 @@
+//! PEP 503 HTML: a tolerant reader for upstream pages (anchors and their
+//! `data-*` attributes) and the writer for the pages the mirror serves.
+
+/// One `<a>` element.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub attrs: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Anchor {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every anchor in `html`, attributes and text entity-decoded.
+pub fn anchors(html: &str) -> Vec<Anchor> {
+    let lower = html.to_ascii_lowercase();
+    let bytes = html.as_bytes();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(found) = lower[at..].find("<a") {
+        let start = at + found + 2;
+        at = start;
+        if !bytes
+            .get(start)
+            .is_some_and(|&c| c.is_ascii_whitespace() || c == b'>')
+        {
+            continue;
+        }
+        let mut attrs = Vec::new();
+        let mut i = start;
+        loop {
+            while i < bytes.len() && (bytes[i].is_ascii_whitespace() || bytes[i] == b'/') {
+                i += 1;
+            }
+            if i >= bytes.len() || bytes[i] == b'>' {
+                break;
+            }
+            let name_start = i;
+            while i < bytes.len()
+                && !bytes[i].is_ascii_whitespace()
+                && !matches!(bytes[i], b'=' | b'>' | b'/')
+            {
+                i += 1;
+            }
+            let name = lower[name_start..i].to_string();
+            let mut value = String::new();
+            if bytes.get(i) == Some(&b'=') {
+                i += 1;
+                match bytes.get(i) {
+                    Some(&q @ (b'"' | b'\'')) => {
+                        let end = html[i + 1..]
+                            .find(q as char)
+                            .map_or(bytes.len(), |e| i + 1 + e);
+                        value = decode_entities(&html[i + 1..end]);
+                        i = (end + 1).min(bytes.len());
+                    }
+                    _ => {
+                        let vs = i;
+                        while i < bytes.len() && !bytes[i].is_ascii_whitespace() && bytes[i] != b'>'
+                        {
+                            i += 1;
+                        }
+                        value = decode_entities(&html[vs..i]);
+                    }
+                }
+            }
+            if !name.is_empty() {
+                attrs.push((name, value));
+            }
+        }
+        let text_start = (i + 1).min(bytes.len());
+        let text_end = lower[text_start..]
+            .find("</a")
+            .map_or(bytes.len(), |e| text_start + e);
+        out.push(Anchor {
+            attrs,
+            text: decode_entities(html[text_start..text_end].trim()),
+        });
+        at = text_end;
+    }
+    out
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let decoded = rest.find(';').filter(|&e| e <= 10).and_then(|end| {
+            let ent = &rest[1..end];
+            let c = match ent {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" | "#39" => Some('\''),
+                _ if ent.starts_with("#x") || ent.starts_with("#X") => {
+                    u32::from_str_radix(&ent[2..], 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                }
+                _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
+                _ => None,
+            };
+            c.map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Escapes text for HTML content and double-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A PEP 503 page: a title and one anchor per (href, attributes, text).
+pub fn page(
+    title: &str,
+    api_version: &str,
+    links: &[(String, Vec<(&str, String)>, String)],
+) -> String {
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{api_version}\">\n    <title>{t}</title>\n  </head>\n  <body>\n    <h1>{t}</h1>\n",
+        t = escape(title)
+    );
+    for (href, attrs, text) in links {
+        s.push_str("    <a href=\"");
+        s.push_str(&escape(href));
+        s.push('"');
+        for (k, v) in attrs {
+            s.push_str(&format!(" {k}=\"{}\"", escape(v)));
+        }
+        s.push('>');
+        s.push_str(&escape(text));
+        s.push_str("</a><br />\n");
+    }
+    s.push_str("  </body>\n</html>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pep503_anchors() {
+        let html = r#"<html><body><A HREF="../../x/a-1.0.tar.gz#sha256=ab" data-requires-python="&gt;=3.7" data-yanked>a-1.0.tar.gz</A><br/>
+            <a href='b.whl' data-dist-info-metadata=sha256=cd>b &amp; c.whl</a><abbr>no</abbr><a>bare</a></body></html>"#;
+        let a = anchors(html);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[0].attr("href"), Some("../../x/a-1.0.tar.gz#sha256=ab"));
+        assert_eq!(a[0].attr("data-requires-python"), Some(">=3.7"));
+        assert_eq!(a[0].attr("data-yanked"), Some(""));
+        assert_eq!(a[0].text, "a-1.0.tar.gz");
+        assert_eq!(a[1].attr("data-dist-info-metadata"), Some("sha256=cd"));
+        assert_eq!(a[1].text, "b & c.whl");
+        assert_eq!(a[2].attr("href"), None);
+    }
+
+    #[test]
+    fn survives_truncated_markup() {
+        assert_eq!(anchors("<a href=\"x").len(), 1);
+        assert_eq!(anchors("<a").len(), 0);
+        assert_eq!(decode_entities("&#x41;&#66;&bogus;&"), "AB&bogus;&");
+    }
+
+    #[test]
+    fn writes_escaped_pages() {
+        let p = page(
+            "Links for a",
+            "1.0",
+            &[(
+                "x.whl#sha256=00".into(),
+                vec![("data-requires-python", ">=3\"".into())],
+                "x<.whl".into(),
+            )],
+        );
+        assert!(
+            p.contains(
+                r#"<a href="x.whl#sha256=00" data-requires-python="&gt;=3&quot;">x&lt;.whl</a>"#
+            ),
+            "{p}"
+        );
+        let back = anchors(&p);
+        assert_eq!(back[0].attr("data-requires-python"), Some(">=3\""));
+    }
+}

@@ -1,0 +1,170 @@
+//! Upstream metadata documents for syncs: conditional requests and the raw
+//! bodies kept for them.
+//!
+//! Each document fetched is kept in the mirror's metadata store with its
+//! validators (ETag, Last-Modified). The next sync sends them; a 304 costs
+//! one small request and the adapter re-reads the kept body, so an unchanged
+//! upstream means no transfer and, when nothing at all changed, no rebuild.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Algo, Digest};
+use crate::fetch::{DocResponse, Fetcher};
+use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource};
+
+use super::Mirror;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Cached {
+    url: String,
+    content_type: Option<String>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    sha256: String,
+}
+
+/// Validators and kept bodies of the documents last fetched, by request.
+pub struct DocCache {
+    path: PathBuf,
+    map: Mutex<HashMap<String, Cached>>,
+}
+
+impl DocCache {
+    pub fn load(path: &Path) -> DocCache {
+        let map = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        DocCache {
+            path: path.to_owned(),
+            map: Mutex::new(map),
+        }
+    }
+
+    pub fn save(&self) {
+        let bytes = serde_json::to_vec(&*self.map.lock().unwrap()).unwrap_or_default();
+        if let Err(e) = crate::durable::write_atomic(&self.path, &bytes) {
+            tracing::warn!("cannot save {}: {e}", self.path.display());
+        }
+    }
+
+    /// Digests of the kept bodies (the metadata store keeps these).
+    pub fn blobs(&self) -> HashSet<Digest> {
+        self.map
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|c| Digest::from_hex(Algo::Sha256, &c.sha256).ok())
+            .collect()
+    }
+}
+
+/// The [`DocSource`] a sync hands to the layout adapter.
+pub struct Source<'a> {
+    mirror: &'a Mirror,
+    fetcher: &'a Arc<Fetcher>,
+    fresh: AtomicUsize,
+}
+
+impl<'a> Source<'a> {
+    pub fn new(mirror: &'a Mirror, fetcher: &'a Arc<Fetcher>) -> Source<'a> {
+        Source {
+            mirror,
+            fetcher,
+            fresh: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many documents came back changed (not 304).
+    pub fn fresh(&self) -> usize {
+        self.fresh.load(Ordering::Relaxed)
+    }
+
+    fn urls(&self, path: &str) -> Vec<String> {
+        if reqwest::Url::parse(path).is_ok() {
+            return vec![path.to_string()];
+        }
+        self.mirror
+            .config
+            .upstreams
+            .iter()
+            .filter_map(|b| b.join(path).ok())
+            .map(|u| u.to_string())
+            .collect()
+    }
+
+    async fn fetch(&self, req: DocRequest) -> Result<Doc, DocError> {
+        let key = format!("{} {}", req.path, req.accept.unwrap_or(""));
+        let urls = self.urls(&req.path);
+        let cache = &self.mirror.docs;
+        let cached = cache.map.lock().unwrap().get(&key).cloned();
+        let kept = cached.as_ref().and_then(|c| {
+            let d = Digest::from_hex(Algo::Sha256, &c.sha256).ok()?;
+            let body = std::fs::read(self.mirror.meta.object_path(&d)).ok()?;
+            Some((c.clone(), body))
+        });
+        let validators = kept
+            .as_ref()
+            .map(|(c, _)| (c.etag.clone(), c.last_modified.clone()));
+        let limit = self.mirror.spec.max_document;
+        match self
+            .fetcher
+            .get_doc(&urls, req.accept, validators, limit)
+            .await?
+        {
+            DocResponse::NotModified => match kept {
+                Some((c, body)) => Ok(Doc {
+                    url: c.url,
+                    content_type: c.content_type,
+                    body,
+                }),
+                None => Err(DocError::NotFound {
+                    url: urls.first().cloned().unwrap_or_default(),
+                }),
+            },
+            DocResponse::NotFound { url } => {
+                cache.map.lock().unwrap().remove(&key);
+                Err(DocError::NotFound { url })
+            }
+            DocResponse::Fresh(doc) => {
+                self.fresh.fetch_add(1, Ordering::Relaxed);
+                let unchanged = kept.as_ref().is_some_and(|(_, body)| *body == doc.body);
+                if unchanged {
+                    self.fresh.fetch_sub(1, Ordering::Relaxed);
+                }
+                if doc.etag.is_some() || doc.last_modified.is_some() || unchanged {
+                    let d = Digest::sha256_of(&doc.body);
+                    if self.mirror.meta.put_bytes(&d, &doc.body).is_ok() {
+                        let entry = Cached {
+                            url: doc.url.clone(),
+                            content_type: doc.content_type.clone(),
+                            etag: doc.etag.clone(),
+                            last_modified: doc.last_modified.clone(),
+                            sha256: d.hex(),
+                        };
+                        cache.map.lock().unwrap().insert(key, entry);
+                    }
+                } else {
+                    cache.map.lock().unwrap().remove(&key);
+                }
+                Ok(Doc {
+                    url: doc.url,
+                    content_type: doc.content_type,
+                    body: doc.body,
+                })
+            }
+        }
+    }
+}
+
+impl DocSource for Source<'_> {
+    fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
+        Box::pin(self.fetch(req))
+    }
+}

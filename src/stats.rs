@@ -1,0 +1,116 @@
+//! Per-mirror counters: what `status` and the metrics endpoint report.
+//! Updated lock-free on the read path; snapshotted for output.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Opens of artifacts already in the cache.
+    hits: AtomicU64,
+    /// Opens that had to wait for upstream.
+    misses: AtomicU64,
+    /// Completed, verified downloads and their bytes.
+    fetches: AtomicU64,
+    fetched_bytes: AtomicU64,
+    /// Bodies that did not match the promised digest or size.
+    verify_failures: AtomicU64,
+    /// Reads answered with EIO.
+    read_errors: AtomicU64,
+    /// Upstream failures by kind (status, timeout, connect, verify, …).
+    upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A point-in-time copy of [`Counters`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Snapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub fetches: u64,
+    pub fetched_bytes: u64,
+    pub verify_failures: u64,
+    pub read_errors: u64,
+    pub upstream_errors: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    pub fn hit(&self) {
+        self.hits.fetch_add(1, Relaxed);
+    }
+
+    pub fn miss(&self) {
+        self.misses.fetch_add(1, Relaxed);
+    }
+
+    pub fn add_fetch(&self, bytes: u64) {
+        self.fetches.fetch_add(1, Relaxed);
+        self.fetched_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn verify_failure(&self) {
+        self.verify_failures.fetch_add(1, Relaxed);
+    }
+
+    pub fn read_error(&self) {
+        self.read_errors.fetch_add(1, Relaxed);
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
+        *self
+            .upstream_errors
+            .lock()
+            .unwrap()
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            fetches: self.fetches.load(Relaxed),
+            fetched_bytes: self.fetched_bytes.load(Relaxed),
+            verify_failures: self.verify_failures.load(Relaxed),
+            read_errors: self.read_errors.load(Relaxed),
+            upstream_errors: self
+                .upstream_errors
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        }
+    }
+
+    /// Continues counting from a persisted snapshot (after a restart).
+    pub fn restore(&self, s: &Snapshot) {
+        self.hits.store(s.hits, Relaxed);
+        self.misses.store(s.misses, Relaxed);
+        self.fetches.store(s.fetches, Relaxed);
+        self.fetched_bytes.store(s.fetched_bytes, Relaxed);
+        self.verify_failures.store(s.verify_failures, Relaxed);
+        self.read_errors.store(s.read_errors, Relaxed);
+        let mut m = self.upstream_errors.lock().unwrap();
+        for (k, v) in &s.upstream_errors {
+            if let Some(kind) = KINDS.iter().find(|x| **x == k.as_str()) {
+                m.insert(kind, *v);
+            }
+        }
+    }
+}
+
+/// Every upstream error kind (see `FetchError::kind`).
+const KINDS: &[&str] = &[
+    "status",
+    "timeout",
+    "connect",
+    "transport",
+    "stalled",
+    "verify",
+    "too_large",
+    "not_found",
+    "store",
+];

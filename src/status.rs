@@ -1,0 +1,121 @@
+//! What `regfs status` reports per mirror, gathered from the live daemon
+//! or from the state directory, as a table or JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Source;
+use crate::mirror::{Mirror, SyncRecord};
+use crate::stats::Snapshot;
+use crate::store::Store;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MirrorStatus {
+    pub name: String,
+    pub layout: String,
+    pub generation: u64,
+    /// Unix seconds the served generation was built.
+    pub generation_built: u64,
+    pub sync: SyncRecord,
+    /// Packages (projects) in the tree.
+    pub units: u64,
+    /// Files fetched lazily from upstream.
+    pub artifacts: u64,
+    /// Of those, how many are in the cache, and their bytes.
+    pub cached: u64,
+    pub cached_bytes: u64,
+    /// Memory the served catalog takes.
+    pub catalog_bytes: u64,
+    pub counters: Snapshot,
+}
+
+pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
+    let g = mirror.current();
+    let (mut artifacts, mut cached, mut cached_bytes) = (0, 0, 0);
+    for id in g.files() {
+        if let Some(f) = g
+            .file(id)
+            .filter(|f| matches!(f.source, Source::Remote { .. }))
+        {
+            artifacts += 1;
+            if let Some(size) = store.size_of(&f.digest) {
+                cached += 1;
+                cached_bytes += size;
+            }
+        }
+    }
+    MirrorStatus {
+        name: mirror.name().to_string(),
+        layout: mirror.config.layout.name().to_string(),
+        generation: g.number(),
+        generation_built: g.created(),
+        sync: mirror.sync_record(),
+        units: g.units().len() as u64,
+        artifacts,
+        cached,
+        cached_bytes,
+        catalog_bytes: g.byte_len() as u64,
+        counters: mirror.counters.snapshot(),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn when(secs: u64) -> String {
+    if secs == 0 {
+        "never".into()
+    } else {
+        crate::timestamp::format_rfc3339(secs as i64)
+    }
+}
+
+/// A human-readable report, one block per mirror.
+pub fn render(list: &[MirrorStatus]) -> String {
+    let mut out = String::new();
+    for s in list {
+        let c = &s.counters;
+        let errors: u64 = c.upstream_errors.values().sum();
+        let result = if s.sync.last_sync == 0 {
+            "never synced".to_string()
+        } else if s.sync.ok {
+            format!("ok ({})", s.sync.message)
+        } else {
+            format!("FAILED: {}", s.sync.message)
+        };
+        out.push_str(&format!(
+            "{name} ({layout})\n  generation     {gen} (built {built})\n  last sync      {last}, {ms} ms: {result}\n  last success   {succ}\n  packages       {units}\n  artifacts      {arts} listed, {cached} cached ({cb})\n  reads          {hits} hits, {misses} misses, {re} failed\n  upstream       {fetches} fetched ({fb}), {vf} verification failures, {errors} errors{kinds}\n  catalog        {cat}\n",
+            name = s.name,
+            layout = s.layout,
+            gen = s.generation,
+            built = when(s.generation_built),
+            last = when(s.sync.last_sync),
+            ms = s.sync.duration_ms,
+            succ = when(s.sync.last_success),
+            units = s.units,
+            arts = s.artifacts,
+            cached = s.cached,
+            cb = human_bytes(s.cached_bytes),
+            hits = c.hits,
+            misses = c.misses,
+            re = c.read_errors,
+            fetches = c.fetches,
+            fb = human_bytes(c.fetched_bytes),
+            vf = c.verify_failures,
+            kinds = if c.upstream_errors.is_empty() { String::new() } else { format!(" ({})", c.upstream_errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")) },
+            cat = human_bytes(s.catalog_bytes),
+        ));
+    }
+    out
+}

@@ -1,0 +1,482 @@
+//! The content-addressed store: verified bytes keyed by their digest.
+//!
+//! ```text
+//! <root>/objects/<algo>/<hex[0:2]>/<hex[2:]>   one verified object per digest
+//! <root>/tmp/<n>.part                          downloads in progress
+//! ```
+//!
+//! Nothing reaches `objects/` unverified: a [`Pending`] hashes while it is
+//! written, and [`Pending::commit`] checks size and digest, `fsync`s the data
+//! and only then renames it into place (DESIGN invariant 3). After a power
+//! cut an object is either absent or complete; leftovers in `tmp/` are
+//! removed at startup. Objects are deduplicated across mirrors and
+//! generations. A store with a size bound evicts least recently used objects
+//! down to 90% of the bound; the LRU order survives restarts through the
+//! objects' mtimes, refreshed at most hourly per object.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::{Algo, Digest, Hasher, decode_hex};
+
+/// How often (seconds) an object's mtime is refreshed when it is opened.
+const TOUCH_INTERVAL: u64 = 3600;
+
+pub struct Store {
+    root: PathBuf,
+    max_size: Option<u64>,
+    index: Mutex<Index>,
+    next_tmp: AtomicU64,
+}
+
+#[derive(Default)]
+struct Index {
+    objects: HashMap<Digest, Slot>,
+    total: u64,
+    tick: u64,
+}
+
+struct Slot {
+    size: u64,
+    /// Logical clock of the last use (LRU order).
+    used: u64,
+    /// Unix seconds the object's mtime was last set.
+    touched: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("size mismatch: expected {expected} bytes, got {actual}")]
+    Size { expected: u64, actual: u64 },
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    Digest { expected: Digest, actual: Digest },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Counts for status output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Opens (creating) a store, removes leftover temp files and indexes
+    /// the objects present.
+    pub fn open(root: &Path, max_size: Option<u64>) -> Result<Store, StoreError> {
+        let objects = root.join("objects");
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&objects).map_err(io_err(&objects))?;
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let mut leftovers = 0;
+        for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
+            if fs::remove_file(e.path()).is_ok() {
+                leftovers += 1;
+            }
+        }
+        if leftovers > 0 {
+            tracing::info!(store = %root.display(), leftovers, "removed incomplete downloads left by an earlier run");
+        }
+        let mut found: Vec<(Digest, u64, u64)> = Vec::new();
+        for algo in [Algo::Sha256, Algo::Sha512] {
+            let dir = objects.join(algo.name());
+            let Ok(fanout) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for sub in fanout.flatten() {
+                let prefix = sub.file_name().to_string_lossy().into_owned();
+                let Ok(files) = fs::read_dir(sub.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let hex = format!("{prefix}{}", f.file_name().to_string_lossy());
+                    let Ok(meta) = f.metadata() else { continue };
+                    match decode_hex(&hex).and_then(|b| Digest::from_bytes(algo, &b)) {
+                        Some(d) if meta.is_file() => {
+                            found.push((d, meta.len(), meta.mtime().max(0) as u64))
+                        }
+                        _ => {
+                            tracing::warn!(path = %f.path().display(), "ignoring unexpected file in the store")
+                        }
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|(_, _, mtime)| *mtime);
+        let mut index = Index::default();
+        for (d, size, mtime) in found {
+            index.tick += 1;
+            index.total += size;
+            index.objects.insert(
+                d,
+                Slot {
+                    size,
+                    used: index.tick,
+                    touched: mtime,
+                },
+            );
+        }
+        let store = Store {
+            root: root.to_owned(),
+            max_size,
+            index: Mutex::new(index),
+            next_tmp: AtomicU64::new(0),
+        };
+        store.evict_if_needed(None);
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the object for `d` lives (whether or not it is present).
+    pub fn object_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root
+            .join("objects")
+            .join(d.algo().name())
+            .join(&hex[..2])
+            .join(&hex[2..])
+    }
+
+    /// The size of the object for `d`, if present.
+    pub fn size_of(&self, d: &Digest) -> Option<u64> {
+        self.index.lock().unwrap().objects.get(d).map(|s| s.size)
+    }
+
+    /// Opens the object for `d` for reading and marks it used.
+    pub fn open_object(&self, d: &Digest) -> Option<(File, u64)> {
+        let path = self.object_path(d);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(_) => {
+                self.forget(d);
+                return None;
+            }
+        };
+        let now = crate::timestamp::now();
+        let (size, touch) = {
+            let mut idx = self.index.lock().unwrap();
+            idx.tick += 1;
+            let tick = idx.tick;
+            let slot = idx.objects.get_mut(d)?;
+            slot.used = tick;
+            let touch = now.saturating_sub(slot.touched) > TOUCH_INTERVAL;
+            if touch {
+                slot.touched = now;
+            }
+            (slot.size, touch)
+        };
+        if touch {
+            let t = std::time::SystemTime::now();
+            let _ = file.set_times(fs::FileTimes::new().set_modified(t));
+        }
+        Some((file, size))
+    }
+
+    /// Starts writing an object expected to have digest `expect`.
+    pub fn begin(&self, expect: Digest, expected_size: Option<u64>) -> Result<Pending, StoreError> {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{n}.part", std::process::id()));
+        let file = File::create(&path).map_err(io_err(&path))?;
+        Ok(Pending {
+            hasher: Hasher::new(expect.algo()),
+            file,
+            path,
+            written: 0,
+            expect,
+            expected_size,
+            done: false,
+        })
+    }
+
+    /// Stores `bytes` whose SHA-256 is `d` (metadata blobs).
+    pub fn put_bytes(&self, d: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.size_of(d).is_some() {
+            return Ok(());
+        }
+        let mut p = self.begin(d.clone(), Some(bytes.len() as u64))?;
+        p.write(bytes)?;
+        p.commit(self).map(|_| ())
+    }
+
+    pub fn usage(&self) -> Usage {
+        let idx = self.index.lock().unwrap();
+        Usage {
+            objects: idx.objects.len() as u64,
+            bytes: idx.total,
+        }
+    }
+
+    /// Every object with its size.
+    pub fn objects(&self) -> Vec<(Digest, u64)> {
+        self.index
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .map(|(d, s)| (d.clone(), s.size))
+            .collect()
+    }
+
+    /// Removes the object for `d`.
+    pub fn remove(&self, d: &Digest) {
+        let _ = fs::remove_file(self.object_path(d));
+        self.forget(d);
+    }
+
+    /// Removes every object for which `keep` is false; returns (objects, bytes) removed.
+    pub fn retain(&self, keep: impl Fn(&Digest) -> bool) -> (u64, u64) {
+        let doomed: Vec<(Digest, u64)> = self
+            .objects()
+            .into_iter()
+            .filter(|(d, _)| !keep(d))
+            .collect();
+        let bytes = doomed.iter().map(|(_, s)| s).sum();
+        for (d, _) in &doomed {
+            self.remove(d);
+        }
+        (doomed.len() as u64, bytes)
+    }
+
+    /// Evicts least recently used objects until at most `target` bytes remain.
+    pub fn evict_to(&self, target: u64, spare: Option<&Digest>) -> (u64, u64) {
+        let victims: Vec<(Digest, u64)> = {
+            let idx = self.index.lock().unwrap();
+            if idx.total <= target {
+                return (0, 0);
+            }
+            let mut by_age: Vec<(&Digest, &Slot)> = idx
+                .objects
+                .iter()
+                .filter(|(d, _)| Some(*d) != spare)
+                .collect();
+            by_age.sort_unstable_by_key(|(_, s)| s.used);
+            let mut excess = idx.total - target;
+            let mut out = Vec::new();
+            for (d, s) in by_age {
+                if excess == 0 {
+                    break;
+                }
+                excess = excess.saturating_sub(s.size);
+                out.push((d.clone(), s.size));
+            }
+            out
+        };
+        for (d, _) in &victims {
+            self.remove(d);
+        }
+        let bytes = victims.iter().map(|(_, s)| s).sum();
+        if !victims.is_empty() {
+            tracing::info!(store = %self.root.display(), objects = victims.len(), bytes, "evicted least recently used objects");
+        }
+        (victims.len() as u64, bytes)
+    }
+
+    fn evict_if_needed(&self, spare: Option<&Digest>) {
+        if let Some(max) = self.max_size {
+            if self.usage().bytes > max {
+                self.evict_to(max / 10 * 9, spare);
+            }
+        }
+    }
+
+    fn forget(&self, d: &Digest) {
+        let mut idx = self.index.lock().unwrap();
+        if let Some(s) = idx.objects.remove(d) {
+            idx.total -= s.size;
+        }
+    }
+
+    fn insert(&self, d: &Digest, size: u64) {
+        let mut idx = self.index.lock().unwrap();
+        idx.tick += 1;
+        let used = idx.tick;
+        if idx
+            .objects
+            .insert(
+                d.clone(),
+                Slot {
+                    size,
+                    used,
+                    touched: crate::timestamp::now(),
+                },
+            )
+            .is_none()
+        {
+            idx.total += size;
+        }
+    }
+}
+
+/// An object being written; removed unless committed.
+pub struct Pending {
+    file: File,
+    path: PathBuf,
+    hasher: Hasher,
+    written: u64,
+    expect: Digest,
+    expected_size: Option<u64>,
+    done: bool,
+}
+
+impl Pending {
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.written += chunk.len() as u64;
+        if let Some(max) = self.expected_size {
+            if self.written > max {
+                return Err(StoreError::Size {
+                    expected: max,
+                    actual: self.written,
+                });
+            }
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).map_err(io_err(&self.path))
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verifies, makes durable and publishes the object; returns its size.
+    pub fn commit(mut self, store: &Store) -> Result<u64, StoreError> {
+        if let Some(expected) = self.expected_size {
+            if expected != self.written {
+                return Err(StoreError::Size {
+                    expected,
+                    actual: self.written,
+                });
+            }
+        }
+        let hasher = std::mem::replace(&mut self.hasher, Hasher::new(self.expect.algo()));
+        let actual = hasher.finish();
+        if actual != self.expect {
+            return Err(StoreError::Digest {
+                expected: self.expect.clone(),
+                actual,
+            });
+        }
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        let dest = store.object_path(&self.expect);
+        let parent = dest.parent().expect("object paths have a parent");
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
+        self.done = true;
+        store.insert(&self.expect, self.written);
+        store.evict_if_needed(Some(&self.expect));
+        Ok(self.written)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "regfs-store-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rand_suffix() -> u64 {
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed) * 1000 + crate::timestamp::now() % 1000
+    }
+
+    #[test]
+    fn commit_verifies_and_publishes() {
+        let root = tmp();
+        let store = Store::open(&root, None).unwrap();
+        let d = Digest::sha256_of(b"hello");
+        let mut p = store.begin(d.clone(), Some(5)).unwrap();
+        p.write(b"hel").unwrap();
+        p.write(b"lo").unwrap();
+        assert_eq!(p.commit(&store).unwrap(), 5);
+        let (_, size) = store.open_object(&d).unwrap();
+        assert_eq!(size, 5);
+        assert_eq!(fs::read(store.object_path(&d)).unwrap(), b"hello");
+        // A reopened store finds it.
+        drop(store);
+        assert_eq!(Store::open(&root, None).unwrap().size_of(&d), Some(5));
+    }
+
+    #[test]
+    fn mismatches_leave_nothing_behind() {
+        let root = tmp();
+        let store = Store::open(&root, None).unwrap();
+        let d = Digest::sha256_of(b"hello");
+        let mut p = store.begin(d.clone(), None).unwrap();
+        p.write(b"HELLO").unwrap();
+        assert!(matches!(p.commit(&store), Err(StoreError::Digest { .. })));
+        let mut p = store.begin(d.clone(), Some(4)).unwrap();
+        assert!(matches!(p.write(b"hello"), Err(StoreError::Size { .. })));
+        drop(p);
+        assert_eq!(store.size_of(&d), None);
+        assert!(!store.object_path(&d).exists());
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn startup_removes_leftovers() {
+        let root = tmp();
+        let store = Store::open(&root, None).unwrap();
+        let p = store.begin(Digest::sha256_of(b"x"), None).unwrap();
+        std::mem::forget(p); // as if the process died mid-download
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 1);
+        drop(store);
+        Store::open(&root, None).unwrap();
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn evicts_least_recently_used() {
+        let root = tmp();
+        let store = Store::open(&root, Some(3000)).unwrap();
+        let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
+        let ds: Vec<Digest> = blobs.iter().map(|b| Digest::sha256_of(b)).collect();
+        for (d, b) in ds.iter().zip(&blobs) {
+            store.put_bytes(d, b).unwrap();
+        }
+        store.open_object(&ds[0]).unwrap(); // 0 is now more recent than 1
+        let extra = vec![9u8; 1000];
+        let de = Digest::sha256_of(&extra);
+        store.put_bytes(&de, &extra).unwrap(); // 4000 > 3000: evict down to 2700
+        assert_eq!(
+            store.size_of(&ds[1]),
+            None,
+            "least recently used goes first"
+        );
+        assert!(store.size_of(&de).is_some(), "the new object is spared");
+        assert!(store.usage().bytes <= 2700);
+    }
+}
