@@ -336,3 +336,6 @@ pub fn diff(old: &Generation, new: &Generation) -> Invalidations {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,8 @@
 //! `fetch_timeout`, no body chunk apart by more than `idle_timeout`, finite
 //! attempts, so a reader always gets bytes or an error (invariant 6).
 
+#[cfg(test)]
+pub mod fake;
 pub mod http;
 
 use std::collections::HashMap;
@@ -157,6 +159,9 @@ pub struct FetchedDoc {
 }
 
 type Outcome = Option<Result<u64, FetchError>>;
+
+/// Slowest average transfer rate (bytes/s) tolerated once `fetch_timeout` has passed.
+pub const MIN_RATE: u64 = 16 * 1024;
 
 pub struct Fetcher {
     transport: Arc<dyn Transport>,
@@ -371,8 +376,11 @@ impl Fetcher {
                             limit,
                         });
                     }
-                    let mut body = Vec::with_capacity(resp.content_length.unwrap_or(0) as usize);
+                    let mut body =
+                        Vec::with_capacity(resp.content_length.unwrap_or(0).min(limit) as usize);
+                    let started = std::time::Instant::now();
                     while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
+                        self.check_rate(url, started, body.len() as u64)?;
                         if body.len() as u64 + chunk.len() as u64 > limit {
                             return Err(FetchError::TooLarge {
                                 url: url.into(),
@@ -475,6 +483,26 @@ impl Fetcher {
                 secs: self.settings.idle_timeout.as_secs(),
             }),
         }
+    }
+
+    /// Past `fetch_timeout`, a body slower than [`MIN_RATE`] on average is
+    /// abandoned, so a trickling upstream cannot hold a reader indefinitely.
+    fn check_rate(
+        &self,
+        url: &str,
+        started: std::time::Instant,
+        bytes: u64,
+    ) -> Result<(), FetchError> {
+        let elapsed = started.elapsed();
+        if elapsed > self.settings.fetch_timeout
+            && (bytes as f64) < MIN_RATE as f64 * elapsed.as_secs_f64()
+        {
+            return Err(FetchError::Stalled {
+                url: url.into(),
+                secs: elapsed.as_secs(),
+            });
+        }
+        Ok(())
     }
 
     async fn host_permit(&self, url: &str) -> tokio::sync::OwnedSemaphorePermit {

@@ -1,1 +1,266 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use super::fake::{Fake, Reply, ok};
+use super::*;
+use crate::store::Store;
+
+fn setup() -> (Arc<Fake>, Arc<Fetcher>, Arc<Store>) {
+    let fake = Arc::new(Fake::default());
+    let settings = FetchSettings {
+        idle_timeout: Duration::from_millis(300),
+        fetch_timeout: Duration::from_secs(2),
+        ..FetchSettings::default()
+    };
+    let fetcher = Fetcher::new(fake.clone(), settings);
+    let dir = std::env::temp_dir().join(format!(
+        "regfs-fetch-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let store = Arc::new(Store::open(&dir, None).unwrap());
+    (fake, fetcher, store)
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn artifact(url: &str, body: &[u8]) -> Artifact {
+    Artifact {
+        urls: vec![url.to_string()],
+        digest: Digest::sha256_of(body),
+        size: Some(body.len() as u64),
+    }
+}
+
+const URL: &str = "http://up.test/a.whl";
+
+#[tokio::test]
+async fn downloads_once_and_then_serves_from_the_store() {
+    let (fake, fetcher, store) = setup();
+    let body = vec![7u8; 5000];
+    fake.route(URL, vec![ok(&body)]);
+    let c = Arc::new(Counters::default());
+    assert_eq!(
+        fetcher
+            .ensure(&store, artifact(URL, &body), c.clone())
+            .await
+            .unwrap(),
+        5000
+    );
+    assert_eq!(
+        fetcher
+            .ensure(&store, artifact(URL, &body), c.clone())
+            .await
+            .unwrap(),
+        5000
+    );
+    assert_eq!(fake.hits(URL), 1);
+    assert_eq!(
+        std::fs::read(store.object_path(&Digest::sha256_of(&body))).unwrap(),
+        body
+    );
+    assert_eq!(c.snapshot().fetches, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_readers_cause_one_request() {
+    let (fake, fetcher, store) = setup();
+    let body = vec![1u8; 100_000];
+    fake.route(
+        URL,
+        vec![Reply {
+            delay: Duration::from_millis(100),
+            ..ok(&body)
+        }],
+    );
+    let c = Arc::new(Counters::default());
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (f, s, c, a) = (
+                fetcher.clone(),
+                store.clone(),
+                c.clone(),
+                artifact(URL, &body),
+            );
+            tokio::spawn(async move { f.ensure(&s, a, c).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 100_000);
+    }
+    assert_eq!(fake.count.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_tampered_body_is_refused_and_nothing_is_stored() {
+    let (fake, fetcher, store) = setup();
+    let body = b"the real thing".to_vec();
+    fake.route(URL, vec![ok(b"the evil thing")]);
+    let c = Arc::new(Counters::default());
+    let err = fetcher
+        .ensure(&store, artifact(URL, &body), c.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Digest { .. }), "{err}");
+    assert!(
+        err.to_string().contains(URL),
+        "the error names the URL: {err}"
+    );
+    assert_eq!(store.usage().objects, 0);
+    assert_eq!(c.snapshot().verify_failures, 1);
+    assert_eq!(
+        fake.hits(URL),
+        1,
+        "a digest mismatch is not retried against the same URL"
+    );
+    // A wrong length is refused before any byte is stored.
+    fake.route(URL, vec![ok(b"short")]);
+    let err = fetcher
+        .ensure(&store, artifact(URL, &body), c.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Size { .. }), "{err}");
+    assert_eq!(store.usage().objects, 0);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    let (fake, fetcher, store) = setup();
+    let body = b"eventually".to_vec();
+    fake.route(
+        URL,
+        vec![
+            Reply {
+                status: 503,
+                ..Reply::default()
+            },
+            Reply {
+                connect_error: true,
+                ..Reply::default()
+            },
+            ok(&body),
+        ],
+    );
+    let c = Arc::new(Counters::default());
+    fetcher
+        .ensure(&store, artifact(URL, &body), c)
+        .await
+        .unwrap();
+    assert_eq!(fake.hits(URL), 3);
+}
+
+#[tokio::test]
+async fn fallback_upstreams_are_tried_in_order() {
+    let (fake, fetcher, store) = setup();
+    let body = b"from the second".to_vec();
+    let bases = vec![
+        reqwest::Url::parse("http://one.test/pypi/").unwrap(),
+        reqwest::Url::parse("http://two.test/").unwrap(),
+    ];
+    let urls = fallback_urls("http://one.test/pypi/packages/x.whl", &bases);
+    assert_eq!(
+        urls,
+        [
+            "http://one.test/pypi/packages/x.whl",
+            "http://two.test/packages/x.whl"
+        ]
+    );
+    assert_eq!(
+        fallback_urls("http://files.test/x.whl", &bases),
+        ["http://files.test/x.whl"]
+    );
+    fake.route(
+        &urls[0],
+        vec![Reply {
+            status: 500,
+            ..Reply::default()
+        }],
+    );
+    fake.route(&urls[1], vec![ok(&body)]);
+    let art = Artifact {
+        urls: urls.clone(),
+        digest: Digest::sha256_of(&body),
+        size: None,
+    };
+    let c = Arc::new(Counters::default());
+    fetcher.ensure(&store, art, c.clone()).await.unwrap();
+    assert_eq!(fake.hits(&urls[0]), 3, "all attempts on the first upstream");
+    assert_eq!(c.snapshot().upstream_errors.get("status"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_stalled_body_fails_within_the_idle_timeout() {
+    let (fake, fetcher, store) = setup();
+    let body = vec![3u8; 10_000];
+    fake.route(
+        URL,
+        vec![Reply {
+            stall_after: Some(4000),
+            ..ok(&body)
+        }],
+    );
+    let started = std::time::Instant::now();
+    let err = fetcher
+        .ensure(&store, artifact(URL, &body), Arc::new(Counters::default()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Stalled { .. }), "{err}");
+    // 3 attempts × 300 ms idle timeout + backoff (200 + 400 ms), well under a few seconds.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(store.usage().objects, 0);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0,
+        "no partial file left"
+    );
+}
+
+#[tokio::test]
+async fn documents_use_conditional_requests_and_size_limits() {
+    let (fake, fetcher, _store) = setup();
+    fake.route(
+        URL,
+        vec![Reply {
+            etag: Some("\"v1\"".into()),
+            ..ok(b"{}")
+        }],
+    );
+    let urls = vec![URL.to_string()];
+    let DocResponse::Fresh(doc) = fetcher
+        .get_doc(&urls, Some("application/json"), None, 1000)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(doc.etag.as_deref(), Some("\"v1\""));
+    let again = fetcher
+        .get_doc(&urls, None, Some((doc.etag.clone(), None)), 1000)
+        .await
+        .unwrap();
+    assert!(matches!(again, DocResponse::NotModified));
+    let calls = fake.calls.lock().unwrap().clone();
+    assert!(
+        calls[0]
+            .1
+            .contains(&("accept", "application/json".to_string()))
+    );
+    assert!(
+        calls[1]
+            .1
+            .contains(&("if-none-match", "\"v1\"".to_string()))
+    );
+    fake.route(URL, vec![ok(&[b'x'; 2000])]);
+    assert!(matches!(
+        fetcher.get_doc(&urls, None, None, 1000).await,
+        Err(FetchError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        fetcher
+            .get_doc(&["http://up.test/missing".into()], None, None, 1000)
+            .await
+            .unwrap(),
+        DocResponse::NotFound { .. }
+    ));
+}
