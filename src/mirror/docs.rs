@@ -133,25 +133,20 @@ impl<'a> Source<'a> {
                 Err(DocError::NotFound { url })
             }
             DocResponse::Fresh(doc) => {
-                self.fresh.fetch_add(1, Ordering::Relaxed);
-                let unchanged = kept.as_ref().is_some_and(|(_, body)| *body == doc.body);
-                if unchanged {
-                    self.fresh.fetch_sub(1, Ordering::Relaxed);
+                // Without validators upstream, an unchanged body is still recognized.
+                if kept.as_ref().is_none_or(|(_, body)| *body != doc.body) {
+                    self.fresh.fetch_add(1, Ordering::Relaxed);
                 }
-                if doc.etag.is_some() || doc.last_modified.is_some() || unchanged {
-                    let d = Digest::sha256_of(&doc.body);
-                    if self.mirror.meta.put_bytes(&d, &doc.body).is_ok() {
-                        let entry = Cached {
-                            url: doc.url.clone(),
-                            content_type: doc.content_type.clone(),
-                            etag: doc.etag.clone(),
-                            last_modified: doc.last_modified.clone(),
-                            sha256: d.hex(),
-                        };
-                        cache.map.lock().unwrap().insert(key, entry);
-                    }
-                } else {
-                    cache.map.lock().unwrap().remove(&key);
+                let d = Digest::sha256_of(&doc.body);
+                if self.mirror.meta.put_bytes(&d, &doc.body).is_ok() {
+                    let entry = Cached {
+                        url: doc.url.clone(),
+                        content_type: doc.content_type.clone(),
+                        etag: doc.etag.clone(),
+                        last_modified: doc.last_modified.clone(),
+                        sha256: d.hex(),
+                    };
+                    cache.map.lock().unwrap().insert(key, entry);
                 }
                 Ok(Doc {
                     url: doc.url,

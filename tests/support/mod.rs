@@ -1,0 +1,221 @@
+//! Shared test support: the fixture PyPI (built from real artifacts by
+//! `tests/fixtures/pypi/make_index.py`), the fixture upstream server, and a
+//! real FUSE mount of the `regfs` binary that unmounts on drop.
+
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A file of the fixture PyPI, as its manifest describes it.
+#[derive(Clone, Debug)]
+pub struct FixtureFile {
+    pub project: String,
+    pub filename: String,
+    pub version: String,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub upload_time: String,
+    pub metadata_path: Option<String>,
+    pub metadata_sha256: Option<String>,
+}
+
+pub struct Fixture {
+    pub root: PathBuf,
+    pub files: Vec<FixtureFile>,
+}
+
+impl Fixture {
+    pub fn file(&self, filename: &str) -> &FixtureFile {
+        self.files.iter().find(|f| f.filename == filename).unwrap_or_else(|| panic!("no fixture file {filename}"))
+    }
+}
+
+/// The fixture PyPI, built once per test binary (and cached across runs).
+pub fn pypi() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pypi-fixture");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pypi/make_index.py");
+        let st = Command::new("python3").arg(&script).arg(&root).status().expect("python3 runs");
+        assert!(st.success(), "building the fixture PyPI failed (is the `wheel` package installed?)");
+        let manifest: Value = serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        let mut files = Vec::new();
+        for (project, list) in manifest["projects"].as_object().unwrap() {
+            for f in list.as_array().unwrap() {
+                let s = |k: &str| f[k].as_str().map(str::to_string);
+                files.push(FixtureFile {
+                    project: project.clone(),
+                    filename: s("filename").unwrap(),
+                    version: s("version").unwrap(),
+                    path: s("path").unwrap(),
+                    sha256: s("sha256").unwrap(),
+                    size: f["size"].as_u64().unwrap(),
+                    upload_time: s("upload_time").unwrap(),
+                    metadata_path: s("metadata_path"),
+                    metadata_sha256: s("metadata_sha256"),
+                });
+            }
+        }
+        Fixture { root, files }
+    })
+}
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("t-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes a config with the given `[[mirror]]` body lines under `dir`.
+pub fn config(dir: &Path, globals: &str, mirrors: &str) -> PathBuf {
+    let text = format!(
+        "cache_dir = \"{d}/cache\"\nstate_dir = \"{d}/state\"\nfetch_timeout = \"10s\"\nidle_timeout = \"3s\"\nretries = 1\n{globals}\n{mirrors}\n",
+        d = dir.display()
+    );
+    let p = dir.join("regfs.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn pypi_mirror(name: &str, upstream: &str, extra: &str) -> String {
+    format!("[[mirror]]\nname = \"{name}\"\nlayout = \"pypi\"\nupstream = \"{upstream}\"\nsync_interval = \"1h\"\n{extra}\n")
+}
+
+pub fn regfs() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_regfs"))
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    regfs::digest::Digest::sha256_of(data).hex()
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let want = std::fs::canonicalize(mnt).unwrap_or_else(|_| mnt.to_owned());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4).map(Path::new) == Some(want.as_path()))
+}
+
+/// A running `regfs mount`; unmounts (SIGTERM) on drop.
+pub struct Mount {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub mnt: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Mount {
+    /// Mounts and waits until `mirror` (a directory under the mount) appears
+    /// and its first sync has been served.
+    pub fn start(dir: &Path, config: &Path, mirror: &str) -> Mount {
+        let mnt = dir.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let log = dir.join(format!("regfs-{}.log", N.fetch_add(1, Ordering::SeqCst)));
+        let child = regfs()
+            .args(["mount", "--config"])
+            .arg(config)
+            .arg(&mnt)
+            .env("RUST_LOG", "regfs=debug,info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let m = Mount { dir: dir.to_owned(), config: config.to_owned(), mnt, child: Some(child), log };
+        m.wait_for(|| is_mounted(&m.mnt) && m.mnt.join(mirror).is_dir(), "mount to appear");
+        m
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, mut cond: impl FnMut() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the mirror's generation number to reach `n`.
+    pub fn wait_generation(&self, n: u64) {
+        self.wait_for(|| self.status().iter().all(|s| s["generation"].as_u64().unwrap_or(0) >= n), &format!("generation {n}"));
+    }
+
+    pub fn status(&self) -> Vec<Value> {
+        let out = regfs().args(["status", "--json", "--config"]).arg(&self.config).output().unwrap();
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    }
+
+    /// Stops the daemon with SIGTERM and checks the mount is gone.
+    pub fn stop(mut self) -> String {
+        self.shutdown();
+        self.log()
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if child.try_wait().unwrap().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+            panic!("regfs left {} mounted after SIGTERM; log:\n{}", self.mnt.display(), self.log());
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (a crash); cleans the mount afterwards.
+    pub fn crash(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+            eprintln!("--- regfs log ---\n{}", self.log());
+            return;
+        }
+        self.shutdown();
+    }
+}

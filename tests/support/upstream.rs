@@ -1,0 +1,210 @@
+//! A fixture upstream: an HTTP/1.1 server on 127.0.0.1:0 that serves a
+//! directory, negotiates PEP 691 (`simple/<p>/` → `index.v1_json` or
+//! `index.html` by Accept), records every request, and injects faults per
+//! path. Threads and blocking I/O keep it independent of the code under test.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What to do instead of (or while) serving a path.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and an empty body.
+    Status(u16),
+    /// Serve the file with one byte flipped (same length).
+    Corrupt,
+    /// Serve these bytes instead.
+    Body(Vec<u8>),
+    /// Send headers and this many body bytes, then close the connection.
+    Cut(usize),
+    /// Send headers and this many body bytes, then send nothing more.
+    Stall(usize),
+    /// Wait before answering.
+    Delay(Duration),
+    /// Send the body at about this many bytes per second.
+    Throttle(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+struct State {
+    root: PathBuf,
+    faults: Mutex<HashMap<String, Fault>>,
+    log: Mutex<Vec<Request>>,
+    down: AtomicBool,
+}
+
+pub struct Upstream {
+    pub port: u16,
+    state: Arc<State>,
+}
+
+impl Upstream {
+    pub fn serve(root: &Path) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(State { root: root.to_owned(), faults: Mutex::default(), log: Mutex::default(), down: AtomicBool::new(false) });
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if s.down.load(Ordering::SeqCst) {
+                    drop(conn);
+                    continue;
+                }
+                let s = s.clone();
+                std::thread::spawn(move || handle(conn, &s));
+            }
+        });
+        Upstream { port, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn fault(&self, path: &str, f: Fault) {
+        self.state.faults.lock().unwrap().insert(path.trim_start_matches('/').to_string(), f);
+    }
+
+    pub fn clear(&self, path: &str) {
+        self.state.faults.lock().unwrap().remove(path.trim_start_matches('/'));
+    }
+
+    /// Refuse (close) every new connection, as if upstream were unreachable.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests for `path` so far.
+    pub fn hits(&self, path: &str) -> usize {
+        let p = path.trim_start_matches('/');
+        self.state.log.lock().unwrap().iter().filter(|r| r.path.trim_start_matches('/') == p).count()
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn total(&self) -> usize {
+        self.state.log.lock().unwrap().len()
+    }
+}
+
+fn handle(conn: TcpStream, s: &State) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        if s.down.load(Ordering::SeqCst) {
+            return;
+        }
+        s.log.lock().unwrap().push(Request { path: path.clone(), headers: headers.clone() });
+        if !respond(&mut out, s, &path, &headers) {
+            return;
+        }
+    }
+}
+
+/// Writes one response; false when the connection must close.
+fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, String)]) -> bool {
+    let rel = path.split('?').next().unwrap_or("").trim_start_matches('/').to_string();
+    let fault = s.faults.lock().unwrap().get(&rel).cloned();
+    let accept = headers.iter().find(|(k, _)| k == "accept").map(|(_, v)| v.as_str()).unwrap_or("");
+    let (file, ctype) = resolve(&s.root, &rel, accept);
+    let mut body = match (&fault, file.and_then(|f| std::fs::read(f).ok())) {
+        (Some(Fault::Body(b)), _) => b.clone(),
+        (_, Some(b)) => b,
+        (_, None) => return send(out, 404, "text/plain", b"not found", None, 0),
+    };
+    match fault {
+        Some(Fault::Status(code)) => return send(out, code, "text/plain", b"", None, 0),
+        Some(Fault::Corrupt) => {
+            let mid = body.len() / 2;
+            body[mid] ^= 0x55;
+        }
+        Some(Fault::Delay(d)) => std::thread::sleep(d),
+        _ => {}
+    }
+    match fault {
+        Some(Fault::Cut(n)) => {
+            send(out, 200, ctype, &body[..n.min(body.len())], Some(body.len()), 0);
+            false
+        }
+        Some(Fault::Stall(n)) => {
+            send(out, 200, ctype, &body[..n.min(body.len())], Some(body.len()), 0);
+            std::thread::sleep(Duration::from_secs(3600));
+            false
+        }
+        Some(Fault::Throttle(rate)) => send(out, 200, ctype, &body, None, rate),
+        _ => send(out, 200, ctype, &body, None, 0),
+    }
+}
+
+fn resolve(root: &Path, rel: &str, accept: &str) -> (Option<PathBuf>, &'static str) {
+    if rel.contains("..") {
+        return (None, "text/plain");
+    }
+    let p = root.join(rel);
+    if rel.is_empty() || rel.ends_with('/') || p.is_dir() {
+        if accept.contains("application/vnd.pypi.simple.v1+json") && p.join("index.v1_json").is_file() {
+            return (Some(p.join("index.v1_json")), "application/vnd.pypi.simple.v1+json");
+        }
+        return (Some(p.join("index.html")).filter(|f| f.is_file()), "text/html");
+    }
+    (Some(p).filter(|f| f.is_file()), "application/octet-stream")
+}
+
+fn send(out: &mut TcpStream, status: u16, ctype: &str, body: &[u8], claimed_len: Option<usize>, rate: usize) -> bool {
+    let len = claimed_len.unwrap_or(body.len());
+    let head = format!("HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: keep-alive\r\n\r\n");
+    if out.write_all(head.as_bytes()).is_err() {
+        return false;
+    }
+    if rate == 0 {
+        return out.write_all(body).is_ok();
+    }
+    let chunk = (rate / 10).max(1);
+    for c in body.chunks(chunk) {
+        if out.write_all(c).is_err() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Reads a whole request body we do not expect (kept for completeness).
+#[allow(dead_code)]
+fn drain(r: &mut impl Read, n: usize) {
+    let mut buf = vec![0; n];
+    let _ = r.read_exact(&mut buf);
+}
