@@ -268,7 +268,8 @@ impl Generation {
     fn digest_at(&self, off: u32) -> Digest {
         let at = self.hdr.digests.start + off as usize;
         let algo = crate::digest::Algo::from_code(self.buf[at]).expect("validated at load");
-        Digest::from_bytes(algo, &self.buf[at + 1..at + 1 + algo.len()]).expect("validated at load")
+        Digest::from_bytes(algo, &self.buf[at + 1..at + 1 + algo.byte_len()])
+            .expect("validated at load")
     }
 
     fn rec(&self, id: NodeId) -> usize {

@@ -18,7 +18,7 @@ pub enum Algo {
 
 impl Algo {
     /// Length of the raw digest in bytes.
-    pub const fn len(self) -> usize {
+    pub const fn byte_len(self) -> usize {
         match self {
             Algo::Sha256 => 32,
             Algo::Sha512 => 64,
@@ -81,10 +81,10 @@ pub enum DigestError {
 impl Digest {
     /// Parses a hex digest of `algo` (either case).
     pub fn from_hex(algo: Algo, hex: &str) -> Result<Digest, DigestError> {
-        if hex.len() != algo.len() * 2 {
+        if hex.len() != algo.byte_len() * 2 {
             return Err(DigestError::BadLength {
                 algo: algo.name(),
-                expected: algo.len() * 2,
+                expected: algo.byte_len() * 2,
                 got: hex.len(),
             });
         }
@@ -106,7 +106,7 @@ impl Digest {
 
     /// Builds a digest from raw bytes; `None` when the length does not fit `algo`.
     pub fn from_bytes(algo: Algo, bytes: &[u8]) -> Option<Digest> {
-        (bytes.len() == algo.len()).then(|| Digest {
+        (bytes.len() == algo.byte_len()).then(|| Digest {
             algo,
             bytes: bytes.into(),
         })

@@ -34,6 +34,9 @@ use crate::layout::{Adapter, LayoutSpec};
 use crate::stats::{Counters, Snapshot};
 use crate::store::Store;
 
+/// Where lookups wait for a unit being materialized: `Ok(false)` = upstream does not have it.
+type Waiter = watch::Receiver<Option<Result<bool, String>>>;
+
 /// Called with what the kernel must forget after a swap.
 pub type SwapHook = Box<dyn Fn(Invalidations) + Send + Sync>;
 
@@ -52,7 +55,7 @@ pub struct Mirror {
     swap_lock: tokio::sync::Mutex<()>,
     /// Units upstream does not have, remembered for `negative_ttl`.
     negative: moka::sync::Cache<String, ()>,
-    materializing: Mutex<HashMap<String, watch::Receiver<Option<Result<bool, String>>>>>,
+    materializing: Mutex<HashMap<String, Waiter>>,
     docs: docs::DocCache,
     record: Mutex<SyncRecord>,
     on_swap: RwLock<Option<SwapHook>>,

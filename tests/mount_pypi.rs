@@ -25,36 +25,74 @@ const ALL: &str = r#"projects = ["alpha", "Beta_Pkg", "gamma"]"#;
 fn lists_reads_and_hashes_files_then_serves_them_from_the_cache() {
     let fx = pypi();
     let (up, m) = mount("read", ALL);
-    let mut projects: Vec<String> = std::fs::read_dir(m.path("pypi/simple")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut projects: Vec<String> = std::fs::read_dir(m.path("pypi/simple"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     projects.sort();
-    assert_eq!(projects, ["alpha", "beta-pkg", "gamma", "index.html", "index.v1_html", "index.v1_json"]);
+    assert_eq!(
+        projects,
+        [
+            "alpha",
+            "beta-pkg",
+            "gamma",
+            "index.html",
+            "index.v1_html",
+            "index.v1_json"
+        ]
+    );
 
     for f in &fx.files {
         let p = m.path(&format!("pypi/{}", f.path));
-        assert_eq!(std::fs::metadata(&p).unwrap().len(), f.size, "{}: stat before read", f.filename);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            f.size,
+            "{}: stat before read",
+            f.filename
+        );
         let before = up.hits(&f.path);
         let data = std::fs::read(&p).unwrap();
         assert_eq!(sha256_hex(&data), f.sha256, "{}", f.filename);
         assert_eq!(up.hits(&f.path), before + 1);
         if let (Some(mp), Some(ms)) = (&f.metadata_path, &f.metadata_sha256) {
-            assert_eq!(sha256_hex(&std::fs::read(m.path(&format!("pypi/{mp}"))).unwrap()), *ms);
+            assert_eq!(
+                sha256_hex(&std::fs::read(m.path(&format!("pypi/{mp}"))).unwrap()),
+                *ms
+            );
         }
     }
     let total = up.total();
     for f in &fx.files {
-        assert_eq!(sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap()), f.sha256);
+        assert_eq!(
+            sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap()),
+            f.sha256
+        );
     }
     assert_eq!(up.total(), total, "second reads make no upstream request");
 
     // The served pages point inside the mirror, with the upstream's digests.
     let page = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
     let wheel = fx.file("alpha-2.0-py3-none-any.whl");
-    assert!(page.contains(&format!("../../{}#sha256={}", wheel.path, wheel.sha256)), "{page}");
+    assert!(
+        page.contains(&format!("../../{}#sha256={}", wheel.path, wheel.sha256)),
+        "{page}"
+    );
     assert!(page.contains("data-yanked=\"broken build\""));
-    assert!(!page.contains("127.0.0.1"), "no upstream URL leaks into pages");
+    assert!(
+        !page.contains("127.0.0.1"),
+        "no upstream URL leaks into pages"
+    );
     let st = &m.status()[0];
-    let sidecars = fx.files.iter().filter(|f| f.metadata_path.is_some()).count();
-    assert_eq!(st["cached"].as_u64(), Some((fx.files.len() + sidecars) as u64), "artifacts and PEP 658 sidecars");
+    let sidecars = fx
+        .files
+        .iter()
+        .filter(|f| f.metadata_path.is_some())
+        .count();
+    assert_eq!(
+        st["cached"].as_u64(),
+        Some((fx.files.len() + sidecars) as u64),
+        "artifacts and PEP 658 sidecars"
+    );
     assert!(st["counters"]["hits"].as_u64().unwrap() >= fx.files.len() as u64);
 }
 
@@ -69,10 +107,16 @@ fn a_tampered_file_gives_eio_and_nothing_is_cached() {
     let st = &m.status()[0];
     assert_eq!(st["cached"].as_u64(), Some(0));
     assert!(st["counters"]["verify_failures"].as_u64().unwrap() >= 1);
-    assert!(m.log().contains("digest mismatch"), "the mismatch is logged with both digests");
+    assert!(
+        m.log().contains("digest mismatch"),
+        "the mismatch is logged with both digests"
+    );
     // Once upstream serves the real bytes again, the read succeeds.
     up.clear(&f.path);
-    assert_eq!(sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap()), f.sha256);
+    assert_eq!(
+        sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap()),
+        f.sha256
+    );
 }
 
 #[test]
@@ -105,15 +149,33 @@ fn restart_offline_keeps_serving_the_last_generation_and_the_cache() {
     m.stop();
     up.set_down(true);
     let m = Mount::start(&dir, &cfg, "pypi");
-    m.wait_for(|| m.path("pypi/simple/alpha/index.html").exists(), "the persisted generation");
-    assert_eq!(sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", cached.path))).unwrap()), cached.sha256);
-    assert_eq!(std::fs::metadata(m.path(&format!("pypi/{}", uncached.path))).unwrap().len(), uncached.size);
+    m.wait_for(
+        || m.path("pypi/simple/alpha/index.html").exists(),
+        "the persisted generation",
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", cached.path))).unwrap()),
+        cached.sha256
+    );
+    assert_eq!(
+        std::fs::metadata(m.path(&format!("pypi/{}", uncached.path)))
+            .unwrap()
+            .len(),
+        uncached.size
+    );
     let started = Instant::now();
     let err = std::fs::read(m.path(&format!("pypi/{}", uncached.path))).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
-    assert!(started.elapsed() < Duration::from_secs(30), "an unreachable upstream fails within the bound");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "an unreachable upstream fails within the bound"
+    );
     // The last sync is recent, so the restart does not sync; asked to, it fails and keeps generation 1.
-    let out = regfs().args(["sync", "--config"]).arg(&m.config).output().unwrap();
+    let out = regfs()
+        .args(["sync", "--config"])
+        .arg(&m.config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let st = &m.status()[0];
     assert_eq!(st["generation"].as_u64(), Some(1));
@@ -126,15 +188,27 @@ fn a_failed_sync_keeps_the_served_generation() {
     let fx = pypi();
     let (up, m) = mount("failsync", ALL);
     up.fault("simple/gamma/", Fault::Status(500));
-    let out = regfs().args(["sync", "--config"]).arg(&m.config).output().unwrap();
+    let out = regfs()
+        .args(["sync", "--config"])
+        .arg(&m.config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("HTTP 500") && stderr.contains("simple/gamma/"), "{stderr}");
+    assert!(
+        stderr.contains("HTTP 500") && stderr.contains("simple/gamma/"),
+        "{stderr}"
+    );
     let st = &m.status()[0];
     assert_eq!(st["generation"].as_u64(), Some(1));
     assert_eq!(st["sync"]["ok"], false);
     let f = fx.file("gamma-0.1-py3-none-any.whl");
-    assert_eq!(std::fs::metadata(m.path(&format!("pypi/{}", f.path))).unwrap().len(), f.size);
+    assert_eq!(
+        std::fs::metadata(m.path(&format!("pypi/{}", f.path)))
+            .unwrap()
+            .len(),
+        f.size
+    );
 }
 
 #[test]
@@ -145,11 +219,24 @@ fn a_sync_swaps_atomically_and_open_handles_keep_working() {
     let mut old = std::fs::File::open(&page_path).unwrap();
     let old_ino = old.metadata().unwrap().ino();
     // Upstream drops alpha 1.0 from the project page.
-    let mut page: serde_json::Value = serde_json::from_slice(&std::fs::read(fx.root.join("simple/alpha/index.v1_json")).unwrap()).unwrap();
-    page["files"].as_array_mut().unwrap().retain(|f| !f["filename"].as_str().unwrap().starts_with("alpha-1.0"));
+    let mut page: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.root.join("simple/alpha/index.v1_json")).unwrap())
+            .unwrap();
+    page["files"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| !f["filename"].as_str().unwrap().starts_with("alpha-1.0"));
     up.fault("simple/alpha/", Fault::Body(page.to_string().into_bytes()));
-    let out = regfs().args(["sync", "--config"]).arg(&m.config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = regfs()
+        .args(["sync", "--config"])
+        .arg(&m.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("generation 2"));
     // The new generation is served at once through the running mount.
     let new_page = std::fs::read_to_string(&page_path).unwrap();
@@ -162,8 +249,16 @@ fn a_sync_swaps_atomically_and_open_handles_keep_working() {
     old.read_to_string(&mut text).unwrap();
     assert!(text.contains("alpha-1.0"));
     // A second sync with nothing new builds nothing.
-    let out = regfs().args(["sync", "--config"]).arg(&m.config).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = regfs()
+        .args(["sync", "--config"])
+        .arg(&m.config)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("unchanged"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -173,7 +268,10 @@ fn cooldown_hides_a_fresh_upload() {
     let old = fx.file("gamma-0.1-py3-none-any.whl");
     let age = regfs_now() - parse_time(&fresh.upload_time);
     // Anything uploaded within the last (age + 1h) is hidden: gamma 0.2 is, January 2024 is not.
-    let (_up, m) = mount("cooldown", &format!("{ALL}\ncooldown = \"{}s\"", age + 3600));
+    let (_up, m) = mount(
+        "cooldown",
+        &format!("{ALL}\ncooldown = \"{}s\"", age + 3600),
+    );
     let page = std::fs::read_to_string(m.path("pypi/simple/gamma/index.html")).unwrap();
     assert!(!page.contains(&fresh.filename), "{page}");
     assert!(page.contains(&old.filename));
@@ -181,7 +279,10 @@ fn cooldown_hides_a_fresh_upload() {
 }
 
 fn regfs_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn parse_time(s: &str) -> i64 {
@@ -192,23 +293,42 @@ fn parse_time(s: &str) -> i64 {
 fn every_write_is_refused_with_erofs() {
     let fx = pypi();
     let (_up, m) = mount("erofs", ALL);
-    let f = m.path(&format!("pypi/{}", fx.file("alpha-2.0-py3-none-any.whl").path));
+    let f = m.path(&format!(
+        "pypi/{}",
+        fx.file("alpha-2.0-py3-none-any.whl").path
+    ));
     let dir = m.path("pypi/simple");
-    let erofs = |r: std::io::Result<()>, what: &str| assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS), "{what}");
-    erofs(std::fs::OpenOptions::new().write(true).open(&f).map(drop), "open for write");
+    let erofs = |r: std::io::Result<()>, what: &str| {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS), "{what}")
+    };
+    erofs(
+        std::fs::OpenOptions::new().write(true).open(&f).map(drop),
+        "open for write",
+    );
     erofs(std::fs::write(dir.join("new"), b"x"), "create");
     erofs(std::fs::create_dir(dir.join("d")), "mkdir");
     erofs(std::fs::remove_file(&f), "unlink");
     erofs(std::fs::rename(&f, dir.join("moved")), "rename");
     erofs(std::fs::hard_link(&f, dir.join("link")), "link");
     erofs(std::os::unix::fs::symlink("x", dir.join("sym")), "symlink");
-    erofs(std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o777)), "chmod");
+    erofs(
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o777)),
+        "chmod",
+    );
     let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
     let rc = unsafe { libc::setxattr(c.as_ptr(), c"user.x".as_ptr(), b"1".as_ptr().cast(), 1, 0) };
-    assert_eq!((rc, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EROFS)), "setxattr");
+    assert_eq!(
+        (rc, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::EROFS)),
+        "setxattr"
+    );
     let node = std::ffi::CString::new(dir.join("fifo").as_os_str().as_encoded_bytes()).unwrap();
     let rc = unsafe { libc::mknod(node.as_ptr(), libc::S_IFIFO | 0o644, 0) };
-    assert_eq!((rc, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EROFS)), "mknod");
+    assert_eq!(
+        (rc, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::EROFS)),
+        "mknod"
+    );
     // Other users may read.
     let meta = std::fs::metadata(&f).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o444);
@@ -217,10 +337,17 @@ fn every_write_is_refused_with_erofs() {
 #[test]
 fn sigterm_unmounts_even_while_the_mount_is_busy() {
     let (_up, m) = mount("busy", ALL);
-    let mut child = std::process::Command::new("sleep").arg("30").current_dir(m.path("pypi/simple")).spawn().unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .current_dir(m.path("pypi/simple"))
+        .spawn()
+        .unwrap();
     let mnt = m.mnt.clone();
     m.stop(); // panics if the mountpoint is left mounted
-    assert!(std::fs::read_dir(&mnt).unwrap().next().is_none(), "the mountpoint is an empty directory again");
+    assert!(
+        std::fs::read_dir(&mnt).unwrap().next().is_none(),
+        "the mountpoint is an empty directory again"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

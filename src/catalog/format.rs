@@ -233,7 +233,7 @@ impl Generation {
                         .filter(|_| at < h.digests.len())
                         .and_then(|&code| Algo::from_code(code))
                         .ok_or_else(|| format!("node {id}: bad digest"))?;
-                    if at + 1 + algo.len() > h.digests.len() {
+                    if at + 1 + algo.byte_len() > h.digests.len() {
                         return Err(format!("node {id}: digest out of range"));
                     }
                     if kind == KIND_REMOTE {

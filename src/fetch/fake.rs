@@ -33,12 +33,15 @@ pub fn ok(body: &[u8]) -> Reply {
     }
 }
 
+/// A request as the double saw it: URL and headers.
+pub type Call = (String, Vec<(&'static str, String)>);
+
 /// A transport double: scripted replies per URL (the last one repeats) and
 /// a request log.
 #[derive(Default)]
 pub struct Fake {
     pub routes: Mutex<HashMap<String, Vec<Reply>>>,
-    pub calls: Mutex<Vec<(String, Vec<(&'static str, String)>)>>,
+    pub calls: Mutex<Vec<Call>>,
     pub count: AtomicUsize,
 }
 

@@ -243,7 +243,11 @@ impl Pypi {
                     attrs.push(("data-yanked", reason.clone()));
                 }
                 let sha = f.sha256.as_ref().map(|d| d.hex()).unwrap_or_default();
-                (format!("{href}#sha256={sha}"), attrs, f.filename.clone())
+                html::Link {
+                    href: format!("{href}#sha256={sha}"),
+                    attrs,
+                    text: f.filename.clone(),
+                }
             })
             .collect();
         html::page(&format!("Links for {project}"), api, &links)
@@ -541,7 +545,11 @@ impl Adapter for Pypi {
     fn root_entries(&self, units: &[String]) -> Vec<Entry> {
         let links: Vec<_> = units
             .iter()
-            .map(|u| (format!("{u}/"), Vec::new(), u.clone()))
+            .map(|u| html::Link {
+                href: format!("{u}/"),
+                attrs: Vec::new(),
+                text: u.clone(),
+            })
             .collect();
         let html = html::page("Simple index", "1.0", &links);
         let json = serde_json::json!({

@@ -35,7 +35,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn file(&self, filename: &str) -> &FixtureFile {
-        self.files.iter().find(|f| f.filename == filename).unwrap_or_else(|| panic!("no fixture file {filename}"))
+        self.files
+            .iter()
+            .find(|f| f.filename == filename)
+            .unwrap_or_else(|| panic!("no fixture file {filename}"))
     }
 }
 
@@ -44,10 +47,19 @@ pub fn pypi() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pypi-fixture");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pypi/make_index.py");
-        let st = Command::new("python3").arg(&script).arg(&root).status().expect("python3 runs");
-        assert!(st.success(), "building the fixture PyPI failed (is the `wheel` package installed?)");
-        let manifest: Value = serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pypi/make_index.py");
+        let st = Command::new("python3")
+            .arg(&script)
+            .arg(&root)
+            .status()
+            .expect("python3 runs");
+        assert!(
+            st.success(),
+            "building the fixture PyPI failed (is the `wheel` package installed?)"
+        );
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
         let mut files = Vec::new();
         for (project, list) in manifest["projects"].as_object().unwrap() {
             for f in list.as_array().unwrap() {
@@ -73,7 +85,11 @@ static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("t-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "t-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -91,7 +107,9 @@ pub fn config(dir: &Path, globals: &str, mirrors: &str) -> PathBuf {
 }
 
 pub fn pypi_mirror(name: &str, upstream: &str, extra: &str) -> String {
-    format!("[[mirror]]\nname = \"{name}\"\nlayout = \"pypi\"\nupstream = \"{upstream}\"\nsync_interval = \"1h\"\n{extra}\n")
+    format!(
+        "[[mirror]]\nname = \"{name}\"\nlayout = \"pypi\"\nupstream = \"{upstream}\"\nsync_interval = \"1h\"\n{extra}\n"
+    )
 }
 
 pub fn regfs() -> Command {
@@ -135,8 +153,17 @@ impl Mount {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let m = Mount { dir: dir.to_owned(), config: config.to_owned(), mnt, child: Some(child), log };
-        m.wait_for(|| is_mounted(&m.mnt) && m.mnt.join(mirror).is_dir(), "mount to appear");
+        let m = Mount {
+            dir: dir.to_owned(),
+            config: config.to_owned(),
+            mnt,
+            child: Some(child),
+            log,
+        };
+        m.wait_for(
+            || is_mounted(&m.mnt) && m.mnt.join(mirror).is_dir(),
+            "mount to appear",
+        );
         m
     }
 
@@ -151,20 +178,43 @@ impl Mount {
     pub fn wait_for(&self, mut cond: impl FnMut() -> bool, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// Waits for the mirror's generation number to reach `n`.
     pub fn wait_generation(&self, n: u64) {
-        self.wait_for(|| self.status().iter().all(|s| s["generation"].as_u64().unwrap_or(0) >= n), &format!("generation {n}"));
+        self.wait_for(
+            || {
+                self.status()
+                    .iter()
+                    .all(|s| s["generation"].as_u64().unwrap_or(0) >= n)
+            },
+            &format!("generation {n}"),
+        );
     }
 
     pub fn status(&self) -> Vec<Value> {
-        let out = regfs().args(["status", "--json", "--config"]).arg(&self.config).output().unwrap();
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+        let out = regfs()
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// Stops the daemon with SIGTERM and checks the mount is gone.
@@ -186,8 +236,15 @@ impl Mount {
             }
         }
         if is_mounted(&self.mnt) {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
-            panic!("regfs left {} mounted after SIGTERM; log:\n{}", self.mnt.display(), self.log());
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
+            panic!(
+                "regfs left {} mounted after SIGTERM; log:\n{}",
+                self.mnt.display(),
+                self.log()
+            );
         }
     }
 
@@ -197,7 +254,10 @@ impl Mount {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.mnt)
+            .status();
     }
 
     pub fn pid(&self) -> u32 {
@@ -212,7 +272,10 @@ impl Drop for Mount {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
             eprintln!("--- regfs log ---\n{}", self.log());
             return;
         }

@@ -52,7 +52,12 @@ impl Upstream {
     pub fn serve(root: &Path) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(State { root: root.to_owned(), faults: Mutex::default(), log: Mutex::default(), down: AtomicBool::new(false) });
+        let state = Arc::new(State {
+            root: root.to_owned(),
+            faults: Mutex::default(),
+            log: Mutex::default(),
+            down: AtomicBool::new(false),
+        });
         let s = state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -73,11 +78,19 @@ impl Upstream {
     }
 
     pub fn fault(&self, path: &str, f: Fault) {
-        self.state.faults.lock().unwrap().insert(path.trim_start_matches('/').to_string(), f);
+        self.state
+            .faults
+            .lock()
+            .unwrap()
+            .insert(path.trim_start_matches('/').to_string(), f);
     }
 
     pub fn clear(&self, path: &str) {
-        self.state.faults.lock().unwrap().remove(path.trim_start_matches('/'));
+        self.state
+            .faults
+            .lock()
+            .unwrap()
+            .remove(path.trim_start_matches('/'));
     }
 
     /// Refuse (close) every new connection, as if upstream were unreachable.
@@ -88,7 +101,13 @@ impl Upstream {
     /// Requests for `path` so far.
     pub fn hits(&self, path: &str) -> usize {
         let p = path.trim_start_matches('/');
-        self.state.log.lock().unwrap().iter().filter(|r| r.path.trim_start_matches('/') == p).count()
+        self.state
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path.trim_start_matches('/') == p)
+            .count()
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -127,7 +146,10 @@ fn handle(conn: TcpStream, s: &State) {
         if s.down.load(Ordering::SeqCst) {
             return;
         }
-        s.log.lock().unwrap().push(Request { path: path.clone(), headers: headers.clone() });
+        s.log.lock().unwrap().push(Request {
+            path: path.clone(),
+            headers: headers.clone(),
+        });
         if !respond(&mut out, s, &path, &headers) {
             return;
         }
@@ -136,9 +158,18 @@ fn handle(conn: TcpStream, s: &State) {
 
 /// Writes one response; false when the connection must close.
 fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, String)]) -> bool {
-    let rel = path.split('?').next().unwrap_or("").trim_start_matches('/').to_string();
+    let rel = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('/')
+        .to_string();
     let fault = s.faults.lock().unwrap().get(&rel).cloned();
-    let accept = headers.iter().find(|(k, _)| k == "accept").map(|(_, v)| v.as_str()).unwrap_or("");
+    let accept = headers
+        .iter()
+        .find(|(k, _)| k == "accept")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     let (file, ctype) = resolve(&s.root, &rel, accept);
     let mut body = match (&fault, file.and_then(|f| std::fs::read(f).ok())) {
         (Some(Fault::Body(b)), _) => b.clone(),
@@ -156,11 +187,25 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
     }
     match fault {
         Some(Fault::Cut(n)) => {
-            send(out, 200, ctype, &body[..n.min(body.len())], Some(body.len()), 0);
+            send(
+                out,
+                200,
+                ctype,
+                &body[..n.min(body.len())],
+                Some(body.len()),
+                0,
+            );
             false
         }
         Some(Fault::Stall(n)) => {
-            send(out, 200, ctype, &body[..n.min(body.len())], Some(body.len()), 0);
+            send(
+                out,
+                200,
+                ctype,
+                &body[..n.min(body.len())],
+                Some(body.len()),
+                0,
+            );
             std::thread::sleep(Duration::from_secs(3600));
             false
         }
@@ -175,17 +220,34 @@ fn resolve(root: &Path, rel: &str, accept: &str) -> (Option<PathBuf>, &'static s
     }
     let p = root.join(rel);
     if rel.is_empty() || rel.ends_with('/') || p.is_dir() {
-        if accept.contains("application/vnd.pypi.simple.v1+json") && p.join("index.v1_json").is_file() {
-            return (Some(p.join("index.v1_json")), "application/vnd.pypi.simple.v1+json");
+        if accept.contains("application/vnd.pypi.simple.v1+json")
+            && p.join("index.v1_json").is_file()
+        {
+            return (
+                Some(p.join("index.v1_json")),
+                "application/vnd.pypi.simple.v1+json",
+            );
         }
-        return (Some(p.join("index.html")).filter(|f| f.is_file()), "text/html");
+        return (
+            Some(p.join("index.html")).filter(|f| f.is_file()),
+            "text/html",
+        );
     }
     (Some(p).filter(|f| f.is_file()), "application/octet-stream")
 }
 
-fn send(out: &mut TcpStream, status: u16, ctype: &str, body: &[u8], claimed_len: Option<usize>, rate: usize) -> bool {
+fn send(
+    out: &mut TcpStream,
+    status: u16,
+    ctype: &str,
+    body: &[u8],
+    claimed_len: Option<usize>,
+    rate: usize,
+) -> bool {
     let len = claimed_len.unwrap_or(body.len());
-    let head = format!("HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: keep-alive\r\n\r\n");
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: keep-alive\r\n\r\n"
+    );
     if out.write_all(head.as_bytes()).is_err() {
         return false;
     }

@@ -144,17 +144,20 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A PEP 503 page: a title and one anchor per (href, attributes, text).
-pub fn page(
-    title: &str,
-    api_version: &str,
-    links: &[(String, Vec<(&str, String)>, String)],
-) -> String {
+/// One anchor of a page the mirror writes.
+pub struct Link {
+    pub href: String,
+    pub attrs: Vec<(&'static str, String)>,
+    pub text: String,
+}
+
+/// A PEP 503 page: a title and one anchor per link.
+pub fn page(title: &str, api_version: &str, links: &[Link]) -> String {
     let mut s = format!(
         "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{api_version}\">\n    <title>{t}</title>\n  </head>\n  <body>\n    <h1>{t}</h1>\n",
         t = escape(title)
     );
-    for (href, attrs, text) in links {
+    for Link { href, attrs, text } in links {
         s.push_str("    <a href=\"");
         s.push_str(&escape(href));
         s.push('"');
@@ -200,11 +203,11 @@ mod tests {
         let p = page(
             "Links for a",
             "1.0",
-            &[(
-                "x.whl#sha256=00".into(),
-                vec![("data-requires-python", ">=3\"".into())],
-                "x<.whl".into(),
-            )],
+            &[Link {
+                href: "x.whl#sha256=00".into(),
+                attrs: vec![("data-requires-python", ">=3\"".into())],
+                text: "x<.whl".into(),
+            }],
         );
         assert!(
             p.contains(
