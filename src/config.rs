@@ -64,6 +64,22 @@ pub struct MirrorConfig {
     /// Hide files uploaded less than this long ago.
     pub cooldown: Option<Duration>,
     pub sync_interval: Duration,
+    /// Options of `layout = "debian"` mirrors.
+    pub debian: Option<DebianOptions>,
+}
+
+/// What a Debian mirror carries and how its archive is trusted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DebianOptions {
+    pub suites: Vec<String>,
+    pub components: Vec<String>,
+    pub architectures: Vec<String>,
+    /// Also `Sources` and the source files in `pool/`.
+    pub sources: bool,
+    /// OpenPGP keyring that must have signed each suite's Release.
+    pub keyring: PathBuf,
+    /// How long index files of a superseded Release stay reachable by hash.
+    pub by_hash_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,9 +193,8 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
             )
         })?,
     };
-    let filter_key = layout.filter_key();
     let mut keys = MIRROR_KEYS.to_vec();
-    keys.push(filter_key);
+    keys.extend(layout_keys(layout));
     let mut s = Section::new(&label, table, &keys);
     let name = s
         .string("name")?
@@ -203,14 +218,21 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
         .iter()
         .map(|u| parse_base_url(u).map_err(|e| format!("{label}: upstream: \"{u}\": {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let filter = s
-        .string_or_list(filter_key)?
-        .map(|pats| {
-            pats.iter()
-                .map(|p| Glob::new(p).map_err(|e| format!("{label}: {filter_key}: {e}")))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?;
+    let filter = match layout.spec().filter_key {
+        Some(key) => s
+            .string_or_list(key)?
+            .map(|pats| {
+                pats.iter()
+                    .map(|p| Glob::new(p).map_err(|e| format!("{label}: {key}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?,
+        None => None,
+    };
+    let debian = match layout {
+        LayoutKind::Debian => Some(parse_debian(&label, &mut s)?),
+        _ => None,
+    };
     let mirror = MirrorConfig {
         name,
         layout,
@@ -220,12 +242,79 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
         sync_interval: s
             .duration("sync_interval")?
             .unwrap_or(Duration::from_secs(3600)),
+        debian,
     };
     if mirror.sync_interval < Duration::from_secs(10) {
         return Err(format!("{label}: sync_interval: must be at least 10s"));
     }
     s.finish()?;
     Ok(mirror)
+}
+
+/// Keys a `[[mirror]]` of this layout may have beyond the common ones.
+fn layout_keys(layout: LayoutKind) -> &'static [&'static str] {
+    match layout {
+        LayoutKind::Pypi => &["projects"],
+        LayoutKind::Debian => &[
+            "suites",
+            "components",
+            "architectures",
+            "sources",
+            "keyring",
+            "by_hash_grace",
+        ],
+    }
+}
+
+fn parse_debian(label: &str, s: &mut Section) -> Result<DebianOptions, String> {
+    let names = |key: &str, v: Vec<String>, allow_slash: bool| -> Result<Vec<String>, String> {
+        for n in &v {
+            let ok = if allow_slash {
+                crate::path::RelPath::new(n.as_str()).is_ok()
+            } else {
+                crate::path::check_name(n).is_ok()
+            };
+            if !ok || n.contains(char::is_whitespace) {
+                return Err(format!("{label}: {key}: \"{n}\" is not a usable name"));
+            }
+        }
+        Ok(v)
+    };
+    let suites = s.string_or_list("suites")?.ok_or_else(|| {
+        format!("{label}: missing key `suites` (e.g. [\"bookworm\", \"bookworm-updates\"])")
+    })?;
+    if suites.is_empty() {
+        return Err(format!("{label}: suites: give at least one suite"));
+    }
+    let keyring = s
+        .path("keyring")?
+        .ok_or_else(|| format!("{label}: missing key `keyring` (the archive's OpenPGP keyring, e.g. /usr/share/keyrings/debian-archive-keyring.gpg)"))?;
+    if let Err(e) = std::fs::File::open(&keyring) {
+        return Err(format!(
+            "{label}: keyring: cannot read {}: {e} (install the archive's keyring package or point at its key)",
+            keyring.display()
+        ));
+    }
+    Ok(DebianOptions {
+        suites: names("suites", suites, true)?,
+        components: names(
+            "components",
+            s.string_or_list("components")?
+                .unwrap_or_else(|| vec!["main".into()]),
+            true,
+        )?,
+        architectures: names(
+            "architectures",
+            s.string_or_list("architectures")?
+                .unwrap_or_else(|| vec!["amd64".into(), "all".into()]),
+            false,
+        )?,
+        sources: s.boolean("sources")?.unwrap_or(false),
+        keyring,
+        by_hash_grace: s
+            .duration("by_hash_grace")?
+            .unwrap_or(Duration::from_secs(86400)),
+    })
 }
 
 fn check_unique_names(mirrors: &[MirrorConfig]) -> Result<(), String> {
@@ -298,6 +387,14 @@ impl Section {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(v) => Err(self.err(key, "a string or a list of strings", &v)),
+        }
+    }
+
+    fn boolean(&mut self, key: &str) -> Result<Option<bool>, String> {
+        match self.table.remove(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(b)),
+            Some(v) => Err(self.err(key, "true or false", &v)),
         }
     }
 

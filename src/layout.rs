@@ -9,6 +9,7 @@
 //! either syncs a fixed set of units, or (with no filter configured) starts
 //! empty and materializes a unit on the first lookup of its name.
 
+pub mod debian;
 pub mod pypi;
 
 use std::future::Future;
@@ -23,10 +24,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LayoutKind {
     Pypi,
+    Debian,
 }
 
 impl LayoutKind {
-    const ALL: &'static [(LayoutKind, &'static str)] = &[(LayoutKind::Pypi, "pypi")];
+    const ALL: &'static [(LayoutKind, &'static str)] =
+        &[(LayoutKind::Pypi, "pypi"), (LayoutKind::Debian, "debian")];
 
     pub fn from_name(name: &str) -> Option<LayoutKind> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
@@ -51,21 +54,21 @@ impl LayoutKind {
     /// The layout's embedded defaults.
     pub fn spec(self) -> &'static LayoutSpec {
         static PYPI: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
+        static DEBIAN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         match self {
             LayoutKind::Pypi => {
                 PYPI.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/pypi.toml")))
             }
+            LayoutKind::Debian => {
+                DEBIAN.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/debian.toml")))
+            }
         }
-    }
-
-    /// The `[[mirror]]` key that selects units for this layout.
-    pub fn filter_key(self) -> &'static str {
-        self.spec().filter_key
     }
 
     pub fn adapter(self, mirror: &MirrorConfig) -> Box<dyn Adapter> {
         match self {
             LayoutKind::Pypi => Box::new(pypi::Pypi::new(mirror, self.spec())),
+            LayoutKind::Debian => Box::new(debian::Debian::new(mirror, self.spec())),
         }
     }
 }
@@ -73,7 +76,8 @@ impl LayoutKind {
 /// A layout's defaults from `layouts/<name>.toml`.
 #[derive(Debug)]
 pub struct LayoutSpec {
-    pub filter_key: &'static str,
+    /// The `[[mirror]]` key that selects units, for layouts that have one.
+    pub filter_key: Option<&'static str>,
     pub lookup_timeout: Duration,
     pub negative_ttl: Duration,
     pub sync_concurrency: usize,
@@ -94,7 +98,10 @@ impl LayoutSpec {
             crate::config::parse_duration(s(k)).unwrap_or_else(|| panic!("layout spec: {k}"))
         };
         LayoutSpec {
-            filter_key: Box::leak(s("filter_key").to_string().into_boxed_str()),
+            filter_key: t
+                .get("filter_key")
+                .and_then(|v| v.as_str())
+                .map(|k| &*Box::leak(k.to_string().into_boxed_str())),
             lookup_timeout: dur("lookup_timeout"),
             negative_ttl: dur("negative_ttl"),
             sync_concurrency: t
@@ -135,6 +142,8 @@ pub struct Doc {
     pub url: String,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// Same bytes as at the last sync (304, or an identical body).
+    pub unchanged: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +182,9 @@ pub struct UnitOutput {
     pub entries: Vec<Entry>,
     /// Entries dropped as malformed (logged by the adapter).
     pub rejected: usize,
+    /// The unit did not change since the last sync and its entries were not
+    /// produced (only when asked with `full = false`).
+    pub unchanged: bool,
 }
 
 pub trait Adapter: Send + Sync {
@@ -180,11 +192,14 @@ pub trait Adapter: Send + Sync {
     fn select<'a>(&'a self, src: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>>;
 
     /// Fetches and parses one unit. `Ok(None)`: upstream does not have it.
+    /// Unless `full`, a unit whose upstream root document is unchanged may
+    /// answer [`UnitOutput::unchanged`] without its entries.
     fn unit<'a>(
         &'a self,
         unit: &'a str,
         src: &'a dyn DocSource,
         now: u64,
+        full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>>;
 
     /// Entries derived from the set of units (root listings).
@@ -196,6 +211,17 @@ pub trait Adapter: Send + Sync {
     /// In lazy mode: the unit that a lookup of `name` in directory
     /// `parent` (mirror-relative) would materialize.
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String>;
+
+    /// Entries of the previous generation to keep although no unit lists
+    /// them any more (Debian's by-hash grace period).
+    fn carry_over(
+        &self,
+        _prev: &crate::catalog::Generation,
+        _entries: &[Entry],
+        _now: u64,
+    ) -> Vec<Entry> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +232,7 @@ mod tests {
     fn embedded_specs_parse() {
         for (k, name) in LayoutKind::ALL {
             let spec = k.spec();
-            assert!(!spec.filter_key.is_empty(), "{name}");
+            assert!(spec.lookup_timeout.as_secs() > 0, "{name}");
             assert_eq!(LayoutKind::from_name(name), Some(*k));
         }
         assert_eq!(LayoutKind::Pypi.spec().path("index_dir"), "simple");

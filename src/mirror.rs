@@ -245,7 +245,11 @@ impl Mirror {
 
     async fn materialize_now(&self, fetcher: &Arc<Fetcher>, unit: &str) -> Result<bool, String> {
         let src = docs::Source::new(self, fetcher);
-        let out = match self.adapter.unit(unit, &src, crate::timestamp::now()).await {
+        let out = match self
+            .adapter
+            .unit(unit, &src, crate::timestamp::now(), true)
+            .await
+        {
             Ok(Some(out)) => out,
             Ok(None) => {
                 self.negative.insert(unit.to_string(), ());

@@ -55,6 +55,47 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset)
 }
 
+/// Parses RFC 2822 dates as Debian's Release files write them:
+/// `Sat, 11 Jul 2026 10:16:37 UTC` (zone `UTC`, `GMT`, `Z` or `±HHMM`).
+pub fn parse_rfc2822(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let s = s.split_once(',').map_or(s, |(_, rest)| rest.trim());
+    let mut parts = s.split_whitespace();
+    let day: i64 = parts.next()?.parse().ok()?;
+    let month = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ]
+    .iter()
+    .position(|m| {
+        parts
+            .clone()
+            .next()
+            .is_some_and(|p| p.to_ascii_lowercase().starts_with(m))
+    })? as i64
+        + 1;
+    parts.next();
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, sec) = (
+        hms.next()??,
+        hms.next()??,
+        hms.next().flatten().unwrap_or(0),
+    );
+    let offset = match parts.next().unwrap_or("UTC") {
+        "UTC" | "GMT" | "Z" | "UT" => 0,
+        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+            let v: i64 = z[1..].parse().ok()?;
+            let o = v / 100 * 3600 + v % 100 * 60;
+            if z.starts_with('-') { -o } else { o }
+        }
+        _ => return None,
+    };
+    if !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86400 + h * 3600 + mi * 60 + sec - offset)
+}
+
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86400);

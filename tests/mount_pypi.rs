@@ -357,10 +357,17 @@ fn a_running_mount_syncs_on_its_interval() {
     let fx = pypi();
     let up = Upstream::serve(&fx.root);
     let dir = scratch("interval");
-    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL).replace("sync_interval = \"1h\"", "sync_interval = \"10s\""));
+    let cfg = config(
+        &dir,
+        "",
+        &pypi_mirror("pypi", &up.url(), ALL)
+            .replace("sync_interval = \"1h\"", "sync_interval = \"10s\""),
+    );
     let m = Mount::start(&dir, &cfg, "pypi");
     m.wait_generation(1);
-    let mut page: serde_json::Value = serde_json::from_slice(&std::fs::read(fx.root.join("simple/gamma/index.v1_json")).unwrap()).unwrap();
+    let mut page: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.root.join("simple/gamma/index.v1_json")).unwrap())
+            .unwrap();
     page["files"].as_array_mut().unwrap().truncate(1);
     up.fault("simple/gamma/", Fault::Body(page.to_string().into_bytes()));
     // 10 s ± 10% later the mount notices by itself.

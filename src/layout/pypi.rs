@@ -223,7 +223,11 @@ impl Pypi {
                 body: Body::Inline(body.into_bytes()),
             });
         }
-        UnitOutput { entries, rejected }
+        UnitOutput {
+            entries,
+            rejected,
+            unchanged: false,
+        }
     }
 
     fn render_html(&self, project: &str, api: &str, files: &[(File, String)]) -> String {
@@ -521,6 +525,7 @@ impl Adapter for Pypi {
         unit: &'a str,
         src: &'a dyn DocSource,
         now: u64,
+        _full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
         Box::pin(async move {
             let req = DocRequest {

@@ -123,6 +123,7 @@ impl<'a> Source<'a> {
                     url: c.url,
                     content_type: c.content_type,
                     body,
+                    unchanged: true,
                 }),
                 None => Err(DocError::NotFound {
                     url: urls.first().cloned().unwrap_or_default(),
@@ -134,7 +135,8 @@ impl<'a> Source<'a> {
             }
             DocResponse::Fresh(doc) => {
                 // Without validators upstream, an unchanged body is still recognized.
-                if kept.as_ref().is_none_or(|(_, body)| *body != doc.body) {
+                let unchanged = kept.as_ref().is_some_and(|(_, body)| *body == doc.body);
+                if !unchanged {
                     self.fresh.fetch_add(1, Ordering::Relaxed);
                 }
                 let d = Digest::sha256_of(&doc.body);
@@ -152,6 +154,7 @@ impl<'a> Source<'a> {
                     url: doc.url,
                     content_type: doc.content_type,
                     body: doc.body,
+                    unchanged,
                 })
             }
         }

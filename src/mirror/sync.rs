@@ -85,7 +85,7 @@ impl Mirror {
             Selection::Units(u) => u,
             Selection::Lazy => self.current().units().map(str::to_string).collect(),
         };
-        let mut outputs = self.fetch_units(&src, &units).await.map_err(fail)?;
+        let mut outputs = self.fetch_units(&src, &units, false).await.map_err(fail)?;
         let _guard = self.swap_lock.lock().await;
         let cur = self.current();
         if lazy {
@@ -97,7 +97,7 @@ impl Mirror {
                 .map(str::to_string)
                 .collect();
             if !extra.is_empty() {
-                outputs.extend(self.fetch_units(&src, &extra).await.map_err(fail)?);
+                outputs.extend(self.fetch_units(&src, &extra, true).await.map_err(fail)?);
                 units.extend(extra);
             }
         }
@@ -114,6 +114,16 @@ impl Mirror {
                 rejected: 0,
                 duration_ms: started.elapsed().as_millis() as u64,
             });
+        }
+        // Something changed: units that answered "unchanged" must now give their entries.
+        let stubs: Vec<String> = outputs
+            .iter()
+            .filter(|(_, o)| o.as_ref().is_some_and(|o| o.unchanged))
+            .map(|(u, _)| u.clone())
+            .collect();
+        if !stubs.is_empty() {
+            outputs.retain(|(_, o)| !o.as_ref().is_some_and(|o| o.unchanged));
+            outputs.extend(self.fetch_units(&src, &stubs, true).await.map_err(fail)?);
         }
         let mut entries: Vec<Entry> = Vec::new();
         let mut kept = Vec::new();
@@ -134,6 +144,10 @@ impl Mirror {
         }
         kept.sort();
         entries.extend(self.adapter.root_entries(&kept));
+        let carried = self
+            .adapter
+            .carry_over(&cur, &entries, crate::timestamp::now());
+        entries.extend(carried);
         self.docs.save();
         let n_units = kept.len();
         let g = self.install(entries, kept)?;
@@ -153,11 +167,12 @@ impl Mirror {
         &self,
         src: &docs::Source<'_>,
         units: &[String],
+        full: bool,
     ) -> Result<Vec<(String, Option<UnitOutput>)>, crate::layout::SyncError> {
         let now = crate::timestamp::now();
         let results: Vec<_> = futures_util::stream::iter(units.iter().cloned())
             .map(|u| async move {
-                let r = self.adapter.unit(&u, src, now).await;
+                let r = self.adapter.unit(&u, src, now, full).await;
                 (u, r)
             })
             .buffer_unordered(self.spec.sync_concurrency.max(1))

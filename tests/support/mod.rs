@@ -81,6 +81,64 @@ pub fn pypi() -> &'static Fixture {
     })
 }
 
+/// The fixture Debian archive (`tests/fixtures/debian/make_archive.py`):
+/// its root directory (served as the upstream root; the archive is under
+/// `debian/`) and its manifest.
+pub struct DebianFixture {
+    pub root: PathBuf,
+    pub manifest: Value,
+}
+
+impl DebianFixture {
+    pub fn keyring(&self) -> PathBuf {
+        self.root.join(self.manifest["keyring"].as_str().unwrap())
+    }
+
+    /// (filename, size, sha256) of every .deb in `suite`.
+    pub fn debs(&self, suite: &str) -> Vec<(String, u64, String)> {
+        self.manifest["debs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["suites"].as_array().unwrap().iter().any(|s| s == suite))
+            .map(|d| {
+                (
+                    d["filename"].as_str().unwrap().to_string(),
+                    d["size"].as_u64().unwrap(),
+                    d["sha256"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn debian() -> &'static DebianFixture {
+    static F: OnceLock<DebianFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-fixture");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian/make_archive.py");
+        let st = Command::new("python3")
+            .arg(&script)
+            .arg(&root)
+            .status()
+            .expect("python3 runs");
+        assert!(
+            st.success(),
+            "building the fixture Debian archive failed (dpkg-dev, apt-utils, gpg installed?)"
+        );
+        let manifest =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        DebianFixture { root, manifest }
+    })
+}
+
+pub fn debian_mirror(name: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[mirror]]\nname = \"{name}\"\nlayout = \"debian\"\nupstream = \"{upstream}debian/\"\nsync_interval = \"1h\"\n{extra}\n"
+    )
+}
+
 static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh scratch directory for one test.

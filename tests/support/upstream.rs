@@ -39,6 +39,8 @@ pub struct Request {
 struct State {
     root: PathBuf,
     faults: Mutex<HashMap<String, Fault>>,
+    /// Request path prefixes served from another prefix.
+    remaps: Mutex<Vec<(String, String)>>,
     log: Mutex<Vec<Request>>,
     down: AtomicBool,
 }
@@ -55,6 +57,7 @@ impl Upstream {
         let state = Arc::new(State {
             root: root.to_owned(),
             faults: Mutex::default(),
+            remaps: Mutex::default(),
             log: Mutex::default(),
             down: AtomicBool::new(false),
         });
@@ -83,6 +86,14 @@ impl Upstream {
             .lock()
             .unwrap()
             .insert(path.trim_start_matches('/').to_string(), f);
+    }
+
+    /// Serves requests under `from` from the files under `to` instead.
+    pub fn remap(&self, from: &str, to: &str) {
+        self.state.remaps.lock().unwrap().push((
+            from.trim_start_matches('/').to_string(),
+            to.trim_start_matches('/').to_string(),
+        ));
     }
 
     pub fn clear(&self, path: &str) {
@@ -170,7 +181,13 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
         .find(|(k, _)| k == "accept")
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
-    let (file, ctype) = resolve(&s.root, &rel, accept);
+    let mapped = s
+        .remaps
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|(from, to)| rel.strip_prefix(from.as_str()).map(|r| format!("{to}{r}")));
+    let (file, ctype) = resolve(&s.root, mapped.as_deref().unwrap_or(&rel), accept);
     let mut body = match (&fault, file.and_then(|f| std::fs::read(f).ok())) {
         (Some(Fault::Body(b)), _) => b.clone(),
         (_, Some(b)) => b,
