@@ -144,6 +144,15 @@ pub struct Doc {
     pub body: Vec<u8>,
     /// Same bytes as at the last sync (304, or an identical body).
     pub unchanged: bool,
+    /// The source keeps these bytes in the mirror's metadata store under
+    /// this SHA-256, so an entry can serve them as `Body::Stored`.
+    pub stored: Option<crate::digest::Digest>,
+}
+
+/// Derived bytes being written into the mirror's metadata store; committed
+/// only if they hash to the digest and size they were opened with.
+pub trait Keep: std::io::Write + Send {
+    fn commit(self: Box<Self>) -> Result<(), String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +167,10 @@ pub enum DocError {
 /// production, fixture bytes in tests).
 pub trait DocSource: Send + Sync {
     fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>>;
+
+    /// Opens a blob for bytes the adapter derives (a decompressed index)
+    /// that must hash to `sha256`; serve them afterwards as `Body::Stored`.
+    fn keep(&self, sha256: &crate::digest::Digest, size: u64) -> Result<Box<dyn Keep>, String>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,8 @@ pub struct Mirror {
     pub counters: Arc<Counters>,
     /// Serializes generation changes (syncs and materializations).
     swap_lock: tokio::sync::Mutex<()>,
+    /// One sync of this mirror at a time (a second request waits its turn).
+    sync_lock: tokio::sync::Mutex<()>,
     /// Units upstream does not have, remembered for `negative_ttl`.
     negative: moka::sync::Cache<String, ()>,
     materializing: Mutex<HashMap<String, Waiter>>,
@@ -161,6 +163,7 @@ impl Mirror {
             previous: RwLock::new(None),
             counters,
             swap_lock: tokio::sync::Mutex::new(()),
+            sync_lock: tokio::sync::Mutex::new(()),
             materializing: Mutex::default(),
             record: Mutex::new(status.sync),
             on_swap: RwLock::new(None),

@@ -5,7 +5,7 @@
 //! numbers and modification times (carried over from the previous
 //! generation when the content is unchanged), and encodes the result.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::digest::Digest;
 use crate::path::RelPath;
@@ -40,6 +40,8 @@ pub enum Body {
 pub enum BuildError {
     #[error("catalog too large: {0}")]
     TooLarge(&'static str),
+    #[error("internal error: the encoded catalog does not validate: {0}")]
+    Internal(String),
 }
 
 /// A built generation plus what must happen before it is served.
@@ -59,21 +61,23 @@ struct TmpFile {
     url: Option<String>,
 }
 
-enum TmpNode {
-    Dir(BTreeMap<String, TmpNode>),
-    File(TmpFile),
+/// An entry reduced to what the tree needs, sortable by path.
+struct Item {
+    path: String,
+    file: TmpFile,
 }
 
-/// Flattened node before encoding.
-struct Flat {
+/// Flattened node before encoding. Names borrow from the sorted items.
+struct Flat<'a> {
     ino: u64,
     parent: u32,
-    name: String,
+    name: &'a str,
     mtime: u32,
-    /// Directory children range, or the file.
+    /// Directory children range.
     first_child: u32,
     n_children: u32,
-    file: Option<TmpFile>,
+    /// The item of a file node.
+    item: Option<usize>,
 }
 
 /// Derives the inode number of a path (and, for files, its content).
@@ -92,6 +96,17 @@ pub fn ino_for(slot: u8, path: &str, content: Option<&Digest>, salt: u32) -> u64
     (u64::from(slot) << 56) | v.max(2)
 }
 
+/// Orders paths component by component (`/` sorts before every other byte),
+/// so that every directory's descendants are contiguous and its children
+/// come out in the byte order lookups search in.
+fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |c: &u8| if *c == b'/' { 0 } else { *c };
+    a.as_bytes()
+        .iter()
+        .map(key)
+        .cmp(b.as_bytes().iter().map(key))
+}
+
 /// Builds generation `number` of the mirror in `slot`.
 pub fn build(
     slot: u8,
@@ -102,132 +117,182 @@ pub fn build(
     prev: Option<&Generation>,
 ) -> Result<BuildOutput, BuildError> {
     let mut blobs = Vec::new();
-    let mut conflicts = Vec::new();
-    let mut withheld: HashSet<String> = HashSet::new();
-    let mut root: BTreeMap<String, TmpNode> = BTreeMap::new();
     let mut blob_seen: HashSet<Digest> = HashSet::new();
-
-    for e in entries {
-        let file = match e.body {
-            Body::Remote { url, size, digest } => TmpFile {
-                mtime: e.mtime,
-                size,
-                digest,
-                url: Some(url),
-            },
-            Body::Inline(bytes) => {
-                let digest = Digest::sha256_of(&bytes);
-                let size = bytes.len() as u64;
-                if blob_seen.insert(digest.clone()) {
-                    blobs.push((digest.clone(), bytes));
+    let mut items: Vec<Item> = entries
+        .into_iter()
+        .map(|e| {
+            let file = match e.body {
+                Body::Remote { url, size, digest } => TmpFile {
+                    mtime: e.mtime,
+                    size,
+                    digest,
+                    url: Some(url),
+                },
+                Body::Inline(bytes) => {
+                    let digest = Digest::sha256_of(&bytes);
+                    let size = bytes.len() as u64;
+                    if blob_seen.insert(digest.clone()) {
+                        blobs.push((digest.clone(), bytes));
+                    }
+                    TmpFile {
+                        mtime: e.mtime,
+                        size: Some(size),
+                        digest,
+                        url: None,
+                    }
                 }
-                TmpFile {
+                Body::Stored { digest, size } => TmpFile {
                     mtime: e.mtime,
                     size: Some(size),
                     digest,
                     url: None,
-                }
+                },
+            };
+            Item {
+                path: e.path.as_str().to_string(),
+                file,
             }
-            Body::Stored { digest, size } => TmpFile {
-                mtime: e.mtime,
-                size: Some(size),
-                digest,
-                url: None,
-            },
-        };
-        let path = e.path.as_str();
-        if withheld.contains(path) {
-            continue;
-        }
-        if let Err(why) = insert(&mut root, path, file) {
-            tracing::warn!(path, "withholding entry: {why}");
-            conflicts.push(format!("{path}: {why}"));
-            if why.starts_with("claimed twice") {
-                withheld.insert(path.to_string());
-                remove(&mut root, path);
-            }
-        }
-    }
+        })
+        .collect();
+    drop(blob_seen);
+    items.sort_by(|a, b| path_order(&a.path, &b.path));
+    let conflicts = withhold_conflicts(&mut items);
 
-    // Breadth-first flattening: children of each directory become contiguous.
+    // Breadth-first layout: the children of each directory become contiguous.
     let mut flat: Vec<Flat> = vec![Flat {
         ino: ino_for(slot, "", None, 0),
         parent: 0,
-        name: String::new(),
+        name: "",
         mtime: now,
         first_child: 0,
         n_children: 0,
-        file: None,
+        item: None,
     }];
     let mut used: HashSet<u64> = HashSet::from([flat[0].ino]);
-    let mut queue: std::collections::VecDeque<(u32, String, BTreeMap<String, TmpNode>)> =
-        std::collections::VecDeque::from([(0u32, String::new(), root)]);
-    while let Some((idx, path, children)) = queue.pop_front() {
+    // (node, item range, byte length of the directory's path prefix incl. '/')
+    let mut queue = std::collections::VecDeque::from([(0u32, 0usize, items.len(), 0usize)]);
+    while let Some((idx, lo, hi, prefix)) = queue.pop_front() {
         let first = u32::try_from(flat.len()).map_err(|_| BuildError::TooLarge("nodes"))?;
-        flat[idx as usize].first_child = first;
-        flat[idx as usize].n_children = children.len() as u32;
-        for (name, node) in children {
-            let child_path = if path.is_empty() {
-                name.clone()
-            } else {
-                format!("{path}/{name}")
-            };
-            let child_idx = u32::try_from(flat.len()).map_err(|_| BuildError::TooLarge("nodes"))?;
-            let (content, file, dir) = match node {
-                TmpNode::File(f) => (Some(f.digest.clone()), Some(f), None),
-                TmpNode::Dir(d) => (None, None, Some(d)),
-            };
+        let mut i = lo;
+        while i < hi {
+            let rest = &items[i].path[prefix..];
+            let comp = rest.split('/').next().unwrap_or(rest);
+            let mut j = i + 1;
+            while j < hi && items[j].path[prefix..].split('/').next() == Some(comp) {
+                j += 1;
+            }
+            let is_file = j == i + 1 && rest.len() == comp.len();
+            let path = &items[i].path[..prefix + comp.len()];
+            let content = is_file.then(|| &items[i].file.digest);
             let mut salt = 0;
             let ino = loop {
-                let ino = ino_for(slot, &child_path, content.as_ref(), salt);
+                let ino = ino_for(slot, path, content, salt);
                 if used.insert(ino) {
                     break ino;
                 }
                 salt += 1;
             };
+            let child = u32::try_from(flat.len()).map_err(|_| BuildError::TooLarge("nodes"))?;
             flat.push(Flat {
                 ino,
                 parent: idx,
-                name,
+                name: comp,
                 mtime: 0,
                 first_child: 0,
                 n_children: 0,
-                file,
+                item: is_file.then_some(i),
             });
-            if let Some(d) = dir {
-                queue.push_back((child_idx, child_path, d));
+            if !is_file {
+                queue.push_back((child, i, j, prefix + comp.len() + 1));
             }
+            i = j;
         }
+        flat[idx as usize].first_child = first;
+        flat[idx as usize].n_children = flat.len() as u32 - first;
     }
+    drop(used);
 
     // Listing hashes, then modification times (carried over when unchanged).
     let dir_hashes: Vec<u64> = flat
         .iter()
-        .map(|n| match n.file {
-            Some(_) => 0,
-            None => listing_hash(&flat, n),
+        .map(|n| {
+            if n.item.is_some() {
+                0
+            } else {
+                listing_hash(&flat, n)
+            }
         })
         .collect();
     for (i, n) in flat.iter_mut().enumerate() {
         let carried = prev
             .and_then(|p| p.find_ino(n.ino).map(|id| (p, id)))
-            .filter(|(p, id)| match &n.file {
+            .filter(|(p, id)| match n.item {
                 Some(_) => p.kind(*id) == Kind::File,
                 None => p.kind(*id) == Kind::Dir && p.dir_hash(*id) == dir_hashes[i],
             })
             .map(|(p, id)| p.mtime(id));
-        let own = n.file.as_ref().and_then(|f| f.mtime);
-        n.mtime = own.or(carried).unwrap_or(now);
+        let own = n.item.and_then(|it| items[it].file.mtime);
+        n.mtime = if i == 0 {
+            carried.unwrap_or(now)
+        } else {
+            own.or(carried).unwrap_or(now)
+        };
     }
 
     let mut units = units;
     units.sort();
     units.dedup();
-    encode(number, now, flat, &dir_hashes, &units).map(|generation| BuildOutput {
+    encode(number, now, &flat, &items, &dir_hashes, &units).map(|generation| BuildOutput {
         generation,
         blobs,
         conflicts,
     })
+}
+
+/// Drops paths claimed twice with different content (every claim: neither
+/// upstream can be believed) and files that other entries need as a
+/// directory. Identical duplicates collapse into one. `items` is sorted.
+fn withhold_conflicts(items: &mut Vec<Item>) -> Vec<String> {
+    let mut conflicts = Vec::new();
+    let mut keep = vec![true; items.len()];
+    let mut i = 0;
+    while i < items.len() {
+        let mut j = i + 1;
+        let mut differ = false;
+        while j < items.len() && items[j].path == items[i].path {
+            if same(&items[i].file, &items[j].file) {
+                keep[j] = false;
+            } else {
+                differ = true;
+            }
+            j += 1;
+        }
+        if differ {
+            let why = format!(
+                "{}: claimed twice with different content ({} and others)",
+                items[i].path, items[i].file.digest
+            );
+            tracing::warn!("withholding entry: {why}");
+            conflicts.push(why);
+            keep[i..j].iter_mut().for_each(|k| *k = false);
+        } else if items.get(j).is_some_and(|n| {
+            n.path.len() > items[i].path.len()
+                && n.path.starts_with(&items[i].path)
+                && n.path.as_bytes()[items[i].path.len()] == b'/'
+        }) {
+            let why = format!(
+                "{}: is a file, but other entries need it as a directory",
+                items[i].path
+            );
+            tracing::warn!("withholding entry: {why}");
+            conflicts.push(why);
+            keep[i] = false;
+        }
+        i = j;
+    }
+    let mut k = keep.into_iter();
+    items.retain(|_| k.next().unwrap_or(false));
+    conflicts
 }
 
 fn listing_hash(flat: &[Flat], dir: &Flat) -> u64 {
@@ -240,82 +305,38 @@ fn listing_hash(flat: &[Flat], dir: &Flat) -> u64 {
     u64::from_le_bytes(h.finish().as_bytes()[..8].try_into().unwrap())
 }
 
-fn insert(root: &mut BTreeMap<String, TmpNode>, path: &str, file: TmpFile) -> Result<(), String> {
-    let mut parts = path.split('/').peekable();
-    let mut dir = root;
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            return match dir.get(part) {
-                None => {
-                    dir.insert(part.to_string(), TmpNode::File(file));
-                    Ok(())
-                }
-                Some(TmpNode::File(old)) if same(old, &file) => Ok(()),
-                Some(TmpNode::File(old)) => Err(format!(
-                    "claimed twice with different content ({} and {})",
-                    old.digest, file.digest
-                )),
-                Some(TmpNode::Dir(_)) => Err("is a directory of other entries".into()),
-            };
-        }
-        let next = dir
-            .entry(part.to_string())
-            .or_insert_with(|| TmpNode::Dir(BTreeMap::new()));
-        dir = match next {
-            TmpNode::Dir(d) => d,
-            TmpNode::File(_) => return Err(format!("`{part}` is a file, not a directory")),
-        };
-    }
-    Ok(())
-}
-
-fn remove(root: &mut BTreeMap<String, TmpNode>, path: &str) {
-    let Some((dir_path, name)) = path.rsplit_once('/') else {
-        root.remove(path);
-        return;
-    };
-    let mut dir = root;
-    for part in dir_path.split('/') {
-        match dir.get_mut(part) {
-            Some(TmpNode::Dir(d)) => dir = d,
-            _ => return,
-        }
-    }
-    dir.remove(name);
-}
-
 fn same(a: &TmpFile, b: &TmpFile) -> bool {
     a.digest == b.digest
         && a.url == b.url
         && (a.size == b.size || a.size.is_none() || b.size.is_none())
 }
 
+/// Appends `s` to the string arena and returns its offset.
+fn append(strings: &mut Vec<u8>, s: &str) -> Result<u32, BuildError> {
+    let off = u32::try_from(strings.len()).map_err(|_| BuildError::TooLarge("strings"))?;
+    strings.extend_from_slice(s.as_bytes());
+    Ok(off)
+}
+
 fn encode(
     number: u64,
     now: u32,
-    flat: Vec<Flat>,
+    flat: &[Flat],
+    items: &[Item],
     dir_hashes: &[u64],
     units: &[String],
 ) -> Result<Generation, BuildError> {
     // Strings (deduplicated), URL prefixes and digests first, to size the buffer.
     let mut strings: Vec<u8> = Vec::new();
-    let mut interned: HashMap<String, u32> = HashMap::new();
-    let mut intern = |s: &str, strings: &mut Vec<u8>| -> Result<u32, BuildError> {
-        if let Some(&off) = interned.get(s) {
-            return Ok(off);
-        }
-        let off = u32::try_from(strings.len()).map_err(|_| BuildError::TooLarge("strings"))?;
-        strings.extend_from_slice(s.as_bytes());
-        interned.insert(s.to_string(), off);
-        Ok(off)
-    };
+    // Names repeat (index.html, by-hash, SHA256…): each is stored once.
+    let mut interned: HashMap<&str, u32> = HashMap::new();
     let mut prefixes: Vec<(u32, u32)> = Vec::new();
-    let mut prefix_ids: HashMap<String, u32> = HashMap::new();
+    let mut prefix_ids: HashMap<&str, u32> = HashMap::new();
     let mut digests: Vec<u8> = Vec::new();
-    let mut digest_ids: HashMap<Digest, u32> = HashMap::new();
+    let mut digest_ids: HashMap<&Digest, u32> = HashMap::new();
 
     struct Rec {
-        name: (u32, u16),
+        name: u32,
         a: u32,
         b: u32,
         c: u32,
@@ -323,19 +344,18 @@ fn encode(
         kind: u8,
         size: u64,
     }
-    let mut paths: Vec<String> = Vec::with_capacity(flat.len());
     let mut recs = Vec::with_capacity(flat.len());
     for (i, n) in flat.iter().enumerate() {
-        let path = if i == 0 {
-            String::new()
-        } else if n.parent == 0 {
-            n.name.clone()
-        } else {
-            format!("{}/{}", paths[n.parent as usize], n.name)
+        let name = match interned.get(n.name) {
+            Some(&off) => off,
+            None => {
+                let off = append(&mut strings, n.name)?;
+                interned.insert(n.name, off);
+                off
+            }
         };
-        let name = (intern(&n.name, &mut strings)?, n.name.len() as u16);
-        let rec = match &n.file {
-            None => Rec {
+        let Some(item) = n.item.map(|it| &items[it]) else {
+            recs.push(Rec {
                 name,
                 a: n.first_child,
                 b: n.n_children,
@@ -343,75 +363,78 @@ fn encode(
                 flags: 0,
                 kind: format::KIND_DIR,
                 size: dir_hashes[i],
-            },
-            Some(f) => {
-                let a = match digest_ids.get(&f.digest) {
-                    Some(&off) => off,
-                    None => {
-                        let off = u32::try_from(digests.len())
-                            .map_err(|_| BuildError::TooLarge("digests"))?;
-                        digests.push(f.digest.algo().code());
-                        digests.extend_from_slice(f.digest.as_bytes());
-                        digest_ids.insert(f.digest.clone(), off);
-                        off
-                    }
-                };
-                let size = f.size.unwrap_or(format::SIZE_UNKNOWN);
-                match &f.url {
-                    None => Rec {
-                        name,
-                        a,
-                        b: 0,
-                        c: 0,
-                        flags: 0,
-                        kind: format::KIND_STORED,
-                        size,
-                    },
-                    Some(url) => match url.strip_suffix(path.as_str()).filter(|p| !p.is_empty()) {
-                        Some(prefix) => {
-                            let id = match prefix_ids.get(prefix) {
-                                Some(&id) => id,
-                                None => {
-                                    let id = prefixes.len() as u32;
-                                    prefixes
-                                        .push((intern(prefix, &mut strings)?, prefix.len() as u32));
-                                    prefix_ids.insert(prefix.to_string(), id);
-                                    id
-                                }
-                            };
-                            Rec {
-                                name,
-                                a,
-                                b: id,
-                                c: 0,
-                                flags: format::FLAG_URL_PREFIX,
-                                kind: format::KIND_REMOTE,
-                                size,
-                            }
-                        }
-                        None => {
-                            let off = intern(url, &mut strings)?;
-                            Rec {
-                                name,
-                                a,
-                                b: off,
-                                c: url.len() as u32,
-                                flags: 0,
-                                kind: format::KIND_REMOTE,
-                                size,
-                            }
-                        }
-                    },
-                }
+            });
+            continue;
+        };
+        let f = &item.file;
+        let a = match digest_ids.get(&f.digest) {
+            Some(&off) => off,
+            None => {
+                let off =
+                    u32::try_from(digests.len()).map_err(|_| BuildError::TooLarge("digests"))?;
+                digests.push(f.digest.algo().code());
+                digests.extend_from_slice(f.digest.as_bytes());
+                digest_ids.insert(&f.digest, off);
+                off
             }
         };
+        let size = f.size.unwrap_or(format::SIZE_UNKNOWN);
+        let rec = match &f.url {
+            None => Rec {
+                name,
+                a,
+                b: 0,
+                c: 0,
+                flags: 0,
+                kind: format::KIND_STORED,
+                size,
+            },
+            Some(url) => match url
+                .strip_suffix(item.path.as_str())
+                .filter(|p| !p.is_empty())
+            {
+                Some(prefix) => {
+                    let id = match prefix_ids.get(prefix) {
+                        Some(&id) => id,
+                        None => {
+                            let id = prefixes.len() as u32;
+                            prefixes.push((append(&mut strings, prefix)?, prefix.len() as u32));
+                            prefix_ids.insert(prefix, id);
+                            id
+                        }
+                    };
+                    Rec {
+                        name,
+                        a,
+                        b: id,
+                        c: 0,
+                        flags: format::FLAG_URL_PREFIX,
+                        kind: format::KIND_REMOTE,
+                        size,
+                    }
+                }
+                None => {
+                    let off = append(&mut strings, url)?;
+                    Rec {
+                        name,
+                        a,
+                        b: off,
+                        c: url.len() as u32,
+                        flags: 0,
+                        kind: format::KIND_REMOTE,
+                        size,
+                    }
+                }
+            },
+        };
         recs.push(rec);
-        paths.push(path);
     }
-    drop(paths);
+    drop(digest_ids);
+    drop(prefix_ids);
+    drop(interned);
     let mut unit_refs = Vec::with_capacity(units.len());
     for u in units {
-        unit_refs.push((intern(u, &mut strings)?, u.len() as u32));
+        unit_refs.push((append(&mut strings, u)?, u.len() as u32));
     }
 
     let counts = Counts {
@@ -430,9 +453,9 @@ fn encode(
         rec[0..8].copy_from_slice(&n.ino.to_le_bytes());
         rec[format::OFF_SIZE..format::OFF_SIZE + 8].copy_from_slice(&r.size.to_le_bytes());
         rec[format::OFF_PARENT..format::OFF_PARENT + 4].copy_from_slice(&n.parent.to_le_bytes());
-        rec[format::OFF_NAME..format::OFF_NAME + 4].copy_from_slice(&r.name.0.to_le_bytes());
+        rec[format::OFF_NAME..format::OFF_NAME + 4].copy_from_slice(&r.name.to_le_bytes());
         rec[format::OFF_NAME_LEN..format::OFF_NAME_LEN + 2]
-            .copy_from_slice(&r.name.1.to_le_bytes());
+            .copy_from_slice(&(n.name.len() as u16).to_le_bytes());
         rec[format::OFF_KIND] = r.kind;
         rec[format::OFF_FLAGS] = r.flags;
         rec[format::OFF_MTIME..format::OFF_MTIME + 4].copy_from_slice(&n.mtime.to_le_bytes());
@@ -440,6 +463,7 @@ fn encode(
         rec[format::OFF_B..format::OFF_B + 4].copy_from_slice(&r.b.to_le_bytes());
         rec[format::OFF_C..format::OFF_C + 4].copy_from_slice(&r.c.to_le_bytes());
     }
+    drop(recs);
     let mut inos: Vec<(u64, u32)> = flat
         .iter()
         .enumerate()
@@ -459,6 +483,5 @@ fn encode(
     buf[hdr.strings.clone()].copy_from_slice(&strings);
     buf[hdr.digests.clone()].copy_from_slice(&digests);
     format::seal(&mut buf);
-    let _ = now;
-    Generation::from_bytes(buf).map_err(|_| BuildError::TooLarge("internal encoding error"))
+    Generation::from_bytes(buf).map_err(BuildError::Internal)
 }

@@ -29,7 +29,6 @@ mod deb822;
 mod gpg;
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::sync::Arc;
 
 use crate::catalog::{Body, Entry, Generation, Kind, Source};
@@ -38,11 +37,13 @@ use crate::digest::Digest;
 use crate::path::RelPath;
 
 use super::{
-    Adapter, BoxFuture, Doc, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput,
+    Adapter, BoxFuture, Doc, DocError, DocRequest, DocSource, Keep, LayoutSpec, Selection,
+    SyncError, UnitOutput,
 };
 
-pub use deb822::{Listed, PoolFile, Release, parse_packages, parse_release, parse_sources};
+pub use deb822::{
+    IndexKind, IndexParser, Listed, PoolFile, Release, parse_packages, parse_release, parse_sources,
+};
 
 pub struct Debian {
     opts: DebianOptions,
@@ -246,7 +247,7 @@ impl Debian {
             });
         }
         // Indexes the tree needs: fetch, verify against Release, parse.
-        let mut have: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+        let mut have: std::collections::HashMap<String, Body> = std::collections::HashMap::new();
         let mut pool: Vec<PoolFile> = Vec::new();
         let mut rejected = 0;
         let stems: Vec<String> = {
@@ -277,35 +278,63 @@ impl Debian {
                     continue;
                 };
                 let url = doc.url.clone();
+                let kind = if stem.ends_with("Sources") {
+                    IndexKind::Sources
+                } else {
+                    IndexKind::Packages
+                };
+                // The uncompressed form Release lists is kept (synthesized) as it streams by.
+                let keep = match plain {
+                    Some(p) => Some(src.keep(&p.sha256, p.size).map_err(|e| bad(&url, e))?),
+                    None => None,
+                };
                 let (listed, plain_listed, limit) =
                     (listed.clone(), plain.cloned(), self.max_document);
-                let is_sources = stem.ends_with("Sources");
-                let body = doc.body;
+                let (body, stored) = (doc.body, doc.stored);
                 let parsed = tokio::task::spawn_blocking(move || -> Result<_, SyncError> {
                     check(&url, &body, listed.size, &listed.sha256)?;
-                    let text =
-                        decompress(&url, &body, plain_listed.as_ref().map_or(limit, |p| p.size))?;
-                    if let Some(p) = &plain_listed {
-                        check(&format!("{url} (decompressed)"), &text, p.size, &p.sha256)?;
+                    let mut sink =
+                        IndexSink::new(kind, plain_listed.as_ref().map_or(limit, |p| p.size), keep);
+                    decompress_into(&url, &body, &mut sink)?;
+                    let (files, rejects, keep, digest, size) = sink.finish();
+                    if let (Some(p), Some(keep)) = (&plain_listed, keep) {
+                        let what = format!("{url} decompressed");
+                        if size != p.size || digest != p.sha256 {
+                            return Err(bad(
+                                &what,
+                                format!(
+                                    "{size} bytes with {digest}, but Release lists {} with {}",
+                                    p.size, p.sha256
+                                ),
+                            ));
+                        }
+                        keep.commit().map_err(|e| bad(&what, e))?;
                     }
-                    let s =
-                        std::str::from_utf8(&text).map_err(|_| bad(&url, "index is not UTF-8"))?;
-                    let (files, rejects) = if is_sources {
-                        parse_sources(s)
-                    } else {
-                        parse_packages(s)
-                    };
                     for r in &rejects {
                         tracing::warn!("{url}: skipping {r}");
                     }
-                    Ok((body, text, files, rejects.len()))
+                    // Served from the metadata store when the source kept it there.
+                    let local = match stored {
+                        Some(d) if d == listed.sha256 => Body::Stored {
+                            digest: d,
+                            size: listed.size,
+                        },
+                        _ => Body::Inline(body),
+                    };
+                    Ok((local, files, rejects.len()))
                 })
                 .await
                 .map_err(|e| bad(stem, format!("index task failed: {e}")))??;
-                let (body, text, files, n_bad) = parsed;
-                have.insert(format!("{stem}{ext}"), body);
-                if plain.is_some() && !ext.is_empty() {
-                    have.insert(stem.clone(), text);
+                let (local, files, n_bad) = parsed;
+                have.insert(format!("{stem}{ext}"), local);
+                if let Some(p) = plain.filter(|_| !ext.is_empty()) {
+                    have.insert(
+                        stem.clone(),
+                        Body::Stored {
+                            digest: p.sha256.clone(),
+                            size: p.size,
+                        },
+                    );
                 }
                 pool.extend(files);
                 rejected += n_bad;
@@ -326,8 +355,8 @@ impl Debian {
                 .rsplit_once('/')
                 .map_or(dists.clone(), |(d, _)| format!("{dists}/{d}"));
             let (body, alias) = match have.remove(p) {
-                Some(bytes) => (
-                    Body::Inline(bytes),
+                Some(local) => (
+                    local,
                     Body::Stored {
                         digest: f.sha256.clone(),
                         size: f.size,
@@ -404,63 +433,90 @@ fn check(url: &str, data: &[u8], size: u64, sha256: &Digest) -> Result<(), SyncE
     Ok(())
 }
 
-/// Decompresses by the file's magic, refusing more than `limit` bytes
-/// (a decompression bomb cannot exhaust memory).
-fn decompress(url: &str, data: &[u8], limit: u64) -> Result<Vec<u8>, SyncError> {
-    let mut out = Vec::new();
-    let too_big = || bad(url, format!("decompresses to more than {limit} bytes"));
-    if data.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(data)
-            .take(limit + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| bad(url, format!("bad gzip data: {e}")))?;
-    } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        let mut limited = LimitedWriter {
-            out: &mut out,
-            limit,
-        };
-        lzma_rs::xz_decompress(&mut std::io::BufReader::new(data), &mut limited).map_err(|e| {
-            if limited.exceeded() {
-                too_big()
-            } else {
-                bad(url, format!("bad xz data: {e}"))
-            }
-        })?;
-    } else {
-        out.extend_from_slice(data);
-    }
-    if out.len() as u64 > limit {
-        return Err(too_big());
-    }
-    Ok(out)
-}
-
-struct LimitedWriter<'a> {
-    out: &'a mut Vec<u8>,
+/// Where a decompressing index streams: it hashes the bytes (the
+/// uncompressed form Release lists must match), keeps them if asked,
+/// parses them, and refuses more than `limit` bytes, so neither a large
+/// index nor a decompression bomb is ever held in memory.
+struct IndexSink {
+    parser: IndexParser,
+    keep: Option<Box<dyn Keep>>,
+    hasher: crate::digest::Hasher,
+    written: u64,
     limit: u64,
 }
 
-impl LimitedWriter<'_> {
+impl IndexSink {
+    fn new(kind: IndexKind, limit: u64, keep: Option<Box<dyn Keep>>) -> IndexSink {
+        IndexSink {
+            parser: IndexParser::new(kind),
+            keep,
+            hasher: crate::digest::Hasher::new(crate::digest::Algo::Sha256),
+            written: 0,
+            limit,
+        }
+    }
+
+    /// Files named, stanzas rejected, the keep (uncommitted), and the
+    /// SHA-256 and size of the decompressed bytes.
+    #[allow(clippy::type_complexity)]
+    fn finish(
+        self,
+    ) -> (
+        Vec<PoolFile>,
+        Vec<String>,
+        Option<Box<dyn Keep>>,
+        Digest,
+        u64,
+    ) {
+        let (files, bad) = self.parser.finish();
+        (files, bad, self.keep, self.hasher.finish(), self.written)
+    }
+
     fn exceeded(&self) -> bool {
-        self.out.len() as u64 > self.limit
+        self.written > self.limit
     }
 }
 
-impl std::io::Write for LimitedWriter<'_> {
+impl std::io::Write for IndexSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() as u64 + buf.len() as u64 > self.limit {
-            self.out.extend_from_slice(
-                &buf[..(self.limit + 1 - self.out.len() as u64).min(buf.len() as u64) as usize],
-            );
-            return Err(std::io::Error::other("output limit exceeded"));
+        if self.written + buf.len() as u64 > self.limit {
+            self.written = self.limit + 1;
+            return Err(std::io::Error::other("decompressed size limit exceeded"));
         }
-        self.out.extend_from_slice(buf);
+        self.written += buf.len() as u64;
+        self.hasher.update(buf);
+        if let Some(k) = &mut self.keep {
+            k.write_all(buf)?;
+        }
+        self.parser.feed(buf);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Decompresses `data` by its magic (gzip, xz, or none) into `sink`.
+fn decompress_into(url: &str, data: &[u8], sink: &mut IndexSink) -> Result<(), SyncError> {
+    use std::io::Write;
+    let result = if data.starts_with(&[0x1f, 0x8b]) {
+        std::io::copy(&mut flate2::read::MultiGzDecoder::new(data), sink)
+            .map(drop)
+            .map_err(|e| format!("bad gzip data: {e}"))
+    } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        lzma_rs::xz_decompress(&mut std::io::BufReader::new(data), sink)
+            .map_err(|e| format!("bad xz data: {e}"))
+    } else {
+        sink.write_all(data).map_err(|e| e.to_string())
+    };
+    if sink.exceeded() {
+        return Err(bad(
+            url,
+            format!("decompresses to more than {} bytes", sink.limit),
+        ));
+    }
+    result.map_err(|e| bad(url, e))
 }
 
 impl Adapter for Debian {

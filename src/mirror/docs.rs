@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algo, Digest};
 use crate::fetch::{DocResponse, Fetcher};
-use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource};
+use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep};
 
 use super::Mirror;
 
@@ -103,11 +103,11 @@ impl<'a> Source<'a> {
         let key = format!("{} {}", req.path, req.accept.unwrap_or(""));
         let urls = self.urls(&req.path);
         let cache = &self.mirror.docs;
+        let meta = &self.mirror.meta;
         let cached = cache.map.lock().unwrap().get(&key).cloned();
-        let kept = cached.as_ref().and_then(|c| {
+        let kept = cached.and_then(|c| {
             let d = Digest::from_hex(Algo::Sha256, &c.sha256).ok()?;
-            let body = std::fs::read(self.mirror.meta.object_path(&d)).ok()?;
-            Some((c.clone(), body))
+            meta.size_of(&d).map(|_| (c, d))
         });
         let validators = kept
             .as_ref()
@@ -118,29 +118,33 @@ impl<'a> Source<'a> {
             .get_doc(&urls, req.accept, validators, limit)
             .await?
         {
-            DocResponse::NotModified => match kept {
-                Some((c, body)) => Ok(Doc {
+            DocResponse::NotModified => {
+                let gone = || DocError::NotFound {
+                    url: urls.first().cloned().unwrap_or_default(),
+                };
+                let (c, d) = kept.ok_or_else(gone)?;
+                let body = std::fs::read(meta.object_path(&d)).map_err(|_| gone())?;
+                Ok(Doc {
                     url: c.url,
                     content_type: c.content_type,
                     body,
                     unchanged: true,
-                }),
-                None => Err(DocError::NotFound {
-                    url: urls.first().cloned().unwrap_or_default(),
-                }),
-            },
+                    stored: Some(d),
+                })
+            }
             DocResponse::NotFound { url } => {
                 cache.map.lock().unwrap().remove(&key);
                 Err(DocError::NotFound { url })
             }
             DocResponse::Fresh(doc) => {
+                let d = Digest::sha256_of(&doc.body);
                 // Without validators upstream, an unchanged body is still recognized.
-                let unchanged = kept.as_ref().is_some_and(|(_, body)| *body == doc.body);
+                let unchanged = kept.as_ref().is_some_and(|(_, k)| *k == d);
                 if !unchanged {
                     self.fresh.fetch_add(1, Ordering::Relaxed);
                 }
-                let d = Digest::sha256_of(&doc.body);
-                if self.mirror.meta.put_bytes(&d, &doc.body).is_ok() {
+                let stored = meta.put_bytes(&d, &doc.body).is_ok().then(|| d.clone());
+                if stored.is_some() {
                     let entry = Cached {
                         url: doc.url.clone(),
                         content_type: doc.content_type.clone(),
@@ -155,14 +159,50 @@ impl<'a> Source<'a> {
                     content_type: doc.content_type,
                     body: doc.body,
                     unchanged,
+                    stored,
                 })
             }
         }
     }
 }
 
+/// A [`Keep`] over a pending metadata-store object.
+struct KeepBlob {
+    pending: crate::store::Pending,
+    store: Arc<crate::store::Store>,
+}
+
+impl std::io::Write for KeepBlob {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.write(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Keep for KeepBlob {
+    fn commit(self: Box<Self>) -> Result<(), String> {
+        let KeepBlob { pending, store } = *self;
+        pending
+            .commit(&store)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl DocSource for Source<'_> {
     fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
         Box::pin(self.fetch(req))
+    }
+
+    fn keep(&self, sha256: &Digest, size: u64) -> Result<Box<dyn Keep>, String> {
+        let store = self.mirror.meta.clone();
+        let pending = store
+            .begin(sha256.clone(), Some(size))
+            .map_err(|e| e.to_string())?;
+        Ok(Box::new(KeepBlob { pending, store }))
     }
 }

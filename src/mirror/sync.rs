@@ -33,6 +33,7 @@ pub struct SyncReport {
 impl Mirror {
     /// Runs one sync and records its outcome for `status`.
     pub async fn sync(self: &Arc<Self>, fetcher: &Arc<Fetcher>) -> Result<SyncReport, MirrorError> {
+        let _one_at_a_time = self.sync_lock.lock().await;
         let started = Instant::now();
         let span = tracing::info_span!("sync", mirror = %self.name());
         let result = tracing::Instrument::instrument(self.sync_inner(fetcher, started), span).await;

@@ -94,102 +94,171 @@ pub struct PoolFile {
     pub sha256: Digest,
 }
 
-/// Scans Packages stanzas for `Filename`, `Size` and `SHA256`.
-/// Returns the files and the stanzas rejected (with why).
-pub fn parse_packages(text: &str) -> (Vec<PoolFile>, Vec<String>) {
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    let (mut package, mut filename, mut size, mut sha) = ("", None, None, None);
-    let mut flush =
-        |package: &str, filename: Option<&str>, size: Option<&str>, sha: Option<&str>| {
-            if filename.is_none() && size.is_none() && sha.is_none() {
-                return;
-            }
-            let file = (|| {
-                let name = filename.ok_or("no Filename")?;
-                let path = RelPath::new(name).map_err(|e| e.to_string())?;
-                let size = size
-                    .ok_or("no Size")?
-                    .parse()
-                    .map_err(|_| "bad Size".to_string())?;
-                let sha256 = Digest::from_hex(Algo::Sha256, sha.ok_or("no SHA256")?)
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(PoolFile { path, size, sha256 })
-            })();
-            match file {
-                Ok(f) => out.push(f),
-                Err(e) => bad.push(format!("package {package:?}: {e}")),
-            }
-        };
-    for line in text.lines() {
-        if line.is_empty() {
-            flush(package, filename.take(), size.take(), sha.take());
-            package = "";
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            continue;
-        }
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "Package" => package = value,
-            "Filename" => filename = Some(value),
-            "Size" => size = Some(value),
-            "SHA256" => sha = Some(value),
-            _ => {}
-        }
-    }
-    flush(package, filename, size, sha);
-    (out, bad)
+/// Which index an [`IndexParser`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexKind {
+    /// Packages: `Filename`, `Size`, `SHA256` per stanza.
+    Packages,
+    /// Sources: `Directory` plus each `Checksums-Sha256` line.
+    Sources,
 }
 
-/// Scans Sources stanzas: `Directory` plus each `Checksums-Sha256` line.
-pub fn parse_sources(text: &str) -> (Vec<PoolFile>, Vec<String>) {
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    let mut dir: Option<&str> = None;
-    let mut files: Vec<&str> = Vec::new();
-    let mut in_sums = false;
-    let mut flush = |dir: Option<&str>, files: &mut Vec<&str>| {
-        for line in files.drain(..) {
-            let Some(d) = dir else {
-                bad.push(format!("{line}: stanza has no Directory"));
-                continue;
-            };
-            match parse_checksum_line(line, Algo::Sha256) {
-                Some((sha256, size, name)) => match RelPath::new(d).and_then(|p| p.join(name)) {
-                    Ok(path) => out.push(PoolFile { path, size, sha256 }),
-                    Err(e) => bad.push(format!("{d}/{name}: {e}")),
-                },
-                None => bad.push(format!("bad checksum line {line:?}")),
-            }
+/// A streaming reader of Packages or Sources: fed decompressed bytes in
+/// chunks of any size, it keeps only the current stanza and the files found
+/// (a bookworm Packages is 50 MB; it never has to be in memory at once).
+pub struct IndexParser {
+    kind: IndexKind,
+    partial: Vec<u8>,
+    package: String,
+    filename: Option<String>,
+    size: Option<String>,
+    sha: Option<String>,
+    dir: Option<String>,
+    sums: Vec<String>,
+    in_sums: bool,
+    files: Vec<PoolFile>,
+    bad: Vec<String>,
+}
+
+impl IndexParser {
+    pub fn new(kind: IndexKind) -> IndexParser {
+        IndexParser {
+            kind,
+            partial: Vec::new(),
+            package: String::new(),
+            filename: None,
+            size: None,
+            sha: None,
+            dir: None,
+            sums: Vec::new(),
+            in_sums: false,
+            files: Vec::new(),
+            bad: Vec::new(),
         }
-    };
-    for line in text.lines() {
+    }
+
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+            if self.partial.is_empty() {
+                self.line_bytes(&chunk[..nl]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&chunk[..nl]);
+                self.line_bytes(&line);
+            }
+            chunk = &chunk[nl + 1..];
+        }
+        self.partial.extend_from_slice(chunk);
+    }
+
+    /// The files named, and the stanzas rejected (with why).
+    pub fn finish(mut self) -> (Vec<PoolFile>, Vec<String>) {
+        let rest = std::mem::take(&mut self.partial);
+        if !rest.is_empty() {
+            self.line_bytes(&rest);
+        }
+        self.end_stanza();
+        (self.files, self.bad)
+    }
+
+    fn line_bytes(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match std::str::from_utf8(line) {
+            Ok(l) => self.line(l),
+            Err(_) => self
+                .bad
+                .push(format!("package {:?}: a line is not UTF-8", self.package)),
+        }
+    }
+
+    fn line(&mut self, line: &str) {
         if line.is_empty() {
-            flush(dir.take(), &mut files);
-            in_sums = false;
-            continue;
+            self.end_stanza();
+            return;
         }
-        if let Some(cont) = line.strip_prefix(' ') {
-            if in_sums {
-                files.push(cont);
+        if let Some(cont) = line.strip_prefix([' ', '\t']) {
+            if self.in_sums {
+                self.sums.push(cont.to_string());
             }
-            continue;
+            return;
         }
-        in_sums = false;
+        self.in_sums = false;
         let Some((key, value)) = line.split_once(':') else {
-            continue;
+            return;
         };
-        match key {
-            "Directory" => dir = Some(value.trim()),
-            "Checksums-Sha256" => in_sums = true,
+        let value = value.trim();
+        match (self.kind, key) {
+            (_, "Package") => self.package = value.to_string(),
+            (IndexKind::Packages, "Filename") => self.filename = Some(value.to_string()),
+            (IndexKind::Packages, "Size") => self.size = Some(value.to_string()),
+            (IndexKind::Packages, "SHA256") => self.sha = Some(value.to_string()),
+            (IndexKind::Sources, "Directory") => self.dir = Some(value.to_string()),
+            (IndexKind::Sources, "Checksums-Sha256") => self.in_sums = true,
             _ => {}
         }
     }
-    flush(dir, &mut files);
-    (out, bad)
+
+    fn end_stanza(&mut self) {
+        let package = std::mem::take(&mut self.package);
+        match self.kind {
+            IndexKind::Packages => {
+                let (filename, size, sha) =
+                    (self.filename.take(), self.size.take(), self.sha.take());
+                if filename.is_none() && size.is_none() && sha.is_none() {
+                    return;
+                }
+                let file = (|| {
+                    let path =
+                        RelPath::new(filename.ok_or("no Filename")?).map_err(|e| e.to_string())?;
+                    let size = size
+                        .ok_or("no Size")?
+                        .parse()
+                        .map_err(|_| "bad Size".to_string())?;
+                    let sha256 = Digest::from_hex(Algo::Sha256, &sha.ok_or("no SHA256")?)
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>(PoolFile { path, size, sha256 })
+                })();
+                match file {
+                    Ok(f) => self.files.push(f),
+                    Err(e) => self.bad.push(format!("package {package:?}: {e}")),
+                }
+            }
+            IndexKind::Sources => {
+                let dir = self.dir.take();
+                self.in_sums = false;
+                for line in std::mem::take(&mut self.sums) {
+                    let Some(d) = &dir else {
+                        self.bad
+                            .push(format!("source {package:?}: stanza has no Directory"));
+                        continue;
+                    };
+                    match parse_checksum_line(&line, Algo::Sha256) {
+                        Some((sha256, size, name)) => {
+                            match RelPath::new(d.as_str()).and_then(|p| p.join(name)) {
+                                Ok(path) => self.files.push(PoolFile { path, size, sha256 }),
+                                Err(e) => self.bad.push(format!("{d}/{name}: {e}")),
+                            }
+                        }
+                        None => self
+                            .bad
+                            .push(format!("source {package:?}: bad checksum line {line:?}")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scans a whole Packages text (see [`IndexParser`]).
+pub fn parse_packages(text: &str) -> (Vec<PoolFile>, Vec<String>) {
+    let mut p = IndexParser::new(IndexKind::Packages);
+    p.feed(text.as_bytes());
+    p.finish()
+}
+
+/// Scans a whole Sources text (see [`IndexParser`]).
+pub fn parse_sources(text: &str) -> (Vec<PoolFile>, Vec<String>) {
+    let mut p = IndexParser::new(IndexKind::Sources);
+    p.feed(text.as_bytes());
+    p.finish()
 }

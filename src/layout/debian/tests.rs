@@ -172,8 +172,44 @@ fn packages_and_sources_name_pool_files() {
     assert_eq!(bad.len(), 1);
 }
 
+/// Collects what a sink keeps, for checking.
+struct VecKeep(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for VecKeep {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Keep for VecKeep {
+    fn commit(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn decompress(url: &str, data: &[u8], limit: u64) -> Result<Vec<u8>, SyncError> {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut sink = IndexSink::new(
+        IndexKind::Packages,
+        limit,
+        Some(Box::new(VecKeep(out.clone()))),
+    );
+    decompress_into(url, data, &mut sink)?;
+    let (_, _, _, digest, size) = sink.finish();
+    let bytes = out.lock().unwrap().clone();
+    assert_eq!(
+        (digest, size),
+        (Digest::sha256_of(&bytes), bytes.len() as u64)
+    );
+    Ok(bytes)
+}
+
 #[test]
-fn decompression_is_bounded() {
+fn decompression_streams_and_is_bounded() {
     let text = b"Package: x\n".repeat(1000);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&text).unwrap();
@@ -182,6 +218,7 @@ fn decompression_is_bounded() {
     let mut xz = Vec::new();
     lzma_rs::xz_compress(&mut std::io::Cursor::new(&text), &mut xz).unwrap();
     assert_eq!(decompress("u", &xz, 1 << 20).unwrap(), text);
+    assert_eq!(decompress("u", &text, 1 << 20).unwrap(), text);
     // A bomb: 64 MiB of zeros in a few KiB, refused past the limit.
     let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     bomb.write_all(&vec![0u8; 64 << 20]).unwrap();
@@ -198,6 +235,32 @@ fn decompression_is_bounded() {
             .unwrap_err()
             .to_string()
             .contains("more than")
+    );
+    assert!(
+        decompress("http://x/Packages.gz", &gz[..gz.len() / 2], 1 << 20).is_err(),
+        "truncated gzip"
+    );
+}
+
+#[test]
+fn the_streaming_parser_does_not_care_where_chunks_break() {
+    let sha = hex('b', 64);
+    let text = format!(
+        "Package: a\nFilename: pool/a_1.deb\nSize: 3\nSHA256: {sha}\n\nPackage: b\nFilename: pool/b_1.deb\r\nSize: 4\nSHA256: {sha}\n"
+    );
+    let whole = parse_packages(&text);
+    for step in [1, 2, 7, 64] {
+        let mut p = IndexParser::new(IndexKind::Packages);
+        for chunk in text.as_bytes().chunks(step) {
+            p.feed(chunk);
+        }
+        assert_eq!(p.finish(), whole, "chunks of {step}");
+    }
+    assert_eq!(whole.0.len(), 2);
+    assert_eq!(
+        whole.0[1].path.as_str(),
+        "pool/b_1.deb",
+        "CRLF lines are accepted"
     );
 }
 
