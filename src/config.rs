@@ -23,6 +23,8 @@ pub struct Config {
     /// Evict least recently used artifacts above this many bytes.
     pub cache_max_size: Option<u64>,
     pub fetch: FetchSettings,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub mirrors: Vec<MirrorConfig>,
 }
 
@@ -102,6 +104,7 @@ const TOP_KEYS: &[&str] = &[
     "idle_timeout",
     "retries",
     "max_connections_per_host",
+    "metrics_listen",
     "mirror",
 ];
 const MIRROR_KEYS: &[&str] = &["name", "layout", "upstream", "cooldown", "sync_interval"];
@@ -155,6 +158,12 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
             .path("state_dir")?
             .unwrap_or_else(|| PathBuf::from("/var/lib/regfs")),
         cache_max_size: top.size("cache_max_size")?,
+        metrics_listen: match top.string("metrics_listen")? {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                format!("top level: metrics_listen: expected an address such as \"127.0.0.1:9477\", got \"{a}\"")
+            })?),
+        },
         fetch,
         mirrors: {
             let tables = top.tables("mirror")?;

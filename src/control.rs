@@ -20,6 +20,9 @@ use crate::status::MirrorStatus;
 pub enum Request {
     Sync { mirrors: Vec<String> },
     Status,
+    Verify { mirrors: Vec<String>, repair: bool },
+    Prefetch { mirror: String, globs: Vec<String> },
+    Gc { max: Option<u64> },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -31,6 +34,8 @@ pub struct Response {
     pub reports: Vec<SyncReport>,
     #[serde(default)]
     pub status: Vec<MirrorStatus>,
+    #[serde(default)]
+    pub report: Option<crate::maintenance::Report>,
 }
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -49,6 +54,15 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
                 .collect(),
             ..Response::default()
         },
+        Request::Verify { mirrors, repair } => match app.select(&mirrors) {
+            Ok(selected) => report(crate::maintenance::verify(app, &selected, repair).await),
+            Err(e) => failed(e.to_string()),
+        },
+        Request::Prefetch { mirror, globs } => match app.select(std::slice::from_ref(&mirror)) {
+            Ok(selected) => report(crate::maintenance::prefetch(app, &selected[0], &globs).await),
+            Err(e) => failed(e.to_string()),
+        },
+        Request::Gc { max } => report(crate::maintenance::gc(app, max)),
         Request::Sync { mirrors } => {
             let selected = match app.select(&mirrors) {
                 Ok(s) => s,
@@ -83,6 +97,22 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
             }
             resp
         }
+    }
+}
+
+fn report(r: crate::maintenance::Report) -> Response {
+    Response {
+        ok: r.problems.is_empty(),
+        report: Some(r),
+        ..Response::default()
+    }
+}
+
+fn failed(e: String) -> Response {
+    Response {
+        ok: false,
+        errors: vec![e],
+        ..Response::default()
     }
 }
 

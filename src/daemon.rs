@@ -181,6 +181,14 @@ pub fn run(config: Config, mountpoint: &Path, opts: MountOpts) -> Result<(), Dae
                 tracing::error!("control socket stopped: {e}");
             }
         });
+        if let Some(addr) = app.config.metrics_listen {
+            let (app, ops) = (app.clone(), fs.ops.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(addr, app, ops).await {
+                    tracing::error!("metrics endpoint on {addr} stopped: {e}");
+                }
+            });
+        }
         let flush = app.clone();
         tokio::spawn(async move {
             loop {

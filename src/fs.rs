@@ -37,11 +37,33 @@ pub struct Attr {
     pub nlink: u32,
 }
 
-/// An open file: the verified bytes on local disk.
+/// Inode of `.regfs/` at the mount root, and of `.regfs/status.json`.
+pub const CONTROL_INO: u64 = 2;
+pub const STATUS_INO: u64 = 3;
+
+/// An open file: the verified bytes on local disk, or (for
+/// `.regfs/status.json`) a snapshot in memory.
 pub struct Opened {
     pub fh: u64,
     pub ino: u64,
-    pub file: Arc<File>,
+    /// The local file, for kernel passthrough; `None` for in-memory files.
+    pub file: Option<Arc<File>>,
+}
+
+enum Handle {
+    File(Arc<File>),
+    Bytes(Arc<Vec<u8>>),
+}
+
+impl Attr {
+    /// How long the kernel may cache this attribute: status.json changes.
+    pub fn ttl(&self) -> Duration {
+        if self.ino == STATUS_INO {
+            Duration::ZERO
+        } else {
+            TTL
+        }
+    }
 }
 
 /// Receives directory entries; returns true when its buffer is full.
@@ -85,6 +107,8 @@ impl FsError {
 /// A node resolved from an inode number.
 enum Node {
     Root,
+    Control,
+    Status,
     InMirror {
         mirror: Arc<Mirror>,
         generation: Arc<Generation>,
@@ -97,9 +121,13 @@ pub struct Fs {
     mirrors: RwLock<HashMap<u8, Arc<Mirror>>>,
     store: Arc<Store>,
     fetcher: Arc<Fetcher>,
-    handles: RwLock<HashMap<u64, Arc<File>>>,
+    handles: RwLock<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     started: u32,
+    /// Operations served, for metrics.
+    pub ops: Arc<crate::metrics::OpCounters>,
+    /// The last status.json rendering and when it was made.
+    status_json: std::sync::Mutex<(std::time::Instant, Arc<Vec<u8>>)>,
 }
 
 impl Fs {
@@ -111,6 +139,8 @@ impl Fs {
             handles: RwLock::default(),
             next_fh: AtomicU64::new(1),
             started: crate::timestamp::now() as u32,
+            ops: Arc::default(),
+            status_json: std::sync::Mutex::new((std::time::Instant::now(), Arc::new(Vec::new()))),
         })
     }
 
@@ -129,8 +159,11 @@ impl Fs {
     }
 
     fn node(&self, ino: u64) -> Result<Node, FsError> {
-        if ino == ROOT_INO {
-            return Ok(Node::Root);
+        match ino {
+            ROOT_INO => return Ok(Node::Root),
+            CONTROL_INO => return Ok(Node::Control),
+            STATUS_INO => return Ok(Node::Status),
+            _ => {}
         }
         let mirror = self
             .mirrors
@@ -157,9 +190,9 @@ impl Fs {
         })
     }
 
-    fn root_attr(&self) -> Attr {
+    fn dir_attr(&self, ino: u64) -> Attr {
         Attr {
-            ino: ROOT_INO,
+            ino,
             kind: Kind::Dir,
             size: 0,
             mtime: self.started,
@@ -167,8 +200,39 @@ impl Fs {
         }
     }
 
+    /// The JSON `regfs status --json` prints, re-rendered at most once a second.
+    fn status_json(&self) -> Arc<Vec<u8>> {
+        let mut cached = self.status_json.lock().unwrap();
+        if cached.1.is_empty() || cached.0.elapsed() > Duration::from_secs(1) {
+            let list: Vec<_> = self
+                .mirrors()
+                .iter()
+                .map(|m| crate::status::collect(m, &self.store))
+                .collect();
+            let mut json = serde_json::to_vec_pretty(&list).unwrap_or_default();
+            json.push(b'\n');
+            *cached = (std::time::Instant::now(), Arc::new(json));
+        }
+        cached.1.clone()
+    }
+
+    fn status_attr(&self) -> Attr {
+        Attr {
+            ino: STATUS_INO,
+            kind: Kind::File,
+            size: self.status_json().len() as u64,
+            mtime: crate::timestamp::now() as u32,
+            nlink: 1,
+        }
+    }
+
     pub async fn lookup(self: Arc<Self>, parent: u64, name: String) -> Result<Attr, FsError> {
+        crate::metrics::OpCounters::count(&self.ops.lookup);
         let (mirror, generation, dir) = match self.node(parent)? {
+            Node::Root if name == ".regfs" => return Ok(self.dir_attr(CONTROL_INO)),
+            Node::Control if name == "status.json" => return Ok(self.status_attr()),
+            Node::Control => return Err(FsError::NotFound),
+            Node::Status => return Err(FsError::NotDir),
             Node::Root => {
                 let mirror = self
                     .mirrors()
@@ -210,8 +274,11 @@ impl Fs {
     }
 
     pub async fn getattr(self: Arc<Self>, ino: u64) -> Result<Attr, FsError> {
+        crate::metrics::OpCounters::count(&self.ops.getattr);
         match self.node(ino)? {
-            Node::Root => Ok(self.root_attr()),
+            Node::Root => Ok(self.dir_attr(ROOT_INO)),
+            Node::Control => Ok(self.dir_attr(CONTROL_INO)),
+            Node::Status => Ok(self.status_attr()),
             Node::InMirror {
                 mirror,
                 generation,
@@ -281,21 +348,35 @@ impl Fs {
     /// Lists a directory from `offset`: entry `k` is `.` (0), `..` (1) or
     /// child `k - 2`, and carries `k + 1` as the offset to resume after it.
     pub fn readdir(&self, ino: u64, offset: u64, sink: &mut dyn DirSink) -> Result<(), FsError> {
+        crate::metrics::OpCounters::count(&self.ops.readdir);
+        let small = |list: Vec<(u64, Kind, String)>, sink: &mut dyn DirSink| {
+            for (k, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+                if sink.add(*ino, k as u64 + 1, *kind, name) {
+                    break;
+                }
+            }
+        };
         match self.node(ino)? {
+            Node::Status => return Err(FsError::NotDir),
+            Node::Control => small(
+                vec![
+                    (CONTROL_INO, Kind::Dir, ".".into()),
+                    (ROOT_INO, Kind::Dir, "..".into()),
+                    (STATUS_INO, Kind::File, "status.json".into()),
+                ],
+                sink,
+            ),
             Node::Root => {
                 let mut list = vec![
                     (ROOT_INO, Kind::Dir, ".".to_string()),
                     (ROOT_INO, Kind::Dir, "..".to_string()),
+                    (CONTROL_INO, Kind::Dir, ".regfs".to_string()),
                 ];
                 for m in self.mirrors() {
                     let g = m.current();
                     list.push((g.ino(g.root()), Kind::Dir, m.name().to_string()));
                 }
-                for (k, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
-                    if sink.add(*ino, k as u64 + 1, *kind, name) {
-                        break;
-                    }
-                }
+                small(list, sink);
             }
             Node::InMirror {
                 generation: g, id, ..
@@ -330,16 +411,29 @@ impl Fs {
 
     /// Opens a file for reading, fetching and verifying it first if needed.
     pub async fn open(self: Arc<Self>, ino: u64, write: bool) -> Result<Opened, FsError> {
+        crate::metrics::OpCounters::count(&self.ops.open);
         if write {
             return Err(FsError::ReadOnly);
         }
-        let Node::InMirror {
-            mirror,
-            generation,
-            id,
-        } = self.node(ino)?
-        else {
-            return Err(FsError::IsDir);
+        let (mirror, generation, id) = match self.node(ino)? {
+            Node::InMirror {
+                mirror,
+                generation,
+                id,
+            } => (mirror, generation, id),
+            Node::Status => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.handles
+                    .write()
+                    .unwrap()
+                    .insert(fh, Handle::Bytes(self.status_json()));
+                return Ok(Opened {
+                    fh,
+                    ino,
+                    file: None,
+                });
+            }
+            Node::Root | Node::Control => return Err(FsError::IsDir),
         };
         let file = generation.file(id).ok_or(FsError::IsDir)?;
         let local = match &file.source {
@@ -360,19 +454,34 @@ impl Fs {
             .ok_or_else(|| FsError::Local(format!("{} vanished from the cache", file.digest)))?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let f = Arc::new(f);
-        self.handles.write().unwrap().insert(fh, f.clone());
-        Ok(Opened { fh, ino, file: f })
+        self.handles
+            .write()
+            .unwrap()
+            .insert(fh, Handle::File(f.clone()));
+        Ok(Opened {
+            fh,
+            ino,
+            file: Some(f),
+        })
     }
 
     /// Reads up to `size` bytes at `offset`; short only at end of file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
-        let f = self
+        crate::metrics::OpCounters::count(&self.ops.read);
+        let f = match self
             .handles
             .read()
             .unwrap()
             .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
+            .ok_or(FsError::BadHandle)?
+        {
+            Handle::File(f) => f.clone(),
+            Handle::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = start.saturating_add(size as usize).min(b.len());
+                return Ok(b[start..end].to_vec());
+            }
+        };
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {

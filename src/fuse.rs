@@ -19,7 +19,7 @@ use fuser::{
 };
 
 use crate::catalog::{Invalidations, Kind};
-use crate::fs::{Attr, DirSink, Fs, FsError, TTL};
+use crate::fs::{Attr, DirSink, Fs, FsError};
 
 pub struct FuseFs {
     fs: Arc<Fs>,
@@ -156,7 +156,7 @@ impl Filesystem for FuseFs {
         self.run(
             self.fs.clone().lookup(parent.0, name.to_string()),
             move |r| match r {
-                Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+                Ok(a) => reply.entry(&a.ttl(), &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -166,7 +166,7 @@ impl Filesystem for FuseFs {
         let span = tracing::debug_span!("getattr", ino = ino.0);
         let _e = span.enter();
         self.run(self.fs.clone().getattr(ino.0), move |r| match r {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&a.ttl(), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         });
     }
@@ -211,6 +211,10 @@ impl Filesystem for FuseFs {
                 Err(e) => return reply.error(errno(&e)),
             };
             let fh = FileHandle(opened.fh);
+            let Some(file) = opened.file else {
+                // An in-memory snapshot (status.json): no page cache, no size games.
+                return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO);
+            };
             if passthrough.load(Ordering::Relaxed) {
                 let mut map = backing.lock().unwrap();
                 if let Some((id, users)) = map.get_mut(&opened.ino) {
@@ -218,7 +222,7 @@ impl Filesystem for FuseFs {
                     handle_ino.lock().unwrap().insert(opened.fh, opened.ino);
                     return reply.opened_passthrough(fh, FopenFlags::empty(), id);
                 }
-                match reply.open_backing(opened.file.as_ref()) {
+                match reply.open_backing(file.as_ref()) {
                     Ok(id) => {
                         reply.opened_passthrough(fh, FopenFlags::empty(), &id);
                         map.insert(opened.ino, (id, 1));

@@ -35,8 +35,9 @@
 //! - [`fs`] is the filesystem logic in plain Rust types; [`fuse`] is the
 //!   thin fuser adapter (passthrough, kernel cache invalidation).
 //! - [`daemon`] mounts and schedules syncs; [`control`] is the socket that
-//!   `regfs sync` and `regfs status` use to reach a running mount;
-//!   [`status`] and [`stats`] report what happened.
+//!   `regfs sync`, `status`, `verify`, `prefetch` and `gc` use to reach a
+//!   running mount; [`maintenance`] implements the last three; [`status`]
+//!   and [`stats`] report what happened.
 //! - [`path`] and [`digest`] validate names, paths and digests at the edge.
 
 pub mod app;
@@ -50,6 +51,8 @@ pub mod fetch;
 pub mod fs;
 pub mod fuse;
 pub mod layout;
+pub mod maintenance;
+pub mod metrics;
 pub mod mirror;
 pub mod path;
 pub mod stats;

@@ -45,16 +45,46 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-hash the cache against the catalogs; exit status 1 if anything was wrong.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Remove corrupt objects and objects no mirror owns.
+        #[arg(long)]
+        repair: bool,
+        /// Mirrors whose metadata files to check too (default: all).
+        mirrors: Vec<String>,
+    },
+    /// Download now the artifacts of MIRROR whose paths match GLOBs (default: all).
+    Prefetch {
+        #[arg(long, short)]
+        config: PathBuf,
+        mirror: String,
+        globs: Vec<String>,
+    },
+    /// Evict least recently used artifacts down to a size.
+    Gc {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Target size such as "10GiB" (default: cache_max_size).
+        #[arg(long)]
+        max_size: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    // REGFS_LOG_FORMAT=json: one JSON object a line, for log shippers.
+    if std::env::var("REGFS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -111,6 +141,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Cmd::Verify {
+            config,
+            repair,
+            mirrors,
+        } => maintenance(
+            &Config::load(&config)?,
+            Request::Verify { mirrors, repair },
+            "verify",
+        ),
+        Cmd::Prefetch {
+            config,
+            mirror,
+            globs,
+        } => maintenance(
+            &Config::load(&config)?,
+            Request::Prefetch { mirror, globs },
+            "prefetch",
+        ),
+        Cmd::Gc { config, max_size } => {
+            let max = match max_size {
+                Some(s) => Some(regfs::config::parse_size(&s).with_context(|| {
+                    format!("--max-size: expected a size such as \"10GiB\", got \"{s}\"")
+                })?),
+                None => None,
+            };
+            maintenance(&Config::load(&config)?, Request::Gc { max }, "gc")
+        }
         Cmd::Status { config, json } => {
             let config = Config::load(&config)?;
             let resp = one_shot(&config, Request::Status)?;
@@ -122,6 +179,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs verify/prefetch/gc and prints what it found and did.
+fn maintenance(config: &Config, req: Request, what: &str) -> anyhow::Result<ExitCode> {
+    let resp = one_shot(config, req)?;
+    for e in &resp.errors {
+        eprintln!("regfs: {what}: {e}");
+    }
+    if let Some(r) = &resp.report {
+        for a in &r.actions {
+            println!("{a}");
+        }
+        for p in &r.problems {
+            println!("PROBLEM: {p}");
+        }
+        println!(
+            "{what}: {} checked ({} bytes), {} problems, {} actions",
+            r.checked,
+            r.bytes,
+            r.problems.len(),
+            r.actions.len()
+        );
+    }
+    Ok(if resp.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Asks the running mount, or does the work here when none is running.

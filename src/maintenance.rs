@@ -1,0 +1,207 @@
+//! Upkeep an operator runs by hand (or from a timer): `verify` re-hashes
+//! the cache against the catalogs, `prefetch` downloads a chosen subset
+//! now, `gc` evicts down to a size. Each runs inside the mount daemon when
+//! one is up (through the control socket), so its view of the cache stays
+//! right, or directly on the state and cache directories otherwise.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::catalog::Source;
+use crate::config::Glob;
+use crate::digest::{Digest, Hasher};
+use crate::fetch::Artifact;
+use crate::mirror::Mirror;
+use crate::store::Store;
+
+/// What a maintenance run found and did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// Objects (or artifacts) looked at.
+    pub checked: u64,
+    pub bytes: u64,
+    /// Problems found, one line each.
+    pub problems: Vec<String>,
+    /// What was changed (removed, fetched, evicted).
+    pub actions: Vec<String>,
+}
+
+/// Re-hashes every cached object; reports corrupt objects and objects no
+/// configured mirror's catalog owns, and with `repair` removes both. Also
+/// re-hashes each selected mirror's metadata files (which are never
+/// removed: a resync restores them).
+pub async fn verify(app: &Arc<App>, mirrors: &[Arc<Mirror>], repair: bool) -> Report {
+    let mut owned: HashSet<Digest> = HashSet::new();
+    for m in &app.mirrors {
+        for g in [Some(m.current()), m.previous()].into_iter().flatten() {
+            for id in g.files() {
+                if let Some(f) = g
+                    .file(id)
+                    .filter(|f| matches!(f.source, Source::Remote { .. }))
+                {
+                    owned.insert(f.digest);
+                }
+            }
+        }
+    }
+    let (store, metas) = (
+        app.store.clone(),
+        mirrors
+            .iter()
+            .map(|m| (m.name().to_string(), m.meta.clone()))
+            .collect::<Vec<_>>(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut r = Report::default();
+        check_store(&store, "cache", Some(&owned), repair, &mut r);
+        for (name, meta) in metas {
+            check_store(
+                &meta,
+                &format!("mirror {name} metadata"),
+                None,
+                false,
+                &mut r,
+            );
+        }
+        r
+    })
+    .await
+    .unwrap_or_else(|e| Report {
+        problems: vec![format!("verify task failed: {e}")],
+        ..Report::default()
+    })
+}
+
+fn check_store(
+    store: &Store,
+    what: &str,
+    owned: Option<&HashSet<Digest>>,
+    repair: bool,
+    r: &mut Report,
+) {
+    let mut objects = store.objects();
+    objects.sort();
+    for (digest, size) in objects {
+        r.checked += 1;
+        r.bytes += size;
+        let path = store.object_path(&digest);
+        let problem = match hash_file(&path, &digest) {
+            Err(e) => Some(format!("{what}: {}: unreadable: {e}", path.display())),
+            Ok(actual) if actual != digest => Some(format!(
+                "{what}: {}: corrupt: content hashes to {actual}",
+                path.display()
+            )),
+            Ok(_) if owned.is_some_and(|o| !o.contains(&digest)) => Some(format!(
+                "{what}: {}: not owned by any mirror's catalog",
+                path.display()
+            )),
+            Ok(_) => None,
+        };
+        if let Some(p) = problem {
+            r.problems.push(p);
+            if repair {
+                store.remove(&digest);
+                r.actions.push(format!("removed {}", path.display()));
+            }
+        }
+    }
+}
+
+fn hash_file(path: &std::path::Path, like: &Digest) -> std::io::Result<Digest> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Hasher::new(like.algo());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Downloads (and verifies) every artifact of `mirror` whose path matches
+/// one of `globs` (all when empty), a few at a time.
+pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) -> Report {
+    let globs: Vec<Glob> = match globs.iter().map(|g| Glob::new(g)).collect::<Result<_, _>>() {
+        Ok(g) => g,
+        Err(e) => {
+            return Report {
+                problems: vec![e],
+                ..Report::default()
+            };
+        }
+    };
+    let g = mirror.current();
+    let todo: Vec<Artifact> = g
+        .files()
+        .filter_map(|id| {
+            let f = g.file(id)?;
+            let Source::Remote { url } = f.source else {
+                return None;
+            };
+            let path = g.path(id);
+            (globs.is_empty() || globs.iter().any(|p| p.matches(&path))).then(|| Artifact {
+                urls: mirror.artifact_urls(&url),
+                digest: f.digest,
+                size: f.size,
+            })
+        })
+        .collect();
+    let results: Vec<_> = futures_util::stream::iter(todo)
+        .map(|art| {
+            let (fetcher, store, counters) = (
+                app.fetcher.clone(),
+                app.store.clone(),
+                mirror.counters.clone(),
+            );
+            async move {
+                let url = art.urls[0].clone();
+                let cached = store.size_of(&art.digest).is_some();
+                (url, cached, fetcher.ensure(&store, art, counters).await)
+            }
+        })
+        .buffer_unordered(app.config.fetch.max_per_host.clamp(1, 8))
+        .collect()
+        .await;
+    let mut r = Report::default();
+    for (url, cached, res) in results {
+        r.checked += 1;
+        match res {
+            Ok(size) => {
+                r.bytes += size;
+                if !cached {
+                    r.actions.push(format!("fetched {url}"));
+                }
+            }
+            Err(e) => r.problems.push(e.to_string()),
+        }
+    }
+    r
+}
+
+/// Evicts least recently used artifacts until the cache holds at most
+/// `max` bytes (default: `cache_max_size`, else nothing to do).
+pub fn gc(app: &App, max: Option<u64>) -> Report {
+    let mut r = Report::default();
+    let before = app.store.usage();
+    r.checked = before.objects;
+    let Some(target) = max.or(app.config.cache_max_size) else {
+        r.actions
+            .push("no size given and no cache_max_size configured: nothing evicted".into());
+        return r;
+    };
+    let (n, bytes) = app.store.evict_to(target, None);
+    r.bytes = bytes;
+    r.actions.push(format!(
+        "evicted {n} objects ({bytes} bytes); cache now {} bytes in {} objects",
+        before.bytes - bytes,
+        before.objects - n
+    ));
+    r
+}

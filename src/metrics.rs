@@ -1,0 +1,211 @@
+//! The Prometheus text endpoint (opt-in `metrics_listen`), and every metric
+//! name in one place. Values come from the same counters `status` shows.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::app::App;
+
+pub const FUSE_REQUESTS: &str = "regfs_fuse_requests_total";
+pub const READS: &str = "regfs_opens_total";
+pub const FETCHES: &str = "regfs_fetches_total";
+pub const FETCHED_BYTES: &str = "regfs_fetched_bytes_total";
+pub const VERIFY_FAILURES: &str = "regfs_verify_failures_total";
+pub const UPSTREAM_ERRORS: &str = "regfs_upstream_errors_total";
+pub const SYNC_DURATION: &str = "regfs_last_sync_duration_seconds";
+pub const SYNC_SUCCESS: &str = "regfs_last_sync_success";
+pub const SYNC_TIME: &str = "regfs_last_sync_timestamp_seconds";
+pub const GENERATION: &str = "regfs_generation";
+pub const CATALOG_FILES: &str = "regfs_catalog_files";
+pub const CACHE_BYTES: &str = "regfs_cache_bytes";
+pub const CACHE_OBJECTS: &str = "regfs_cache_objects";
+
+/// Filesystem operations served, by kind (all mirrors).
+#[derive(Default, Debug)]
+pub struct OpCounters {
+    pub lookup: AtomicU64,
+    pub getattr: AtomicU64,
+    pub readdir: AtomicU64,
+    pub open: AtomicU64,
+    pub read: AtomicU64,
+}
+
+impl OpCounters {
+    pub fn count(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render(app: &App, fuse: Option<&OpCounters>) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    if let Some(f) = fuse {
+        let ops = [
+            ("lookup", &f.lookup),
+            ("getattr", &f.getattr),
+            ("readdir", &f.readdir),
+            ("open", &f.open),
+            ("read", &f.read),
+        ];
+        let s: Vec<_> = ops
+            .iter()
+            .map(|(op, c)| (format!("{{op=\"{op}\"}}"), c.load(Relaxed) as f64))
+            .collect();
+        family(
+            FUSE_REQUESTS,
+            "counter",
+            "FUSE requests served, by operation (passthrough reads bypass regfs).",
+            &s,
+        );
+    }
+    let statuses: Vec<_> = app
+        .mirrors
+        .iter()
+        .map(|m| crate::status::collect(m, &app.store))
+        .collect();
+    let per = |f: &dyn Fn(&crate::status::MirrorStatus) -> f64| -> Vec<(String, f64)> {
+        statuses
+            .iter()
+            .map(|s| (format!("{{mirror=\"{}\"}}", s.name), f(s)))
+            .collect()
+    };
+    let mut opens = Vec::new();
+    let mut errors = Vec::new();
+    for s in &statuses {
+        for (result, v) in [
+            ("hit", s.counters.hits),
+            ("miss", s.counters.misses),
+            ("error", s.counters.read_errors),
+        ] {
+            opens.push((
+                format!("{{mirror=\"{}\",result=\"{result}\"}}", s.name),
+                v as f64,
+            ));
+        }
+        for (kind, v) in &s.counters.upstream_errors {
+            errors.push((
+                format!("{{mirror=\"{}\",kind=\"{kind}\"}}", s.name),
+                *v as f64,
+            ));
+        }
+    }
+    family(
+        READS,
+        "counter",
+        "Opens of artifacts: served from the cache (hit), fetched first (miss), failed (error).",
+        &opens,
+    );
+    family(
+        FETCHES,
+        "counter",
+        "Artifacts downloaded and verified.",
+        &per(&|s| s.counters.fetches as f64),
+    );
+    family(
+        FETCHED_BYTES,
+        "counter",
+        "Bytes of verified downloads.",
+        &per(&|s| s.counters.fetched_bytes as f64),
+    );
+    family(
+        VERIFY_FAILURES,
+        "counter",
+        "Downloads refused because they did not match the promised digest or size.",
+        &per(&|s| s.counters.verify_failures as f64),
+    );
+    family(
+        UPSTREAM_ERRORS,
+        "counter",
+        "Failed upstream downloads by kind.",
+        &errors,
+    );
+    family(
+        SYNC_DURATION,
+        "gauge",
+        "Duration of the last sync.",
+        &per(&|s| s.sync.duration_ms as f64 / 1000.0),
+    );
+    family(
+        SYNC_SUCCESS,
+        "gauge",
+        "1 if the last sync succeeded.",
+        &per(&|s| f64::from(u8::from(s.sync.ok))),
+    );
+    family(
+        SYNC_TIME,
+        "gauge",
+        "Unix time the last sync finished.",
+        &per(&|s| s.sync.last_sync as f64),
+    );
+    family(
+        GENERATION,
+        "gauge",
+        "Generation being served.",
+        &per(&|s| s.generation as f64),
+    );
+    family(
+        CATALOG_FILES,
+        "gauge",
+        "Artifacts listed in the served generation.",
+        &per(&|s| s.artifacts as f64),
+    );
+    let usage = app.store.usage();
+    family(
+        CACHE_BYTES,
+        "gauge",
+        "Bytes in the artifact cache.",
+        &[(String::new(), usage.bytes as f64)],
+    );
+    family(
+        CACHE_OBJECTS,
+        "gauge",
+        "Objects in the artifact cache.",
+        &[(String::new(), usage.objects as f64)],
+    );
+    out
+}
+
+/// Serves `GET /metrics` on `addr` until the runtime stops.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    app: Arc<App>,
+    fuse: Arc<OpCounters>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving metrics");
+    loop {
+        let (mut conn, _) = listener.accept().await?;
+        let (app, fuse) = (app.clone(), fuse.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let n =
+                match tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
+                ("200 OK", render(&app, Some(&fuse)))
+            } else {
+                ("404 Not Found", "see /metrics\n".to_string())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).await;
+            let _ = conn.write_all(body.as_bytes()).await;
+        });
+    }
+}
