@@ -1,9 +1,9 @@
 //! A configuration opened for use: the store, the fetcher and every mirror.
 //! Shared by the mount daemon and the one-shot commands.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use crate::config::Config;
+use crate::config::{Config, MirrorConfig};
 use crate::fetch::{Fetcher, http::Http};
 use crate::mirror::Mirror;
 use crate::store::Store;
@@ -12,7 +12,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
     pub fetcher: Arc<Fetcher>,
-    pub mirrors: Vec<Arc<Mirror>>,
+    /// Replaced as a whole when the daemon reloads its configuration.
+    mirrors: RwLock<Vec<Arc<Mirror>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,42 +37,57 @@ impl App {
                 path: config.cache_dir.display().to_string(),
                 what: e.to_string(),
             })?;
-        let names: Vec<&str> = config.mirrors.iter().map(|m| m.name.as_str()).collect();
-        let slots = crate::mirror::assign_slots(&config.state_dir, &names).map_err(|e| {
-            AppError::State {
-                path: config.state_dir.display().to_string(),
-                what: e.to_string(),
-            }
-        })?;
-        let mut mirrors = Vec::new();
-        for m in &config.mirrors {
-            mirrors.push(Arc::new(Mirror::open(
-                m.clone(),
-                slots[&m.name],
-                &config.state_dir,
-            )?));
-        }
         let transport =
             Http::new(config.fetch.connect_timeout).map_err(|e| AppError::Http(e.to_string()))?;
         let fetcher = Fetcher::new(Arc::new(transport), config.fetch.clone());
-        Ok(App {
+        let app = App {
             store: Arc::new(store),
             fetcher,
-            mirrors,
+            mirrors: RwLock::default(),
             config,
-        })
+        };
+        let mirrors = app
+            .config
+            .mirrors
+            .iter()
+            .map(|m| app.open_mirror(m))
+            .collect::<Result<_, _>>()?;
+        *app.mirrors.write().unwrap() = mirrors;
+        Ok(app)
+    }
+
+    /// Opens a mirror's state under this app's `state_dir`, giving it its
+    /// stable inode slot.
+    pub fn open_mirror(&self, m: &MirrorConfig) -> Result<Arc<Mirror>, AppError> {
+        let state = &self.config.state_dir;
+        let slots = crate::mirror::assign_slots(state, &[m.name.as_str()]).map_err(|e| {
+            AppError::State {
+                path: state.display().to_string(),
+                what: e.to_string(),
+            }
+        })?;
+        Ok(Arc::new(Mirror::open(m.clone(), slots[&m.name], state)?))
+    }
+
+    /// The mirrors being served, by name.
+    pub fn mirrors(&self) -> Vec<Arc<Mirror>> {
+        self.mirrors.read().unwrap().clone()
+    }
+
+    pub fn set_mirrors(&self, mirrors: Vec<Arc<Mirror>>) {
+        *self.mirrors.write().unwrap() = mirrors;
     }
 
     /// The mirrors named (all when `names` is empty).
     pub fn select(&self, names: &[String]) -> Result<Vec<Arc<Mirror>>, AppError> {
+        let all = self.mirrors();
         if names.is_empty() {
-            return Ok(self.mirrors.clone());
+            return Ok(all);
         }
         names
             .iter()
             .map(|n| {
-                self.mirrors
-                    .iter()
+                all.iter()
                     .find(|m| m.name() == n)
                     .cloned()
                     .ok_or_else(|| AppError::UnknownMirror(n.clone()))

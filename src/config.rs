@@ -658,6 +658,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_parses() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/regfs.toml"));
+        let c = Config::load(path).unwrap();
+        assert_eq!(c.mirrors.len(), 2);
+        assert_eq!(
+            c.mirrors[1].debian.as_ref().unwrap().suites,
+            ["bookworm", "bookworm-updates"]
+        );
+    }
+
+    #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));

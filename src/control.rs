@@ -48,7 +48,7 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
         Request::Status => Response {
             ok: true,
             status: app
-                .mirrors
+                .mirrors()
                 .iter()
                 .map(|m| crate::status::collect(m, &app.store))
                 .collect(),

@@ -13,10 +13,14 @@ use std::time::Duration;
 
 use fuser::{Config as FuseConfig, MountOption, SessionACL};
 
+use std::collections::HashMap;
+
 use crate::app::App;
+use crate::catalog::{Invalidations, ROOT_INO};
 use crate::config::Config;
 use crate::fs::Fs;
 use crate::fuse::{FuseFs, invalidator};
+use crate::mirror::Mirror;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -66,9 +70,93 @@ impl StateLock {
 }
 
 /// Mount options given with `-o` (the `mount.fuse` convention).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MountOpts {
-    pub extra: Vec<String>,
+    /// Write logs here instead of stderr (`-o log=/var/log/regfs.log`).
+    pub log: Option<PathBuf>,
+}
+
+/// Options mount(8) and fstab use that concern mount(8) itself or that
+/// regfs always applies (it is always read-only, nosuid, nodev).
+const GENERIC_OPTIONS: &[&str] = &[
+    "defaults",
+    "auto",
+    "noauto",
+    "nofail",
+    "_netdev",
+    "user",
+    "users",
+    "owner",
+    "group",
+    "rw",
+    "ro",
+    "exec",
+    "noexec",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "async",
+    "sync",
+    "allow_other",
+    "default_permissions",
+    "silent",
+    "loud",
+];
+
+impl MountOpts {
+    /// Parses a comma-separated `-o` list; unknown options are errors.
+    pub fn parse(list: &str) -> Result<MountOpts, String> {
+        let mut opts = MountOpts::default();
+        for o in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            if let Some(path) = o.strip_prefix("log=") {
+                opts.log = Some(PathBuf::from(path));
+            } else if !(GENERIC_OPTIONS.contains(&o)
+                || o.starts_with("x-")
+                || o.starts_with("comment=")
+                || o.starts_with("subtype=")
+                || o.starts_with("fsname="))
+            {
+                return Err(format!(
+                    "unknown mount option `{o}` (regfs takes log=PATH and the generic mount options)"
+                ));
+            }
+        }
+        Ok(opts)
+    }
+}
+
+/// Tells whoever started the mount that it is ready (or why it failed):
+/// the parent of a `mount.fuse` helper through a pipe, systemd through
+/// `NOTIFY_SOCKET`.
+pub type Ready = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Sends `READY=1` to systemd when running as a `Type=notify` service.
+pub fn notify_systemd() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(b"READY=1", &a))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
 }
 
 fn check_mountpoint(path: &Path) -> Result<PathBuf, DaemonError> {
@@ -108,7 +196,16 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// Runs the mount in the foreground until a signal or an external unmount.
-pub fn run(config: Config, mountpoint: &Path, opts: MountOpts) -> Result<(), DaemonError> {
+pub fn run(config: Config, mountpoint: &Path, ready: Option<Ready>) -> Result<(), DaemonError> {
+    let mut ready = ready;
+    let result = serve(config, mountpoint, &mut ready);
+    if let (Some(r), Err(e)) = (ready.take(), &result) {
+        r(Err(e.to_string()));
+    }
+    result
+}
+
+fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result<(), DaemonError> {
     let _lock = StateLock::acquire(&config.state_dir)?;
     let mountpoint = check_mountpoint(mountpoint)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -122,21 +219,20 @@ pub fn run(config: Config, mountpoint: &Path, opts: MountOpts) -> Result<(), Dae
         .build()
         .map_err(|e| DaemonError::Runtime(e.to_string()))?;
     let app = Arc::new(App::open(config)?);
-    let fs = Fs::new(app.mirrors.clone(), app.store.clone(), app.fetcher.clone());
+    let fs = Fs::new(app.mirrors(), app.store.clone(), app.fetcher.clone());
     let fuse = FuseFs::new(fs.clone(), rt.handle().clone());
 
-    let mut options = vec![
+    let options = vec![
         MountOption::RO,
-        MountOption::FSName("regfs".into()),
+        MountOption::FSName(app.config.path.display().to_string()),
         MountOption::Subtype("regfs".into()),
+        // fuser mounts as plain `fuse`; the kernel takes the subtype as a parameter.
+        MountOption::CUSTOM("subtype=regfs".into()),
         MountOption::DefaultPermissions,
         MountOption::NoDev,
         MountOption::NoSuid,
         MountOption::NoAtime,
     ];
-    for o in &opts.extra {
-        options.push(MountOption::CUSTOM(o.clone()));
-    }
     let mut fuse_config = FuseConfig::default();
     fuse_config.mount_options = options;
     fuse_config.acl = SessionACL::All;
@@ -152,12 +248,7 @@ pub fn run(config: Config, mountpoint: &Path, opts: MountOpts) -> Result<(), Dae
             what: format!("cannot mount: {e}"),
         }
     })?;
-    let notifier = session.notifier();
-    let inval = Arc::new(invalidator(notifier, rt.handle().clone()));
-    for m in &app.mirrors {
-        let inval = inval.clone();
-        m.set_swap_hook(Box::new(move |i| inval(i)));
-    }
+    let inval: Invalidator = Arc::new(invalidator(session.notifier(), rt.handle().clone()));
     let mut unmounter = session.unmount_callable();
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let session_thread = std::thread::Builder::new()
@@ -169,11 +260,21 @@ pub fn run(config: Config, mountpoint: &Path, opts: MountOpts) -> Result<(), Dae
             let _ = ended_tx.send(());
         })
         .map_err(|e| DaemonError::Runtime(e.to_string()))?;
-    tracing::info!(mountpoint = %mountpoint.display(), mirrors = app.mirrors.len(), "mounted");
+    tracing::info!(mountpoint = %mountpoint.display(), mirrors = app.mirrors().len(), "mounted");
+    notify_systemd();
+    if let Some(r) = ready.take() {
+        r(Ok(()));
+    }
 
     rt.block_on(async {
-        for m in &app.mirrors {
-            tokio::spawn(schedule(app.clone(), m.clone()));
+        let mut mirrors = Supervisor {
+            app: app.clone(),
+            fs: fs.clone(),
+            inval,
+            tasks: HashMap::new(),
+        };
+        for m in app.mirrors() {
+            mirrors.start(m, false);
         }
         let control = app.clone();
         tokio::spawn(async move {
@@ -193,23 +294,28 @@ pub fn run(config: Config, mountpoint: &Path, opts: MountOpts) -> Result<(), Dae
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                flush.mirrors.iter().for_each(|m| m.save_status());
+                flush.mirrors().iter().for_each(|m| m.save_status());
             }
         });
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("signal handler");
         let mut int = signal(SignalKind::interrupt()).expect("signal handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: unmounting"),
-            _ = int.recv() => tracing::info!("SIGINT: unmounting"),
-            _ = ended_rx => tracing::info!("unmounted externally"),
+        let mut hup = signal(SignalKind::hangup()).expect("signal handler");
+        let mut ended_rx = ended_rx;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break tracing::info!("SIGTERM: unmounting"),
+                _ = int.recv() => break tracing::info!("SIGINT: unmounting"),
+                _ = &mut ended_rx => break tracing::info!("unmounted externally"),
+                _ = hup.recv() => mirrors.reload().await,
+            }
         }
     });
     if let Err(e) = unmounter.unmount() {
         tracing::warn!("unmount failed ({e}); detaching lazily");
         lazy_unmount(&mountpoint);
     }
-    for m in &app.mirrors {
+    for m in app.mirrors() {
         m.save_status();
     }
     let _ = std::fs::remove_file(crate::control::socket_path(&app.config.state_dir));
@@ -237,13 +343,109 @@ fn lazy_unmount(mountpoint: &Path) {
     }
 }
 
-/// Syncs a mirror now if it never synced or is due, then on its interval.
-async fn schedule(app: Arc<App>, mirror: Arc<crate::mirror::Mirror>) {
+type Invalidator = Arc<dyn Fn(Invalidations) + Send + Sync>;
+
+/// The mirrors being served and their sync schedules; applies a reloaded
+/// configuration without unmounting.
+struct Supervisor {
+    app: Arc<App>,
+    fs: Arc<Fs>,
+    inval: Invalidator,
+    tasks: HashMap<String, tokio::task::AbortHandle>,
+}
+
+impl Supervisor {
+    fn start(&mut self, m: Arc<Mirror>, sync_now: bool) {
+        let inval = self.inval.clone();
+        m.set_swap_hook(Box::new(move |i| inval(i)));
+        let task = tokio::spawn(schedule(self.app.clone(), m.clone(), sync_now));
+        self.tasks.insert(m.name().to_string(), task.abort_handle());
+    }
+
+    /// SIGHUP: re-reads the configuration file. Added mirrors appear, removed
+    /// ones disappear, changed ones are reopened and synced; a bad file is
+    /// reported and changes nothing.
+    async fn reload(&mut self) {
+        let path = self.app.config.path.clone();
+        let new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => return tracing::error!("SIGHUP: keeping the running configuration: {e}"),
+        };
+        let old = &self.app.config;
+        if (
+            &new.cache_dir,
+            &new.state_dir,
+            new.cache_max_size,
+            &new.fetch,
+            new.metrics_listen,
+        ) != (
+            &old.cache_dir,
+            &old.state_dir,
+            old.cache_max_size,
+            &old.fetch,
+            old.metrics_listen,
+        ) {
+            tracing::warn!(
+                "SIGHUP: global settings changed; they take effect at the next restart (mirror changes apply now)"
+            );
+        }
+        let current = self.app.mirrors();
+        let mut next = Vec::new();
+        let mut touched = Vec::new();
+        for cfg in &new.mirrors {
+            match current.iter().find(|m| m.name() == cfg.name) {
+                Some(m) if m.config == *cfg => next.push(m.clone()),
+                existing => {
+                    if let Some(m) = existing {
+                        self.stop(m).await;
+                    }
+                    match self.app.open_mirror(cfg) {
+                        Ok(m) => {
+                            tracing::info!(mirror = %cfg.name, "SIGHUP: {}", if existing.is_some() { "mirror changed" } else { "mirror added" });
+                            self.start(m.clone(), true);
+                            next.push(m);
+                            touched.push(cfg.name.clone());
+                        }
+                        Err(e) => {
+                            tracing::error!(mirror = %cfg.name, "SIGHUP: cannot open mirror: {e}")
+                        }
+                    }
+                }
+            }
+        }
+        for m in current
+            .iter()
+            .filter(|m| !new.mirrors.iter().any(|c| c.name == m.name()))
+        {
+            tracing::info!(mirror = %m.name(), "SIGHUP: mirror removed");
+            self.stop(m).await;
+            m.save_status();
+            touched.push(m.name().to_string());
+        }
+        self.app.set_mirrors(next.clone());
+        self.fs.set_mirrors(next);
+        (self.inval)(Invalidations {
+            inodes: vec![ROOT_INO],
+            entries: touched.into_iter().map(|n| (ROOT_INO, n)).collect(),
+        });
+    }
+
+    /// Stops a mirror's schedule and waits for a sync in flight to finish.
+    async fn stop(&mut self, m: &Arc<Mirror>) {
+        if let Some(t) = self.tasks.remove(m.name()) {
+            t.abort();
+        }
+        m.wait_idle().await;
+    }
+}
+
+/// Syncs a mirror now if asked, never synced or due, then on its interval.
+async fn schedule(app: Arc<App>, mirror: Arc<crate::mirror::Mirror>, sync_now: bool) {
     let interval = mirror.config.sync_interval;
     let seed = u64::from(mirror.slot) ^ std::process::id() as u64;
     let last = mirror.sync_record().last_sync;
     let since = crate::timestamp::now().saturating_sub(last);
-    let mut wait = if last == 0 || mirror.current().number() == 0 {
+    let mut wait = if sync_now || last == 0 || mirror.current().number() == 0 {
         Duration::ZERO
     } else {
         interval.saturating_sub(Duration::from_secs(since))

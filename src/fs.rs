@@ -144,6 +144,11 @@ impl Fs {
         })
     }
 
+    /// Serves exactly these mirrors from now on (a configuration reload).
+    pub fn set_mirrors(&self, mirrors: Vec<Arc<Mirror>>) {
+        *self.mirrors.write().unwrap() = mirrors.into_iter().map(|m| (m.slot, m)).collect();
+    }
+
     pub fn mirrors(&self) -> Vec<Arc<Mirror>> {
         let mut v: Vec<_> = self.mirrors.read().unwrap().values().cloned().collect();
         v.sort_by(|a, b| a.name().cmp(b.name()));

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::FromRawFd;
+
 use regfs::config::Config;
 use regfs::control::{self, Request};
+use regfs::daemon::MountOpts;
 
 #[derive(Parser)]
 #[command(
@@ -72,19 +76,159 @@ enum Cmd {
     },
 }
 
-fn main() -> ExitCode {
+/// `regfs SOURCE MOUNTPOINT [-o OPTIONS]`: how mount.fuse(8) runs a
+/// filesystem for `mount -t fuse.regfs` and fstab. The config is checked in
+/// the foreground; then the process forks, the child mounts and serves, and
+/// the parent exits 0 once the mount is up (or 1 with the child's error).
+fn mount_helper(args: &[String]) -> ExitCode {
+    let mut pos = Vec::new();
+    let mut opts = String::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-o" => opts.push_str(&format!(",{}", it.next().map_or("", |s| s.as_str()))),
+            o if o.starts_with("-o") => opts.push_str(&format!(",{}", &o[2..])),
+            "-n" | "-f" | "-s" | "-v" => {}
+            _ => pos.push(a.clone()),
+        }
+    }
+    let fail = |e: String| {
+        eprintln!("regfs: {e}");
+        ExitCode::FAILURE
+    };
+    let [source, mountpoint] = pos.as_slice() else {
+        return fail("usage: regfs CONFIG MOUNTPOINT [-o OPTIONS]  (or see `regfs --help`)".into());
+    };
+    let opts = match MountOpts::parse(&opts) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let config = match Config::load(std::path::Path::new(source)) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut fds = [0; 2];
+    // SAFETY: pipe and fork before any thread exists in this process.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return fail(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    match unsafe { libc::fork() } {
+        -1 => fail(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            unsafe {
+                libc::close(fds[0]);
+                libc::setsid();
+            }
+            // Detached: let go of the caller's terminal and pipes (mount's
+            // output must reach EOF); logs go to log=PATH or syslog.
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                for fd in 0..3 {
+                    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+                }
+            }
+            let mut status = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+            init_logging(opts.log.as_deref(), true);
+            let ready: regfs::daemon::Ready = Box::new(move |r| {
+                let msg = match r {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => e,
+                };
+                let _ = status.write_all(msg.as_bytes());
+            });
+            match regfs::daemon::run(config, std::path::Path::new(mountpoint), Some(ready)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        _child => {
+            unsafe { libc::close(fds[1]) };
+            let mut msg = String::new();
+            let _ = unsafe { std::fs::File::from_raw_fd(fds[0]) }.read_to_string(&mut msg);
+            match msg.as_str() {
+                "ok" => ExitCode::SUCCESS,
+                "" => fail("the mount process ended before mounting (see its log)".into()),
+                e => fail(e.to_string()),
+            }
+        }
+    }
+}
+
+/// One log event a datagram to the local syslog socket (journald listens
+/// there); dropped when there is none.
+struct Syslog;
+
+impl Write for Syslog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        thread_local! {
+            static SOCK: Option<std::os::unix::net::UnixDatagram> = std::os::unix::net::UnixDatagram::unbound().ok();
+        }
+        let msg = [
+            format!("<30>regfs[{}]: ", std::process::id()).as_bytes(),
+            buf.strip_suffix(b"\n").unwrap_or(buf),
+        ]
+        .concat();
+        SOCK.with(|s| s.as_ref().map(|s| s.send_to(&msg, "/dev/log")));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs to stderr, to `log` when given, or, for a detached mount helper
+/// without `log=`, to syslog.
+fn init_logging(log: Option<&std::path::Path>, detached: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("REGFS_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => {
+                let f = std::sync::Arc::new(f);
+                Box::new(move || Box::new(f.clone()) as Box<dyn Write>)
+            }
+            Err(e) => {
+                eprintln!("regfs: log file {}: {e}", path.display());
+                Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>)
+            }
+        },
+        None if detached => Box::new(|| Box::new(Syslog) as Box<dyn Write>),
+        None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(log.is_none() && !detached && std::io::stderr().is_terminal())
         .with_target(false);
     // REGFS_LOG_FORMAT=json: one JSON object a line, for log shippers.
-    if std::env::var("REGFS_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        logs.json().init();
+    if json {
+        logs.json().init()
     } else {
-        logs.init();
+        logs.init()
     }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let commands = [
+        "mount", "sync", "status", "verify", "prefetch", "gc", "help",
+    ];
+    if args
+        .first()
+        .is_some_and(|a| !a.starts_with('-') && !commands.contains(&a.as_str()))
+    {
+        return mount_helper(&args);
+    }
+    init_logging(None, false);
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -102,15 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             options,
         } => {
             let config = Config::load(&config)?;
-            let extra = options
-                .map(|o| {
-                    o.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            regfs::daemon::run(config, &mountpoint, regfs::daemon::MountOpts { extra })?;
+            MountOpts::parse(options.as_deref().unwrap_or("")).map_err(anyhow::Error::msg)?;
+            regfs::daemon::run(config, &mountpoint, None)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sync { config, mirrors } => {

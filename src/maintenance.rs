@@ -37,7 +37,7 @@ pub struct Report {
 /// removed: a resync restores them).
 pub async fn verify(app: &Arc<App>, mirrors: &[Arc<Mirror>], repair: bool) -> Report {
     let mut owned: HashSet<Digest> = HashSet::new();
-    for m in &app.mirrors {
+    for m in &app.mirrors() {
         for g in [Some(m.current()), m.previous()].into_iter().flatten() {
             for id in g.files() {
                 if let Some(f) = g

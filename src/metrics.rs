@@ -68,7 +68,7 @@ pub fn render(app: &App, fuse: Option<&OpCounters>) -> String {
         );
     }
     let statuses: Vec<_> = app
-        .mirrors
+        .mirrors()
         .iter()
         .map(|m| crate::status::collect(m, &app.store))
         .collect();

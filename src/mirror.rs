@@ -189,6 +189,12 @@ impl Mirror {
         self.record.lock().unwrap().clone()
     }
 
+    /// Waits until no sync or materialization of this mirror is running.
+    pub async fn wait_idle(&self) {
+        let _sync = self.sync_lock.lock().await;
+        let _swap = self.swap_lock.lock().await;
+    }
+
     pub fn set_swap_hook(&self, hook: SwapHook) {
         *self.on_swap.write().unwrap() = Some(hook);
     }

@@ -1,0 +1,269 @@
+//! How regfs starts, reloads and stops: `mount -t fuse.regfs` and fstab
+//! lines (the mount.fuse helper convention), umount, a second instance,
+//! a bad configuration, and SIGHUP reloads without unmounting.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::upstream::Upstream;
+use support::{Mount, config, pypi, pypi_mirror, regfs, scratch, sha256_hex};
+
+fn mounted_type(mnt: &Path) -> Option<String> {
+    let mnt = std::fs::canonicalize(mnt).ok()?;
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (Path::new(f[4]) == mnt).then(|| {
+                l.split(" - ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(' ')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+        })
+}
+
+fn wait(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// mount(8) runs `mount.fuse3`, which runs `regfs` from the standard PATH:
+/// install this build where an operator would.
+fn install_binary() {
+    let target = Path::new("/usr/local/bin/regfs");
+    let _ = std::fs::remove_file(target);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_regfs"), target)
+        .expect("root can install into /usr/local/bin");
+}
+
+#[test]
+fn mount_t_fuse_regfs_fstab_and_umount() {
+    install_binary();
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("helper");
+    let cfg = config(
+        &dir,
+        "",
+        &pypi_mirror("pypi", &up.url(), r#"projects = ["alpha"]"#),
+    );
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let log = dir.join("regfs.log");
+    let out = Command::new("mount")
+        .args(["-t", "fuse.regfs"])
+        .arg(&cfg)
+        .arg(&mnt)
+        .arg("-o")
+        .arg(format!("defaults,_netdev,log={}", log.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount -t fuse.regfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mounted_type(&mnt).as_deref(), Some("fuse.regfs"));
+    let f = fx.file("alpha-2.0-py3-none-any.whl");
+    wait(
+        || mnt.join(format!("pypi/{}", f.path)).exists(),
+        "the first sync",
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(mnt.join(format!("pypi/{}", f.path))).unwrap()),
+        f.sha256
+    );
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success());
+    wait(|| mounted_type(&mnt).is_none(), "umount");
+    // The daemon exits by itself after umount: the state lock is free again.
+    wait(
+        || regfs::daemon::StateLock::acquire(&dir.join("state")).is_ok(),
+        "the daemon to exit",
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("unmounted externally")
+    );
+
+    // The same through an fstab line.
+    let fstab = dir.join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.regfs defaults,_netdev,nofail,log={} 0 0\n",
+            cfg.display(),
+            mnt.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("mount")
+        .arg("-T")
+        .arg(&fstab)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(mnt.join("pypi/simple/alpha").is_dir());
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    wait(
+        || regfs::daemon::StateLock::acquire(&dir.join("state")).is_ok(),
+        "the daemon to exit",
+    );
+
+    // Errors surface through mount's exit status, with the reason.
+    let out = Command::new("mount")
+        .args(["-t", "fuse.regfs"])
+        .arg(&cfg)
+        .arg(&mnt)
+        .args(["-o", "bogus"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mount option `bogus`"));
+    assert!(mounted_type(&mnt).is_none());
+}
+
+#[test]
+fn a_second_instance_and_a_bad_config_are_refused_clearly() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("second");
+    let cfg = config(
+        &dir,
+        "",
+        &pypi_mirror("pypi", &up.url(), r#"projects = ["alpha"]"#),
+    );
+    let m = Mount::start(&dir, &cfg, "pypi");
+    let other = dir.join("mnt2");
+    std::fs::create_dir_all(&other).unwrap();
+    let out = regfs()
+        .args(["mount", "--config"])
+        .arg(&cfg)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another regfs process")
+            && err.contains(&format!("pid {}", m.pid())),
+        "{err}"
+    );
+
+    let dir2 = scratch("second-b");
+    let cfg2 = config(
+        &dir2,
+        "",
+        &pypi_mirror("pypi", &up.url(), r#"projects = ["alpha"]"#),
+    );
+    let out = regfs()
+        .args(["mount", "--config"])
+        .arg(&cfg2)
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already has a regfs mounted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir2.join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&cfg2)
+            .unwrap()
+            .replace("sync_interval = \"1h\"", "sync_interval = \"often\""),
+    )
+    .unwrap();
+    let out = regfs()
+        .args(["mount", "--config"])
+        .arg(&bad)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("sync_interval") && err.contains("\"often\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn sighup_reloads_mirrors_without_unmounting() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("reload");
+    let one = pypi_mirror("one", &up.url(), r#"projects = ["alpha"]"#);
+    let two = pypi_mirror("two", &up.url(), r#"projects = ["gamma"]"#);
+    let cfg = config(&dir, "", &format!("{one}\n{two}"));
+    let m = Mount::start(&dir, &cfg, "two");
+    m.wait_generation(1);
+    let mut held = std::fs::File::open(m.path("one/simple/index.html")).unwrap();
+    let hup = |m: &Mount| unsafe { libc::kill(m.pid() as i32, libc::SIGHUP) };
+
+    // Change `one`, remove `two`, add `three`.
+    let one2 = pypi_mirror("one", &up.url(), r#"projects = ["alpha", "Beta_Pkg"]"#);
+    let three = pypi_mirror("three", &up.url(), r#"projects = ["gamma"]"#);
+    config(&dir, "", &format!("{one2}\n{three}"));
+    hup(&m);
+    m.wait_for(|| m.path("three/simple/gamma").is_dir(), "the added mirror");
+    m.wait_for(
+        || m.path("one/simple/beta-pkg").is_dir(),
+        "the changed mirror to resync",
+    );
+    assert!(!m.path("two").exists(), "the removed mirror is gone");
+    let mut names: Vec<String> = std::fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".regfs", "one", "three"]);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut held, &mut text).unwrap();
+    assert!(
+        text.contains("alpha"),
+        "a file opened before the reload still reads"
+    );
+
+    // A broken file is reported and changes nothing.
+    std::fs::write(&cfg, "[[mirror]]\nname = 5\n").unwrap();
+    hup(&m);
+    m.wait_for(
+        || {
+            m.log()
+                .contains("SIGHUP: keeping the running configuration")
+        },
+        "the reload error",
+    );
+    assert!(m.path("three/simple/gamma").is_dir());
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.path(".regfs/status.json")).unwrap()).unwrap();
+    let names: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["one", "three"]);
+}
