@@ -46,13 +46,72 @@ pub const STATUS_INO: u64 = 3;
 pub struct Opened {
     pub fh: u64,
     pub ino: u64,
-    /// The local file, for kernel passthrough; `None` for in-memory files.
-    pub file: Option<Arc<File>>,
+    pub kind: OpenKind,
+}
+
+pub enum OpenKind {
+    /// Verified bytes on local disk (kernel passthrough may serve them).
+    Local(Arc<File>),
+    /// Being fetched: reads wait for the verified download.
+    Pending,
+    /// Generated in memory (status.json): no page cache.
+    Memory,
 }
 
 enum Handle {
     File(Arc<File>),
     Bytes(Arc<Vec<u8>>),
+    Pending {
+        pending: Arc<PendingFile>,
+        mirror: Arc<Mirror>,
+        url: String,
+        digest: crate::digest::Digest,
+        size: Option<u64>,
+    },
+}
+
+/// An artifact opened before it was cached: the first to ask fetches it,
+/// everyone gets the same verified local file or the same error.
+pub struct PendingFile {
+    cell: tokio::sync::OnceCell<Result<Arc<File>, FsError>>,
+}
+
+impl PendingFile {
+    async fn get(
+        &self,
+        fs: &Fs,
+        mirror: &Arc<Mirror>,
+        url: &str,
+        digest: &crate::digest::Digest,
+        size: Option<u64>,
+    ) -> Result<Arc<File>, FsError> {
+        self.cell
+            .get_or_init(|| async {
+                fs.fetch(mirror, url, digest, size).await?;
+                let (f, _) = fs
+                    .store
+                    .open_object(digest)
+                    .ok_or_else(|| FsError::Local(format!("{digest} vanished from the cache")))?;
+                Ok(Arc::new(f))
+            })
+            .await
+            .clone()
+    }
+}
+
+fn read_at(f: &File, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FsError::Local(e.to_string())),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
 }
 
 impl Attr {
@@ -71,7 +130,7 @@ pub trait DirSink {
     fn add(&mut self, ino: u64, offset: u64, kind: Kind, name: &str) -> bool;
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FsError {
     #[error("no such file or directory")]
     NotFound,
@@ -435,7 +494,7 @@ impl Fs {
                 return Ok(Opened {
                     fh,
                     ino,
-                    file: None,
+                    kind: OpenKind::Memory,
                 });
             }
             Node::Root | Node::Control => return Err(FsError::IsDir),
@@ -449,9 +508,32 @@ impl Fs {
                     Some(hit)
                 }
                 None => {
+                    // Not cached: answer the open now and let reads wait for
+                    // the verified bytes. An exporter that opens on its event
+                    // loop (nginx) is never blocked by upstream; reads run in
+                    // its thread pool. The download starts at once.
                     mirror.counters.miss();
-                    self.fetch(&mirror, url, &file.digest, file.size).await?;
-                    self.store.open_object(&file.digest)
+                    let pending = Arc::new(PendingFile {
+                        cell: tokio::sync::OnceCell::new(),
+                    });
+                    let (me, p) = (self.clone(), pending.clone());
+                    let (m, u, digest, size) =
+                        (mirror.clone(), url.clone(), file.digest.clone(), file.size);
+                    tokio::spawn(async move { p.get(&me, &m, &u, &digest, size).await });
+                    let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                    let handle = Handle::Pending {
+                        pending,
+                        mirror,
+                        url: url.clone(),
+                        digest: file.digest.clone(),
+                        size: file.size,
+                    };
+                    self.handles.write().unwrap().insert(fh, handle);
+                    return Ok(Opened {
+                        fh,
+                        ino,
+                        kind: OpenKind::Pending,
+                    });
                 }
             },
         };
@@ -466,41 +548,54 @@ impl Fs {
         Ok(Opened {
             fh,
             ino,
-            file: Some(f),
+            kind: OpenKind::Local(f),
         })
     }
 
-    /// Reads up to `size` bytes at `offset`; short only at end of file.
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+    /// Reads up to `size` bytes at `offset`; short only at end of file. On a
+    /// file opened before it was cached, waits for the verified download.
+    pub async fn read(
+        self: Arc<Self>,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, FsError> {
         crate::metrics::OpCounters::count(&self.ops.read);
-        let f = match self
+        let handle = match self
             .handles
             .read()
             .unwrap()
             .get(&fh)
             .ok_or(FsError::BadHandle)?
         {
-            Handle::File(f) => f.clone(),
+            Handle::File(f) => Ok(f.clone()),
             Handle::Bytes(b) => {
                 let start = (offset as usize).min(b.len());
                 let end = start.saturating_add(size as usize).min(b.len());
                 return Ok(b[start..end].to_vec());
             }
+            Handle::Pending {
+                pending,
+                mirror,
+                url,
+                digest,
+                size,
+            } => Err((
+                pending.clone(),
+                mirror.clone(),
+                url.clone(),
+                digest.clone(),
+                *size,
+            )),
         };
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match f.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(FsError::Local(e.to_string())),
+        let f = match handle {
+            Ok(f) => f,
+            Err((pending, mirror, url, digest, len)) => {
+                pending.get(&self, &mirror, &url, &digest, len).await?
             }
-        }
-        buf.truncate(done);
-        Ok(buf)
+        };
+        read_at(&f, offset, size)
     }
-
     pub fn release(&self, fh: u64) {
         self.handles.write().unwrap().remove(&fh);
     }

@@ -19,16 +19,23 @@ use fuser::{
 };
 
 use crate::catalog::{Invalidations, Kind};
-use crate::fs::{Attr, DirSink, Fs, FsError};
+use crate::fs::{Attr, DirSink, Fs, FsError, OpenKind};
 
 pub struct FuseFs {
     fs: Arc<Fs>,
     rt: tokio::runtime::Handle,
     passthrough: Arc<AtomicBool>,
-    /// Backing ids by inode, with the number of handles using each.
-    backing: Arc<Mutex<HashMap<u64, (BackingId, usize)>>>,
-    /// Which inode each passthrough handle belongs to.
-    handle_ino: Arc<Mutex<HashMap<u64, u64>>>,
+    backing: Arc<Mutex<Backing>>,
+}
+
+/// Passthrough bookkeeping under one lock: the kernel allows one backing id
+/// per inode, shared by every handle open on it.
+#[derive(Default)]
+struct Backing {
+    /// Backing id by inode, with the number of handles using it.
+    by_ino: HashMap<u64, (BackingId, usize)>,
+    /// The inode of each passthrough handle.
+    by_fh: HashMap<u64, u64>,
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -80,7 +87,6 @@ impl FuseFs {
             rt,
             passthrough: Arc::new(AtomicBool::new(false)),
             backing: Arc::default(),
-            handle_ino: Arc::default(),
         }
     }
 
@@ -200,33 +206,33 @@ impl Filesystem for FuseFs {
         let _e = span.enter();
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
-        let (passthrough, backing, handle_ino) = (
-            self.passthrough.clone(),
-            self.backing.clone(),
-            self.handle_ino.clone(),
-        );
+        let (passthrough, backing) = (self.passthrough.clone(), self.backing.clone());
         self.run(self.fs.clone().open(ino.0, write), move |r| {
             let opened = match r {
                 Ok(o) => o,
                 Err(e) => return reply.error(errno(&e)),
             };
             let fh = FileHandle(opened.fh);
-            let Some(file) = opened.file else {
-                // An in-memory snapshot (status.json): no page cache, no size games.
-                return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO);
+            let file = match opened.kind {
+                OpenKind::Local(file) => file,
+                // Bytes arrive through regfs once verified; they never change.
+                OpenKind::Pending => return reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+                // An in-memory snapshot (status.json): no page cache.
+                OpenKind::Memory => return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             };
             if passthrough.load(Ordering::Relaxed) {
-                let mut map = backing.lock().unwrap();
-                if let Some((id, users)) = map.get_mut(&opened.ino) {
+                let mut b = backing.lock().unwrap();
+                if let Some((id, users)) = b.by_ino.get_mut(&opened.ino) {
                     *users += 1;
-                    handle_ino.lock().unwrap().insert(opened.fh, opened.ino);
-                    return reply.opened_passthrough(fh, FopenFlags::empty(), id);
+                    reply.opened_passthrough(fh, FopenFlags::empty(), id);
+                    b.by_fh.insert(opened.fh, opened.ino);
+                    return;
                 }
                 match reply.open_backing(file.as_ref()) {
                     Ok(id) => {
                         reply.opened_passthrough(fh, FopenFlags::empty(), &id);
-                        map.insert(opened.ino, (id, 1));
-                        handle_ino.lock().unwrap().insert(opened.fh, opened.ino);
+                        b.by_ino.insert(opened.ino, (id, 1));
+                        b.by_fh.insert(opened.fh, opened.ino);
                         return;
                     }
                     Err(e) => {
@@ -255,10 +261,10 @@ impl Filesystem for FuseFs {
     ) {
         let span = tracing::trace_span!("read", ino = ino.0, offset, size);
         let _e = span.enter();
-        match self.fs.read(fh.0, offset, size) {
+        self.run(self.fs.clone().read(fh.0, offset, size), move |r| match r {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn release(
@@ -272,15 +278,28 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.fs.release(fh.0);
-        if let Some(ino) = self.handle_ino.lock().unwrap().remove(&fh.0) {
-            let mut map = self.backing.lock().unwrap();
-            if let Some((_, users)) = map.get_mut(&ino) {
+        let mut b = self.backing.lock().unwrap();
+        if let Some(ino) = b.by_fh.remove(&fh.0) {
+            if let Some((_, users)) = b.by_ino.get_mut(&ino) {
                 *users -= 1;
                 if *users == 0 {
-                    map.remove(&ino);
+                    b.by_ino.remove(&ino);
                 }
             }
         }
+        drop(b);
+        reply.ok();
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Read-only: nothing is ever buffered for writing.
         reply.ok();
     }
 

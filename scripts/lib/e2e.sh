@@ -26,10 +26,11 @@ fail() {
     exit 1
 }
 
-# serve_dir DIR: a plain static HTTP upstream; sets $up_port.
+# serve_dir DIR [--throttle GLOB RATE]: a static HTTP upstream; sets $up_port.
 serve_dir() {
     up_port=$(free_port)
-    python3 -m http.server --bind 127.0.0.1 --directory "$1" "$up_port" >"$work/upstream.log" 2>&1 &
+    local dir=$1; shift
+    python3 tests/fixtures/serve.py "$dir" "$up_port" "$@" >"$work/upstream.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$up_port/" && return; sleep 0.1; done
     fail "upstream did not start"

@@ -84,15 +84,15 @@ async fn resolve(fs: &Arc<Fs>, path: &str) -> Result<Attr, FsError> {
 async fn read_all(fs: &Arc<Fs>, ino: u64) -> Result<Vec<u8>, FsError> {
     let o = fs.clone().open(ino, false).await?;
     let mut out = Vec::new();
-    loop {
-        let chunk = fs.read(o.fh, out.len() as u64, 4096)?;
-        if chunk.is_empty() {
-            break;
+    let result = loop {
+        match fs.clone().read(o.fh, out.len() as u64, 4096).await {
+            Ok(chunk) if chunk.is_empty() => break Ok(out),
+            Ok(chunk) => out.extend(chunk),
+            Err(e) => break Err(e),
         }
-        out.extend(chunk);
-    }
+    };
     fs.release(o.fh);
-    Ok(out)
+    result
 }
 
 struct Names(Vec<(String, u64)>);
@@ -117,7 +117,7 @@ async fn a_synced_tree_reads_verified_bytes_once() {
     let path = publish(&h, "demo", "demo-1.0-py3-none-any.whl", &body);
     h.mirror.sync(h.fs.fetcher()).await.unwrap();
 
-    assert_eq!(list(&h.fs, ROOT_INO, 0), [".", "..", "pypi"]);
+    assert_eq!(list(&h.fs, ROOT_INO, 0), [".", "..", ".regfs", "pypi"]);
     let simple = resolve(&h.fs, "pypi/simple").await.unwrap();
     assert_eq!(
         list(&h.fs, simple.ino, 0),
@@ -174,7 +174,8 @@ async fn tampered_artifacts_give_eio_and_leave_nothing_cached() {
         .route(&format!("{BASE}{path}"), vec![ok(b"tampered")]);
     h.mirror.sync(h.fs.fetcher()).await.unwrap();
     let file = resolve(&h.fs, &format!("pypi/{path}")).await.unwrap();
-    let err = h.fs.clone().open(file.ino, false).await.err().unwrap();
+    // The open answers at once; the read carries the verdict.
+    let err = read_all(&h.fs, file.ino).await.unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
     assert_eq!(h.fs.store().usage().objects, 0);
     assert_eq!(h.mirror.counters.snapshot().verify_failures, 1);
