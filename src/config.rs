@@ -66,8 +66,18 @@ pub struct MirrorConfig {
     /// Hide files uploaded less than this long ago.
     pub cooldown: Option<Duration>,
     pub sync_interval: Duration,
+    /// Fetch artifacts when first read, or all of each new generation at once.
+    pub download: Download,
     /// Options of `layout = "debian"` mirrors.
     pub debian: Option<DebianOptions>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Download {
+    /// On first read (the default).
+    OnDemand,
+    /// Every artifact of each new generation, in the background, a few at a time.
+    Immediate,
 }
 
 /// What a Debian mirror carries and how its archive is trusted.
@@ -251,6 +261,15 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
         sync_interval: s
             .duration("sync_interval")?
             .unwrap_or(Duration::from_secs(3600)),
+        download: match s.string("download")?.as_deref() {
+            None | Some("on_demand") => Download::OnDemand,
+            Some("immediate") => Download::Immediate,
+            Some(other) => {
+                return Err(format!(
+                    "{label}: download: expected \"on_demand\" or \"immediate\", got \"{other}\""
+                ));
+            }
+        },
         debian,
     };
     if mirror.sync_interval < Duration::from_secs(10) {

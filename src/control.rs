@@ -36,6 +36,9 @@ pub struct Response {
     pub status: Vec<MirrorStatus>,
     #[serde(default)]
     pub report: Option<crate::maintenance::Report>,
+    /// Work in flight (with `status`).
+    #[serde(default)]
+    pub activity: Vec<crate::progress::TaskSnapshot>,
 }
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -52,6 +55,7 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
                 .iter()
                 .map(|m| crate::status::collect(m, &app.store))
                 .collect(),
+            activity: crate::progress::board().snapshot(),
             ..Response::default()
         },
         Request::Verify { mirrors, repair } => match app.select(&mirrors) {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use crate::app::App;
 use crate::catalog::{Invalidations, ROOT_INO};
-use crate::config::Config;
+use crate::config::{Config, Download};
 use crate::fs::Fs;
 use crate::fuse::{FuseFs, invalidator};
 use crate::mirror::Mirror;
@@ -351,15 +351,22 @@ struct Supervisor {
     app: Arc<App>,
     fs: Arc<Fs>,
     inval: Invalidator,
-    tasks: HashMap<String, tokio::task::AbortHandle>,
+    /// Each mirror's schedule (and immediate-download prefetcher).
+    tasks: HashMap<String, Vec<tokio::task::AbortHandle>>,
 }
 
 impl Supervisor {
     fn start(&mut self, m: Arc<Mirror>, sync_now: bool) {
         let inval = self.inval.clone();
         m.set_swap_hook(Box::new(move |i| inval(i)));
-        let task = tokio::spawn(schedule(self.app.clone(), m.clone(), sync_now));
-        self.tasks.insert(m.name().to_string(), task.abort_handle());
+        let mut handles =
+            vec![tokio::spawn(schedule(self.app.clone(), m.clone(), sync_now)).abort_handle()];
+        if m.config.download == Download::Immediate {
+            handles.push(
+                tokio::spawn(prefetch_each_generation(self.app.clone(), m.clone())).abort_handle(),
+            );
+        }
+        self.tasks.insert(m.name().to_string(), handles);
     }
 
     /// SIGHUP: re-reads the configuration file. Added mirrors appear, removed
@@ -432,10 +439,24 @@ impl Supervisor {
 
     /// Stops a mirror's schedule and waits for a sync in flight to finish.
     async fn stop(&mut self, m: &Arc<Mirror>) {
-        if let Some(t) = self.tasks.remove(m.name()) {
+        for t in self.tasks.remove(m.name()).into_iter().flatten() {
             t.abort();
         }
         m.wait_idle().await;
+    }
+}
+
+/// `download = "immediate"`: fetches every artifact of the served
+/// generation, a few at a time, then again after each swap (Pulp's
+/// immediate policy). Progress shows in `status`.
+async fn prefetch_each_generation(app: Arc<App>, mirror: Arc<Mirror>) {
+    loop {
+        let swapped = mirror.swapped.notified();
+        tokio::pin!(swapped);
+        swapped.as_mut().enable();
+        let r = crate::maintenance::prefetch(&app, &mirror, &[]).await;
+        tracing::info!(mirror = %mirror.name(), artifacts = r.checked, fetched = r.actions.len(), failed = r.problems.len(), "immediate download pass done");
+        swapped.await;
     }
 }
 

@@ -55,6 +55,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod mirror;
 pub mod path;
+pub mod progress;
 pub mod stats;
 pub mod status;
 pub mod store;

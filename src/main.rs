@@ -346,8 +346,58 @@ fn maintenance(config: &Config, req: Request, what: &str) -> anyhow::Result<Exit
     })
 }
 
+/// Draws a progress line on stderr while `work` runs, if it is a terminal:
+/// the running mount's activity, or this process's own.
+fn with_progress<T>(config: &Config, work: impl FnOnce() -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, state_dir) = (done.clone(), config.state_dir.clone());
+    let painter = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let tasks = match control::call(&state_dir, &Request::Status) {
+                Some(Ok(r)) => r.activity,
+                _ => regfs::progress::board().snapshot(),
+            };
+            let line: Vec<String> = tasks
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}{}",
+                        t.mirror
+                            .as_deref()
+                            .map(|m| format!("{m}: "))
+                            .unwrap_or_default(),
+                        regfs::status::activity(t)
+                    )
+                })
+                .collect();
+            eprint!("\r\x1b[K{}", line.join("  |  "));
+        }
+        eprint!("\r\x1b[K");
+    });
+    let out = work();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = painter.join();
+    out
+}
+
 /// Asks the running mount, or does the work here when none is running.
 fn one_shot(config: &Config, req: Request) -> anyhow::Result<control::Response> {
+    let shows_progress = matches!(
+        req,
+        Request::Sync { .. } | Request::Verify { .. } | Request::Prefetch { .. }
+    );
+    if shows_progress {
+        with_progress(config, || one_shot_quiet(config, req))
+    } else {
+        one_shot_quiet(config, req)
+    }
+}
+
+fn one_shot_quiet(config: &Config, req: Request) -> anyhow::Result<control::Response> {
     if let Some(resp) = control::call(&config.state_dir, &req) {
         return resp.context("talking to the running mount");
     }

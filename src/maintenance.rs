@@ -86,7 +86,9 @@ fn check_store(
 ) {
     let mut objects = store.objects();
     objects.sort();
+    let running = crate::progress::board().start(None, "verify", objects.len() as u64);
     for (digest, size) in objects {
+        running.task.step(size, true);
         r.checked += 1;
         r.bytes += size;
         let path = store.object_path(&digest);
@@ -153,6 +155,9 @@ pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) ->
             })
         })
         .collect();
+    let running =
+        crate::progress::board().start(Some(mirror.name()), "prefetch", todo.len() as u64);
+    let task = &running.task;
     let results: Vec<_> = futures_util::stream::iter(todo)
         .map(|art| {
             let (fetcher, store, counters) = (
@@ -163,7 +168,9 @@ pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) ->
             async move {
                 let url = art.urls[0].clone();
                 let cached = store.size_of(&art.digest).is_some();
-                (url, cached, fetcher.ensure(&store, art, counters).await)
+                let res = fetcher.ensure(&store, art, counters).await;
+                task.step(*res.as_ref().unwrap_or(&0), res.is_ok());
+                (url, cached, res)
             }
         })
         .buffer_unordered(app.config.fetch.max_per_host.clamp(1, 8))

@@ -61,6 +61,8 @@ pub struct Mirror {
     docs: docs::DocCache,
     record: Mutex<SyncRecord>,
     on_swap: RwLock<Option<SwapHook>>,
+    /// Woken after every swap (the immediate-download prefetcher waits here).
+    pub swapped: tokio::sync::Notify,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -167,6 +169,7 @@ impl Mirror {
             materializing: Mutex::default(),
             record: Mutex::new(status.sync),
             on_swap: RwLock::new(None),
+            swapped: tokio::sync::Notify::new(),
             config,
         })
     }
@@ -334,6 +337,7 @@ impl Mirror {
             hook(catalog::diff(&old, &generation));
         }
         self.collect_garbage(&generation, &old);
+        self.swapped.notify_waiters();
         Ok(generation)
     }
 

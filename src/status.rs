@@ -26,6 +26,9 @@ pub struct MirrorStatus {
     /// Memory the served catalog takes.
     pub catalog_bytes: u64,
     pub counters: Snapshot,
+    /// Syncs and prefetches of this mirror in flight.
+    #[serde(default)]
+    pub activity: Vec<crate::progress::TaskSnapshot>,
 }
 
 pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
@@ -55,6 +58,11 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
         cached_bytes,
         catalog_bytes: g.byte_len() as u64,
         counters: mirror.counters.snapshot(),
+        activity: crate::progress::board()
+            .snapshot()
+            .into_iter()
+            .filter(|t| t.mirror.as_deref() == Some(mirror.name()))
+            .collect(),
     }
 }
 
@@ -79,6 +87,23 @@ fn when(secs: u64) -> String {
     } else {
         crate::timestamp::format_rfc3339(secs as i64)
     }
+}
+
+/// `prefetch 120/500 (30.0 MiB, 2 failed)`.
+pub fn activity(t: &crate::progress::TaskSnapshot) -> String {
+    let failed = if t.failed > 0 {
+        format!(", {} failed", t.failed)
+    } else {
+        String::new()
+    };
+    let bytes = if t.bytes > 0 {
+        format!(" ({}{failed})", human_bytes(t.bytes))
+    } else if failed.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", &failed[2..])
+    };
+    format!("{} {}/{}{bytes}", t.what, t.done, t.total)
 }
 
 /// A human-readable report, one block per mirror.
@@ -116,6 +141,9 @@ pub fn render(list: &[MirrorStatus]) -> String {
             kinds = if c.upstream_errors.is_empty() { String::new() } else { format!(" ({})", c.upstream_errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")) },
             cat = human_bytes(s.catalog_bytes),
         ));
+        for t in &s.activity {
+            out.push_str(&format!("  running        {}\n", activity(t)));
+        }
     }
     out
 }

@@ -198,3 +198,54 @@ fn metrics_and_status_json_report_what_happened() {
         Some(libc::EROFS)
     );
 }
+
+#[test]
+fn immediate_download_fetches_each_new_generation_in_the_background() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let slow = fx.file("gamma-0.1-py3-none-any.whl");
+    up.fault(&slow.path, support::upstream::Fault::Throttle(1_000_000));
+    let dir = scratch("immediate");
+    let cfg = config(
+        &dir,
+        "",
+        &pypi_mirror(
+            "pypi",
+            &up.url(),
+            &format!("{ALL}\ndownload = \"immediate\""),
+        ),
+    );
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let sidecars = fx
+        .files
+        .iter()
+        .filter(|f| f.metadata_path.is_some())
+        .count();
+    let all = (fx.files.len() + sidecars) as u64;
+    // While the throttled wheel trickles in, status shows the pass in flight.
+    m.wait_for(
+        || {
+            m.status()[0]["activity"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|t| t["what"] == "prefetch" && t["total"] == all)
+            })
+        },
+        "prefetch progress in status",
+    );
+    m.wait_for(
+        || m.status()[0]["cached"].as_u64() == Some(all),
+        "every artifact to be cached",
+    );
+    for f in &fx.files {
+        assert_eq!(up.hits(&f.path), 1, "{}", f.filename);
+    }
+    assert!(
+        m.status()[0]["activity"].as_array().unwrap().is_empty(),
+        "the pass is over"
+    );
+    // Reads are all cache hits now.
+    std::fs::read(m.path(&format!("pypi/{}", slow.path))).unwrap();
+    assert_eq!(up.hits(&slow.path), 1);
+    assert_eq!(m.status()[0]["counters"]["misses"].as_u64(), Some(0));
+}

@@ -44,6 +44,7 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
         cooldown: None,
         sync_interval: std::time::Duration::from_secs(3600),
+        download: crate::config::Download::OnDemand,
         debian: None,
     };
     let mirror = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());

@@ -171,9 +171,12 @@ impl Mirror {
         full: bool,
     ) -> Result<Vec<(String, Option<UnitOutput>)>, crate::layout::SyncError> {
         let now = crate::timestamp::now();
+        let running = crate::progress::board().start(Some(self.name()), "sync", units.len() as u64);
+        let task = &running.task;
         let results: Vec<_> = futures_util::stream::iter(units.iter().cloned())
             .map(|u| async move {
                 let r = self.adapter.unit(&u, src, now, full).await;
+                task.step(0, r.is_ok());
                 (u, r)
             })
             .buffer_unordered(self.spec.sync_concurrency.max(1))

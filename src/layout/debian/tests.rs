@@ -58,6 +58,7 @@ fn adapter(components: &[&str], archs: &[&str], sources: bool) -> Debian {
         filter: None,
         cooldown: None,
         sync_interval: std::time::Duration::from_secs(3600),
+        download: crate::config::Download::OnDemand,
         debian: Some(DebianOptions {
             suites: vec!["bookworm".into()],
             components: components.iter().map(|s| s.to_string()).collect(),

@@ -14,6 +14,7 @@ fn adapter(filter: Option<&[&str]>, cooldown: Option<u64>) -> Pypi {
         filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
         cooldown: cooldown.map(std::time::Duration::from_secs),
         sync_interval: std::time::Duration::from_secs(3600),
+        download: crate::config::Download::OnDemand,
         debian: None,
     };
     Pypi::new(&m, LayoutKind::Pypi.spec())
