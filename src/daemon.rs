@@ -159,33 +159,66 @@ pub fn notify_systemd() {
     }
 }
 
-fn check_mountpoint(path: &Path) -> Result<PathBuf, DaemonError> {
+fn check_mountpoint(path: &Path, config: &Path) -> Result<PathBuf, DaemonError> {
     let err = |what: String| DaemonError::Mountpoint {
         path: path.to_owned(),
         what,
     };
-    let abs = std::fs::canonicalize(path)
-        .map_err(|e| err(format!("{e} (create the directory first)")))?;
+    let given = std::env::current_dir()
+        .map(|d| d.join(path))
+        .unwrap_or_else(|_| path.to_owned());
+    if let Some(line) = regfs_mount_at(&given) {
+        // Mounted from this very config while we hold its state lock: the regfs
+        // that mounted it is dead (kill -9, OOM) and left its mount behind.
+        let source = line
+            .split(" - ")
+            .nth(1)
+            .and_then(|r| r.split(' ').nth(1))
+            .map(unescape_mountinfo);
+        if source.as_deref() != Some(&*config.display().to_string()) {
+            return Err(err(format!(
+                "already has a regfs mounted on it (from {}); unmount it first",
+                source.unwrap_or_default()
+            )));
+        }
+        tracing::warn!(mountpoint = %given.display(), "clearing the stale mount of a regfs that died");
+        lazy_unmount(&given);
+    }
+    let abs = std::fs::canonicalize(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOTCONN) => {
+            err("a dead FUSE filesystem is mounted here; unmount it with `fusermount3 -uz`".into())
+        }
+        _ => err(format!("{e} (create the directory first)")),
+    })?;
     if !abs.is_dir() {
         return Err(err("is not a directory".into()));
     }
+    if regfs_mount_at(&abs).is_some() {
+        return Err(err(
+            "already has a regfs mounted on it; unmount it first".into()
+        ));
+    }
+    Ok(abs)
+}
+
+/// The mountinfo line of a regfs mount at `path`, if there is one.
+fn regfs_mount_at(path: &Path) -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in mounts.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() > 4 && Path::new(&unescape_mountinfo(f[4])) == abs {
+    mounts
+        .lines()
+        .find(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
             let fstype = line
                 .split(" - ")
                 .nth(1)
                 .and_then(|r| r.split(' ').next())
                 .unwrap_or("");
-            if fstype.starts_with("fuse") && line.contains("regfs") {
-                return Err(err(
-                    "already has a regfs mounted on it; unmount it first".into()
-                ));
-            }
-        }
-    }
-    Ok(abs)
+            f.len() > 4
+                && Path::new(&unescape_mountinfo(f[4])) == path
+                && fstype.starts_with("fuse")
+                && line.contains("regfs")
+        })
+        .map(str::to_string)
 }
 
 fn unescape_mountinfo(s: &str) -> String {
@@ -205,9 +238,26 @@ pub fn run(config: Config, mountpoint: &Path, ready: Option<Ready>) -> Result<()
     result
 }
 
+/// Raises the open-file limit to its hard maximum: every open handle of a
+/// cached file and every download holds a descriptor.
+fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result<(), DaemonError> {
     let _lock = StateLock::acquire(&config.state_dir)?;
-    let mountpoint = check_mountpoint(mountpoint)?;
+    raise_fd_limit();
+    let mountpoint = check_mountpoint(mountpoint, &config.path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(
             std::thread::available_parallelism()

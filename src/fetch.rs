@@ -93,6 +93,8 @@ pub enum FetchError {
     WaitTimeout { url: String, secs: u64 },
     #[error("cache: {0}")]
     Store(String),
+    #[error("cache: no space left for {url}; evicted older artifacts to make room")]
+    NoSpace { url: String },
 }
 
 impl FetchError {
@@ -101,7 +103,7 @@ impl FetchError {
         match self {
             FetchError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             FetchError::Transport { error, .. } => !matches!(error, TransportError::Redirect(_)),
-            FetchError::Stalled { .. } => true,
+            FetchError::Stalled { .. } | FetchError::NoSpace { .. } => true,
             _ => false,
         }
     }
@@ -124,7 +126,7 @@ impl FetchError {
             FetchError::Digest { .. } | FetchError::Size { .. } => "verify",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::NotFound { .. } => "not_found",
-            FetchError::Store(_) => "store",
+            FetchError::Store(_) | FetchError::NoSpace { .. } => "store",
         }
     }
 }
@@ -237,16 +239,20 @@ impl Fetcher {
             url: art.urls.first().cloned().unwrap_or_default(),
         };
         for url in &art.urls {
-            match self
-                .with_retries(url, |url| self.download_once(store, art, url, counters))
-                .await
-            {
+            // Every failed attempt is counted, also those a retry recovers from.
+            let attempt = |url| async move {
+                let r = self.download_once(store, art, url, counters).await;
+                if let Err(e) = &r {
+                    counters.upstream_error(e.kind());
+                }
+                r
+            };
+            match self.with_retries(url, attempt).await {
                 Ok(size) => {
                     counters.add_fetch(size);
                     return Ok(size);
                 }
                 Err(e) => {
-                    counters.upstream_error(e.kind());
                     if matches!(e, FetchError::Digest { .. } | FetchError::Size { .. }) {
                         tracing::warn!("verification failed: {e}");
                     } else {
@@ -279,6 +285,13 @@ impl Fetcher {
             }
         }
         let store_err = |e: StoreError| match e {
+            e if e.is_no_space() => {
+                // The disk is full before cache_max_size is: make room for this
+                // artifact from the least recently used ones, and try again.
+                let need = art.size.unwrap_or(16 << 20).max(1 << 20);
+                store.evict_to(store.usage().bytes.saturating_sub(need), Some(&art.digest));
+                FetchError::NoSpace { url: url.into() }
+            }
             StoreError::Size { expected, actual } => FetchError::Size {
                 url: url.into(),
                 expected,

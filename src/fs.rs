@@ -88,11 +88,10 @@ impl PendingFile {
         self.cell
             .get_or_init(|| async {
                 fs.fetch(mirror, url, digest, size).await?;
-                let (f, _) = fs
-                    .store
-                    .open_object(digest)
-                    .ok_or_else(|| FsError::Local(format!("{digest} vanished from the cache")))?;
-                Ok(Arc::new(f))
+                fs.local(&fs.store, digest).ok_or_else(|| {
+                    tracing::warn!(%digest, "downloaded, but the cached object cannot be opened");
+                    FsError::Local(format!("{digest}: cannot open the cached object"))
+                })
             })
             .await
             .clone()
@@ -187,6 +186,9 @@ pub struct Fs {
     pub ops: Arc<crate::metrics::OpCounters>,
     /// The last status.json rendering and when it was made.
     status_json: std::sync::Mutex<(std::time::Instant, Arc<Vec<u8>>)>,
+    /// One descriptor per open object, shared by all its handles (reads are
+    /// positional), so 10,000 opens of a file cost one fd.
+    open_files: std::sync::Mutex<HashMap<crate::digest::Digest, std::sync::Weak<File>>>,
 }
 
 impl Fs {
@@ -200,6 +202,7 @@ impl Fs {
             started: crate::timestamp::now() as u32,
             ops: Arc::default(),
             status_json: std::sync::Mutex::new((std::time::Instant::now(), Arc::new(Vec::new()))),
+            open_files: std::sync::Mutex::default(),
         })
     }
 
@@ -404,6 +407,7 @@ impl Fs {
             .ensure(&self.store, art, mirror.counters.clone())
             .await
             .map_err(|e| {
+                tracing::warn!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
                 mirror.counters.read_error();
                 FsError::Upstream(e.to_string())
             })
@@ -501,8 +505,8 @@ impl Fs {
         };
         let file = generation.file(id).ok_or(FsError::IsDir)?;
         let local = match &file.source {
-            Source::Stored => mirror.meta.open_object(&file.digest),
-            Source::Remote { url } => match self.store.open_object(&file.digest) {
+            Source::Stored => self.local(&mirror.meta, &file.digest),
+            Source::Remote { url } => match self.local(&self.store, &file.digest) {
                 Some(hit) => {
                     mirror.counters.hit();
                     Some(hit)
@@ -537,10 +541,11 @@ impl Fs {
                 }
             },
         };
-        let (f, _size) = local
-            .ok_or_else(|| FsError::Local(format!("{} vanished from the cache", file.digest)))?;
+        let f = local.ok_or_else(|| {
+            tracing::warn!(digest = %file.digest, "a stored metadata file cannot be opened");
+            FsError::Local(format!("{}: cannot open the stored file", file.digest))
+        })?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let f = Arc::new(f);
         self.handles
             .write()
             .unwrap()
@@ -550,6 +555,23 @@ impl Fs {
             ino,
             kind: OpenKind::Local(f),
         })
+    }
+
+    /// The local file of a cached object, sharing one descriptor among all
+    /// handles open on it.
+    fn local(&self, store: &Store, d: &crate::digest::Digest) -> Option<Arc<File>> {
+        let mut open = self.open_files.lock().unwrap();
+        if let Some(f) = open.get(d).and_then(std::sync::Weak::upgrade) {
+            store.mark_used(d);
+            return Some(f);
+        }
+        let (f, _) = store.open_object(d)?;
+        let f = Arc::new(f);
+        if open.len() > 4096 {
+            open.retain(|_, w| w.strong_count() > 0);
+        }
+        open.insert(d.clone(), Arc::downgrade(&f));
+        Some(f)
     }
 
     /// Reads up to `size` bytes at `offset`; short only at end of file. On a

@@ -215,8 +215,21 @@ impl Filesystem for FuseFs {
             let fh = FileHandle(opened.fh);
             let file = match opened.kind {
                 OpenKind::Local(file) => file,
-                // Bytes arrive through regfs once verified; they never change.
-                OpenKind::Pending => return reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+                OpenKind::Pending => {
+                    // The kernel requires every open of an inode that is open
+                    // for passthrough to be passthrough too: if another handle
+                    // got there first, the file is cached and verified, share it.
+                    let mut b = backing.lock().unwrap();
+                    if let Some((id, users)) = b.by_ino.get_mut(&opened.ino) {
+                        *users += 1;
+                        reply.opened_passthrough(fh, FopenFlags::empty(), id);
+                        b.by_fh.insert(opened.fh, opened.ino);
+                        return;
+                    }
+                    // Bytes arrive through regfs once verified. DIRECT_IO takes
+                    // no io mode, so later passthrough opens are not refused.
+                    return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO);
+                }
                 // An in-memory snapshot (status.json): no page cache.
                 OpenKind::Memory => return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             };

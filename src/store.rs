@@ -59,6 +59,13 @@ pub enum StoreError {
     Digest { expected: Digest, actual: Digest },
 }
 
+impl StoreError {
+    /// The filesystem holding the store is full.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
@@ -163,8 +170,12 @@ impl Store {
         let path = self.object_path(d);
         let file = match File::open(&path) {
             Ok(f) => f,
-            Err(_) => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.forget(d);
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot open a cached object: {e}");
                 return None;
             }
         };
@@ -186,6 +197,16 @@ impl Store {
             let _ = file.set_times(fs::FileTimes::new().set_modified(t));
         }
         Some((file, size))
+    }
+
+    /// Marks the object for `d` as just used (LRU order) without opening it.
+    pub fn mark_used(&self, d: &Digest) {
+        let mut idx = self.index.lock().unwrap();
+        idx.tick += 1;
+        let tick = idx.tick;
+        if let Some(slot) = idx.objects.get_mut(d) {
+            slot.used = tick;
+        }
     }
 
     /// Starts writing an object expected to have digest `expect`.

@@ -46,12 +46,48 @@ start_regfs() {
     fail "mount did not come up ($2 missing)"
 }
 
+# regfs_site ROOT PORT: the shipped scripts/nginx/regfs.conf with `listen`
+# set to 127.0.0.1:PORT and `root` to ROOT, on stdout.
+regfs_site() {
+    sed -e "s#listen 80;#listen 127.0.0.1:$2;#" -e "s#root /srv/mirror;#root $1;#" \
+        scripts/nginx/regfs.conf
+}
+
+# run_nginx DIR SITE_CONF PORT: an nginx (workers as www-data) whose http
+# block includes SITE_CONF; its nginx.conf, nginx.pid, access.log,
+# nginx-error.log and temp files live in DIR. Waits until PORT answers.
+run_nginx() {
+    local dir=$1 site=$2 port=$3
+    mkdir -p "$dir/nginx-tmp"
+    cat >"$dir/nginx.conf" <<CONF
+user www-data;
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events { worker_connections 512; }
+http {
+    include /etc/nginx/mime.types;
+    log_format e2e '\$request_uri \$status "\$sent_http_content_type" "\$http_user_agent"';
+    access_log $dir/access.log e2e;
+    client_body_temp_path $dir/nginx-tmp/body;
+    proxy_temp_path $dir/nginx-tmp/proxy;
+    fastcgi_temp_path $dir/nginx-tmp/fastcgi;
+    uwsgi_temp_path $dir/nginx-tmp/uwsgi;
+    scgi_temp_path $dir/nginx-tmp/scgi;
+    include $site;
+}
+CONF
+    nginx -t -q -c "$dir/nginx.conf" || fail "nginx rejects $site"
+    nginx -c "$dir/nginx.conf"
+    for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && return; sleep 0.1; done
+    fail "nginx did not start ($dir)"
+}
+
 # start_nginx [EXTRA_LOCATION]: the shipped config over $work/mnt; sets $port.
 start_nginx() {
     port=$(free_port)
     local extra=${1:-}
-    sed -e "s#listen 80;#listen 127.0.0.1:$port;#" -e "s#root /srv/mirror;#root $work/mnt;#" \
-        scripts/nginx/regfs.conf >"$work/regfs-site.conf"
+    regfs_site "$work/mnt" "$port" >"$work/regfs-site.conf"
     if [ -n "$extra" ]; then
         python3 - "$work/regfs-site.conf" "$extra" <<'PY'
 import sys
@@ -61,29 +97,7 @@ i = s.rindex("}")
 open(p, "w").write(s[:i] + "    " + extra + "\n" + s[i:])
 PY
     fi
-    mkdir -p "$work/nginx-tmp"
-    cat >"$work/nginx.conf" <<CONF
-user www-data;
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 512; }
-http {
-    include /etc/nginx/mime.types;
-    log_format e2e '\$request_uri \$status "\$sent_http_content_type" "\$http_user_agent"';
-    access_log $work/access.log e2e;
-    client_body_temp_path $work/nginx-tmp/body;
-    proxy_temp_path $work/nginx-tmp/proxy;
-    fastcgi_temp_path $work/nginx-tmp/fastcgi;
-    uwsgi_temp_path $work/nginx-tmp/uwsgi;
-    scgi_temp_path $work/nginx-tmp/scgi;
-    include $work/regfs-site.conf;
-}
-CONF
-    nginx -t -q -c "$work/nginx.conf" || fail "nginx rejects the shipped config"
-    nginx -c "$work/nginx.conf"
-    for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && return; sleep 0.1; done
-    fail "nginx did not start"
+    run_nginx "$work" "$work/regfs-site.conf" "$port"
 }
 
 # stop_regfs: SIGTERM, and the mountpoint must be free afterwards.

@@ -186,7 +186,11 @@ async fn fallback_upstreams_are_tried_in_order() {
     let c = Arc::new(Counters::default());
     fetcher.ensure(&store, art, c.clone()).await.unwrap();
     assert_eq!(fake.hits(&urls[0]), 3, "all attempts on the first upstream");
-    assert_eq!(c.snapshot().upstream_errors.get("status"), Some(&1));
+    assert_eq!(
+        c.snapshot().upstream_errors.get("status"),
+        Some(&3),
+        "every failed attempt is counted"
+    );
 }
 
 #[tokio::test]

@@ -151,7 +151,23 @@ impl Pypi {
         let mut entries = Vec::new();
         let mut kept: Vec<(File, String)> = Vec::new();
         let mut rejected = 0;
+        // A filename claimed with two digests: neither claim can be believed.
+        let mut digests: std::collections::HashMap<&str, Vec<&Digest>> =
+            std::collections::HashMap::new();
         for f in &page.files {
+            if let Some(d) = &f.sha256 {
+                digests.entry(&f.filename).or_default().push(d);
+            }
+        }
+        for f in &page.files {
+            if digests
+                .get(f.filename.as_str())
+                .is_some_and(|ds| ds.iter().any(|d| Some(*d) != f.sha256.as_ref()))
+            {
+                tracing::warn!(project, file = %f.filename, "withholding a file listed twice with different digests");
+                rejected += 1;
+                continue;
+            }
             let Some(sha256) = &f.sha256 else {
                 tracing::warn!(project, file = %f.filename, url = %f.url, "skipping file without a sha256 digest");
                 rejected += 1;

@@ -154,11 +154,22 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 /// Writes a config with the given `[[mirror]]` body lines under `dir`.
+/// Test defaults (short timeouts) unless `globals` sets the key itself.
 pub fn config(dir: &Path, globals: &str, mirrors: &str) -> PathBuf {
-    let text = format!(
-        "cache_dir = \"{d}/cache\"\nstate_dir = \"{d}/state\"\nfetch_timeout = \"10s\"\nidle_timeout = \"3s\"\nretries = 1\n{globals}\n{mirrors}\n",
+    let mut text = format!(
+        "cache_dir = \"{d}/cache\"\nstate_dir = \"{d}/state\"\n",
         d = dir.display()
     );
+    for (key, value) in [
+        ("fetch_timeout", "\"10s\""),
+        ("idle_timeout", "\"3s\""),
+        ("retries", "1"),
+    ] {
+        if !globals.lines().any(|l| l.trim_start().starts_with(key)) {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    text.push_str(&format!("{globals}\n{mirrors}\n"));
     let p = dir.join("regfs.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -218,8 +229,14 @@ impl Mount {
             child: Some(child),
             log,
         };
+        // The daemon's own word, not the directory: a dead predecessor's
+        // stale mount can look present from the kernel's caches.
         m.wait_for(
-            || is_mounted(&m.mnt) && m.mnt.join(mirror).is_dir(),
+            || {
+                m.log().contains("mounted mountpoint")
+                    && is_mounted(&m.mnt)
+                    && m.mnt.join(mirror).is_dir()
+            },
             "mount to appear",
         );
         m

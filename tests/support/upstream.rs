@@ -28,6 +28,8 @@ pub enum Fault {
     Delay(Duration),
     /// Send the body at about this many bytes per second.
     Throttle(usize),
+    /// Answer 302 pointing at this path (itself, for a redirect loop).
+    Redirect(String),
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +195,10 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
         (_, Some(b)) => b,
         (_, None) => return send(out, 404, "text/plain", b"not found", None, 0),
     };
+    if let Some(Fault::Redirect(to)) = &fault {
+        let head = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
+        return out.write_all(head.as_bytes()).is_ok();
+    }
     match fault {
         Some(Fault::Status(code)) => return send(out, code, "text/plain", b"", None, 0),
         Some(Fault::Corrupt) => {

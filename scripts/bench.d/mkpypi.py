@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Write a synthetic PyPI upstream for scripts/bench.
+
+Usage: mkpypi.py OUT PREFIX PROJECTS FILES SIZE [--fake] [--native-tree DIR]
+
+PROJECTS projects (named PREFIX when PROJECTS is 1, else PREFIX0000, ...)
+with FILES artifacts of SIZE bytes each, in the layout and page format of
+tests/fixtures/pypi/make_index.py (PEP 691 JSON pages with size and sha256,
+files under packages/<xx>/<yy>/<60 hex>/<filename>; here the hex is the
+file's sha256):
+
+  OUT/simple/index.v1_json            root listing (for `projects = ["PREFIX*"]`;
+                                      projects of earlier runs into OUT are kept)
+  OUT/simple/<project>/index.v1_json  one PEP 691 page per project
+  OUT/packages/.../<filename>         random bytes (seeded, so reruns match)
+  OUT/PREFIX.files                    "<path> <sha256> <size>" per artifact
+
+--fake writes no artifact bytes: each digest is made up (unique) and only the
+pages exist, for the metadata-scale benchmark where nothing is read.
+--native-tree DIR also creates, as empty files on disk, the tree a mount of
+this upstream shows under <mount>/<mirror>/ (simple/ pages and packages/),
+the baseline for `find`.
+"""
+import hashlib
+import json
+import os
+import random
+import sys
+
+UPLOADED = "2024-01-01T09:00:00.000000Z"
+CHUNK = 16 << 20
+
+
+def write_random(path, size, seed):
+    """Random bytes into path; returns their sha256."""
+    rng, h = random.Random(seed), hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, CHUNK)
+            b = rng.randbytes(n)
+            h.update(b)
+            f.write(b)
+            left -= n
+    return h.hexdigest()
+
+
+def main():
+    args = sys.argv[1:]
+    fake = "--fake" in args
+    native = None
+    if "--native-tree" in args:
+        i = args.index("--native-tree")
+        native = args[i + 1]
+        del args[i:i + 2]
+    args = [a for a in args if a != "--fake"]
+    if len(args) != 5:
+        sys.exit(__doc__)
+    out, prefix = args[0], args[1]
+    nproj, nfiles, size = int(args[2]), int(args[3]), int(args[4])
+    names = [prefix] if nproj == 1 else [f"{prefix}{i:04d}" for i in range(nproj)]
+    os.makedirs(os.path.join(out, "simple"), exist_ok=True)
+    listing = []
+    for pi, name in enumerate(names):
+        files = []
+        for fi in range(nfiles):
+            filename = f"{name}-{fi}.0-py3-none-any.whl"
+            if fake:
+                sha = hashlib.sha256(f"{name}/{filename}".encode()).hexdigest()
+            else:
+                tmp = os.path.join(out, f".{filename}.part")
+                sha = write_random(tmp, size, f"{name}/{fi}")
+            rel = f"packages/{sha[:2]}/{sha[2:4]}/{sha[4:]}/{filename}"
+            if not fake:
+                os.makedirs(os.path.join(out, os.path.dirname(rel)), exist_ok=True)
+                os.rename(tmp, os.path.join(out, rel))
+            files.append((rel, sha, filename))
+            listing.append(f"{rel} {sha} {size}\n")
+        page = {
+            "meta": {"api-version": "1.1", "_last-serial": pi + 1},
+            "name": name,
+            "versions": [f"{fi}.0" for fi in range(nfiles)],
+            "files": [{
+                "filename": filename, "url": f"../../{rel}",
+                "hashes": {"sha256": sha}, "requires-python": None,
+                "size": size, "upload-time": UPLOADED, "yanked": False,
+            } for rel, sha, filename in files],
+        }
+        os.makedirs(os.path.join(out, "simple", name), exist_ok=True)
+        with open(os.path.join(out, "simple", name, "index.v1_json"), "w") as f:
+            json.dump(page, f)
+        if native:
+            for rel, _, _ in files:
+                p = os.path.join(native, rel)
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                open(p, "wb").close()
+            d = os.path.join(native, "simple", name)
+            os.makedirs(d, exist_ok=True)
+            for page_name in ("index.html", "index.v1_html", "index.v1_json"):
+                open(os.path.join(d, page_name), "wb").close()
+    root = os.path.join(out, "simple", "index.v1_json")
+    if os.path.exists(root):
+        with open(root) as f:
+            names = sorted({p["name"] for p in json.load(f)["projects"]} | set(names))
+    with open(root, "w") as f:
+        json.dump({"meta": {"api-version": "1.1"},
+                   "projects": [{"name": n} for n in names]}, f)
+    if native:
+        for page_name in ("index.html", "index.v1_html", "index.v1_json"):
+            open(os.path.join(native, "simple", page_name), "wb").close()
+    with open(os.path.join(out, f"{prefix}.files"), "w") as f:
+        f.writelines(listing)
+
+
+if __name__ == "__main__":
+    main()
