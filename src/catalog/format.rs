@@ -253,8 +253,13 @@ impl Generation {
         for i in 0..n as usize {
             let r = h.inos.start + i * 12;
             let ino = self.u64_at(r);
-            if prev.is_some_and(|p| p >= ino) || self.u32_at(r + 8) >= n {
+            let id = self.u32_at(r + 8);
+            if prev.is_some_and(|p| p >= ino) || id >= n {
                 return Err("inode index not sorted or out of range".into());
+            }
+            // Sorted, unique, and one entry per node: each must name its node.
+            if self.u64_at(self.rec(id)) != ino {
+                return Err(format!("inode index entry {i} does not match node {id}"));
             }
             prev = Some(ino);
         }

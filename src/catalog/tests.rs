@@ -220,3 +220,14 @@ fn readdir_order_matches_lookup_order() {
     sorted.sort();
     assert_eq!(listed, sorted);
 }
+
+#[test]
+fn fuzz_regressions_are_refused() {
+    // Found by `scripts/fuzz` (target `catalog`): sealed with a valid
+    // checksum, but its inode index names the wrong nodes.
+    let raw = include_bytes!("../../tests/fixtures/catalog/fuzz-index-mismatch.bin");
+    let mut sealed = raw.to_vec();
+    sealed.extend_from_slice(Digest::sha256_of(raw).as_bytes());
+    let err = Generation::from_bytes(sealed).unwrap_err();
+    assert!(err.contains("inode index"), "{err}");
+}
