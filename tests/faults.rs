@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::upstream::{Fault, Upstream};
-use support::{Mount, config, pypi, pypi_mirror, regfs, scratch, sha256_hex};
+use support::{Mount, config, pypi, pypi_mirror, pypi_mount, regfs, run, scratch, sha256_hex};
 
 const ALL: &str = r#"projects = ["alpha", "Beta_Pkg", "gamma"]"#;
 /// Tight bounds so faults resolve quickly: 2 attempts, 2 s stall, 3 s headers.
@@ -31,11 +31,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn upstream_faults_give_clean_errors_while_other_readers_run() {
     let fx = pypi();
-    let up = Upstream::serve(&fx.root);
-    let dir = scratch("faults");
-    let cfg = config(&dir, TIGHT, &pypi_mirror("pypi", &up.url(), ALL));
-    let m = Mount::start(&dir, &cfg, "pypi");
-    m.wait_generation(1);
+    let (up, m) = pypi_mount("faults", TIGHT, ALL);
     // Readers of cached files keep going throughout, checking every byte.
     let warm: Vec<_> = [
         "alpha-2.0-py3-none-any.whl",
@@ -186,11 +182,7 @@ fn a_fallback_upstream_serves_when_the_first_is_down() {
         1,
         "the artifact came from the second upstream"
     );
-    let out = regfs()
-        .args(["sync", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = run(&cfg, &["sync"]);
     assert!(
         out.status.success(),
         "a sync falls back too: {}",
@@ -201,11 +193,8 @@ fn a_fallback_upstream_serves_when_the_first_is_down() {
 #[test]
 fn kill_9_during_a_download_and_during_a_sync_loses_nothing() {
     let fx = pypi();
-    let up = Upstream::serve(&fx.root);
-    let dir = scratch("kill9");
-    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
-    let m = Mount::start(&dir, &cfg, "pypi");
-    m.wait_generation(1);
+    let (up, m) = pypi_mount("kill9", "", ALL);
+    let dir = m.dir.clone();
     let big = fx.file("gamma-0.1-py3-none-any.whl");
     up.fault(&big.path, Fault::Throttle(500_000));
     let path = m.path(&format!("pypi/{}", big.path));
@@ -328,11 +317,7 @@ fn a_full_cache_disk_evicts_and_keeps_serving() {
         errors["store"].as_u64().unwrap_or(0) >= 1,
         "ENOSPC was met and counted: {errors}"
     );
-    let out = regfs()
-        .args(["verify", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = run(&cfg, &["verify"]);
     assert!(
         out.status.success(),
         "no corrupt entry: {}",
@@ -343,11 +328,8 @@ fn a_full_cache_disk_evicts_and_keeps_serving() {
 #[test]
 fn hostile_metadata_is_rejected_and_the_rest_keeps_working() {
     let fx = pypi();
-    let up = Upstream::serve(&fx.root);
-    let dir = scratch("hostile");
-    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
-    let m = Mount::start(&dir, &cfg, "pypi");
-    m.wait_generation(1);
+    let (up, m) = pypi_mount("hostile", "", ALL);
+    let (dir, cfg) = (m.dir.clone(), m.config.clone());
     let good = fx.file("alpha-2.0-py3-none-any.whl");
     let sha = |c: char| std::iter::repeat_n(c, 64).collect::<String>();
     let file = |name: &str, url: &str, hash: &str| serde_json::json!({"filename": name, "url": url, "hashes": {"sha256": hash}, "size": 10});
@@ -372,11 +354,7 @@ fn hostile_metadata_is_rejected_and_the_rest_keeps_working() {
         "simple/gamma/",
         Fault::Body(format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes()),
     );
-    let out = regfs()
-        .args(["sync", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = run(&cfg, &["sync"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("simple/gamma/"),
@@ -384,11 +362,7 @@ fn hostile_metadata_is_rejected_and_the_rest_keeps_working() {
     );
     assert_eq!(m.status()[0]["generation"].as_u64(), Some(1));
     up.clear("simple/gamma/");
-    let out = regfs()
-        .args(["sync", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = run(&cfg, &["sync"]);
     assert!(
         out.status.success(),
         "{}",
@@ -467,11 +441,7 @@ fn other_users_can_read_but_never_change_anything() {
 #[test]
 fn ten_thousand_open_files_and_a_thousand_cold_reads_keep_memory_bounded() {
     let fx = pypi();
-    let up = Upstream::serve(&fx.root);
-    let dir = scratch("memory");
-    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
-    let m = Mount::start(&dir, &cfg, "pypi");
-    m.wait_generation(1);
+    let (up, m) = pypi_mount("memory", "", ALL);
     let limit = libc::rlimit {
         rlim_cur: 20_000,
         rlim_max: 20_000,

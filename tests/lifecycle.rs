@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::upstream::Upstream;
-use support::{Mount, config, pypi, pypi_mirror, regfs, scratch, sha256_hex};
+use support::{Mount, config, pypi, pypi_mirror, run, scratch, sha256_hex};
 
 fn mounted_type(mnt: &Path) -> Option<String> {
     let mnt = std::fs::canonicalize(mnt).ok()?;
@@ -154,12 +154,7 @@ fn a_second_instance_and_a_bad_config_are_refused_clearly() {
     let m = Mount::start(&dir, &cfg, "pypi");
     let other = dir.join("mnt2");
     std::fs::create_dir_all(&other).unwrap();
-    let out = regfs()
-        .args(["mount", "--config"])
-        .arg(&cfg)
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = run(&cfg, &["mount", other.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -174,12 +169,7 @@ fn a_second_instance_and_a_bad_config_are_refused_clearly() {
         "",
         &pypi_mirror("pypi", &up.url(), r#"projects = ["alpha"]"#),
     );
-    let out = regfs()
-        .args(["mount", "--config"])
-        .arg(&cfg2)
-        .arg(&m.mnt)
-        .output()
-        .unwrap();
+    let out = run(&cfg2, &["mount", m.mnt.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already has a regfs mounted"),
@@ -195,12 +185,7 @@ fn a_second_instance_and_a_bad_config_are_refused_clearly() {
             .replace("sync_interval = \"1h\"", "sync_interval = \"often\""),
     )
     .unwrap();
-    let out = regfs()
-        .args(["mount", "--config"])
-        .arg(&bad)
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = run(&bad, &["mount", other.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

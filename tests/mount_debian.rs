@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::Output;
 
 use support::upstream::{Fault, Upstream};
-use support::{Mount, config, debian, debian_mirror, regfs, scratch, sha256_hex};
+use support::{Mount, config, debian, debian_mirror, run, scratch, sha256_hex};
 
 fn options(suites: &str, keyring: &std::path::Path) -> String {
     format!(
@@ -36,11 +36,7 @@ fn mount(name: &str) -> (Upstream, Mount) {
 }
 
 fn sync(cfg: &std::path::Path) -> Output {
-    regfs()
-        .args(["sync", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap()
+    run(cfg, &["sync"])
 }
 
 #[test]

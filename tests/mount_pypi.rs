@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use support::upstream::{Fault, Upstream};
-use support::{Mount, config, pypi, pypi_mirror, regfs, scratch, sha256_hex};
+use support::{Mount, config, pypi, pypi_mirror, run, scratch, sha256_hex};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     let up = Upstream::serve(&pypi().root);
@@ -171,11 +171,7 @@ fn restart_offline_keeps_serving_the_last_generation_and_the_cache() {
         "an unreachable upstream fails within the bound"
     );
     // The last sync is recent, so the restart does not sync; asked to, it fails and keeps generation 1.
-    let out = regfs()
-        .args(["sync", "--config"])
-        .arg(&m.config)
-        .output()
-        .unwrap();
+    let out = run(&m.config, &["sync"]);
     assert!(!out.status.success());
     let st = &m.status()[0];
     assert_eq!(st["generation"].as_u64(), Some(1));
@@ -188,11 +184,7 @@ fn a_failed_sync_keeps_the_served_generation() {
     let fx = pypi();
     let (up, m) = mount("failsync", ALL);
     up.fault("simple/gamma/", Fault::Status(500));
-    let out = regfs()
-        .args(["sync", "--config"])
-        .arg(&m.config)
-        .output()
-        .unwrap();
+    let out = run(&m.config, &["sync"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -227,11 +219,7 @@ fn a_sync_swaps_atomically_and_open_handles_keep_working() {
         .unwrap()
         .retain(|f| !f["filename"].as_str().unwrap().starts_with("alpha-1.0"));
     up.fault("simple/alpha/", Fault::Body(page.to_string().into_bytes()));
-    let out = regfs()
-        .args(["sync", "--config"])
-        .arg(&m.config)
-        .output()
-        .unwrap();
+    let out = run(&m.config, &["sync"]);
     assert!(
         out.status.success(),
         "{}",
@@ -249,11 +237,7 @@ fn a_sync_swaps_atomically_and_open_handles_keep_working() {
     old.read_to_string(&mut text).unwrap();
     assert!(text.contains("alpha-1.0"));
     // A second sync with nothing new builds nothing.
-    let out = regfs()
-        .args(["sync", "--config"])
-        .arg(&m.config)
-        .output()
-        .unwrap();
+    let out = run(&m.config, &["sync"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("unchanged"),
         "{}",

@@ -6,7 +6,7 @@ mod support;
 use std::process::Output;
 
 use support::upstream::Upstream;
-use support::{Mount, config, pypi, pypi_mirror, regfs, scratch, sha256_hex};
+use support::{Mount, config, pypi, pypi_mirror, pypi_mount, regfs, scratch, sha256_hex};
 
 const ALL: &str = r#"projects = ["alpha", "Beta_Pkg", "gamma"]"#;
 
@@ -36,11 +36,8 @@ fn free_port() -> u16 {
 #[test]
 fn verify_finds_corrupt_and_unowned_objects_and_repair_removes_them() {
     let fx = pypi();
-    let up = Upstream::serve(&fx.root);
-    let dir = scratch("verify");
-    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
-    let m = Mount::start(&dir, &cfg, "pypi");
-    m.wait_generation(1);
+    let (_up, m) = pypi_mount("verify", "", ALL);
+    let dir = m.dir.clone();
     let f = fx.file("alpha-2.0-py3-none-any.whl");
     std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap();
     std::fs::read(m.path(&format!(
@@ -106,11 +103,7 @@ fn verify_finds_corrupt_and_unowned_objects_and_repair_removes_them() {
 #[test]
 fn prefetch_downloads_a_chosen_subset_and_gc_evicts_down_to_a_size() {
     let fx = pypi();
-    let up = Upstream::serve(&fx.root);
-    let dir = scratch("prefetch");
-    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
-    let m = Mount::start(&dir, &cfg, "pypi");
-    m.wait_generation(1);
+    let (up, m) = pypi_mount("prefetch", "", ALL);
     let (out, text) = run(&m, &["prefetch", "pypi", "packages/*/gamma-*.whl"]);
     assert!(out.status.success(), "{text}");
     for f in &fx.files {

@@ -42,21 +42,30 @@ impl Fixture {
     }
 }
 
+/// Runs a fixture builder from `tests/fixtures/` into the target's temp
+/// directory (the builders cache: a complete tree is reused).
+fn build_fixture(script: &str, dir: &str, hint: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    let st = Command::new("python3")
+        .arg(&script)
+        .arg(&root)
+        .status()
+        .expect("python3 runs");
+    assert!(st.success(), "{} failed ({hint})", script.display());
+    root
+}
+
 /// The fixture PyPI, built once per test binary (and cached across runs).
 pub fn pypi() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pypi-fixture");
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pypi/make_index.py");
-        let st = Command::new("python3")
-            .arg(&script)
-            .arg(&root)
-            .status()
-            .expect("python3 runs");
-        assert!(
-            st.success(),
-            "building the fixture PyPI failed (is the `wheel` package installed?)"
+        let root = build_fixture(
+            "pypi/make_index.py",
+            "pypi-fixture",
+            "is the `wheel` package installed?",
         );
         let manifest: Value =
             serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
@@ -115,17 +124,10 @@ impl DebianFixture {
 pub fn debian() -> &'static DebianFixture {
     static F: OnceLock<DebianFixture> = OnceLock::new();
     F.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-fixture");
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian/make_archive.py");
-        let st = Command::new("python3")
-            .arg(&script)
-            .arg(&root)
-            .status()
-            .expect("python3 runs");
-        assert!(
-            st.success(),
-            "building the fixture Debian archive failed (dpkg-dev, apt-utils, gpg installed?)"
+        let root = build_fixture(
+            "debian/make_archive.py",
+            "debian-fixture",
+            "are dpkg-dev, apt-utils and gpg installed?",
         );
         let manifest =
             serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
@@ -183,6 +185,27 @@ pub fn pypi_mirror(name: &str, upstream: &str, extra: &str) -> String {
 
 pub fn regfs() -> Command {
     Command::new(env!("CARGO_BIN_EXE_regfs"))
+}
+
+/// `regfs ARGS… --config CFG`, waited for.
+pub fn run(cfg: &Path, args: &[&str]) -> std::process::Output {
+    regfs()
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
+/// The fixture PyPI on a fresh upstream and a mount of it (`extra` goes
+/// into the `[[mirror]]` table, `globals` at the top), first sync served.
+pub fn pypi_mount(name: &str, globals: &str, extra: &str) -> (upstream::Upstream, Mount) {
+    let up = upstream::Upstream::serve(&pypi().root);
+    let dir = scratch(name);
+    let cfg = config(&dir, globals, &pypi_mirror("pypi", &up.url(), extra));
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    (up, m)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
