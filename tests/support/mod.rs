@@ -274,7 +274,7 @@ impl Mount {
     }
 
     pub fn wait_for(&self, mut cond: impl FnMut() -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !cond() {
             assert!(
                 Instant::now() < deadline,
