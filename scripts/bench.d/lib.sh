@@ -91,6 +91,9 @@ hf_median() {
 # median: of the numbers on stdin, one a line.
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
+# phase WHAT: a timestamped progress line in the row group's log.
+phase() { echo "[$(date +%T)] $*"; }
+
 # calc EXPR: floating-point arithmetic.
 calc() { awk "BEGIN {x = $*; printf \"%.6g\n\", x}"; }
 
@@ -143,6 +146,9 @@ group_cleanup() {
         -exec cp --parents -t "$keep" {} +) 2>/dev/null || true
     e2e_cleanup
 }
+
+# wanted ROW: whether this run measures ROW (all rows unless some were named).
+wanted() { [ ${#only[@]} = 0 ] || [[ " ${only[*]} " == *" $1 "* ]]; }
 
 # run_group NAME "ROW..." FUNCTION: runs FUNCTION in a subshell with its own
 # scratch $work/NAME (removed after) and log target/bench-logs/NAME.log. If

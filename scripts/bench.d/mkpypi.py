@@ -11,12 +11,13 @@ file's sha256):
 
   OUT/simple/index.v1_json            root listing (for `projects = ["PREFIX*"]`;
                                       projects of earlier runs into OUT are kept)
-  OUT/simple/<project>/index.v1_json  one PEP 691 page per project
+  OUT/simple/<project>/index.v1_json  one PEP 691 page per project (and a PEP
+                                      503 index.html, for clients that ask HTML)
   OUT/packages/.../<filename>         random bytes (seeded, so reruns match)
   OUT/PREFIX.files                    "<path> <sha256> <size>" per artifact
 
 --fake writes no artifact bytes: each digest is made up (unique) and only the
-pages exist, for the metadata-scale benchmark where nothing is read.
+JSON pages exist, for the metadata-scale benchmark where nothing is read.
 --native-tree DIR also creates, as empty files on disk, the tree a mount of
 this upstream shows under <mount>/<mirror>/ (simple/ pages and packages/),
 the baseline for `find`.
@@ -43,6 +44,13 @@ def write_random(path, size, seed):
             f.write(b)
             left -= n
     return h.hexdigest()
+
+
+def html_page(title, links):
+    return ("<!DOCTYPE html>\n<html>\n  <head>\n"
+            '    <meta name="pypi:repository-version" content="1.0">\n'
+            f"    <title>{title}</title>\n  </head>\n  <body>\n    <h1>{title}</h1>\n"
+            + "".join(f"    {link}<br />\n" for link in links) + "  </body>\n</html>\n")
 
 
 def main():
@@ -89,6 +97,11 @@ def main():
         os.makedirs(os.path.join(out, "simple", name), exist_ok=True)
         with open(os.path.join(out, "simple", name, "index.v1_json"), "w") as f:
             json.dump(page, f)
+        if not fake:
+            with open(os.path.join(out, "simple", name, "index.html"), "w") as f:
+                f.write(html_page(f"Links for {name}", [
+                    f'<a href="../../{rel}#sha256={sha}">{filename}</a>'
+                    for rel, sha, filename in files]))
         if native:
             for rel, _, _ in files:
                 p = os.path.join(native, rel)
@@ -105,6 +118,8 @@ def main():
     with open(root, "w") as f:
         json.dump({"meta": {"api-version": "1.1"},
                    "projects": [{"name": n} for n in names]}, f)
+    with open(os.path.join(out, "simple", "index.html"), "w") as f:
+        f.write(html_page("Simple index", [f'<a href="{n}/">{n}</a>' for n in names]))
     if native:
         for page_name in ("index.html", "index.v1_html", "index.v1_json"):
             open(os.path.join(native, "simple", page_name), "wb").close()

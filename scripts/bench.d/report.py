@@ -85,13 +85,13 @@ def main():
             r["target"] or "-",
             {True: "yes", False: "NO", None: "-"}[r["met"]],
         ])
-    widths = [max(len(str(x[i])) for x in [head] + table) for i in range(len(head))]
-    # A long note (skipped/error rows) spans the remaining columns.
-    span = sum(widths[2:]) + 2 * (len(widths) - 3)
-
+    measured = [t for t in table if t[3:] != ["", "", "", ""]]
+    widths = [max(len(str(x[i])) for x in [head] + (table if i < 2 else measured))
+              for i in range(len(head))]
+    # A skipped/error row's note spans the remaining columns.
     def line(cells):
         if cells[3:] == ["", "", "", ""]:
-            return "  ".join([cells[0].ljust(widths[0]), cells[1].ljust(widths[1]), cells[2][:max(span, 60)]])
+            return "  ".join([cells[0].ljust(widths[0]), cells[1].ljust(widths[1]), cells[2]])
         return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) if i < 5 else str(c).ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
@@ -108,7 +108,8 @@ def main():
         print()
     print(f"machine: {machine['nproc']} CPUs ({machine['cpu']}), kernel {machine['kernel']}, "
           f"{machine['mem']}, load average {machine['load_start']} at start, {machine['load_end']} at end")
-    print(f"mode: {mode}, {float(seconds):.0f} s; results also in {out}")
+    print(f"regfs {machine['regfs']} (target/release/regfs); mode: {mode}, {float(seconds):.0f} s; "
+          f"results also in {out}")
 
 
 if __name__ == "__main__":
