@@ -236,6 +236,21 @@ impl Generation {
         })
     }
 
+    /// The digest of a stored (metadata) file; `None` for anything else.
+    /// Cheaper than [`Generation::file`]: no URL is built.
+    pub fn stored_digest(&self, id: NodeId) -> Option<Digest> {
+        let r = self.rec(id);
+        (self.buf[r + format::OFF_KIND] == format::KIND_STORED)
+            .then(|| self.digest_at(self.u32_at(r + format::OFF_A)))
+    }
+
+    /// The digest of a remote artifact; `None` for anything else.
+    pub fn remote_digest(&self, id: NodeId) -> Option<Digest> {
+        let r = self.rec(id);
+        (self.buf[r + format::OFF_KIND] == format::KIND_REMOTE)
+            .then(|| self.digest_at(self.u32_at(r + format::OFF_A)))
+    }
+
     /// The mirror-relative path of a node (no leading `/`; empty for the root).
     pub fn path(&self, id: NodeId) -> String {
         let mut parts = Vec::new();

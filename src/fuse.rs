@@ -28,14 +28,54 @@ pub struct FuseFs {
     backing: Arc<Mutex<Backing>>,
 }
 
-/// Passthrough bookkeeping under one lock: the kernel allows one backing id
-/// per inode, shared by every handle open on it.
+/// Passthrough bookkeeping under one lock. The kernel allows one backing id
+/// per inode, shared by every handle open on it, and refuses to mix: while
+/// an inode has a passthrough handle, every open of it must be passthrough,
+/// and a passthrough open must not be attached while a direct-I/O handle of
+/// it may still be completing its open in the kernel. So an inode is either
+/// in passthrough (`by_ino`) or has direct handles (`direct`), never both.
 #[derive(Default)]
 struct Backing {
     /// Backing id by inode, with the number of handles using it.
     by_ino: HashMap<u64, (BackingId, usize)>,
-    /// The inode of each passthrough handle.
-    by_fh: HashMap<u64, u64>,
+    /// Direct-I/O (regfs-served) handles open per inode.
+    direct: HashMap<u64, usize>,
+    /// Each handle's inode, and whether it is passthrough.
+    by_fh: HashMap<u64, (u64, bool)>,
+}
+
+impl Backing {
+    /// Shares the inode's backing id with a new handle, if it has one.
+    fn join(&mut self, fh: u64, ino: u64) -> Option<&BackingId> {
+        let (id, users) = self.by_ino.get_mut(&ino)?;
+        *users += 1;
+        self.by_fh.insert(fh, (ino, true));
+        Some(id)
+    }
+
+    fn add_direct(&mut self, fh: u64, ino: u64) {
+        *self.direct.entry(ino).or_default() += 1;
+        self.by_fh.insert(fh, (ino, false));
+    }
+
+    fn release(&mut self, fh: u64) {
+        let Some((ino, passthrough)) = self.by_fh.remove(&fh) else {
+            return;
+        };
+        if passthrough {
+            if let Some((_, users)) = self.by_ino.get_mut(&ino) {
+                *users -= 1;
+                if *users == 0 {
+                    self.by_ino.remove(&ino);
+                }
+            }
+        } else if let Some(n) = self.direct.get_mut(&ino) {
+            *n -= 1;
+            if *n == 0 {
+                self.direct.remove(&ino);
+            }
+        }
+    }
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -216,18 +256,14 @@ impl Filesystem for FuseFs {
             let file = match opened.kind {
                 OpenKind::Local(file) => file,
                 OpenKind::Pending => {
-                    // The kernel requires every open of an inode that is open
-                    // for passthrough to be passthrough too: if another handle
-                    // got there first, the file is cached and verified, share it.
+                    // Bytes arrive through regfs once verified: direct I/O,
+                    // unless the inode is already in passthrough (then the
+                    // file is cached and verified: share it).
                     let mut b = backing.lock().unwrap();
-                    if let Some((id, users)) = b.by_ino.get_mut(&opened.ino) {
-                        *users += 1;
-                        reply.opened_passthrough(fh, FopenFlags::empty(), id);
-                        b.by_fh.insert(opened.fh, opened.ino);
-                        return;
+                    if let Some(id) = b.join(opened.fh, opened.ino) {
+                        return reply.opened_passthrough(fh, FopenFlags::empty(), id);
                     }
-                    // Bytes arrive through regfs once verified. DIRECT_IO takes
-                    // no io mode, so later passthrough opens are not refused.
+                    b.add_direct(opened.fh, opened.ino);
                     return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO);
                 }
                 // An in-memory snapshot (status.json): no page cache.
@@ -235,17 +271,19 @@ impl Filesystem for FuseFs {
             };
             if passthrough.load(Ordering::Relaxed) {
                 let mut b = backing.lock().unwrap();
-                if let Some((id, users)) = b.by_ino.get_mut(&opened.ino) {
-                    *users += 1;
-                    reply.opened_passthrough(fh, FopenFlags::empty(), id);
-                    b.by_fh.insert(opened.fh, opened.ino);
-                    return;
+                if let Some(id) = b.join(opened.fh, opened.ino) {
+                    return reply.opened_passthrough(fh, FopenFlags::empty(), id);
+                }
+                if b.direct.contains_key(&opened.ino) {
+                    // Direct handles are open: stay in direct I/O until they close.
+                    b.add_direct(opened.fh, opened.ino);
+                    return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO);
                 }
                 match reply.open_backing(file.as_ref()) {
                     Ok(id) => {
                         reply.opened_passthrough(fh, FopenFlags::empty(), &id);
                         b.by_ino.insert(opened.ino, (id, 1));
-                        b.by_fh.insert(opened.fh, opened.ino);
+                        b.by_fh.insert(opened.fh, (opened.ino, true));
                         return;
                     }
                     Err(e) => {
@@ -292,14 +330,7 @@ impl Filesystem for FuseFs {
     ) {
         self.fs.release(fh.0);
         let mut b = self.backing.lock().unwrap();
-        if let Some(ino) = b.by_fh.remove(&fh.0) {
-            if let Some((_, users)) = b.by_ino.get_mut(&ino) {
-                *users -= 1;
-                if *users == 0 {
-                    b.by_ino.remove(&ino);
-                }
-            }
-        }
+        b.release(fh.0);
         drop(b);
         reply.ok();
     }
@@ -312,8 +343,9 @@ impl Filesystem for FuseFs {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Read-only: nothing is ever buffered for writing.
-        reply.ok();
+        // Read-only, nothing to flush: ENOSYS tells the kernel to stop sending
+        // FLUSH, which would otherwise cost a round trip on every close.
+        reply.error(Errno::ENOSYS);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

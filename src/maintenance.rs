@@ -39,14 +39,7 @@ pub async fn verify(app: &Arc<App>, mirrors: &[Arc<Mirror>], repair: bool) -> Re
     let mut owned: HashSet<Digest> = HashSet::new();
     for m in &app.mirrors() {
         for g in [Some(m.current()), m.previous()].into_iter().flatten() {
-            for id in g.files() {
-                if let Some(f) = g
-                    .file(id)
-                    .filter(|f| matches!(f.source, Source::Remote { .. }))
-                {
-                    owned.insert(f.digest);
-                }
-            }
+            owned.extend(g.files().filter_map(|id| g.remote_digest(id)));
         }
     }
     let (store, metas) = (

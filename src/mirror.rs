@@ -63,6 +63,9 @@ pub struct Mirror {
     on_swap: RwLock<Option<SwapHook>>,
     /// Woken after every swap (the immediate-download prefetcher waits here).
     pub swapped: tokio::sync::Notify,
+    /// Metadata blobs written by a sync in progress, not yet referenced by
+    /// a generation: garbage collection keeps them.
+    pinned: Mutex<std::collections::HashSet<crate::digest::Digest>>,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -113,10 +116,12 @@ impl Mirror {
         std::fs::create_dir_all(&gens).map_err(io(&gens))?;
         crate::durable::clean_temps(&dir);
         crate::durable::clean_temps(&gens);
-        let meta = Store::open(&dir.join("blobs"), None).map_err(|e| MirrorError::Other {
-            mirror: config.name.clone(),
-            what: e.to_string(),
-        })?;
+        let meta = Store::open(&dir.join("blobs"), None)
+            .map(Store::batched)
+            .map_err(|e| MirrorError::Other {
+                mirror: config.name.clone(),
+                what: e.to_string(),
+            })?;
         let spec = config.layout.spec();
         let adapter = config.layout.adapter(&config);
         let current = match load_current(&dir) {
@@ -170,6 +175,7 @@ impl Mirror {
             record: Mutex::new(status.sync),
             on_swap: RwLock::new(None),
             swapped: tokio::sync::Notify::new(),
+            pinned: Mutex::default(),
             config,
         })
     }
@@ -316,6 +322,8 @@ impl Mirror {
                 .put_bytes(d, bytes)
                 .map_err(|e| other(e.to_string()))?;
         }
+        // Every blob the new generation serves is on disk before it is.
+        self.meta.sync_all().map_err(|e| other(e.to_string()))?;
         let generation = Arc::new(out.generation);
         let n = generation.number();
         let path = self.dir.join("generations").join(format!("{n}.cat"));
@@ -357,17 +365,38 @@ impl Mirror {
             }
         }
         let mut live: std::collections::HashSet<crate::digest::Digest> = self.docs.blobs();
+        live.extend(self.pinned.lock().unwrap().iter().cloned());
         for g in [cur, prev] {
-            for id in g.files() {
-                if let Some(f) = g.file(id).filter(|f| f.source == Source::Stored) {
-                    live.insert(f.digest);
-                }
-            }
+            live.extend(g.files().filter_map(|id| g.stored_digest(id)));
         }
         let (n, bytes) = self.meta.retain(|d| live.contains(d));
         if n > 0 {
             tracing::debug!(mirror = %self.name(), blobs = n, bytes, "removed unused metadata blobs");
         }
+    }
+
+    /// Writes a unit's generated files to the metadata store as soon as the
+    /// unit is done (rather than holding them all until the build), pinned
+    /// until the sync ends.
+    pub(crate) fn spool(&self, entries: &mut [Entry]) -> Result<(), String> {
+        for e in entries.iter_mut() {
+            if let Body::Inline(bytes) = &e.body {
+                let digest = crate::digest::Digest::sha256_of(bytes);
+                self.meta
+                    .put_bytes(&digest, bytes)
+                    .map_err(|err| err.to_string())?;
+                self.pinned.lock().unwrap().insert(digest.clone());
+                e.body = Body::Stored {
+                    digest,
+                    size: bytes.len() as u64,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unpin_all(&self) {
+        self.pinned.lock().unwrap().clear();
     }
 
     fn record_sync(&self, rec: SyncRecord) {

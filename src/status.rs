@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Source;
 use crate::mirror::{Mirror, SyncRecord};
 use crate::stats::Snapshot;
 use crate::store::Store;
@@ -35,12 +34,9 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
     let g = mirror.current();
     let (mut artifacts, mut cached, mut cached_bytes) = (0, 0, 0);
     for id in g.files() {
-        if let Some(f) = g
-            .file(id)
-            .filter(|f| matches!(f.source, Source::Remote { .. }))
-        {
+        if let Some(digest) = g.remote_digest(id) {
             artifacts += 1;
-            if let Some(size) = store.size_of(&f.digest) {
+            if let Some(size) = store.size_of(&digest) {
                 cached += 1;
                 cached_bytes += size;
             }

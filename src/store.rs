@@ -30,6 +30,9 @@ const TOUCH_INTERVAL: u64 = 3600;
 pub struct Store {
     root: PathBuf,
     max_size: Option<u64>,
+    /// `fsync` each object before publishing it. A store that is synced as
+    /// a whole before anything references it ([`Store::sync_all`]) skips it.
+    sync_each: bool,
     index: Mutex<Index>,
     next_tmp: AtomicU64,
 }
@@ -139,11 +142,32 @@ impl Store {
         let store = Store {
             root: root.to_owned(),
             max_size,
+            sync_each: true,
             index: Mutex::new(index),
             next_tmp: AtomicU64::new(0),
         };
         store.evict_if_needed(None);
         Ok(store)
+    }
+
+    /// Objects are published without their own `fsync`; the caller must
+    /// call [`Store::sync_all`] before anything durable references them.
+    pub fn batched(mut self) -> Store {
+        self.sync_each = false;
+        self
+    }
+
+    /// Flushes every object written so far to disk (one `syncfs`).
+    pub fn sync_all(&self) -> Result<(), StoreError> {
+        let dir = File::open(&self.root).map_err(io_err(&self.root))?;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+            return Err(StoreError::Io {
+                path: self.root.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -395,7 +419,9 @@ impl Pending {
                 actual,
             });
         }
-        self.file.sync_data().map_err(io_err(&self.path))?;
+        if store.sync_each {
+            self.file.sync_data().map_err(io_err(&self.path))?;
+        }
         let dest = store.object_path(&self.expect);
         let parent = dest.parent().expect("object paths have a parent");
         fs::create_dir_all(parent).map_err(io_err(parent))?;

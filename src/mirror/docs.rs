@@ -123,7 +123,15 @@ impl<'a> Source<'a> {
                     url: urls.first().cloned().unwrap_or_default(),
                 };
                 let (c, d) = kept.ok_or_else(gone)?;
-                let body = std::fs::read(meta.object_path(&d)).map_err(|_| gone())?;
+                let body = std::fs::read(meta.object_path(&d)).unwrap_or_default();
+                if Digest::sha256_of(&body) != d {
+                    // The kept copy is damaged (a crash before it reached the
+                    // disk): forget it and fetch the document afresh.
+                    tracing::warn!(url = %c.url, "kept copy of an upstream document is damaged; fetching it again");
+                    meta.remove(&d);
+                    cache.map.lock().unwrap().remove(&key);
+                    return Box::pin(self.fetch(req)).await;
+                }
                 Ok(Doc {
                     url: c.url,
                     content_type: c.content_type,

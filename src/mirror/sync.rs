@@ -37,6 +37,13 @@ impl Mirror {
         let started = Instant::now();
         let span = tracing::info_span!("sync", mirror = %self.name());
         let result = tracing::Instrument::instrument(self.sync_inner(fetcher, started), span).await;
+        self.unpin_all();
+        // A sync's transient memory (pages, entries) is large; give it back.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let now = crate::timestamp::now();
         let prev = self.sync_record();
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -175,7 +182,15 @@ impl Mirror {
         let task = &running.task;
         let results: Vec<_> = futures_util::stream::iter(units.iter().cloned())
             .map(|u| async move {
-                let r = self.adapter.unit(&u, src, now, full).await;
+                let mut r = self.adapter.unit(&u, src, now, full).await;
+                if let Ok(Some(out)) = &mut r {
+                    if let Err(e) = self.spool(&mut out.entries) {
+                        r = Err(crate::layout::SyncError::BadMetadata {
+                            url: u.clone(),
+                            what: format!("cannot keep its files: {e}"),
+                        });
+                    }
+                }
                 task.step(0, r.is_ok());
                 (u, r)
             })
