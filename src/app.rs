@@ -32,8 +32,9 @@ pub enum AppError {
 
 impl App {
     pub fn open(config: Config) -> Result<App, AppError> {
-        let store =
-            Store::open(&config.cache_dir, config.cache_max_size).map_err(|e| AppError::Store {
+        let store = Store::open(&config.cache_dir, config.cache_max_size)
+            .map(Store::checkpointed)
+            .map_err(|e| AppError::Store {
                 path: config.cache_dir.display().to_string(),
                 what: e.to_string(),
             })?;

@@ -340,6 +340,17 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
                 }
             });
         }
+        // The artifact store's durability: a checkpoint every few seconds.
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let s = store.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.checkpoint()).await {
+                    tracing::error!("cache checkpoint failed: {e}");
+                }
+            }
+        });
         let flush = app.clone();
         tokio::spawn(async move {
             loop {
@@ -367,6 +378,9 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
     }
     for m in app.mirrors() {
         m.save_status();
+    }
+    if let Err(e) = app.store.close() {
+        tracing::error!("cache: cannot record a clean shutdown: {e}");
     }
     let _ = std::fs::remove_file(crate::control::socket_path(&app.config.state_dir));
     // The session thread ends once the kernel drops the connection.

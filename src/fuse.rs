@@ -36,13 +36,21 @@ pub struct FuseFs {
 /// in passthrough (`by_ino`) or has direct handles (`direct`), never both.
 #[derive(Default)]
 struct Backing {
-    /// Backing id by inode, with the number of handles using it.
+    /// Backing id by inode, with the number of handles using it. Ids whose
+    /// last handle closed stay (with 0 users) for reuse, up to [`IDLE_IDS`].
     by_ino: HashMap<u64, (BackingId, usize)>,
+    /// Inodes whose backing id went idle, oldest first.
+    idle: std::collections::VecDeque<u64>,
     /// Direct-I/O (regfs-served) handles open per inode.
     direct: HashMap<u64, usize>,
     /// Each handle's inode, and whether it is passthrough.
     by_fh: HashMap<u64, (u64, bool)>,
 }
+
+/// Backing ids kept after their last handle closes: reopening a hot file
+/// then costs no backing open/close round trip with the kernel. Each holds
+/// the cached file open (in the kernel), so the count is bounded.
+const IDLE_IDS: usize = 4096;
 
 impl Backing {
     /// Shares the inode's backing id with a new handle, if it has one.
@@ -66,7 +74,13 @@ impl Backing {
             if let Some((_, users)) = self.by_ino.get_mut(&ino) {
                 *users -= 1;
                 if *users == 0 {
-                    self.by_ino.remove(&ino);
+                    self.idle.push_back(ino);
+                    while self.idle.len() > IDLE_IDS {
+                        let old = self.idle.pop_front().expect("non-empty");
+                        if self.by_ino.get(&old).is_some_and(|(_, u)| *u == 0) {
+                            self.by_ino.remove(&old);
+                        }
+                    }
                 }
             }
         } else if let Some(n) = self.direct.get_mut(&ino) {

@@ -409,5 +409,9 @@ fn one_shot_quiet(config: &Config, req: Request) -> anyhow::Result<control::Resp
         .enable_all()
         .build()?;
     let app = std::sync::Arc::new(regfs::app::App::open(config.clone())?);
-    Ok(rt.block_on(control::handle(&app, req)))
+    let resp = rt.block_on(control::handle(&app, req));
+    app.store
+        .close()
+        .context("cache: recording a clean shutdown")?;
+    Ok(resp)
 }

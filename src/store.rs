@@ -31,8 +31,11 @@ pub struct Store {
     root: PathBuf,
     max_size: Option<u64>,
     /// `fsync` each object before publishing it. A store that is synced as
-    /// a whole before anything references it ([`Store::sync_all`]) skips it.
+    /// a whole before anything references it ([`Store::sync_all`]), or that
+    /// is [`Store::checkpointed`], skips it.
     sync_each: bool,
+    /// Objects were published since the last checkpoint.
+    dirty: std::sync::atomic::AtomicBool,
     index: Mutex<Index>,
     next_tmp: AtomicU64,
 }
@@ -68,6 +71,10 @@ impl StoreError {
         matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
     }
 }
+
+/// When the last checkpoint was taken (Unix seconds), and the clean-shutdown marker.
+const CHECKPOINT: &str = "checkpoint";
+const CLEAN: &str = "clean";
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -143,11 +150,84 @@ impl Store {
             root: root.to_owned(),
             max_size,
             sync_each: true,
+            dirty: std::sync::atomic::AtomicBool::new(false),
             index: Mutex::new(index),
             next_tmp: AtomicU64::new(0),
         };
         store.evict_if_needed(None);
         Ok(store)
+    }
+
+    /// Durability by checkpoint instead of an `fsync` per object: objects
+    /// are published at once; [`Store::checkpoint`] (every few seconds)
+    /// flushes the filesystem and records when; after an unclean shutdown,
+    /// opening the store re-hashes only the objects written since the last
+    /// checkpoint and drops any that do not match. A clean shutdown
+    /// ([`Store::close`]) leaves a marker that skips even that.
+    pub fn checkpointed(mut self) -> Store {
+        self.sync_each = false;
+        let marker = self.root.join(CLEAN);
+        if marker.exists() {
+            let _ = fs::remove_file(&marker);
+            return self;
+        }
+        let since = fs::read_to_string(self.root.join(CHECKPOINT))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let started = std::time::Instant::now();
+        let suspects: Vec<(Digest, u64)> = self
+            .objects()
+            .into_iter()
+            .filter(|(d, _)| {
+                fs::metadata(self.object_path(d))
+                    .and_then(|m| m.modified())
+                    .map(|t| {
+                        t.duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs())
+                            + 1
+                            >= since
+                    })
+                    .unwrap_or(true)
+            })
+            .collect();
+        let (mut bad, mut bytes) = (0, 0);
+        for (d, size) in &suspects {
+            bytes += size;
+            let ok = fs::read(self.object_path(d)).is_ok_and(|data| {
+                let mut h = Hasher::new(d.algo());
+                h.update(&data);
+                h.finish() == *d
+            });
+            if !ok {
+                tracing::warn!(digest = %d, "dropping an object an unclean shutdown left incomplete");
+                self.remove(d);
+                bad += 1;
+            }
+        }
+        if !suspects.is_empty() {
+            tracing::info!(store = %self.root.display(), checked = suspects.len(), bytes, dropped = bad, ms = started.elapsed().as_millis() as u64, "unclean shutdown: re-verified the objects written since the last checkpoint");
+        }
+        self
+    }
+
+    /// Flushes everything published so far and records the time it covers.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        let covered = crate::timestamp::now();
+        self.sync_all()?;
+        let path = self.root.join(CHECKPOINT);
+        crate::durable::write_atomic(&path, covered.to_string().as_bytes()).map_err(io_err(&path))
+    }
+
+    /// A clean shutdown: checkpoint, then mark the store clean.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        self.checkpoint()?;
+        let marker = self.root.join(CLEAN);
+        crate::durable::write_atomic(&marker, b"").map_err(io_err(&marker))
     }
 
     /// Objects are published without their own `fsync`; the caller must
@@ -351,6 +431,7 @@ impl Store {
     }
 
     fn insert(&self, d: &Digest, size: u64) {
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
         let mut idx = self.index.lock().unwrap();
         idx.tick += 1;
         let used = idx.tick;
@@ -503,6 +584,37 @@ mod tests {
         drop(store);
         Store::open(&root, None).unwrap();
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_unclean_shutdown_re_verifies_what_the_last_checkpoint_does_not_cover() {
+        let root = tmp();
+        let store = Store::open(&root, None).unwrap().checkpointed();
+        let good = Digest::sha256_of(b"good");
+        store.put_bytes(&good, b"good").unwrap();
+        store.checkpoint().unwrap();
+        // Written after the checkpoint, then damaged as a power cut might leave it.
+        let torn = Digest::sha256_of(b"torn object");
+        store.put_bytes(&torn, b"torn object").unwrap();
+        fs::write(store.object_path(&torn), b"").unwrap();
+        drop(store); // no close(): a crash
+        let store = Store::open(&root, None).unwrap().checkpointed();
+        assert_eq!(store.size_of(&torn), None, "dropped after re-verification");
+        assert_eq!(store.size_of(&good), Some(4));
+        // A clean shutdown trusts everything on the next start.
+        store.close().unwrap();
+        drop(store);
+        fs::write(
+            Store::open(&root, None).unwrap().object_path(&good),
+            b"rot!",
+        )
+        .unwrap();
+        let store = Store::open(&root, None).unwrap().checkpointed();
+        assert_eq!(
+            store.size_of(&good),
+            Some(4),
+            "bit rot after a clean stop is `regfs verify`'s job"
+        );
     }
 
     #[test]
