@@ -61,7 +61,13 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
     let s = s.trim();
     let s = s.split_once(',').map_or(s, |(_, rest)| rest.trim());
     let mut parts = s.split_whitespace();
-    let day: i64 = parts.next()?.parse().ok()?;
+    // Plain digits only (no sign), so every field is range-checked below
+    // before any arithmetic: a year of twenty digits must not overflow.
+    let digits = |t: &str| -> Option<i64> {
+        (!t.is_empty() && t.len() <= 4 && t.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse().ok())?
+    };
+    let day = digits(parts.next()?)?;
     let month = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ]
@@ -74,8 +80,8 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
     })? as i64
         + 1;
     parts.next();
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let year = digits(parts.next()?)?;
+    let mut hms = parts.next()?.split(':').map(digits);
     let (h, mi, sec) = (
         hms.next()??,
         hms.next()??,
@@ -84,7 +90,7 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
     let offset = match parts.next().unwrap_or("UTC") {
         "UTC" | "GMT" | "Z" | "UT" => 0,
         z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
-            let v: i64 = z[1..].parse().ok()?;
+            let v = digits(&z[1..])?;
             let o = v / 100 * 3600 + v % 100 * 60;
             if z.starts_with('-') { -o } else { o }
         }
@@ -159,6 +165,28 @@ mod tests {
             "２０２３-05-22T15:12:44Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc2822_rejects_out_of_range_fields_without_overflow() {
+        assert_eq!(
+            parse_rfc2822("Sat, 11 Jul 2026 10:16:37 UTC"),
+            Some(1783764997)
+        );
+        assert_eq!(
+            parse_rfc2822("Sat, 11 Jul 2026 10:16:37 +0200"),
+            Some(1783757797)
+        );
+        // Found by fuzz/debian_release: a twenty-digit year overflowed.
+        for bad in [
+            "27 jul 6661111111111111111 1:1",
+            "1 jan 2026 -1:00:00 UTC",
+            "1 jan 2026 10:16:37 +99999",
+            "1 jan -2026 10:16:37 UTC",
+            "32 jan 2026 10:16:37 UTC",
+        ] {
+            assert_eq!(parse_rfc2822(bad), None, "{bad}");
         }
     }
 }

@@ -105,6 +105,15 @@ fn release_lists_sha256_files_and_dates() {
 }
 
 #[test]
+fn a_release_with_an_absurd_date_parses_without_one() {
+    // fuzz/debian_release found `Date: 27 jul 6661111111111111111 …`
+    // overflowing the date arithmetic.
+    let raw = include_bytes!("../../../tests/fixtures/debian/fuzz-release-overflow.bin");
+    let r = parse_release(&String::from_utf8_lossy(raw));
+    assert_eq!((r.date, r.valid_until), (None, None));
+}
+
+#[test]
 fn selects_configured_components_and_architectures() {
     let r = parse_release(&release_text());
     let pick = |a: &Debian| -> Vec<String> {
