@@ -30,7 +30,7 @@
 mod build;
 mod format;
 
-pub use build::{Body, BuildError, BuildOutput, Entry, build};
+pub use build::{Body, BuildError, BuildOutput, Entry, build, ino_for};
 pub use format::LoadError;
 
 use std::ops::Range;

@@ -248,6 +248,18 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
             .transpose()?,
         None => None,
     };
+    if let (LayoutKind::Maven, Some(globs)) = (layout, &filter) {
+        if let Some(g) = globs.iter().find(|g| {
+            g.as_str().split_once(':').is_none_or(|(group, artifact)| {
+                group.is_empty() || artifact.is_empty() || artifact.contains(':')
+            })
+        }) {
+            return Err(format!(
+                "{label}: artifacts: \"{}\" is not a coordinate; write \"groupId:artifactId\" (globs allowed, e.g. \"org.apache.commons:*\")",
+                g.as_str()
+            ));
+        }
+    }
     let debian = match layout {
         LayoutKind::Debian => Some(parse_debian(&label, &mut s)?),
         _ => None,
@@ -283,6 +295,7 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
 fn layout_keys(layout: LayoutKind) -> &'static [&'static str] {
     match layout {
         LayoutKind::Pypi => &["projects"],
+        LayoutKind::Maven => &["artifacts"],
         LayoutKind::Debian => &[
             "suites",
             "components",

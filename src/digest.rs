@@ -12,6 +12,8 @@ use sha2::Digest as _;
 /// Hash algorithms that registries use to pin artifacts, strongest last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algo {
+    /// Only where a registry offers nothing stronger (Maven `.sha1` sidecars).
+    Sha1,
     Sha256,
     Sha512,
 }
@@ -20,6 +22,7 @@ impl Algo {
     /// Length of the raw digest in bytes.
     pub const fn byte_len(self) -> usize {
         match self {
+            Algo::Sha1 => 20,
             Algo::Sha256 => 32,
             Algo::Sha512 => 64,
         }
@@ -28,6 +31,7 @@ impl Algo {
     /// The lowercase name used in URLs fragments, store paths and logs.
     pub const fn name(self) -> &'static str {
         match self {
+            Algo::Sha1 => "sha1",
             Algo::Sha256 => "sha256",
             Algo::Sha512 => "sha512",
         }
@@ -35,6 +39,7 @@ impl Algo {
 
     pub fn from_name(name: &str) -> Option<Algo> {
         match name {
+            "sha1" => Some(Algo::Sha1),
             "sha256" => Some(Algo::Sha256),
             "sha512" => Some(Algo::Sha512),
             _ => None,
@@ -45,6 +50,7 @@ impl Algo {
         match self {
             Algo::Sha256 => 1,
             Algo::Sha512 => 2,
+            Algo::Sha1 => 3,
         }
     }
 
@@ -52,6 +58,7 @@ impl Algo {
         match code {
             1 => Some(Algo::Sha256),
             2 => Some(Algo::Sha512),
+            3 => Some(Algo::Sha1),
             _ => None,
         }
     }
@@ -146,6 +153,7 @@ impl fmt::Debug for Digest {
 
 /// Incremental hasher for one algorithm.
 pub enum Hasher {
+    Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
 }
@@ -153,6 +161,7 @@ pub enum Hasher {
 impl Hasher {
     pub fn new(algo: Algo) -> Hasher {
         match algo {
+            Algo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
             Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
         }
@@ -160,6 +169,7 @@ impl Hasher {
 
     pub fn update(&mut self, data: &[u8]) {
         match self {
+            Hasher::Sha1(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
         }
@@ -167,6 +177,10 @@ impl Hasher {
 
     pub fn finish(self) -> Digest {
         match self {
+            Hasher::Sha1(h) => Digest {
+                algo: Algo::Sha1,
+                bytes: h.finalize().to_vec().into(),
+            },
             Hasher::Sha256(h) => Digest {
                 algo: Algo::Sha256,
                 bytes: h.finalize().to_vec().into(),
@@ -217,6 +231,14 @@ mod tests {
             Digest::sha256_of(b"abc").hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn sha1_of_known_vector() {
+        let mut h = Hasher::new(Algo::Sha1);
+        h.update(b"abc");
+        assert_eq!(h.finish().hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert!(Algo::Sha1 < Algo::Sha256 && Algo::Sha256 < Algo::Sha512);
     }
 
     #[test]

@@ -172,6 +172,11 @@ enum Node {
         generation: Arc<Generation>,
         id: NodeId,
     },
+    /// A directory a lookup vouched for before anything under it is known.
+    Placeholder {
+        mirror: Arc<Mirror>,
+        path: Arc<str>,
+    },
 }
 
 pub struct Fs {
@@ -248,13 +253,26 @@ impl Fs {
             });
         }
         // A lookup or open that raced a swap still resolves in the previous generation.
-        let prev = mirror.previous().ok_or(FsError::NotFound)?;
-        let id = prev.find_ino(ino).ok_or(FsError::NotFound)?;
-        Ok(Node::InMirror {
-            mirror,
-            generation: prev,
-            id,
-        })
+        if let Some((prev, id)) = mirror
+            .previous()
+            .and_then(|prev| prev.find_ino(ino).map(|id| (prev, id)))
+        {
+            return Ok(Node::InMirror {
+                mirror,
+                generation: prev,
+                id,
+            });
+        }
+        let path = mirror.placeholder_path(ino).ok_or(FsError::NotFound)?;
+        // Materialized since (its inode unchanged), or still a placeholder.
+        match cur.resolve(&path) {
+            Some(id) => Ok(Node::InMirror {
+                mirror,
+                generation: cur,
+                id,
+            }),
+            None => Ok(Node::Placeholder { mirror, path }),
+        }
     }
 
     fn dir_attr(&self, ino: u64) -> Attr {
@@ -295,7 +313,7 @@ impl Fs {
 
     pub async fn lookup(self: Arc<Self>, parent: u64, name: String) -> Result<Attr, FsError> {
         crate::metrics::OpCounters::count(&self.ops.lookup);
-        let (mirror, generation, dir) = match self.node(parent)? {
+        let found_nothing = match self.node(parent)? {
             Node::Root if name == ".regfs" => return Ok(self.dir_attr(CONTROL_INO)),
             Node::Control if name == "status.json" => return Ok(self.status_attr()),
             Node::Control => return Err(FsError::NotFound),
@@ -314,30 +332,35 @@ impl Fs {
                 mirror,
                 generation,
                 id,
-            } => (mirror, generation, id),
-        };
-        if generation.kind(dir) != Kind::Dir {
-            return Err(FsError::NotDir);
-        }
-        if let Some(id) = generation.lookup(dir, &name) {
-            return self.attr(&mirror, &generation, id).await;
-        }
-        let Some(unit) = mirror.lazy_unit(&generation.path(dir), &name) else {
-            tracing::debug!(mirror = %mirror.name(), name, "lookup miss");
-            return Err(FsError::NotFound);
-        };
-        match mirror.materialize(&self.fetcher, &unit).await {
-            Ok(true) => {
-                let g = mirror.current();
-                let id = g
-                    .resolve(&generation.path(dir))
-                    .and_then(|d| g.lookup(d, &name))
-                    .ok_or(FsError::NotFound)?;
-                self.attr(&mirror, &g, id).await
+            } => {
+                if generation.kind(id) != Kind::Dir {
+                    return Err(FsError::NotDir);
+                }
+                if let Some(found) = generation.lookup(id, &name) {
+                    return self.attr(&mirror, &generation, found).await;
+                }
+                (mirror, generation.path(id))
             }
-            Ok(false) => Err(FsError::NotFound),
-            Err(e) => Err(FsError::Upstream(e)),
+            Node::Placeholder { mirror, path } => (mirror, path.to_string()),
+        };
+        let (mirror, dir) = found_nothing;
+        if let Some(unit) = mirror.lazy_unit(&dir, &name) {
+            match mirror.materialize(&self.fetcher, &unit).await {
+                Ok(true) => {
+                    let g = mirror.current();
+                    if let Some(id) = g.resolve(&dir).and_then(|d| g.lookup(d, &name)) {
+                        return self.attr(&mirror, &g, id).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => return Err(FsError::Upstream(e)),
+            }
         }
+        if let Some(ino) = mirror.placeholder_dir(&dir, &name) {
+            return Ok(self.dir_attr(ino));
+        }
+        tracing::debug!(mirror = %mirror.name(), dir, name, "lookup miss");
+        Err(FsError::NotFound)
     }
 
     pub async fn getattr(self: Arc<Self>, ino: u64) -> Result<Attr, FsError> {
@@ -346,6 +369,7 @@ impl Fs {
             Node::Root => Ok(self.dir_attr(ROOT_INO)),
             Node::Control => Ok(self.dir_attr(CONTROL_INO)),
             Node::Status => Ok(self.status_attr()),
+            Node::Placeholder { .. } => Ok(self.dir_attr(ino)),
             Node::InMirror {
                 mirror,
                 generation,
@@ -426,6 +450,18 @@ impl Fs {
         };
         match self.node(ino)? {
             Node::Status => return Err(FsError::NotDir),
+            // Nothing under it is known yet; `..` is the mirror root, as
+            // the parent may itself be a placeholder the kernel has dropped.
+            Node::Placeholder { mirror, .. } => {
+                let g = mirror.current();
+                small(
+                    vec![
+                        (ino, Kind::Dir, ".".into()),
+                        (g.ino(g.root()), Kind::Dir, "..".into()),
+                    ],
+                    sink,
+                )
+            }
             Node::Control => small(
                 vec![
                     (CONTROL_INO, Kind::Dir, ".".into()),
@@ -501,7 +537,7 @@ impl Fs {
                     kind: OpenKind::Memory,
                 });
             }
-            Node::Root | Node::Control => return Err(FsError::IsDir),
+            Node::Root | Node::Control | Node::Placeholder { .. } => return Err(FsError::IsDir),
         };
         let file = generation.file(id).ok_or(FsError::IsDir)?;
         let local = match &file.source {

@@ -10,6 +10,7 @@
 //! empty and materializes a unit on the first lookup of its name.
 
 pub mod debian;
+pub mod maven;
 pub mod pypi;
 
 use std::future::Future;
@@ -25,11 +26,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum LayoutKind {
     Pypi,
     Debian,
+    Maven,
 }
 
 impl LayoutKind {
-    const ALL: &'static [(LayoutKind, &'static str)] =
-        &[(LayoutKind::Pypi, "pypi"), (LayoutKind::Debian, "debian")];
+    const ALL: &'static [(LayoutKind, &'static str)] = &[
+        (LayoutKind::Pypi, "pypi"),
+        (LayoutKind::Debian, "debian"),
+        (LayoutKind::Maven, "maven"),
+    ];
 
     pub fn from_name(name: &str) -> Option<LayoutKind> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
@@ -55,12 +60,16 @@ impl LayoutKind {
     pub fn spec(self) -> &'static LayoutSpec {
         static PYPI: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         static DEBIAN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
+        static MAVEN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         match self {
             LayoutKind::Pypi => {
                 PYPI.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/pypi.toml")))
             }
             LayoutKind::Debian => {
                 DEBIAN.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/debian.toml")))
+            }
+            LayoutKind::Maven => {
+                MAVEN.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/maven.toml")))
             }
         }
     }
@@ -69,6 +78,7 @@ impl LayoutKind {
         match self {
             LayoutKind::Pypi => Box::new(pypi::Pypi::new(mirror, self.spec())),
             LayoutKind::Debian => Box::new(debian::Debian::new(mirror, self.spec())),
+            LayoutKind::Maven => Box::new(maven::Maven::new(mirror, self.spec())),
         }
     }
 }
@@ -186,11 +196,12 @@ pub enum SyncError {
 pub enum Selection {
     /// Exactly these units.
     Units(Vec<String>),
-    /// Whatever has been materialized so far (no filter configured).
-    Lazy,
+    /// Whatever has been materialized so far, plus these seeds.
+    Lazy(Vec<String>),
 }
 
 /// What one unit contributes.
+#[derive(Debug)]
 pub struct UnitOutput {
     pub entries: Vec<Entry>,
     /// Entries dropped as malformed (logged by the adapter).
@@ -224,6 +235,14 @@ pub trait Adapter: Send + Sync {
     /// In lazy mode: the unit that a lookup of `name` in directory
     /// `parent` (mirror-relative) would materialize.
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String>;
+
+    /// In lazy mode, after [`Adapter::lazy_unit`] found nothing: may `name`
+    /// in `parent` be a directory whose contents are not known yet? Such a
+    /// lookup answers with an empty placeholder directory (Maven's group
+    /// paths, which no upstream document lists).
+    fn lazy_dir(&self, _parent: &str, _name: &str) -> bool {
+        false
+    }
 
     /// Entries of the previous generation to keep although no unit lists
     /// them any more (Debian's by-hash grace period).

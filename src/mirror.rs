@@ -58,6 +58,9 @@ pub struct Mirror {
     /// Units upstream does not have, remembered for `negative_ttl`.
     negative: moka::sync::Cache<String, ()>,
     materializing: Mutex<HashMap<String, Waiter>>,
+    /// Placeholder directories handed out by lookups (see
+    /// [`Adapter::lazy_dir`]): inode to mirror-relative path.
+    placeholders: moka::sync::Cache<u64, Arc<str>>,
     docs: docs::DocCache,
     record: Mutex<SyncRecord>,
     on_swap: RwLock<Option<SwapHook>>,
@@ -160,6 +163,7 @@ impl Mirror {
                 .max_capacity(100_000)
                 .time_to_live(spec.negative_ttl)
                 .build(),
+            placeholders: moka::sync::Cache::new(100_000),
             docs: docs::DocCache::load(&dir.join("docs.json")),
             slot,
             spec,
@@ -211,6 +215,28 @@ impl Mirror {
     /// Does a lookup of `name` in `parent` materialize a unit here?
     pub fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {
         self.adapter.lazy_unit(parent, name)
+    }
+
+    /// The inode of a placeholder directory for `name` in `parent`, when the
+    /// layout allows one there. Its inode is the one the catalog gives that
+    /// directory once something under it is materialized.
+    pub fn placeholder_dir(&self, parent: &str, name: &str) -> Option<u64> {
+        if !self.adapter.lazy_dir(parent, name) {
+            return None;
+        }
+        let path = if parent.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent}/{name}")
+        };
+        let ino = catalog::ino_for(self.slot, &path, None, 0);
+        self.placeholders.insert(ino, path.into());
+        Some(ino)
+    }
+
+    /// The path of a placeholder directory handed out earlier.
+    pub fn placeholder_path(&self, ino: u64) -> Option<Arc<str>> {
+        self.placeholders.get(&ino)
     }
 
     /// Candidate URLs for an artifact (its own, then fallback upstreams).

@@ -108,7 +108,7 @@ impl Store {
             tracing::info!(store = %root.display(), leftovers, "removed incomplete downloads left by an earlier run");
         }
         let mut found: Vec<(Digest, u64, u64)> = Vec::new();
-        for algo in [Algo::Sha256, Algo::Sha512] {
+        for algo in [Algo::Sha1, Algo::Sha256, Algo::Sha512] {
             let dir = objects.join(algo.name());
             let Ok(fanout) = fs::read_dir(&dir) else {
                 continue;

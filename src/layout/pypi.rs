@@ -492,7 +492,7 @@ impl Adapter for Pypi {
     fn select<'a>(&'a self, src: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>> {
         Box::pin(async move {
             let Some(filter) = &self.filter else {
-                return Ok(Selection::Lazy);
+                return Ok(Selection::Lazy(Vec::new()));
             };
             let mut units: Vec<String> = filter
                 .iter()

@@ -88,10 +88,15 @@ impl Mirror {
         let src = docs::Source::new(self, fetcher);
         let fail = |e| MirrorError::Sync(e, self.name().to_string());
         let selection = self.adapter.select(&src).await.map_err(fail)?;
-        let lazy = selection == Selection::Lazy;
+        let lazy = matches!(selection, Selection::Lazy(_));
         let mut units = match selection {
             Selection::Units(u) => u,
-            Selection::Lazy => self.current().units().map(str::to_string).collect(),
+            Selection::Lazy(seeds) => {
+                let cur = self.current();
+                let mut units: Vec<String> = cur.units().map(str::to_string).collect();
+                units.extend(seeds.into_iter().filter(|s| !cur.has_unit(s)));
+                units
+            }
         };
         let mut outputs = self.fetch_units(&src, &units, false).await.map_err(fail)?;
         let _guard = self.swap_lock.lock().await;

@@ -141,6 +141,38 @@ pub fn debian_mirror(name: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
+/// The fixture Maven repository (`tests/fixtures/maven/make_repo.py`): its
+/// root (served as the upstream root; the repository is under `maven2/`)
+/// and its manifest (`files`: path → size, sha1).
+pub struct MavenFixture {
+    pub root: PathBuf,
+    pub manifest: Value,
+}
+
+impl MavenFixture {
+    /// The bytes of a repository file as upstream has them.
+    pub fn bytes(&self, path: &str) -> Vec<u8> {
+        std::fs::read(self.root.join("maven2").join(path))
+            .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    }
+}
+
+pub fn maven() -> &'static MavenFixture {
+    static F: OnceLock<MavenFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = build_fixture("maven/make_repo.py", "maven-fixture", "is a JDK installed?");
+        let manifest =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        MavenFixture { root, manifest }
+    })
+}
+
+pub fn maven_mirror(name: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[mirror]]\nname = \"{name}\"\nlayout = \"maven\"\nupstream = \"{upstream}maven2/\"\nsync_interval = \"1h\"\n{extra}\n"
+    )
+}
+
 static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh scratch directory for one test.

@@ -1,0 +1,358 @@
+//! Maven: a Maven 2 repository, discovered path by path.
+//!
+//! ```text
+//! <group/as/path>/maven-metadata.xml[.sha1|.md5|…]              plugin groups
+//! <group/as/path>/<artifactId>/maven-metadata.xml[.sha1|…]     versions
+//! <group/as/path>/<artifactId>/<version>/<artifactId>-<version>[-<classifier>].<ext>
+//! <group/as/path>/<artifactId>/<version>/<…>.<ext>.sha1|.md5|.sha256|.sha512
+//! ```
+//!
+//! Maven has no global listing and many upstreams serve no directory
+//! listings, so the tree is built from what clients ask for: every file a
+//! lookup names is a unit of its own. Materializing a file fetches its
+//! checksum sidecars; the file itself is listed with the strongest digest
+//! they give (SHA-512, SHA-256, then SHA-1; MD5 alone is not trusted) and
+//! fetched and verified on first read. A file with no usable sidecar is not
+//! served. `maven-metadata.xml` and every sidecar are served byte-identical,
+//! and metadata is checked against its own sidecar.
+//!
+//! Directories above a file exist before anything under them is known: a
+//! lookup of a directory-shaped name answers with an empty placeholder
+//! directory (see [`Adapter::lazy_dir`]), so `group/…/version/file` resolves
+//! one component at a time as the kernel asks.
+
+use crate::catalog::{Body, Entry};
+use crate::config::{Glob, MirrorConfig};
+use crate::digest::{Algo, Digest};
+use crate::path::{RelPath, check_name};
+
+use super::{
+    Adapter, BoxFuture, Doc, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
+    UnitOutput,
+};
+
+/// Checksum sidecars, strongest first; `None`: served but never trusted.
+const SIDECARS: [(&str, Option<Algo>); 4] = [
+    (".sha512", Some(Algo::Sha512)),
+    (".sha256", Some(Algo::Sha256)),
+    (".sha1", Some(Algo::Sha1)),
+    (".md5", None),
+];
+
+const METADATA: &str = "maven-metadata.xml";
+
+/// Deepest directory a lookup may create (real repositories stay far below).
+const MAX_DEPTH: usize = 24;
+
+pub struct Maven {
+    filter: Option<Vec<Glob>>,
+    /// The first upstream base URL (ends with `/`).
+    base: String,
+}
+
+/// `name` without a sidecar extension, and that extension.
+fn split_sidecar(name: &str) -> (&str, Option<&'static str>) {
+    for (ext, _) in SIDECARS {
+        if let Some(base) = name.strip_suffix(ext) {
+            return (base, Some(ext));
+        }
+    }
+    (name, None)
+}
+
+/// The digest a sidecar's text holds: its first token of the right length
+/// that is hexadecimal (`<hex>`, `<hex>  <file>`, or `MD5 (f) = <hex>`).
+pub fn parse_sidecar(algo: Algo, text: &[u8]) -> Option<Digest> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.split_whitespace()
+        .find_map(|t| Digest::from_hex(algo, t).ok())
+}
+
+/// `group:artifact` for a directory `group/as/path/artifact`.
+fn coordinate(dir: &[&str]) -> Option<String> {
+    let (artifact, group) = dir.split_last()?;
+    (!group.is_empty()).then(|| format!("{}:{artifact}", group.join(".")))
+}
+
+impl Maven {
+    pub fn new(mirror: &MirrorConfig, _spec: &LayoutSpec) -> Maven {
+        Maven {
+            filter: mirror.filter.clone(),
+            base: mirror.upstreams[0].to_string(),
+        }
+    }
+
+    fn allowed(&self, coordinate: Option<String>) -> bool {
+        match (&self.filter, coordinate) {
+            (None, _) => true,
+            (Some(globs), Some(c)) => globs.iter().any(|g| g.matches(&c)),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The unit a lookup of `name` in directory `parent` names, if `name` is
+    /// file-shaped: `maven-metadata.xml` anywhere below the root, or
+    /// `<artifact>-<version>…` inside `<artifact>/<version>/`.
+    fn file_unit(&self, parent: &str, name: &str) -> Option<String> {
+        let (base, _) = split_sidecar(name);
+        let dir: Vec<&str> = parent.split('/').filter(|s| !s.is_empty()).collect();
+        if dir.is_empty() || dir.len() >= MAX_DEPTH || check_name(base).is_err() {
+            return None;
+        }
+        let allowed = if base == METADATA {
+            // Artifact metadata (…/artifact/), a SNAPSHOT version's
+            // (…/artifact/version/), or a plugin group's (…/group/).
+            self.allowed(coordinate(&dir))
+                || self.allowed(coordinate(&dir[..dir.len() - 1]))
+                || self.filter.as_ref().is_some_and(|globs| {
+                    let group = format!("{}:", dir.join("."));
+                    globs.iter().any(|g| g.as_str().starts_with(&group))
+                })
+        } else {
+            let [.., artifact, version] = dir.as_slice() else {
+                return None;
+            };
+            let stem = version.strip_suffix("-SNAPSHOT").unwrap_or(version);
+            let prefix = format!("{artifact}-{stem}");
+            let named = base
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| rest.starts_with(['.', '-']) && rest.len() > 1);
+            named && self.allowed(coordinate(&dir[..dir.len() - 1]))
+        };
+        allowed.then(|| format!("{parent}/{base}"))
+    }
+
+    /// Fetches a document that may be absent: `Ok(None)` for a 404.
+    async fn optional(&self, src: &dyn DocSource, path: String) -> Result<Option<Doc>, SyncError> {
+        match src.get(DocRequest { path, accept: None }).await {
+            Ok(doc) => Ok(Some(doc)),
+            Err(DocError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fetches the sidecars of `path`; returns the strongest trusted digest
+    /// and an entry per sidecar upstream has.
+    async fn sidecars(
+        &self,
+        path: &str,
+        src: &dyn DocSource,
+    ) -> Result<(Option<Digest>, Vec<Entry>, usize), SyncError> {
+        let docs = futures_util::future::join_all(
+            SIDECARS
+                .iter()
+                .map(|(ext, _)| self.optional(src, format!("{path}{ext}"))),
+        )
+        .await;
+        let mut best = None;
+        let mut entries = Vec::new();
+        let mut rejected = 0;
+        for ((ext, algo), doc) in SIDECARS.iter().zip(docs) {
+            let Some(doc) = doc? else { continue };
+            let url = format!("{}{path}{ext}", self.base);
+            if let Some(algo) = algo {
+                match parse_sidecar(*algo, &doc.body) {
+                    Some(d) => {
+                        best = best.or(Some(d));
+                    }
+                    None => {
+                        tracing::warn!(%url, "skipping a checksum file that holds no {} digest", algo.name());
+                        rejected += 1;
+                        continue;
+                    }
+                }
+            }
+            entries.push(Entry {
+                path: RelPath::new(format!("{path}{ext}")).expect("checked by the caller"),
+                mtime: None,
+                body: stored_or_inline(doc),
+            });
+        }
+        Ok((best, entries, rejected))
+    }
+
+    async fn metadata_unit(
+        &self,
+        unit: &str,
+        src: &dyn DocSource,
+    ) -> Result<Option<UnitOutput>, SyncError> {
+        let Some(doc) = self.optional(src, unit.to_string()).await? else {
+            return Ok(None);
+        };
+        let url = doc.url.clone();
+        let bad = |what: String| SyncError::BadMetadata {
+            url: url.clone(),
+            what,
+        };
+        check_metadata(&doc.body).map_err(&bad)?;
+        let (digest, mut entries, rejected) = self.sidecars(unit, src).await?;
+        if let Some(want) = digest {
+            let mut h = crate::digest::Hasher::new(want.algo());
+            h.update(&doc.body);
+            let got = h.finish();
+            if got != want {
+                return Err(bad(format!(
+                    "its checksum file promises {want}, the document hashes to {got}; upstream is mid-update or damaged"
+                )));
+            }
+        }
+        entries.push(Entry {
+            path: RelPath::new(unit).expect("checked by the caller"),
+            mtime: None,
+            body: stored_or_inline(doc),
+        });
+        Ok(Some(UnitOutput {
+            entries,
+            rejected,
+            unchanged: false,
+        }))
+    }
+
+    async fn file_unit_output(
+        &self,
+        unit: &str,
+        src: &dyn DocSource,
+    ) -> Result<Option<UnitOutput>, SyncError> {
+        let (digest, mut entries, rejected) = self.sidecars(unit, src).await?;
+        let Some(digest) = digest else {
+            if !entries.is_empty() {
+                tracing::warn!(url = %format!("{}{unit}", self.base), "not served: upstream gives no SHA-1, SHA-256 or SHA-512 checksum for it");
+            }
+            return Ok(None);
+        };
+        entries.push(Entry {
+            path: RelPath::new(unit).expect("checked by the caller"),
+            mtime: None,
+            // Sizes come with the first fetch (invariant 8): Maven metadata has none.
+            body: Body::Remote {
+                url: format!("{}{unit}", self.base),
+                size: None,
+                digest,
+            },
+        });
+        Ok(Some(UnitOutput {
+            entries,
+            rejected,
+            unchanged: false,
+        }))
+    }
+}
+
+fn stored_or_inline(doc: Doc) -> Body {
+    match doc.stored {
+        Some(digest) => Body::Stored {
+            digest,
+            size: doc.body.len() as u64,
+        },
+        None => Body::Inline(doc.body),
+    }
+}
+
+/// A `maven-metadata.xml` must at least be a `<metadata>` document (an HTML
+/// error page answered with 200 is not).
+fn check_metadata(body: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(body).map_err(|_| "not UTF-8 text".to_string())?;
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    if !(t.starts_with("<?xml") || t.starts_with("<metadata")) {
+        return Err("not an XML document".into());
+    }
+    if !t.contains("<metadata") || !t.trim_end().ends_with("</metadata>") {
+        return Err("not a complete <metadata> document".into());
+    }
+    Ok(())
+}
+
+impl Adapter for Maven {
+    fn select<'a>(
+        &'a self,
+        _src: &'a dyn DocSource,
+    ) -> BoxFuture<'a, Result<Selection, SyncError>> {
+        // Literal coordinates keep their version list fresh; everything else
+        // arrives by lookup and is refreshed with it.
+        let seeds = self
+            .filter
+            .iter()
+            .flatten()
+            .filter(|g| g.is_literal())
+            .filter_map(|g| {
+                let (group, artifact) = g.as_str().split_once(':')?;
+                Some(format!("{}/{artifact}/{METADATA}", group.replace('.', "/")))
+            })
+            .collect();
+        Box::pin(async move { Ok(Selection::Lazy(seeds)) })
+    }
+
+    fn unit<'a>(
+        &'a self,
+        unit: &'a str,
+        src: &'a dyn DocSource,
+        _now: u64,
+        _full: bool,
+    ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
+        Box::pin(async move {
+            let Some((parent, name)) = unit.rsplit_once('/') else {
+                return Ok(None);
+            };
+            if self.file_unit(parent, name).as_deref() != Some(unit) {
+                return Ok(None);
+            }
+            if name == METADATA {
+                self.metadata_unit(unit, src).await
+            } else {
+                self.file_unit_output(unit, src).await
+            }
+        })
+    }
+
+    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
+        Vec::new()
+    }
+
+    fn is_root_entry(&self, _path: &str) -> bool {
+        false
+    }
+
+    fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {
+        self.file_unit(parent, name)
+    }
+
+    fn lazy_dir(&self, parent: &str, name: &str) -> bool {
+        let depth = parent.split('/').filter(|s| !s.is_empty()).count() + 1;
+        depth < MAX_DEPTH
+            && check_name(name).is_ok()
+            && !name.starts_with('.')
+            && split_sidecar(name).0 != METADATA
+            && self.file_unit(parent, name).is_none()
+            && !looks_like_a_file(name)
+    }
+}
+
+/// Names that are files in every Maven repository, wherever they appear: a
+/// lookup of one that upstream does not have answers ENOENT, not a directory.
+fn looks_like_a_file(name: &str) -> bool {
+    const EXTS: &[&str] = &[
+        ".jar",
+        ".pom",
+        ".xml",
+        ".war",
+        ".ear",
+        ".aar",
+        ".zip",
+        ".module",
+        ".asc",
+        ".sha1",
+        ".md5",
+        ".sha256",
+        ".sha512",
+        ".json",
+        ".tgz",
+        ".gz",
+        ".properties",
+        ".txt",
+        ".html",
+    ];
+    EXTS.iter().any(|e| name.ends_with(e))
+}
+
+#[cfg(test)]
+mod tests;

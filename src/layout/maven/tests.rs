@@ -1,0 +1,277 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::config::parse_base_url;
+use crate::digest::Hasher;
+use crate::layout::{Keep, LayoutKind};
+
+const BASE: &str = "https://maven.upstream.test/maven2/";
+
+fn adapter(filter: Option<&[&str]>) -> Maven {
+    let m = MirrorConfig {
+        name: "maven".into(),
+        layout: LayoutKind::Maven,
+        upstreams: vec![parse_base_url(BASE).unwrap()],
+        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
+        cooldown: None,
+        sync_interval: std::time::Duration::from_secs(3600),
+        download: crate::config::Download::OnDemand,
+        debian: None,
+    };
+    Maven::new(&m, LayoutKind::Maven.spec())
+}
+
+/// Upstream documents by path; everything else is 404.
+#[derive(Default)]
+struct Docs(HashMap<String, Vec<u8>>);
+
+impl Docs {
+    fn with(mut self, path: &str, body: &[u8]) -> Docs {
+        self.0.insert(path.to_string(), body.to_vec());
+        self
+    }
+}
+
+impl DocSource for Docs {
+    fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
+        let url = format!("{BASE}{}", req.path);
+        let r = match self.0.get(&req.path) {
+            Some(body) => Ok(Doc {
+                url,
+                content_type: None,
+                body: body.clone(),
+                unchanged: false,
+                stored: None,
+            }),
+            None => Err(DocError::NotFound { url }),
+        };
+        Box::pin(async move { r })
+    }
+
+    fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {
+        Err("not in this test".into())
+    }
+}
+
+fn hash(algo: Algo, data: &[u8]) -> Digest {
+    let mut h = Hasher::new(algo);
+    h.update(data);
+    h.finish()
+}
+
+fn run(a: &Maven, unit: &str, src: &Docs) -> Result<Option<UnitOutput>, SyncError> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(a.unit(unit, src, 0, true))
+}
+
+fn paths(out: &UnitOutput) -> Vec<&str> {
+    let mut v: Vec<&str> = out.entries.iter().map(|e| e.path.as_str()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn lookups_name_files_by_maven_rules_and_everything_else_is_a_directory() {
+    let a = adapter(None);
+    let v = "junit/junit/4.13.2";
+    assert_eq!(
+        a.lazy_unit(v, "junit-4.13.2.jar").as_deref(),
+        Some("junit/junit/4.13.2/junit-4.13.2.jar")
+    );
+    assert_eq!(
+        a.lazy_unit(v, "junit-4.13.2-sources.jar.sha1").as_deref(),
+        Some("junit/junit/4.13.2/junit-4.13.2-sources.jar"),
+        "a sidecar materializes its file"
+    );
+    assert_eq!(
+        a.lazy_unit("junit/junit", "maven-metadata.xml.sha256")
+            .as_deref(),
+        Some("junit/junit/maven-metadata.xml")
+    );
+    let snap = "org/example/app/1.0-SNAPSHOT";
+    assert!(a.lazy_unit(snap, "app-1.0-20260101.120000-3.jar").is_some());
+    assert!(a.lazy_unit(snap, "maven-metadata.xml").is_some());
+    // Not this artifact's files, or not files at all.
+    for (dir, name) in [
+        (v, "other-4.13.2.jar"),
+        (v, "junit-4.13.2"),
+        (v, "junit-4.13"),
+        ("", "maven-metadata.xml"),
+        ("junit", "junit"),
+        (v, ".."),
+    ] {
+        assert_eq!(a.lazy_unit(dir, name), None, "{dir} {name}");
+    }
+    assert!(a.lazy_dir("", "org") && a.lazy_dir("org", "apache"));
+    assert!(a.lazy_dir("junit/junit", "4.13.2"));
+    for (dir, name) in [
+        (v, "junit-4.13.2.jar"),
+        ("org", "thing.jar"),
+        ("org", "maven-metadata.xml.md5"),
+        ("org", ".hidden"),
+        ("org", "a\nb"),
+    ] {
+        assert!(!a.lazy_dir(dir, name), "{dir} {name}");
+    }
+    let deep = vec!["d"; MAX_DEPTH].join("/");
+    assert!(!a.lazy_dir(&deep, "e"), "depth is bounded");
+}
+
+#[test]
+fn the_artifacts_filter_limits_what_lookups_materialize() {
+    let a = adapter(Some(&["org.apache.commons:*", "junit:junit"]));
+    let lang = "org/apache/commons/commons-lang3/3.12.0";
+    assert!(a.lazy_unit(lang, "commons-lang3-3.12.0.jar").is_some());
+    assert!(
+        a.lazy_unit("org/apache/commons/commons-lang3", "maven-metadata.xml")
+            .is_some()
+    );
+    assert!(
+        a.lazy_unit("org/other/x/1", "x-1.jar").is_none(),
+        "org.other:x is not configured"
+    );
+    assert!(
+        a.lazy_unit("org/apache/commons", "maven-metadata.xml")
+            .is_some()
+    );
+    let seeds = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(a.select(&Docs::default()))
+        .unwrap();
+    assert_eq!(
+        seeds,
+        Selection::Lazy(vec!["junit/junit/maven-metadata.xml".into()]),
+        "literal coordinates are synced, globs only allow"
+    );
+}
+
+#[test]
+fn sidecars_in_every_format_upstreams_write() {
+    let d = hash(Algo::Sha1, b"x");
+    let hex = d.hex();
+    for text in [
+        hex.clone(),
+        format!("{hex}\n"),
+        format!("{}  junit-4.13.2.jar\n", hex.to_uppercase()),
+        format!("SHA1 (junit-4.13.2.jar) = {hex}"),
+    ] {
+        assert_eq!(
+            parse_sidecar(Algo::Sha1, text.as_bytes()),
+            Some(d.clone()),
+            "{text}"
+        );
+    }
+    assert_eq!(parse_sidecar(Algo::Sha1, b"<html>404</html>"), None);
+    assert_eq!(
+        parse_sidecar(Algo::Sha256, hex.as_bytes()),
+        None,
+        "wrong length"
+    );
+    assert_eq!(parse_sidecar(Algo::Sha1, b"\xff\xfe"), None);
+}
+
+#[test]
+fn a_file_is_listed_with_its_strongest_sidecar_and_served_beside_them() {
+    let jar = b"PK jar bytes";
+    let unit = "junit/junit/4.13.2/junit-4.13.2.jar";
+    let src = Docs::default()
+        .with(
+            &format!("{unit}.sha1"),
+            hash(Algo::Sha1, jar).hex().as_bytes(),
+        )
+        .with(&format!("{unit}.md5"), b"0123456789abcdef0123456789abcdef")
+        .with(
+            &format!("{unit}.sha256"),
+            hash(Algo::Sha256, jar).hex().as_bytes(),
+        );
+    let out = run(&adapter(None), unit, &src).unwrap().unwrap();
+    assert_eq!(
+        paths(&out),
+        [
+            unit,
+            &format!("{unit}.md5"),
+            &format!("{unit}.sha1"),
+            &format!("{unit}.sha256")
+        ]
+    );
+    let file = out
+        .entries
+        .iter()
+        .find(|e| e.path.as_str() == unit)
+        .unwrap();
+    assert_eq!(
+        file.body,
+        Body::Remote {
+            url: format!("{BASE}{unit}"),
+            size: None,
+            digest: hash(Algo::Sha256, jar)
+        }
+    );
+    let sha1 = out
+        .entries
+        .iter()
+        .find(|e| e.path.as_str().ends_with(".sha1"))
+        .unwrap();
+    assert_eq!(
+        sha1.body,
+        Body::Inline(hash(Algo::Sha1, jar).hex().into_bytes()),
+        "byte-identical"
+    );
+}
+
+#[test]
+fn a_file_without_a_trusted_sidecar_is_not_served() {
+    let unit = "g/a/1/a-1.jar";
+    let md5_only =
+        Docs::default().with(&format!("{unit}.md5"), b"0123456789abcdef0123456789abcdef");
+    assert!(run(&adapter(None), unit, &md5_only).unwrap().is_none());
+    assert!(
+        run(&adapter(None), unit, &Docs::default())
+            .unwrap()
+            .is_none()
+    );
+    // A garbled SHA-1 sidecar is skipped and counted, the SHA-256 one used.
+    let src = Docs::default()
+        .with(&format!("{unit}.sha1"), b"<html>oops</html>")
+        .with(
+            &format!("{unit}.sha256"),
+            hash(Algo::Sha256, b"j").hex().as_bytes(),
+        );
+    let out = run(&adapter(None), unit, &src).unwrap().unwrap();
+    assert_eq!(out.rejected, 1);
+    assert_eq!(paths(&out), [unit, &format!("{unit}.sha256")]);
+}
+
+#[test]
+fn metadata_is_checked_against_its_sidecar() {
+    let unit = "junit/junit/maven-metadata.xml";
+    let xml = b"<?xml version=\"1.0\"?>\n<metadata>\n  <groupId>junit</groupId>\n</metadata>\n";
+    let good = Docs::default().with(unit, xml).with(
+        &format!("{unit}.sha1"),
+        hash(Algo::Sha1, xml).hex().as_bytes(),
+    );
+    let out = run(&adapter(None), unit, &good).unwrap().unwrap();
+    assert_eq!(paths(&out), [unit, &format!("{unit}.sha1")]);
+
+    let stale = Docs::default().with(unit, xml).with(
+        &format!("{unit}.sha1"),
+        hash(Algo::Sha1, b"older").hex().as_bytes(),
+    );
+    let err = run(&adapter(None), unit, &stale).unwrap_err().to_string();
+    assert!(
+        err.contains("maven-metadata.xml") && err.contains("checksum"),
+        "{err}"
+    );
+
+    let html = Docs::default().with(unit, b"<html><body>Welcome</body></html>");
+    let err = run(&adapter(None), unit, &html).unwrap_err().to_string();
+    assert!(err.contains("not an XML document"), "{err}");
+    assert!(
+        run(&adapter(None), unit, &Docs::default())
+            .unwrap()
+            .is_none()
+    );
+}
