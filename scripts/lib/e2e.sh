@@ -14,7 +14,7 @@ e2e_cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 0.5
     mountpoint -q "$work/mnt" && fusermount3 -uz "$work/mnt" || true
-    rm -rf "$work"
+    [ -n "${E2E_KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap e2e_cleanup EXIT
 

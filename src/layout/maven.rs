@@ -114,9 +114,15 @@ impl Maven {
             };
             let stem = version.strip_suffix("-SNAPSHOT").unwrap_or(version);
             let prefix = format!("{artifact}-{stem}");
-            let named = base
-                .strip_prefix(&prefix)
-                .is_some_and(|rest| rest.starts_with(['.', '-']) && rest.len() > 1);
+            // `-<classifier>` and snapshot stamps may follow; an extension
+            // always ends the name (`maven-shared-components` in
+            // `org/apache/maven/shared/` is a directory).
+            let named = base.strip_prefix(&prefix).is_some_and(|rest| {
+                rest.starts_with(['.', '-'])
+                    && rest
+                        .rsplit_once('.')
+                        .is_some_and(|(_, ext)| ext.bytes().any(|c| c.is_ascii_alphabetic()))
+            });
             named && self.allowed(coordinate(&dir[..dir.len() - 1]))
         };
         allowed.then(|| format!("{parent}/{base}"))

@@ -98,6 +98,8 @@ fn lookups_name_files_by_maven_rules_and_everything_else_is_a_directory() {
         (v, "other-4.13.2.jar"),
         (v, "junit-4.13.2"),
         (v, "junit-4.13"),
+        ("org/apache/maven/shared", "maven-shared-components"),
+        ("g/a/1.0", "a-1.0-1.2"),
         ("", "maven-metadata.xml"),
         ("junit", "junit"),
         (v, ".."),
@@ -106,6 +108,7 @@ fn lookups_name_files_by_maven_rules_and_everything_else_is_a_directory() {
     }
     assert!(a.lazy_dir("", "org") && a.lazy_dir("org", "apache"));
     assert!(a.lazy_dir("junit/junit", "4.13.2"));
+    assert!(a.lazy_dir("org/apache/maven/shared", "maven-shared-components"));
     for (dir, name) in [
         (v, "junit-4.13.2.jar"),
         ("org", "thing.jar"),
