@@ -330,6 +330,7 @@ impl Mirror {
             mirror: self.name().to_string(),
             what,
         };
+        let started = std::time::Instant::now();
         let old = self.current();
         let out = catalog::build(
             self.slot,
@@ -348,8 +349,10 @@ impl Mirror {
                 .put_bytes(d, bytes)
                 .map_err(|e| other(e.to_string()))?;
         }
+        let built = started.elapsed();
         // Every blob the new generation serves is on disk before it is.
         self.meta.sync_all().map_err(|e| other(e.to_string()))?;
+        let synced = started.elapsed();
         let generation = Arc::new(out.generation);
         let n = generation.number();
         let path = self.dir.join("generations").join(format!("{n}.cat"));
@@ -366,7 +369,7 @@ impl Mirror {
         crate::durable::write_atomic(&ptr, n.to_string().as_bytes()).map_err(io(&ptr))?;
         *self.previous.write().unwrap() = Some(old.clone());
         *self.current.write().unwrap() = generation.clone();
-        tracing::info!(mirror = %self.name(), generation = n, nodes = generation.node_count(), bytes = generation.byte_len(), "serving new generation");
+        tracing::info!(mirror = %self.name(), generation = n, nodes = generation.node_count(), bytes = generation.byte_len(), build_ms = built.as_millis() as u64, sync_ms = (synced - built).as_millis() as u64, persist_ms = (started.elapsed() - synced).as_millis() as u64, "serving new generation");
         if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
             hook(catalog::diff(&old, &generation));
         }
