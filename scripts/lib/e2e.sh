@@ -67,7 +67,7 @@ error_log $dir/nginx-error.log;
 events { worker_connections 512; }
 http {
     include /etc/nginx/mime.types;
-    log_format e2e '\$request_uri \$status "\$sent_http_content_type" "\$http_user_agent"';
+    log_format e2e '\$request_uri \$status "\$sent_http_content_type" "\$http_user_agent" \$request_time';
     access_log $dir/access.log e2e;
     client_body_temp_path $dir/nginx-tmp/body;
     proxy_temp_path $dir/nginx-tmp/proxy;

@@ -91,12 +91,17 @@ impl Maven {
     }
 
     /// The unit a lookup of `name` in directory `parent` names, if `name` is
-    /// file-shaped: `maven-metadata.xml` anywhere below the root, or
+    /// file-shaped (every component valid, sidecar names included): `maven-metadata.xml` anywhere below the root, or
     /// `<artifact>-<version>…` inside `<artifact>/<version>/`.
     fn file_unit(&self, parent: &str, name: &str) -> Option<String> {
         let (base, _) = split_sidecar(name);
-        let dir: Vec<&str> = parent.split('/').filter(|s| !s.is_empty()).collect();
-        if dir.is_empty() || dir.len() >= MAX_DEPTH || check_name(base).is_err() {
+        let dir: Vec<&str> = parent.split('/').collect();
+        let segment_ok = |s: &str| check_name(s).is_ok() && !s.starts_with('.');
+        if parent.is_empty()
+            || dir.len() >= MAX_DEPTH
+            || !dir.iter().all(|s| segment_ok(s))
+            || !segment_ok(&format!("{base}.sha512"))
+        {
             return None;
         }
         let allowed = if base == METADATA {
@@ -182,7 +187,11 @@ impl Maven {
         unit: &str,
         src: &dyn DocSource,
     ) -> Result<Option<UnitOutput>, SyncError> {
-        let Some(doc) = self.optional(src, unit.to_string()).await? else {
+        let (doc, sidecars) = tokio::join!(
+            self.optional(src, unit.to_string()),
+            self.sidecars(unit, src)
+        );
+        let Some(doc) = doc? else {
             return Ok(None);
         };
         let url = doc.url.clone();
@@ -191,11 +200,9 @@ impl Maven {
             what,
         };
         check_metadata(&doc.body).map_err(&bad)?;
-        let (digest, mut entries, rejected) = self.sidecars(unit, src).await?;
+        let (digest, mut entries, rejected) = sidecars?;
         if let Some(want) = digest {
-            let mut h = crate::digest::Hasher::new(want.algo());
-            h.update(&doc.body);
-            let got = h.finish();
+            let got = hash_as(&want, &doc.body);
             if got != want {
                 return Err(bad(format!(
                     "its checksum file promises {want}, the document hashes to {got}; upstream is mid-update or damaged"
@@ -219,22 +226,47 @@ impl Maven {
         unit: &str,
         src: &dyn DocSource,
     ) -> Result<Option<UnitOutput>, SyncError> {
-        let (digest, mut entries, rejected) = self.sidecars(unit, src).await?;
+        // POMs are small and every client reads them right after the
+        // lookup (dependency resolution walks them one by one): fetch the
+        // POM with its sidecars, in one round trip instead of two.
+        let small = unit.ends_with(".pom");
+        let (body, sidecars) = tokio::join!(
+            async {
+                match small {
+                    true => self.optional(src, unit.to_string()).await,
+                    false => Ok(None),
+                }
+            },
+            self.sidecars(unit, src)
+        );
+        let (digest, mut entries, rejected) = sidecars?;
         let Some(digest) = digest else {
             if !entries.is_empty() {
                 tracing::warn!(url = %format!("{}{unit}", self.base), "not served: upstream gives no SHA-1, SHA-256 or SHA-512 checksum for it");
             }
             return Ok(None);
         };
+        let url = format!("{}{unit}", self.base);
+        let body = match body? {
+            Some(doc) if hash_as(&digest, &doc.body) == digest => stored_or_inline(doc),
+            fetched => {
+                if fetched.is_some() {
+                    // Listed all the same: a read fetches it again and fails
+                    // verification (EIO), the rest of the mirror syncs on.
+                    tracing::warn!(%url, "does not match its checksum file {digest}; reads will fail until upstream is fixed");
+                }
+                // Sizes come with the first fetch (invariant 8): Maven metadata has none.
+                Body::Remote {
+                    url,
+                    size: None,
+                    digest,
+                }
+            }
+        };
         entries.push(Entry {
             path: RelPath::new(unit).expect("checked by the caller"),
             mtime: None,
-            // Sizes come with the first fetch (invariant 8): Maven metadata has none.
-            body: Body::Remote {
-                url: format!("{}{unit}", self.base),
-                size: None,
-                digest,
-            },
+            body,
         });
         Ok(Some(UnitOutput {
             entries,
@@ -242,6 +274,13 @@ impl Maven {
             unchanged: false,
         }))
     }
+}
+
+/// `data` hashed with the algorithm of `like`.
+fn hash_as(like: &Digest, data: &[u8]) -> Digest {
+    let mut h = crate::digest::Hasher::new(like.algo());
+    h.update(data);
+    h.finish()
 }
 
 fn stored_or_inline(doc: Doc) -> Body {
@@ -256,7 +295,7 @@ fn stored_or_inline(doc: Doc) -> Body {
 
 /// A `maven-metadata.xml` must at least be a `<metadata>` document (an HTML
 /// error page answered with 200 is not).
-fn check_metadata(body: &[u8]) -> Result<(), String> {
+pub fn check_metadata(body: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(body).map_err(|_| "not UTF-8 text".to_string())?;
     let t = text.trim_start_matches('\u{feff}').trim_start();
     if !(t.starts_with("<?xml") || t.starts_with("<metadata")) {
@@ -325,6 +364,7 @@ impl Adapter for Maven {
     fn lazy_dir(&self, parent: &str, name: &str) -> bool {
         let depth = parent.split('/').filter(|s| !s.is_empty()).count() + 1;
         depth < MAX_DEPTH
+            && (parent.is_empty() || RelPath::new(parent).is_ok())
             && check_name(name).is_ok()
             && !name.starts_with('.')
             && split_sidecar(name).0 != METADATA

@@ -103,6 +103,9 @@ fn lookups_name_files_by_maven_rules_and_everything_else_is_a_directory() {
         ("", "maven-metadata.xml"),
         ("junit", "junit"),
         (v, ".."),
+        ("junit/../junit/4.13.2", "junit-4.13.2.jar"),
+        ("junit//4.13.2", "junit-4.13.2.jar"),
+        (v, &format!("junit-4.13.2{}.jar", "x".repeat(240))),
     ] {
         assert_eq!(a.lazy_unit(dir, name), None, "{dir} {name}");
     }
@@ -276,5 +279,48 @@ fn metadata_is_checked_against_its_sidecar() {
         run(&adapter(None), unit, &Docs::default())
             .unwrap()
             .is_none()
+    );
+}
+
+#[test]
+fn a_pom_comes_with_its_sidecars_and_is_listed_only_as_verified_bytes() {
+    let pom = b"<project><artifactId>a</artifactId></project>";
+    let unit = "g/a/1/a-1.pom";
+    let good = Docs::default().with(unit, pom).with(
+        &format!("{unit}.sha1"),
+        hash(Algo::Sha1, pom).hex().as_bytes(),
+    );
+    let out = run(&adapter(None), unit, &good).unwrap().unwrap();
+    let e = out
+        .entries
+        .iter()
+        .find(|e| e.path.as_str() == unit)
+        .unwrap();
+    assert_eq!(
+        e.body,
+        Body::Inline(pom.to_vec()),
+        "fetched in the same round trip"
+    );
+
+    let bad = Docs::default()
+        .with(unit, b"<project>tampered</project>")
+        .with(
+            &format!("{unit}.sha1"),
+            hash(Algo::Sha1, pom).hex().as_bytes(),
+        );
+    let out = run(&adapter(None), unit, &bad).unwrap().unwrap();
+    let e = out
+        .entries
+        .iter()
+        .find(|e| e.path.as_str() == unit)
+        .unwrap();
+    assert_eq!(
+        e.body,
+        Body::Remote {
+            url: format!("{BASE}{unit}"),
+            size: None,
+            digest: hash(Algo::Sha1, pom)
+        },
+        "the bad bytes are not served; a read fetches and verifies (EIO)"
     );
 }
