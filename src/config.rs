@@ -70,6 +70,10 @@ pub struct MirrorConfig {
     pub download: Download,
     /// Options of `layout = "debian"` mirrors.
     pub debian: Option<DebianOptions>,
+    /// Where clients reach this mirror's directory through the exporter
+    /// (`http://mirror.example/crates`), for layouts whose documents must
+    /// hold absolute URLs (crates' `config.json`). No trailing slash.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,6 +264,27 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
             ));
         }
     }
+    let takes_url = layout_keys(layout).contains(&"public_url");
+    let public_url = match takes_url
+        .then(|| s.string("public_url"))
+        .transpose()?
+        .flatten()
+    {
+        Some(u) => Some(
+            parse_base_url(&u)
+                .map_err(|e| format!("{label}: public_url: \"{u}\": {e}"))?
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+        ),
+        None if layout == LayoutKind::Crates => {
+            return Err(format!(
+                "{label}: missing key `public_url` (where clients reach this mirror through your exporter, e.g. \"http://mirror.example/{}\"; cargo needs it as an absolute URL)",
+                name
+            ));
+        }
+        None => None,
+    };
     let debian = match layout {
         LayoutKind::Debian => Some(parse_debian(&label, &mut s)?),
         _ => None,
@@ -283,6 +308,7 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
             }
         },
         debian,
+        public_url,
     };
     if mirror.sync_interval < Duration::from_secs(10) {
         return Err(format!("{label}: sync_interval: must be at least 10s"));
@@ -296,6 +322,7 @@ fn layout_keys(layout: LayoutKind) -> &'static [&'static str] {
     match layout {
         LayoutKind::Pypi => &["projects"],
         LayoutKind::Maven => &["artifacts"],
+        LayoutKind::Crates => &["crates", "public_url"],
         LayoutKind::Debian => &[
             "suites",
             "components",

@@ -9,6 +9,7 @@
 //! either syncs a fixed set of units, or (with no filter configured) starts
 //! empty and materializes a unit on the first lookup of its name.
 
+pub mod crates;
 pub mod debian;
 pub mod maven;
 pub mod pypi;
@@ -27,6 +28,7 @@ pub enum LayoutKind {
     Pypi,
     Debian,
     Maven,
+    Crates,
 }
 
 impl LayoutKind {
@@ -34,6 +36,7 @@ impl LayoutKind {
         (LayoutKind::Pypi, "pypi"),
         (LayoutKind::Debian, "debian"),
         (LayoutKind::Maven, "maven"),
+        (LayoutKind::Crates, "crates"),
     ];
 
     pub fn from_name(name: &str) -> Option<LayoutKind> {
@@ -61,6 +64,7 @@ impl LayoutKind {
         static PYPI: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         static DEBIAN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         static MAVEN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
+        static CRATES: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         match self {
             LayoutKind::Pypi => {
                 PYPI.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/pypi.toml")))
@@ -71,6 +75,9 @@ impl LayoutKind {
             LayoutKind::Maven => {
                 MAVEN.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/maven.toml")))
             }
+            LayoutKind::Crates => {
+                CRATES.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/crates.toml")))
+            }
         }
     }
 
@@ -79,6 +86,7 @@ impl LayoutKind {
             LayoutKind::Pypi => Box::new(pypi::Pypi::new(mirror, self.spec())),
             LayoutKind::Debian => Box::new(debian::Debian::new(mirror, self.spec())),
             LayoutKind::Maven => Box::new(maven::Maven::new(mirror, self.spec())),
+            LayoutKind::Crates => Box::new(crates::Crates::new(mirror, self.spec())),
         }
     }
 }

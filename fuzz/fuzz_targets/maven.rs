@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             sync_interval: std::time::Duration::from_secs(3600),
             download: Download::OnDemand,
             debian: None,
+            public_url: None,
         };
         let a = maven::Maven::new(&m, LayoutKind::Maven.spec());
         if let Some(unit) = a.lazy_unit(parent, name) {

@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             sync_interval: std::time::Duration::from_secs(3600),
             download: Download::OnDemand,
             debian: None,
+            public_url: None,
         };
         let adapter = pypi::Pypi::new(&mirror, LayoutKind::Pypi.spec());
         for e in adapter.project_entries("x", &page, 1_800_000_000).entries {

@@ -85,7 +85,7 @@ CONF
 
 # start_nginx [EXTRA_LOCATION]: the shipped config over $work/mnt; sets $port.
 start_nginx() {
-    port=$(free_port)
+    port=${port:-$(free_port)}
     local extra=${1:-}
     regfs_site "$work/mnt" "$port" >"$work/regfs-site.conf"
     if [ -n "$extra" ]; then

@@ -46,6 +46,7 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         sync_interval: std::time::Duration::from_secs(3600),
         download: crate::config::Download::OnDemand,
         debian: None,
+        public_url: None,
     };
     let mirror = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());
     let store = Arc::new(Store::open(&dir.join("cache"), None).unwrap());

@@ -173,6 +173,34 @@ pub fn maven_mirror(name: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
+/// The fixture crates registry (`tests/fixtures/crates/make_registry.py`):
+/// its root (the sparse index is under `index/`, crates under `dl/`) and
+/// its manifest (`files`: dl path → sha256, size).
+pub struct CratesFixture {
+    pub root: PathBuf,
+    pub manifest: Value,
+}
+
+pub fn crates() -> &'static CratesFixture {
+    static F: OnceLock<CratesFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = build_fixture(
+            "crates/make_registry.py",
+            "crates-fixture",
+            "is cargo on PATH?",
+        );
+        let manifest =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        CratesFixture { root, manifest }
+    })
+}
+
+pub fn crates_mirror(name: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[mirror]]\nname = \"{name}\"\nlayout = \"crates\"\nupstream = \"{upstream}index/\"\npublic_url = \"http://mirror.example/{name}\"\nsync_interval = \"1h\"\n{extra}\n"
+    )
+}
+
 static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh scratch directory for one test.

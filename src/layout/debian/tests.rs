@@ -67,6 +67,7 @@ fn adapter(components: &[&str], archs: &[&str], sources: bool) -> Debian {
             keyring: "/dev/null".into(),
             by_hash_grace: std::time::Duration::from_secs(3600),
         }),
+        public_url: None,
     };
     Debian::new(&m, LayoutKind::Debian.spec())
 }

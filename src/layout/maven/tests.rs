@@ -17,6 +17,7 @@ fn adapter(filter: Option<&[&str]>) -> Maven {
         sync_interval: std::time::Duration::from_secs(3600),
         download: crate::config::Download::OnDemand,
         debian: None,
+        public_url: None,
     };
     Maven::new(&m, LayoutKind::Maven.spec())
 }

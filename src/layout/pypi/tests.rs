@@ -16,6 +16,7 @@ fn adapter(filter: Option<&[&str]>, cooldown: Option<u64>) -> Pypi {
         sync_interval: std::time::Duration::from_secs(3600),
         download: crate::config::Download::OnDemand,
         debian: None,
+        public_url: None,
     };
     Pypi::new(&m, LayoutKind::Pypi.spec())
 }
