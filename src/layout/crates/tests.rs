@@ -184,7 +184,6 @@ fn a_crate_unit_serves_its_index_file_and_crate_files() {
     );
 
     // A relative `dl` resolves against config.json's URL.
-    let mut docs = docs;
     docs.0.insert(
         "config.json".into(),
         br#"{"dl":"../dl/{crate}/{crate}-{version}.crate"}"#.to_vec(),
