@@ -277,10 +277,9 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
                 .trim_end_matches('/')
                 .to_string(),
         ),
-        None if layout == LayoutKind::Crates => {
+        None if takes_url => {
             return Err(format!(
-                "{label}: missing key `public_url` (where clients reach this mirror through your exporter, e.g. \"http://mirror.example/{}\"; cargo needs it as an absolute URL)",
-                name
+                "{label}: missing key `public_url` (where clients reach this mirror through your exporter, e.g. \"http://mirror.example/{name}\"; the documents clients read must hold absolute URLs)"
             ));
         }
         None => None,
@@ -323,6 +322,7 @@ fn layout_keys(layout: LayoutKind) -> &'static [&'static str] {
         LayoutKind::Pypi => &["projects"],
         LayoutKind::Maven => &["artifacts"],
         LayoutKind::Crates => &["crates", "public_url"],
+        LayoutKind::Npm => &["packages", "public_url"],
         LayoutKind::Debian => &[
             "suites",
             "components",

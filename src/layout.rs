@@ -12,6 +12,7 @@
 pub mod crates;
 pub mod debian;
 pub mod maven;
+pub mod npm;
 pub mod pypi;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ pub enum LayoutKind {
     Debian,
     Maven,
     Crates,
+    Npm,
 }
 
 impl LayoutKind {
@@ -37,6 +39,7 @@ impl LayoutKind {
         (LayoutKind::Debian, "debian"),
         (LayoutKind::Maven, "maven"),
         (LayoutKind::Crates, "crates"),
+        (LayoutKind::Npm, "npm"),
     ];
 
     pub fn from_name(name: &str) -> Option<LayoutKind> {
@@ -65,6 +68,7 @@ impl LayoutKind {
         static DEBIAN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         static MAVEN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         static CRATES: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
+        static NPM: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         match self {
             LayoutKind::Pypi => {
                 PYPI.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/pypi.toml")))
@@ -78,6 +82,9 @@ impl LayoutKind {
             LayoutKind::Crates => {
                 CRATES.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/crates.toml")))
             }
+            LayoutKind::Npm => {
+                NPM.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/npm.toml")))
+            }
         }
     }
 
@@ -87,6 +94,7 @@ impl LayoutKind {
             LayoutKind::Debian => Box::new(debian::Debian::new(mirror, self.spec())),
             LayoutKind::Maven => Box::new(maven::Maven::new(mirror, self.spec())),
             LayoutKind::Crates => Box::new(crates::Crates::new(mirror, self.spec())),
+            LayoutKind::Npm => Box::new(npm::Npm::new(mirror, self.spec())),
         }
     }
 }

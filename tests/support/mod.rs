@@ -201,6 +201,30 @@ pub fn crates_mirror(name: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
+/// The fixture npm registry (`tests/fixtures/npm/make_registry.py`): its
+/// root (served as the registry root) and its manifest (`files`: tarball
+/// path → sha512 hex, size).
+pub struct NpmFixture {
+    pub root: PathBuf,
+    pub manifest: Value,
+}
+
+pub fn npm() -> &'static NpmFixture {
+    static F: OnceLock<NpmFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = build_fixture("npm/make_registry.py", "npm-fixture", "is npm on PATH?");
+        let manifest =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        NpmFixture { root, manifest }
+    })
+}
+
+pub fn npm_mirror(name: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[mirror]]\nname = \"{name}\"\nlayout = \"npm\"\nupstream = \"{upstream}\"\npublic_url = \"http://mirror.example/{name}\"\nsync_interval = \"1h\"\n{extra}\n"
+    )
+}
+
 static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh scratch directory for one test.

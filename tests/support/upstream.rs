@@ -241,7 +241,13 @@ fn resolve(root: &Path, rel: &str, accept: &str) -> (Option<PathBuf>, &'static s
     if rel.contains("..") {
         return (None, "text/plain");
     }
-    let p = root.join(rel);
+    // npm's scoped names arrive as `@scope%2fname`.
+    let rel = rel.replace("%2f", "/").replace("%2F", "/");
+    let p = root.join(&rel);
+    if p.is_dir() && p.join("index.json").is_file() {
+        // An npm packument (`<name>/index.json` in the fixture).
+        return (Some(p.join("index.json")), "application/json");
+    }
     if rel.is_empty() || rel.ends_with('/') || p.is_dir() {
         if accept.contains("application/vnd.pypi.simple.v1+json")
             && p.join("index.v1_json").is_file()

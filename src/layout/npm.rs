@@ -1,0 +1,318 @@
+//! npm: packuments and tarballs, as the npm registry API serves them.
+//!
+//! ```text
+//! <name>/index.json                 the packument, `dist.tarball` pointing at `public_url`
+//! <name>/abbreviated.json           the install document (application/vnd.npm.install-v1+json)
+//! <name>/-/<name>-<version>.tgz     verified by `dist.integrity` (sha512; sha1 `shasum` if none)
+//! @scope/<name>/…                   scoped packages, the same below the scope
+//! ```
+//!
+//! A package is the unit. Versions whose tarball has no usable digest are
+//! left out of both documents (and dist-tags naming them), so a client never
+//! resolves to something the mirror would not verify. Tarball sizes are not
+//! in the packument: a tarball is fetched and verified on its first `stat`.
+//! The shipped nginx config maps npm's URLs (`/<name>`, `/@scope%2f<name>`,
+//! the Accept header) onto this tree.
+
+use crate::catalog::{Body, Entry};
+use crate::config::{Glob, MirrorConfig};
+use crate::digest::{Algo, Digest};
+use crate::path::{RelPath, check_name};
+
+use super::{
+    Adapter, BoxFuture, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
+    UnitOutput,
+};
+
+pub const FULL: &str = "index.json";
+pub const ABBREVIATED: &str = "abbreviated.json";
+
+/// Fields of a version the install document keeps (npm's registry does the same).
+const ABBREVIATED_FIELDS: &[&str] = &[
+    "name",
+    "version",
+    "deprecated",
+    "dependencies",
+    "optionalDependencies",
+    "devDependencies",
+    "bundleDependencies",
+    "bundledDependencies",
+    "peerDependencies",
+    "peerDependenciesMeta",
+    "acceptDependencies",
+    "bin",
+    "directories",
+    "dist",
+    "engines",
+    "cpu",
+    "os",
+    "libc",
+    "funding",
+    "_hasShrinkwrap",
+    "hasInstallScript",
+];
+
+pub struct Npm {
+    filter: Option<Vec<Glob>>,
+    public_url: String,
+}
+
+/// One part of a package name (the scope without `@`, or the bare name).
+fn is_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 214
+        && !s.starts_with(['.', '_'])
+        && s.bytes().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'-' | b'.' | b'_' | b'~' | b'!' | b'*' | b'\'' | b'(' | b')'
+                )
+        })
+        && check_name(s).is_ok()
+}
+
+/// `name` or `@scope/name`.
+pub fn is_package_name(name: &str) -> bool {
+    match name.strip_prefix('@') {
+        Some(scoped) => scoped
+            .split_once('/')
+            .is_some_and(|(scope, n)| is_name_part(scope) && is_name_part(n)),
+        None => is_name_part(name),
+    }
+}
+
+/// The digest a version's `dist` promises: the sha512 of `integrity` (or
+/// its strongest sha256/sha1 entry), else the hex sha1 `shasum`.
+pub fn dist_digest(dist: &serde_json::Value) -> Option<Digest> {
+    let from_sri = dist
+        .get("integrity")
+        .and_then(|i| i.as_str())
+        .and_then(|sri| {
+            sri.split_whitespace()
+                .filter_map(|item| {
+                    let (algo, b64) = item.split_once('-')?;
+                    let algo = Algo::from_name(algo)?;
+                    let b64 = b64.split('?').next()?;
+                    Digest::from_bytes(algo, &crate::digest::decode_base64(b64)?)
+                })
+                .max_by_key(|d| d.algo())
+        });
+    from_sri.or_else(|| {
+        dist.get("shasum")
+            .and_then(|s| s.as_str())
+            .and_then(|hex| Digest::from_hex(Algo::Sha1, hex).ok())
+    })
+}
+
+impl Npm {
+    pub fn new(mirror: &MirrorConfig, _spec: &LayoutSpec) -> Npm {
+        Npm {
+            filter: mirror.filter.clone(),
+            public_url: mirror.public_url.clone().unwrap_or_default(),
+        }
+    }
+
+    fn allowed(&self, name: &str) -> bool {
+        is_package_name(name)
+            && self
+                .filter
+                .as_ref()
+                .is_none_or(|globs| globs.iter().any(|g| g.matches(name)))
+    }
+
+    /// Rewrites a packument: tarballs point at the mirror, versions without a
+    /// usable digest are dropped. Returns the document, the tarball entries
+    /// and the reasons for what was dropped.
+    pub fn rewrite(
+        &self,
+        name: &str,
+        doc_url: &str,
+        mut doc: serde_json::Value,
+    ) -> Result<(serde_json::Value, Vec<Entry>, Vec<String>), String> {
+        if doc.get("name").and_then(|n| n.as_str()) != Some(name) {
+            return Err(format!("is not the packument of {name:?}"));
+        }
+        let base = reqwest::Url::parse(doc_url).map_err(|e| e.to_string())?;
+        let mut entries = Vec::new();
+        let mut dropped = Vec::new();
+        let mut kept_versions = Vec::new();
+        let versions = doc
+            .get_mut("versions")
+            .and_then(|v| v.as_object_mut())
+            .ok_or("has no `versions` object")?;
+        versions.retain(|vers, meta| {
+            let Some(dist) = meta.get_mut("dist") else {
+                dropped.push(format!("{vers}: no dist"));
+                return false;
+            };
+            let digest = dist_digest(dist);
+            let tarball = dist
+                .get("tarball")
+                .and_then(|t| t.as_str())
+                .and_then(|t| base.join(t).ok());
+            let (Some(digest), Some(tarball)) = (digest, tarball) else {
+                dropped.push(format!("{vers}: no usable integrity, shasum or tarball"));
+                return false;
+            };
+            let file = tarball
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .map(str::to_string)
+                .filter(|f| f.ends_with(".tgz") && check_name(f).is_ok() && !f.starts_with('.'));
+            let Some(file) = file else {
+                dropped.push(format!("{vers}: tarball URL {tarball} names no .tgz file"));
+                return false;
+            };
+            let Ok(path) = RelPath::new(format!("{name}/-/{file}")) else {
+                dropped.push(format!("{vers}: unusable tarball name {file:?}"));
+                return false;
+            };
+            dist["tarball"] =
+                serde_json::Value::String(format!("{}/{name}/-/{file}", self.public_url));
+            entries.push(Entry {
+                path,
+                mtime: None,
+                body: Body::Remote {
+                    url: tarball.to_string(),
+                    size: None,
+                    digest,
+                },
+            });
+            kept_versions.push(vers.clone());
+            true
+        });
+        if let Some(tags) = doc.get_mut("dist-tags").and_then(|t| t.as_object_mut()) {
+            tags.retain(|_, v| {
+                v.as_str()
+                    .is_some_and(|v| kept_versions.iter().any(|k| k == v))
+            });
+        }
+        Ok((doc, entries, dropped))
+    }
+}
+
+/// npm's install document: per version only what installing needs.
+pub fn abbreviate(full: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for k in ["name", "dist-tags"] {
+        if let Some(v) = full.get(k) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(m) = full.get("time").and_then(|t| t.get("modified")) {
+        out.insert("modified".into(), m.clone());
+    }
+    let mut versions = serde_json::Map::new();
+    for (vers, meta) in full
+        .get("versions")
+        .and_then(|v| v.as_object())
+        .into_iter()
+        .flatten()
+    {
+        let mut v = serde_json::Map::new();
+        for k in ABBREVIATED_FIELDS {
+            if let Some(x) = meta.get(*k) {
+                v.insert(k.to_string(), x.clone());
+            }
+        }
+        let scripts = meta.get("scripts");
+        let installs = ["preinstall", "install", "postinstall"]
+            .iter()
+            .any(|s| scripts.and_then(|sc| sc.get(*s)).is_some());
+        if installs && !v.contains_key("hasInstallScript") {
+            v.insert("hasInstallScript".into(), serde_json::Value::Bool(true));
+        }
+        versions.insert(vers.clone(), serde_json::Value::Object(v));
+    }
+    out.insert("versions".into(), serde_json::Value::Object(versions));
+    serde_json::Value::Object(out)
+}
+
+impl Adapter for Npm {
+    fn select<'a>(
+        &'a self,
+        _src: &'a dyn DocSource,
+    ) -> BoxFuture<'a, Result<Selection, SyncError>> {
+        let seeds = self
+            .filter
+            .iter()
+            .flatten()
+            .filter(|g| g.is_literal() && is_package_name(g.as_str()))
+            .map(|g| g.as_str().to_string())
+            .collect();
+        Box::pin(async move { Ok(Selection::Lazy(seeds)) })
+    }
+
+    fn unit<'a>(
+        &'a self,
+        unit: &'a str,
+        src: &'a dyn DocSource,
+        _now: u64,
+        _full: bool,
+    ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
+        Box::pin(async move {
+            if !self.allowed(unit) {
+                return Ok(None);
+            }
+            let doc = match src
+                .get(DocRequest {
+                    path: unit.replace('/', "%2f"),
+                    accept: Some("application/json"),
+                })
+                .await
+            {
+                Ok(doc) => doc,
+                Err(DocError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let bad = |what: String| SyncError::BadMetadata {
+                url: doc.url.clone(),
+                what,
+            };
+            let json: serde_json::Value =
+                serde_json::from_slice(&doc.body).map_err(|e| bad(format!("not JSON ({e})")))?;
+            let (full, mut entries, dropped) = self.rewrite(unit, &doc.url, json).map_err(bad)?;
+            for d in &dropped {
+                tracing::warn!(url = %doc.url, "leaving out version {d}");
+            }
+            let abbreviated = abbreviate(&full);
+            for (file, value) in [(FULL, &full), (ABBREVIATED, &abbreviated)] {
+                entries.push(Entry {
+                    path: RelPath::new(format!("{unit}/{file}")).expect("validated name"),
+                    mtime: None,
+                    body: Body::Inline(serde_json::to_vec(value).expect("JSON values serialize")),
+                });
+            }
+            Ok(Some(UnitOutput {
+                entries,
+                rejected: dropped.len(),
+                unchanged: false,
+            }))
+        })
+    }
+
+    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
+        Vec::new()
+    }
+
+    fn is_root_entry(&self, _path: &str) -> bool {
+        false
+    }
+
+    fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {
+        let unit = match parent {
+            "" if !name.starts_with('@') => name.to_string(),
+            scope if scope.starts_with('@') && !scope.contains('/') => format!("{scope}/{name}"),
+            _ => return None,
+        };
+        self.allowed(&unit).then_some(unit)
+    }
+
+    fn lazy_dir(&self, parent: &str, name: &str) -> bool {
+        parent.is_empty() && name.strip_prefix('@').is_some_and(is_name_part)
+    }
+}
+
+#[cfg(test)]
+mod tests;

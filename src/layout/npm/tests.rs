@@ -1,0 +1,145 @@
+use super::*;
+use crate::config::parse_base_url;
+use crate::layout::LayoutKind;
+
+fn adapter(filter: Option<&[&str]>) -> Npm {
+    let m = MirrorConfig {
+        name: "npm".into(),
+        layout: LayoutKind::Npm,
+        upstreams: vec![parse_base_url("https://registry.upstream.test/").unwrap()],
+        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
+        cooldown: None,
+        sync_interval: std::time::Duration::from_secs(3600),
+        download: crate::config::Download::OnDemand,
+        debian: None,
+        public_url: Some("http://mirror.example/npm".into()),
+    };
+    Npm::new(&m, LayoutKind::Npm.spec())
+}
+
+fn sri(d: &[u8]) -> String {
+    // base64 of the bytes, by hand: enough for the test vectors below.
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in d.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    while s.len() % 4 != 0 {
+        s.push('=');
+    }
+    s
+}
+
+#[test]
+fn names_scopes_and_lookups() {
+    assert!(is_package_name("express") && is_package_name("@types/node"));
+    for bad in [
+        "", ".hidden", "_x", "@scope", "@/x", "a/b", "@a/b/c", "a b", "@a/..",
+    ] {
+        assert!(!is_package_name(bad), "{bad}");
+    }
+    let a = adapter(None);
+    assert_eq!(a.lazy_unit("", "express").as_deref(), Some("express"));
+    assert_eq!(
+        a.lazy_unit("@types", "node").as_deref(),
+        Some("@types/node")
+    );
+    assert_eq!(a.lazy_unit("", "@types"), None);
+    assert!(a.lazy_dir("", "@types") && !a.lazy_dir("", "express") && !a.lazy_dir("express", "-"));
+    assert_eq!(a.lazy_unit("express/-", "x.tgz"), None);
+    let f = adapter(Some(&["@types/*", "express"]));
+    assert!(f.lazy_unit("@types", "node").is_some() && f.lazy_unit("", "lodash").is_none());
+}
+
+#[test]
+fn integrity_prefers_sha512_then_shasum() {
+    let d512 = {
+        let mut h = crate::digest::Hasher::new(Algo::Sha512);
+        h.update(b"t");
+        h.finish()
+    };
+    let sha1 = "a".repeat(40);
+    let dist = serde_json::json!({"integrity": format!("sha1-{} sha512-{}", sri(&[1; 20]), sri(d512.as_bytes())), "shasum": sha1});
+    assert_eq!(dist_digest(&dist), Some(d512));
+    let dist = serde_json::json!({"shasum": sha1});
+    assert_eq!(dist_digest(&dist).unwrap().algo(), Algo::Sha1);
+    assert_eq!(
+        dist_digest(&serde_json::json!({"integrity": "sha512-!!"})),
+        None
+    );
+    assert_eq!(
+        dist_digest(&serde_json::json!({"integrity": "md5-AAAA"})),
+        None
+    );
+}
+
+#[test]
+fn packuments_point_at_the_mirror_and_drop_what_cannot_be_verified() {
+    let good = sri(&[7; 64]);
+    let doc = serde_json::json!({
+        "name": "@s/demo",
+        "dist-tags": {"latest": "1.1.0", "next": "2.0.0"},
+        "time": {"modified": "2026-01-01T00:00:00Z"},
+        "versions": {
+            "1.0.0": {"name": "@s/demo", "version": "1.0.0", "readme": "long",
+                      "scripts": {"postinstall": "x"},
+                      "dependencies": {"a": "^1"},
+                      "dist": {"tarball": "https://registry.upstream.test/@s/demo/-/demo-1.0.0.tgz", "integrity": format!("sha512-{good}")}},
+            "1.1.0": {"name": "@s/demo", "version": "1.1.0",
+                      "dist": {"tarball": "/@s/demo/-/demo-1.1.0.tgz", "shasum": "b".repeat(40)}},
+            "2.0.0": {"name": "@s/demo", "version": "2.0.0",
+                      "dist": {"tarball": "https://registry.upstream.test/@s/demo/-/demo-2.0.0.tgz"}},
+            "3.0.0": {"name": "@s/demo", "version": "3.0.0",
+                      "dist": {"tarball": "https://registry.upstream.test/@s/demo/-/..", "shasum": "b".repeat(40)}}
+        }
+    });
+    let a = adapter(None);
+    let (full, entries, dropped) = a
+        .rewrite("@s/demo", "https://registry.upstream.test/@s%2fdemo", doc)
+        .unwrap();
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    let v = &full["versions"];
+    assert!(v.get("2.0.0").is_none() && v.get("3.0.0").is_none());
+    assert_eq!(
+        v["1.0.0"]["dist"]["tarball"],
+        "http://mirror.example/npm/@s/demo/-/demo-1.0.0.tgz"
+    );
+    assert_eq!(
+        full["dist-tags"],
+        serde_json::json!({"latest": "1.1.0"}),
+        "a tag of a dropped version goes"
+    );
+    let mut paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["@s/demo/-/demo-1.0.0.tgz", "@s/demo/-/demo-1.1.0.tgz"]
+    );
+    let Body::Remote { url, .. } = &entries
+        .iter()
+        .find(|e| e.path.as_str().ends_with("1.1.0.tgz"))
+        .unwrap()
+        .body
+    else {
+        panic!()
+    };
+    assert_eq!(
+        url, "https://registry.upstream.test/@s/demo/-/demo-1.1.0.tgz",
+        "relative tarball URLs resolve"
+    );
+
+    let ab = abbreviate(&full);
+    assert_eq!(ab["modified"], "2026-01-01T00:00:00Z");
+    assert!(ab["versions"]["1.0.0"].get("readme").is_none());
+    assert_eq!(ab["versions"]["1.0.0"]["hasInstallScript"], true);
+    assert_eq!(ab["versions"]["1.0.0"]["dependencies"]["a"], "^1");
+    assert!(
+        a.rewrite("other", "https://r/other", full.clone()).is_err(),
+        "a packument of another name"
+    );
+}
