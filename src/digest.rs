@@ -12,6 +12,9 @@ use sha2::Digest as _;
 /// Hash algorithms that registries use to pin artifacts, strongest last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algo {
+    /// Go's `h1:` hash of a module zip's files (see [`crate::gomod`]): not a
+    /// hash of the bytes, so it is checked on the complete file.
+    GoH1,
     /// Only where a registry offers nothing stronger (Maven `.sha1` sidecars).
     Sha1,
     Sha256,
@@ -22,6 +25,7 @@ impl Algo {
     /// Length of the raw digest in bytes.
     pub const fn byte_len(self) -> usize {
         match self {
+            Algo::GoH1 => 32,
             Algo::Sha1 => 20,
             Algo::Sha256 => 32,
             Algo::Sha512 => 64,
@@ -31,6 +35,7 @@ impl Algo {
     /// The lowercase name used in URLs fragments, store paths and logs.
     pub const fn name(self) -> &'static str {
         match self {
+            Algo::GoH1 => "h1",
             Algo::Sha1 => "sha1",
             Algo::Sha256 => "sha256",
             Algo::Sha512 => "sha512",
@@ -40,6 +45,7 @@ impl Algo {
     pub fn from_name(name: &str) -> Option<Algo> {
         match name {
             "sha1" => Some(Algo::Sha1),
+            "h1" => Some(Algo::GoH1),
             "sha256" => Some(Algo::Sha256),
             "sha512" => Some(Algo::Sha512),
             _ => None,
@@ -51,6 +57,7 @@ impl Algo {
             Algo::Sha256 => 1,
             Algo::Sha512 => 2,
             Algo::Sha1 => 3,
+            Algo::GoH1 => 4,
         }
     }
 
@@ -59,6 +66,7 @@ impl Algo {
             1 => Some(Algo::Sha256),
             2 => Some(Algo::Sha512),
             3 => Some(Algo::Sha1),
+            4 => Some(Algo::GoH1),
             _ => None,
         }
     }
@@ -153,6 +161,8 @@ impl fmt::Debug for Digest {
 
 /// Incremental hasher for one algorithm.
 pub enum Hasher {
+    /// Algorithms that need the whole file ([`digest_file`]); finishes empty.
+    Deferred(Algo),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
@@ -161,6 +171,7 @@ pub enum Hasher {
 impl Hasher {
     pub fn new(algo: Algo) -> Hasher {
         match algo {
+            Algo::GoH1 => Hasher::Deferred(algo),
             Algo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
             Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
@@ -169,6 +180,7 @@ impl Hasher {
 
     pub fn update(&mut self, data: &[u8]) {
         match self {
+            Hasher::Deferred(_) => {}
             Hasher::Sha1(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
@@ -177,6 +189,10 @@ impl Hasher {
 
     pub fn finish(self) -> Digest {
         match self {
+            Hasher::Deferred(algo) => Digest {
+                algo,
+                bytes: vec![0; algo.byte_len()].into(),
+            },
             Hasher::Sha1(h) => Digest {
                 algo: Algo::Sha1,
                 bytes: h.finalize().to_vec().into(),
@@ -190,6 +206,31 @@ impl Hasher {
                 bytes: h.finalize().to_vec().into(),
             },
         }
+    }
+}
+
+impl Algo {
+    /// True when the digest is a hash of the byte stream (all but `h1`).
+    pub const fn streams(self) -> bool {
+        !matches!(self, Algo::GoH1)
+    }
+}
+
+/// The digest of a file on disk, of the algorithm of `like`.
+pub fn digest_file(path: &std::path::Path, like: &Digest) -> std::io::Result<Digest> {
+    use std::io::Read;
+    if like.algo() == Algo::GoH1 {
+        return crate::gomod::hash_zip(path);
+    }
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Hasher::new(like.algo());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
     }
 }
 

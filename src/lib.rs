@@ -50,6 +50,7 @@ pub mod durable;
 pub mod fetch;
 pub mod fs;
 pub mod fuse;
+pub mod gomod;
 pub mod layout;
 pub mod maintenance;
 pub mod metrics;

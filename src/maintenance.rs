@@ -5,7 +5,6 @@
 //! right, or directly on the state and cache directories otherwise.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::catalog::Source;
 use crate::config::Glob;
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::fetch::Artifact;
 use crate::mirror::Mirror;
 use crate::store::Store;
@@ -108,16 +107,7 @@ fn check_store(
 }
 
 fn hash_file(path: &std::path::Path, like: &Digest) -> std::io::Result<Digest> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Hasher::new(like.algo());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finish());
-        }
-        h.update(&buf[..n]);
-    }
+    crate::digest::digest_file(path, like)
 }
 
 /// Downloads (and verifies) every artifact of `mirror` whose path matches
