@@ -74,6 +74,8 @@ pub struct MirrorConfig {
     /// (`http://mirror.example/crates`), for layouts whose documents must
     /// hold absolute URLs (crates' `config.json`). No trailing slash.
     pub public_url: Option<String>,
+    /// Where a `layout = "go"` mirror gets its `h1:` hashes.
+    pub go: Option<crate::layout::go::Sums>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +286,10 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
         }
         None => None,
     };
+    let go = match layout {
+        LayoutKind::Go => Some(parse_go(&label, &mut s)?),
+        _ => None,
+    };
     let debian = match layout {
         LayoutKind::Debian => Some(parse_debian(&label, &mut s)?),
         _ => None,
@@ -308,6 +314,7 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
         },
         debian,
         public_url,
+        go,
     };
     if mirror.sync_interval < Duration::from_secs(10) {
         return Err(format!("{label}: sync_interval: must be at least 10s"));
@@ -323,6 +330,7 @@ fn layout_keys(layout: LayoutKind) -> &'static [&'static str] {
         LayoutKind::Maven => &["artifacts"],
         LayoutKind::Crates => &["crates", "public_url"],
         LayoutKind::Npm => &["packages", "public_url"],
+        LayoutKind::Go => &["modules", "checksum_db", "go_sum"],
         LayoutKind::Debian => &[
             "suites",
             "components",
@@ -331,6 +339,35 @@ fn layout_keys(layout: LayoutKind) -> &'static [&'static str] {
             "keyring",
             "by_hash_grace",
         ],
+    }
+}
+
+fn parse_go(label: &str, s: &mut Section) -> Result<crate::layout::go::Sums, String> {
+    use crate::layout::go::Sums;
+    match (s.string("checksum_db")?, s.string("go_sum")?) {
+        (Some(db), None) => {
+            // GOSUMDB's form is `name[+key] [url]`: the name is what the proxy serves under sumdb/.
+            let name = db.split(['+', ' ']).next().unwrap_or_default().to_string();
+            if name.is_empty() || crate::path::check_name(&name).is_err() || name.starts_with('.') {
+                return Err(format!(
+                    "{label}: checksum_db: \"{db}\" is not a checksum database name (as in GOSUMDB)"
+                ));
+            }
+            Ok(Sums::Database(name))
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{label}: go_sum: cannot read \"{path}\": {e}"))?;
+            crate::layout::go::parse_go_sum(&text)
+                .map(Sums::File)
+                .map_err(|e| format!("{label}: go_sum: \"{path}\": {e}"))
+        }
+        (Some(_), Some(_)) => Err(format!(
+            "{label}: give either `checksum_db` or `go_sum`, not both"
+        )),
+        (None, None) => Err(format!(
+            "{label}: missing key `checksum_db` (the checksum database the upstream proxy passes through, as in GOSUMDB) or `go_sum` (a go.sum file whose hashes to trust): a Go module mirror verifies every module against one"
+        )),
     }
 }
 

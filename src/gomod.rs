@@ -87,7 +87,10 @@ fn hash1(mut files: Vec<(String, Digest)>) -> io::Result<Digest> {
     let mut h = Hasher::new(Algo::Sha256);
     for (name, sum) in &files {
         if name.contains('\n') {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "a file name holds a newline"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a file name holds a newline",
+            ));
         }
         h.update(format!("{}  {name}\n", sum.hex()).as_bytes());
     }
@@ -190,7 +193,9 @@ pub fn hash_zip(path: &Path) -> io::Result<Digest> {
             m => return Err(bad(format!("{name}: compression method {m}"))),
         }
         if got != usize_ {
-            return Err(bad(format!("{name}: shorter than its directory entry says")));
+            return Err(bad(format!(
+                "{name}: shorter than its directory entry says"
+            )));
         }
         files.push((name, h.finish()));
     }
@@ -203,8 +208,14 @@ mod tests {
 
     #[test]
     fn escaping_round_trips_and_rejects_what_go_rejects() {
-        assert_eq!(escape("github.com/Azure/azure-sdk").unwrap(), "github.com/!azure/azure-sdk");
-        assert_eq!(unescape("github.com/!azure/azure-sdk").unwrap(), "github.com/Azure/azure-sdk");
+        assert_eq!(
+            escape("github.com/Azure/azure-sdk").unwrap(),
+            "github.com/!azure/azure-sdk"
+        );
+        assert_eq!(
+            unescape("github.com/!azure/azure-sdk").unwrap(),
+            "github.com/Azure/azure-sdk"
+        );
         assert_eq!(escape("a!b"), None);
         assert_eq!(unescape("github.com/Azure"), None);
         assert_eq!(unescape("x/!"), None);
@@ -219,10 +230,16 @@ mod tests {
         let s = format_h1(&d);
         assert_eq!(parse_h1(&s), Some(d));
         let manual = {
-            let line = format!("{}  go.mod\n", Digest::sha256_of(b"module example.com/m\n").hex());
+            let line = format!(
+                "{}  go.mod\n",
+                Digest::sha256_of(b"module example.com/m\n").hex()
+            );
             Digest::sha256_of(line.as_bytes())
         };
-        assert_eq!(s, format_h1(&Digest::from_bytes(Algo::GoH1, manual.as_bytes()).unwrap()));
+        assert_eq!(
+            s,
+            format_h1(&Digest::from_bytes(Algo::GoH1, manual.as_bytes()).unwrap())
+        );
         assert_eq!(parse_h1("h1:short"), None);
         assert_eq!(parse_h1("h2:AAAA"), None);
     }

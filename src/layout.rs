@@ -11,6 +11,7 @@
 
 pub mod crates;
 pub mod debian;
+pub mod go;
 pub mod maven;
 pub mod npm;
 pub mod pypi;
@@ -31,6 +32,7 @@ pub enum LayoutKind {
     Maven,
     Crates,
     Npm,
+    Go,
 }
 
 impl LayoutKind {
@@ -40,6 +42,7 @@ impl LayoutKind {
         (LayoutKind::Maven, "maven"),
         (LayoutKind::Crates, "crates"),
         (LayoutKind::Npm, "npm"),
+        (LayoutKind::Go, "go"),
     ];
 
     pub fn from_name(name: &str) -> Option<LayoutKind> {
@@ -69,6 +72,7 @@ impl LayoutKind {
         static MAVEN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         static CRATES: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         static NPM: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
+        static GO: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
         match self {
             LayoutKind::Pypi => {
                 PYPI.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/pypi.toml")))
@@ -85,6 +89,9 @@ impl LayoutKind {
             LayoutKind::Npm => {
                 NPM.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/npm.toml")))
             }
+            LayoutKind::Go => {
+                GO.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/go.toml")))
+            }
         }
     }
 
@@ -95,6 +102,7 @@ impl LayoutKind {
             LayoutKind::Maven => Box::new(maven::Maven::new(mirror, self.spec())),
             LayoutKind::Crates => Box::new(crates::Crates::new(mirror, self.spec())),
             LayoutKind::Npm => Box::new(npm::Npm::new(mirror, self.spec())),
+            LayoutKind::Go => Box::new(go::Go::new(mirror, self.spec())),
         }
     }
 }

@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
             download: Download::OnDemand,
             debian: None,
             public_url: None,
+            go: None,
         };
         let a = maven::Maven::new(&m, LayoutKind::Maven.spec());
         if let Some(unit) = a.lazy_unit(parent, name) {

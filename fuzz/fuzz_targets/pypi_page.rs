@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
             download: Download::OnDemand,
             debian: None,
             public_url: None,
+            go: None,
         };
         let adapter = pypi::Pypi::new(&mirror, LayoutKind::Pypi.spec());
         for e in adapter.project_entries("x", &page, 1_800_000_000).entries {

@@ -47,6 +47,7 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         download: crate::config::Download::OnDemand,
         debian: None,
         public_url: None,
+        go: None,
     };
     let mirror = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());
     let store = Arc::new(Store::open(&dir.join("cache"), None).unwrap());

@@ -225,6 +225,31 @@ pub fn npm_mirror(name: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
+/// The fixture Go module proxy (`tests/fixtures/go/make_proxy.py`): its
+/// root (the proxy is under `proxy/`, `go.sum` beside it) and its manifest
+/// (`zips`: escaped path → h1, size).
+pub struct GoFixture {
+    pub root: PathBuf,
+    pub manifest: Value,
+}
+
+pub fn go() -> &'static GoFixture {
+    static F: OnceLock<GoFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = build_fixture("go/make_proxy.py", "go-fixture", "python3 only");
+        let manifest =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        GoFixture { root, manifest }
+    })
+}
+
+/// A Go mirror of the fixture proxy; `extra` must name `checksum_db` or `go_sum`.
+pub fn go_mirror(name: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "[[mirror]]\nname = \"{name}\"\nlayout = \"go\"\nupstream = \"{upstream}proxy/\"\nsync_interval = \"1h\"\n{extra}\n"
+    )
+}
+
 static N: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh scratch directory for one test.

@@ -18,6 +18,7 @@ fn adapter(filter: Option<&[&str]>) -> Crates {
         download: crate::config::Download::OnDemand,
         debian: None,
         public_url: Some("http://mirror.example/crates".into()),
+        go: None,
     };
     Crates::new(&m, LayoutKind::Crates.spec())
 }

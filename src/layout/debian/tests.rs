@@ -68,6 +68,7 @@ fn adapter(components: &[&str], archs: &[&str], sources: bool) -> Debian {
             by_hash_grace: std::time::Duration::from_secs(3600),
         }),
         public_url: None,
+        go: None,
     };
     Debian::new(&m, LayoutKind::Debian.spec())
 }

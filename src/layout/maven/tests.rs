@@ -18,6 +18,7 @@ fn adapter(filter: Option<&[&str]>) -> Maven {
         download: crate::config::Download::OnDemand,
         debian: None,
         public_url: None,
+        go: None,
     };
     Maven::new(&m, LayoutKind::Maven.spec())
 }

@@ -13,6 +13,7 @@ fn adapter(filter: Option<&[&str]>) -> Npm {
         download: crate::config::Download::OnDemand,
         debian: None,
         public_url: Some("http://mirror.example/npm".into()),
+        go: None,
     };
     Npm::new(&m, LayoutKind::Npm.spec())
 }

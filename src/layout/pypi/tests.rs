@@ -17,6 +17,7 @@ fn adapter(filter: Option<&[&str]>, cooldown: Option<u64>) -> Pypi {
         download: crate::config::Download::OnDemand,
         debian: None,
         public_url: None,
+        go: None,
     };
     Pypi::new(&m, LayoutKind::Pypi.spec())
 }

@@ -1,0 +1,336 @@
+//! Go modules: the GOPROXY protocol, verified against the checksum database.
+//!
+//! ```text
+//! <escaped module>/@v/list             upstream's version list, byte-identical
+//! <escaped module>/@latest             where upstream has it
+//! <escaped module>/@v/<v>.info         byte-identical
+//! <escaped module>/@v/<v>.mod          byte-identical, checked against its `/go.mod h1:`
+//! <escaped module>/@v/<v>.zip          fetched on first read, verified by its `h1:` hash
+//! ```
+//!
+//! Module paths are case-encoded (`!a` for `A`) exactly as in proxy URLs,
+//! so the tree is a GOPROXY as it stands. Units are a module (its list and
+//! `@latest`) and a module version (its .info, .mod and .zip), both
+//! materialized on lookup. The `h1:` hashes come from the checksum database
+//! (its `lookup` endpoint, reached through the upstream proxy at
+//! `sumdb/<name>/`) or from a go.sum file the configuration names; a
+//! version neither vouches for is not served.
+
+use std::collections::HashMap;
+
+use crate::catalog::{Body, Entry};
+use crate::config::{Glob, MirrorConfig};
+use crate::digest::Digest;
+use crate::gomod::{escape, hash_mod, parse_h1, unescape};
+use crate::path::{RelPath, check_name};
+
+use super::{
+    Adapter, BoxFuture, Doc, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
+    UnitOutput,
+};
+
+/// Where the `h1:` hashes come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sums {
+    /// The checksum database of this name, through `<upstream>/sumdb/<name>/`.
+    Database(String),
+    /// `module version[/go.mod] h1:…` lines, as go.sum holds them.
+    File(HashMap<String, Digest>),
+}
+
+pub struct Go {
+    filter: Option<Vec<Glob>>,
+    sums: Sums,
+    /// The first upstream base URL (ends with `/`).
+    base: String,
+}
+
+/// A module version as proxies spell it.
+fn is_version(v: &str) -> bool {
+    v.starts_with('v')
+        && v.len() <= 128
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'!'))
+}
+
+/// A module path (unescaped): a host-like first element, then path elements.
+pub fn is_module_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 512
+        && p.contains('.')
+        && p.split('/').all(|e| {
+            !e.is_empty()
+                && !e.starts_with('.')
+                && !e.ends_with('.')
+                && e.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~'))
+        })
+}
+
+/// Reads go.sum lines into `"module version" -> h1` (and `".../go.mod"`).
+pub fn parse_go_sum(text: &str) -> Result<HashMap<String, Digest>, String> {
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [module, version, hash] = parts.as_slice() else {
+            return Err(format!("line {}: expected `module version h1:hash`", i + 1));
+        };
+        let d = parse_h1(hash).ok_or_else(|| format!("line {}: not an h1: hash", i + 1))?;
+        out.insert(format!("{module} {version}"), d);
+    }
+    Ok(out)
+}
+
+/// The two hashes a checksum-database lookup answer gives for `module@version`.
+fn parse_lookup(text: &str, module: &str, version: &str) -> (Option<Digest>, Option<Digest>) {
+    let (mut zip, mut modf) = (None, None);
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [m, v, h] = parts.as_slice() {
+            if *m != module {
+                continue;
+            }
+            if *v == version {
+                zip = parse_h1(h);
+            } else if v.strip_suffix("/go.mod") == Some(version) {
+                modf = parse_h1(h);
+            }
+        }
+    }
+    (zip, modf)
+}
+
+impl Go {
+    pub fn new(mirror: &MirrorConfig, _spec: &LayoutSpec) -> Go {
+        Go {
+            filter: mirror.filter.clone(),
+            sums: mirror.go.clone().unwrap_or(Sums::File(HashMap::new())),
+            base: mirror.upstreams[0].to_string(),
+        }
+    }
+
+    fn allowed(&self, module: &str) -> bool {
+        is_module_path(module)
+            && self
+                .filter
+                .as_ref()
+                .is_none_or(|globs| globs.iter().any(|g| g.matches(module)))
+    }
+
+    /// The module an escaped directory path names, if it may be mirrored.
+    fn module_of(&self, escaped_dir: &str) -> Option<String> {
+        let m = unescape(escaped_dir)?;
+        (self.allowed(&m) && escaped_dir.split('/').all(|s| check_name(s).is_ok())).then_some(m)
+    }
+
+    async fn optional(&self, src: &dyn DocSource, path: String) -> Result<Option<Doc>, SyncError> {
+        match src.get(DocRequest { path, accept: None }).await {
+            Ok(doc) => Ok(Some(doc)),
+            Err(DocError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The zip's and the go.mod's `h1:` for `module@version`.
+    async fn sums_for(
+        &self,
+        src: &dyn DocSource,
+        module: &str,
+        version: &str,
+    ) -> Result<(Option<Digest>, Option<Digest>), SyncError> {
+        match &self.sums {
+            Sums::File(map) => Ok((
+                map.get(&format!("{module} {version}")).cloned(),
+                map.get(&format!("{module} {version}/go.mod")).cloned(),
+            )),
+            Sums::Database(name) => {
+                let esc = escape(module).unwrap_or_default();
+                let path = format!("sumdb/{name}/lookup/{esc}@{version}");
+                let Some(doc) = self.optional(src, path).await? else {
+                    return Ok((None, None));
+                };
+                Ok(parse_lookup(
+                    &String::from_utf8_lossy(&doc.body),
+                    module,
+                    version,
+                ))
+            }
+        }
+    }
+
+    async fn module_unit(
+        &self,
+        esc: &str,
+        src: &dyn DocSource,
+    ) -> Result<Option<UnitOutput>, SyncError> {
+        let (list, latest) = tokio::join!(
+            self.optional(src, format!("{esc}/@v/list")),
+            self.optional(src, format!("{esc}/@latest"))
+        );
+        let Some(list) = list? else {
+            return Ok(None);
+        };
+        let mut entries = vec![stored(format!("{esc}/@v/list"), list)];
+        if let Some(latest) = latest? {
+            entries.push(stored(format!("{esc}/@latest"), latest));
+        }
+        Ok(Some(UnitOutput {
+            entries,
+            rejected: 0,
+            unchanged: false,
+        }))
+    }
+
+    async fn version_unit(
+        &self,
+        esc: &str,
+        module: &str,
+        version: &str,
+        src: &dyn DocSource,
+    ) -> Result<Option<UnitOutput>, SyncError> {
+        let at = format!("{esc}/@v/{version}");
+        let (info, modf, sums) = tokio::join!(
+            self.optional(src, format!("{at}.info")),
+            self.optional(src, format!("{at}.mod")),
+            self.sums_for(src, module, version)
+        );
+        let (Some(info), Some(modf)) = (info?, modf?) else {
+            return Ok(None);
+        };
+        let (zip_sum, mod_sum) = sums?;
+        let (Some(zip_sum), Some(mod_sum)) = (zip_sum, mod_sum) else {
+            tracing::warn!(
+                module,
+                version,
+                "not served: the checksum source has no h1: hashes for it"
+            );
+            return Ok(None);
+        };
+        let got = hash_mod(&modf.body);
+        if got != mod_sum {
+            return Err(SyncError::BadMetadata {
+                url: modf.url.clone(),
+                what: format!(
+                    "go.mod hashes to {}, the checksum source says {}",
+                    crate::gomod::format_h1(&got),
+                    crate::gomod::format_h1(&mod_sum)
+                ),
+            });
+        }
+        let entries = vec![
+            stored(format!("{at}.info"), info),
+            stored(format!("{at}.mod"), modf),
+            Entry {
+                path: RelPath::new(format!("{at}.zip")).map_err(|e| SyncError::BadMetadata {
+                    url: format!("{}{at}.zip", self.base),
+                    what: e.to_string(),
+                })?,
+                mtime: None,
+                body: Body::Remote {
+                    url: format!("{}{at}.zip", self.base),
+                    size: None,
+                    digest: zip_sum,
+                },
+            },
+        ];
+        Ok(Some(UnitOutput {
+            entries,
+            rejected: 0,
+            unchanged: false,
+        }))
+    }
+}
+
+fn stored(path: String, doc: Doc) -> Entry {
+    let size = doc.body.len() as u64;
+    Entry {
+        path: RelPath::new(path).expect("validated module path"),
+        mtime: None,
+        body: match doc.stored {
+            Some(digest) => Body::Stored { digest, size },
+            None => Body::Inline(doc.body),
+        },
+    }
+}
+
+impl Adapter for Go {
+    fn select<'a>(
+        &'a self,
+        _src: &'a dyn DocSource,
+    ) -> BoxFuture<'a, Result<Selection, SyncError>> {
+        let seeds = self
+            .filter
+            .iter()
+            .flatten()
+            .filter(|g| g.is_literal() && is_module_path(g.as_str()))
+            .filter_map(|g| escape(g.as_str()))
+            .collect();
+        Box::pin(async move { Ok(Selection::Lazy(seeds)) })
+    }
+
+    fn unit<'a>(
+        &'a self,
+        unit: &'a str,
+        src: &'a dyn DocSource,
+        _now: u64,
+        _full: bool,
+    ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
+        Box::pin(async move {
+            // `<escaped module>` or `<escaped module>@<version>`.
+            let (esc, version) = match unit.rsplit_once('@') {
+                Some((esc, v)) if is_version(v) => (esc, Some(v)),
+                _ => (unit, None),
+            };
+            let Some(module) = self.module_of(esc) else {
+                return Ok(None);
+            };
+            match version {
+                None => self.module_unit(esc, src).await,
+                Some(v) => self.version_unit(esc, &module, v, src).await,
+            }
+        })
+    }
+
+    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
+        Vec::new()
+    }
+
+    fn is_root_entry(&self, _path: &str) -> bool {
+        false
+    }
+
+    fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {
+        if name == "@v" || name == "@latest" {
+            return self.module_of(parent).map(|_| parent.to_string());
+        }
+        let esc = parent.strip_suffix("/@v")?;
+        self.module_of(esc)?;
+        if name == "list" {
+            return Some(esc.to_string());
+        }
+        let version = [".info", ".mod", ".zip"]
+            .iter()
+            .find_map(|ext| name.strip_suffix(ext))?;
+        is_version(version).then(|| format!("{esc}@{version}"))
+    }
+
+    fn lazy_dir(&self, parent: &str, name: &str) -> bool {
+        let depth = parent.split('/').filter(|s| !s.is_empty()).count();
+        depth < 16
+            && !name.starts_with(['@', '.'])
+            && check_name(name).is_ok()
+            && !parent.split('/').any(|s| s.starts_with('@'))
+            && name.bytes().all(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'.' | b'-' | b'_' | b'~' | b'!')
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;

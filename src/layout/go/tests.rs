@@ -1,0 +1,182 @@
+use super::*;
+use crate::config::parse_base_url;
+use crate::gomod::format_h1;
+use crate::layout::{Keep, LayoutKind};
+
+const BASE: &str = "https://proxy.upstream.test/";
+
+fn adapter(sums: Sums, filter: Option<&[&str]>) -> Go {
+    let m = MirrorConfig {
+        name: "go".into(),
+        layout: LayoutKind::Go,
+        upstreams: vec![parse_base_url(BASE).unwrap()],
+        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
+        cooldown: None,
+        sync_interval: std::time::Duration::from_secs(3600),
+        download: crate::config::Download::OnDemand,
+        debian: None,
+        public_url: None,
+        go: Some(sums),
+    };
+    Go::new(&m, LayoutKind::Go.spec())
+}
+
+#[derive(Default)]
+struct Docs(HashMap<String, Vec<u8>>);
+
+impl DocSource for Docs {
+    fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
+        let url = format!("{BASE}{}", req.path);
+        let r = match self.0.get(&req.path) {
+            Some(body) => Ok(Doc {
+                url,
+                content_type: None,
+                body: body.clone(),
+                unchanged: false,
+                stored: None,
+            }),
+            None => Err(DocError::NotFound { url }),
+        };
+        Box::pin(async move { r })
+    }
+
+    fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {
+        Err("not in this test".into())
+    }
+}
+
+fn run(a: &Go, unit: &str, docs: &Docs) -> Result<Option<UnitOutput>, SyncError> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(a.unit(unit, docs, 0, true))
+}
+
+const MODF: &[u8] = b"module github.com/Demo/m\n\ngo 1.21\n";
+
+fn zip_h1() -> Digest {
+    Digest::from_bytes(crate::digest::Algo::GoH1, &[9; 32]).unwrap()
+}
+
+fn docs() -> Docs {
+    let mut d = Docs::default();
+    let at = "github.com/!demo/m/@v/v1.2.0";
+    d.0.insert(
+        "github.com/!demo/m/@v/list".into(),
+        b"v1.0.0\nv1.2.0\n".to_vec(),
+    );
+    d.0.insert(
+        format!("{at}.info"),
+        br#"{"Version":"v1.2.0","Time":"2026-01-01T00:00:00Z"}"#.to_vec(),
+    );
+    d.0.insert(format!("{at}.mod"), MODF.to_vec());
+    d
+}
+
+fn sums() -> HashMap<String, Digest> {
+    parse_go_sum(&format!(
+        "github.com/Demo/m v1.2.0 {}\ngithub.com/Demo/m v1.2.0/go.mod {}\n",
+        format_h1(&zip_h1()),
+        format_h1(&hash_mod(MODF))
+    ))
+    .unwrap()
+}
+
+#[test]
+fn lookups_follow_the_goproxy_paths() {
+    let a = adapter(Sums::File(HashMap::new()), None);
+    let m = "github.com/!demo/m";
+    assert_eq!(a.lazy_unit(m, "@v").as_deref(), Some(m));
+    assert_eq!(a.lazy_unit(m, "@latest").as_deref(), Some(m));
+    assert_eq!(a.lazy_unit(&format!("{m}/@v"), "list").as_deref(), Some(m));
+    assert_eq!(
+        a.lazy_unit(&format!("{m}/@v"), "v1.2.0.zip").as_deref(),
+        Some("github.com/!demo/m@v1.2.0")
+    );
+    assert_eq!(a.lazy_unit(&format!("{m}/@v"), "v1.2.0.tar"), None);
+    assert_eq!(
+        a.lazy_unit("github.com/Demo/m", "@v"),
+        None,
+        "unescaped uppercase"
+    );
+    assert_eq!(a.lazy_unit("nodots/m", "@v"), None, "not a module path");
+    assert!(a.lazy_dir("", "github.com") && a.lazy_dir("github.com", "!demo"));
+    assert!(
+        !a.lazy_dir("github.com", "Demo")
+            && !a.lazy_dir(m, "@v")
+            && !a.lazy_dir(&format!("{m}/@v"), "x")
+    );
+    let f = adapter(Sums::File(HashMap::new()), Some(&["github.com/google/*"]));
+    assert_eq!(f.lazy_unit(m, "@v"), None, "outside the filter");
+}
+
+#[test]
+fn a_version_is_served_only_with_hashes_and_a_matching_go_mod() {
+    let a = adapter(Sums::File(sums()), None);
+    let out = run(&a, "github.com/!demo/m@v1.2.0", &docs())
+        .unwrap()
+        .unwrap();
+    let mut paths: Vec<&str> = out.entries.iter().map(|e| e.path.as_str()).collect();
+    paths.sort();
+    let at = "github.com/!demo/m/@v/v1.2.0";
+    assert_eq!(
+        paths,
+        [
+            format!("{at}.info"),
+            format!("{at}.mod"),
+            format!("{at}.zip")
+        ]
+    );
+    let zip = out
+        .entries
+        .iter()
+        .find(|e| e.path.as_str().ends_with(".zip"))
+        .unwrap();
+    assert_eq!(
+        zip.body,
+        Body::Remote {
+            url: format!("{BASE}{at}.zip"),
+            size: None,
+            digest: zip_h1()
+        }
+    );
+    let list = run(&a, "github.com/!demo/m", &docs()).unwrap().unwrap();
+    assert_eq!(list.entries.len(), 1, "list; this upstream has no @latest");
+
+    // No hashes for it: not served.
+    let none = adapter(Sums::File(HashMap::new()), None);
+    assert!(
+        run(&none, "github.com/!demo/m@v1.2.0", &docs())
+            .unwrap()
+            .is_none()
+    );
+    // A go.mod that is not what the checksum source says: refused, named.
+    let mut bad = docs();
+    bad.0.insert(format!("{at}.mod"), b"module evil\n".to_vec());
+    let err = run(&a, "github.com/!demo/m@v1.2.0", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("v1.2.0.mod") && err.contains("go.mod hashes to"),
+        "{err}"
+    );
+}
+
+#[test]
+fn checksum_database_lookups_are_read_for_the_module_asked() {
+    let mut d = docs();
+    d.0.insert(
+        "sumdb/sum.db.test/lookup/github.com/!demo/m@v1.2.0".into(),
+        format!(
+            "1234\ngithub.com/Demo/m v1.2.0 {}\ngithub.com/Demo/m v1.2.0/go.mod {}\n\ngo.sum database tree\n",
+            format_h1(&zip_h1()),
+            format_h1(&hash_mod(MODF))
+        )
+        .into_bytes(),
+    );
+    let a = adapter(Sums::Database("sum.db.test".into()), None);
+    let out = run(&a, "github.com/!demo/m@v1.2.0", &d).unwrap().unwrap();
+    assert_eq!(out.entries.len(), 3);
+    assert!(parse_go_sum("x v1 h1:nope\n").is_err());
+    assert!(parse_go_sum("only two\n").is_err());
+}

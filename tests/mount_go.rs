@@ -1,0 +1,110 @@
+//! Real-mount tests of a Go module mirror over a fixture proxy whose zips
+//! are laid out as the go command makes them (their h1: hashes are the ones
+//! `go mod download` computes: scripts/go-e2e), served on 127.0.0.1.
+
+mod support;
+
+use std::io::Read;
+use std::path::Path;
+
+use support::upstream::Upstream;
+use support::{Mount, config, go, go_mirror, scratch};
+
+fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
+    let up = Upstream::serve(&go().root);
+    let dir = scratch(name);
+    let cfg = config(&dir, "", &go_mirror("go", &up.url(), extra));
+    let m = Mount::start(&dir, &cfg, "go");
+    m.wait_generation(1);
+    (up, m)
+}
+
+fn errno(p: &Path) -> Option<i32> {
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_to_end(&mut Vec::new()))
+        .err()
+        .and_then(|e| e.raw_os_error())
+}
+
+#[test]
+fn the_tree_is_a_goproxy_verified_by_the_checksum_database() {
+    let fx = go();
+    let (up, m) = mount("go-read", "checksum_db = \"fixture.test\"");
+    let proxy = fx.root.join("proxy");
+    for rel in [
+        "example.com/regfs/leaf/@v/list",
+        "example.com/regfs/leaf/@latest",
+        "example.com/regfs/leaf/@v/v1.1.0.info",
+        "example.com/regfs/leaf/@v/v1.1.0.mod",
+        "example.com/regfs/!upper/@v/v0.1.0.mod",
+        "example.com/regfs/core/@v/v1.2.0.info",
+    ] {
+        assert_eq!(
+            std::fs::read(m.path(&format!("go/{rel}"))).unwrap_or_else(|e| panic!("{rel}: {e}")),
+            std::fs::read(proxy.join(rel)).unwrap(),
+            "{rel} is byte-identical"
+        );
+    }
+    for (rel, want) in fx.manifest["zips"].as_object().unwrap() {
+        if rel.contains("tampered") {
+            continue;
+        }
+        let p = m.path(&format!("go/{rel}"));
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            want["size"].as_u64().unwrap(),
+            "{rel}"
+        );
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(proxy.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(up.hits("/proxy/sumdb/fixture.test/lookup/example.com/regfs/core@v1.2.0") == 1);
+    // The zip whose h1 differs from the database's: EIO, not cached.
+    let bad = m.path("go/example.com/regfs/tampered/@v/v1.0.0.zip");
+    assert_eq!(errno(&bad), Some(libc::EIO));
+    let url = "/proxy/example.com/regfs/tampered/@v/v1.0.0.zip";
+    let asked = up.hits(url);
+    assert_eq!(errno(&bad), Some(libc::EIO));
+    assert!(up.hits(url) > asked);
+    // Unknown modules and versions: ENOENT, asked once.
+    for p in [
+        "go/example.com/regfs/nope/@v/list",
+        "go/example.com/regfs/leaf/@v/v9.9.9.zip",
+    ] {
+        assert_eq!(errno(&m.path(p)), Some(libc::ENOENT), "{p}");
+        let n = up.total();
+        assert_eq!(errno(&m.path(p)), Some(libc::ENOENT), "{p}");
+        assert_eq!(up.total(), n, "{p}: a known miss asks upstream nothing");
+    }
+    assert_eq!(
+        errno(&m.path("go/example.com/regfs/Upper/@v/list")),
+        Some(libc::ENOENT),
+        "unescaped"
+    );
+    m.stop();
+}
+
+#[test]
+fn a_go_sum_file_can_be_the_checksum_source() {
+    let fx = go();
+    let (up, m) = mount(
+        "go-sum",
+        &format!(
+            "go_sum = \"{}\"\nmodules = [\"example.com/regfs/*\"]",
+            fx.root.join("go.sum").display()
+        ),
+    );
+    let rel = "example.com/regfs/core/@v/v1.2.0.zip";
+    assert_eq!(
+        std::fs::read(m.path(&format!("go/{rel}"))).unwrap(),
+        std::fs::read(fx.root.join("proxy").join(rel)).unwrap()
+    );
+    assert_eq!(
+        up.hits("/proxy/sumdb/fixture.test/lookup/example.com/regfs/core@v1.2.0"),
+        0
+    );
+    assert!(m.stop().contains("serving new generation"));
+}
