@@ -62,6 +62,25 @@ fn the_tree_is_a_goproxy_verified_by_the_checksum_database() {
         );
     }
     assert!(up.hits("/proxy/sumdb/fixture.test/lookup/example.com/regfs/core@v1.2.0") == 1);
+    // The checksum database's endpoints pass through, byte-identical.
+    for rel in [
+        "sumdb/fixture.test/supported",
+        "sumdb/fixture.test/latest",
+        "sumdb/fixture.test/lookup/example.com/regfs/!upper@v0.1.0",
+        "sumdb/fixture.test/tile/8/0/000",
+        "sumdb/fixture.test/tile/8/0/x001/234.p/5",
+    ] {
+        assert_eq!(
+            std::fs::read(m.path(&format!("go/{rel}"))).unwrap_or_else(|e| panic!("{rel}: {e}")),
+            std::fs::read(proxy.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        errno(&m.path("go/sumdb/other.test/supported")),
+        Some(libc::ENOENT),
+        "only the configured database"
+    );
     // The zip whose h1 differs from the database's: EIO, not cached.
     let bad = m.path("go/example.com/regfs/tampered/@v/v1.0.0.zip");
     assert_eq!(errno(&bad), Some(libc::EIO));

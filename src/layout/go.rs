@@ -15,6 +15,12 @@
 //! (its `lookup` endpoint, reached through the upstream proxy at
 //! `sumdb/<name>/`) or from a go.sum file the configuration names; a
 //! version neither vouches for is not served.
+//!
+//! With a checksum database, its endpoints are passed through too, so
+//! clients with GOSUMDB on verify through the mirror: `sumdb/<name>/supported`,
+//! `latest`, `lookup/…` and `tile/…`, each fetched on first lookup (tiles and
+//! lookups never change; `latest` is refreshed by every sync). The go command
+//! checks their signatures and proofs itself.
 
 use std::collections::HashMap;
 
@@ -119,6 +125,34 @@ impl Go {
                 .filter
                 .as_ref()
                 .is_none_or(|globs| globs.iter().any(|g| g.matches(module)))
+    }
+
+    /// `sumdb/<name>` when a checksum database is configured.
+    fn sumdb_dir(&self) -> Option<String> {
+        match &self.sums {
+            Sums::Database(name) => Some(format!("sumdb/{name}")),
+            Sums::File(_) => None,
+        }
+    }
+
+    /// Is `name` in `parent` (inside `sumdb/<name>/`) a file of the
+    /// checksum database's protocol? `None`: not inside it at all.
+    fn sumdb_file(&self, parent: &str, name: &str) -> Option<bool> {
+        let db = self.sumdb_dir()?;
+        let rest = if parent == db {
+            ""
+        } else {
+            parent.strip_prefix(&db)?.strip_prefix('/')?
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        let file = match rest.split('/').next().unwrap_or("") {
+            "" => matches!(name, "supported" | "latest"),
+            "lookup" => name.contains('@'),
+            // tile/<H>/<L or data>/[x<NNN>/…]<NNN>[.p/<W>]
+            "tile" => rest.split('/').count() >= 3 && digits(name),
+            _ => return None,
+        };
+        Some(file)
     }
 
     /// The module an escaped directory path names, if it may be mirrored.
@@ -280,6 +314,19 @@ impl Adapter for Go {
         _full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
         Box::pin(async move {
+            if self
+                .sumdb_dir()
+                .is_some_and(|db| unit.starts_with(&format!("{db}/")))
+            {
+                let Some(doc) = self.optional(src, unit.to_string()).await? else {
+                    return Ok(None);
+                };
+                return Ok(Some(UnitOutput {
+                    entries: vec![stored(unit.to_string(), doc)],
+                    rejected: 0,
+                    unchanged: false,
+                }));
+            }
             // `<escaped module>` or `<escaped module>@<version>`.
             let (esc, version) = match unit.rsplit_once('@') {
                 Some((esc, v)) if is_version(v) => (esc, Some(v)),
@@ -304,6 +351,11 @@ impl Adapter for Go {
     }
 
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {
+        if let Some(file) = self.sumdb_file(parent, name) {
+            let path = format!("{parent}/{name}");
+            let valid = RelPath::new(path.as_str()).is_ok() && !name.starts_with('.');
+            return (file && valid).then_some(path);
+        }
         if name == "@v" || name == "@latest" {
             return self.module_of(parent).map(|_| parent.to_string());
         }
@@ -319,6 +371,17 @@ impl Adapter for Go {
     }
 
     fn lazy_dir(&self, parent: &str, name: &str) -> bool {
+        if let Some(file) = self.sumdb_file(parent, name) {
+            return !file && check_name(name).is_ok() && !name.starts_with('.');
+        }
+        if parent.is_empty() && name == "sumdb" {
+            return self.sumdb_dir().is_some();
+        }
+        if parent == "sumdb" {
+            return self
+                .sumdb_dir()
+                .is_some_and(|d| d == format!("sumdb/{name}"));
+        }
         let depth = parent.split('/').filter(|s| !s.is_empty()).count();
         depth < 16
             && !name.starts_with(['@', '.'])

@@ -180,3 +180,44 @@ fn checksum_database_lookups_are_read_for_the_module_asked() {
     assert!(parse_go_sum("x v1 h1:nope\n").is_err());
     assert!(parse_go_sum("only two\n").is_err());
 }
+
+#[test]
+fn checksum_database_paths_are_files_or_directories_by_its_protocol() {
+    let a = adapter(Sums::Database("sum.db.test".into()), None);
+    let db = "sumdb/sum.db.test";
+    assert!(
+        a.lazy_dir("", "sumdb")
+            && a.lazy_dir("sumdb", "sum.db.test")
+            && !a.lazy_dir("sumdb", "other.test")
+    );
+    assert_eq!(
+        a.lazy_unit(db, "supported").as_deref(),
+        Some("sumdb/sum.db.test/supported")
+    );
+    assert_eq!(
+        a.lazy_unit(db, "latest").as_deref(),
+        Some("sumdb/sum.db.test/latest")
+    );
+    assert!(a.lazy_dir(db, "lookup") && a.lazy_dir(db, "tile"));
+    assert!(a.lazy_dir(&format!("{db}/lookup"), "github.com"));
+    assert_eq!(
+        a.lazy_unit(&format!("{db}/lookup/github.com/google"), "uuid@v1.6.0")
+            .as_deref(),
+        Some("sumdb/sum.db.test/lookup/github.com/google/uuid@v1.6.0")
+    );
+    let t = format!("{db}/tile/8/0");
+    assert!(a.lazy_dir(&format!("{db}/tile"), "8") && a.lazy_dir(&format!("{db}/tile/8"), "0"));
+    assert!(
+        a.lazy_unit(&t, "000").is_some()
+            && a.lazy_dir(&t, "x001")
+            && a.lazy_dir(&format!("{t}/x001"), "234.p")
+    );
+    assert!(a.lazy_unit(&format!("{t}/x001/234.p"), "5").is_some());
+    assert_eq!(a.lazy_unit(&format!("{db}/lookup"), ".."), None);
+    let none = adapter(Sums::File(HashMap::new()), None);
+    assert_eq!(
+        none.lazy_unit(db, "supported"),
+        None,
+        "no database configured"
+    );
+}
