@@ -7,7 +7,7 @@ mod support;
 use std::io::Read;
 use std::path::Path;
 
-use support::upstream::Upstream;
+use support::upstream::{Fault, Upstream};
 use support::{Mount, config, go, go_mirror, scratch};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
@@ -103,6 +103,16 @@ fn the_tree_is_a_goproxy_verified_by_the_checksum_database() {
         Some(libc::ENOENT),
         "unescaped"
     );
+    // A proxy that answers 403 for modules it does not have: still ENOENT.
+    up.fault(
+        "/proxy/example.com/regfs/forbidden/@v/list",
+        Fault::Status(403),
+    );
+    assert_eq!(
+        errno(&m.path("go/example.com/regfs/forbidden/@v/list")),
+        Some(libc::ENOENT)
+    );
+    assert_eq!(up.hits("/proxy/example.com/regfs/forbidden/@v/list"), 1);
     m.stop();
 }
 

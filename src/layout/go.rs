@@ -165,6 +165,13 @@ impl Go {
         match src.get(DocRequest { path, accept: None }).await {
             Ok(doc) => Ok(Some(doc)),
             Err(DocError::NotFound { .. }) => Ok(None),
+            // Some module proxies answer 403 ("not available") where the
+            // protocol says 404/410; the go command probes path prefixes of
+            // every module, so treat it as absent rather than as a failure.
+            Err(DocError::Fetch(crate::fetch::FetchError::Status { status: 403, url })) => {
+                tracing::debug!(%url, "403 taken as not found");
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -189,6 +189,10 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
         .unwrap()
         .iter()
         .find_map(|(from, to)| rel.strip_prefix(from.as_str()).map(|r| format!("{to}{r}")));
+    if let Some(Fault::Status(code)) = fault {
+        // Whether or not the file exists (a proxy's 403 for unknown modules).
+        return send(out, code, "text/plain", b"", None, 0);
+    }
     let (file, ctype) = resolve(&s.root, mapped.as_deref().unwrap_or(&rel), accept);
     let mut body = match (&fault, file.and_then(|f| std::fs::read(f).ok())) {
         (Some(Fault::Body(b)), _) => b.clone(),
@@ -200,7 +204,6 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
         return out.write_all(head.as_bytes()).is_ok();
     }
     match fault {
-        Some(Fault::Status(code)) => return send(out, code, "text/plain", b"", None, 0),
         Some(Fault::Corrupt) => {
             let mid = body.len() / 2;
             body[mid] ^= 0x55;
