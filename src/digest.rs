@@ -244,6 +244,25 @@ pub fn encode_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Encodes standard base64, padded.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            s.push(if i <= c.len() {
+                T[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    s
+}
+
 /// Decodes standard base64 (with or without `=` padding), as Subresource
 /// Integrity strings (`sha512-<base64>`) carry digests.
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
@@ -306,6 +325,10 @@ mod tests {
     #[test]
     fn base64_decodes_sri_digests() {
         assert_eq!(decode_base64("YWJj").unwrap(), b"abc");
+        for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0xff; 64]] {
+            assert_eq!(decode_base64(&encode_base64(data)).unwrap(), data);
+        }
+        assert_eq!(encode_base64(b"ab"), "YWI=");
         assert_eq!(decode_base64("YWI=").unwrap(), b"ab");
         assert_eq!(decode_base64("YQ").unwrap(), b"a");
         assert_eq!(decode_base64(""), Some(Vec::new()));

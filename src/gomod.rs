@@ -65,20 +65,7 @@ pub fn parse_h1(s: &str) -> Option<Digest> {
 
 /// `h1:<base64>` of a digest of algorithm [`Algo::GoH1`].
 pub fn format_h1(d: &Digest) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::from("h1:");
-    for c in d.as_bytes().chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..=c.len() {
-            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    while s.len() % 4 != 3 {
-        s.push('=');
-    }
-    s
+    format!("h1:{}", crate::digest::encode_base64(d.as_bytes()))
 }
 
 /// Hash1 over `(name, sha256 of content)` pairs.

@@ -15,6 +15,8 @@ pub mod go;
 pub mod maven;
 pub mod npm;
 pub mod pypi;
+#[cfg(test)]
+pub mod testing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -183,6 +185,41 @@ pub struct Doc {
     pub stored: Option<crate::digest::Digest>,
 }
 
+impl Doc {
+    /// How an entry serves these bytes: from the metadata store where the
+    /// source kept them, else inline.
+    pub fn into_body(self) -> crate::catalog::Body {
+        let size = self.body.len() as u64;
+        match self.stored {
+            Some(digest) => crate::catalog::Body::Stored { digest, size },
+            None => crate::catalog::Body::Inline(self.body),
+        }
+    }
+}
+
+/// Fetches a document upstream may not have: `Ok(None)` for a 404 or 410.
+pub async fn get_optional(src: &dyn DocSource, path: String) -> Result<Option<Doc>, SyncError> {
+    match src.get(DocRequest { path, accept: None }).await {
+        Ok(doc) => Ok(Some(doc)),
+        Err(DocError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The units a filter names literally (synced up front by lazy layouts),
+/// each mapped to its unit name; patterns only allow.
+pub fn literal_seeds(
+    filter: &Option<Vec<crate::config::Glob>>,
+    unit: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    filter
+        .iter()
+        .flatten()
+        .filter(|g| g.is_literal())
+        .filter_map(|g| unit(g.as_str()))
+        .collect()
+}
+
 /// Derived bytes being written into the mirror's metadata store; committed
 /// only if they hash to the digest and size they were opened with.
 pub trait Keep: std::io::Write + Send {
@@ -251,10 +288,14 @@ pub trait Adapter: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>>;
 
     /// Entries derived from the set of units (root listings).
-    fn root_entries(&self, units: &[String]) -> Vec<Entry>;
+    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
+        Vec::new()
+    }
 
     /// True for the paths that [`Adapter::root_entries`] produces.
-    fn is_root_entry(&self, path: &str) -> bool;
+    fn is_root_entry(&self, _path: &str) -> bool {
+        false
+    }
 
     /// In lazy mode: the unit that a lookup of `name` in directory
     /// `parent` (mirror-relative) would materialize.

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::config::{FetchSettings, Glob, MirrorConfig, parse_base_url};
+use crate::config::FetchSettings;
 use crate::digest::Digest;
 use crate::fetch::fake::{Fake, Reply, ok};
 use crate::layout::LayoutKind;
@@ -37,18 +37,7 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         ..FetchSettings::default()
     };
     let fetcher = crate::fetch::Fetcher::new(fake.clone(), settings);
-    let config = MirrorConfig {
-        name: "pypi".into(),
-        layout: LayoutKind::Pypi,
-        upstreams: vec![parse_base_url(BASE).unwrap()],
-        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: crate::config::Download::OnDemand,
-        debian: None,
-        public_url: None,
-        go: None,
-    };
+    let config = crate::layout::testing::mirror(LayoutKind::Pypi, BASE, filter);
     let mirror = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());
     let store = Arc::new(Store::open(&dir.join("cache"), None).unwrap());
     let fs = Fs::new(vec![mirror.clone()], store, fetcher);

@@ -22,7 +22,7 @@ use crate::path::{RelPath, check_name};
 
 use super::{
     Adapter, BoxFuture, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput,
+    UnitOutput, literal_seeds,
 };
 
 const INDEX: &str = "index";
@@ -214,13 +214,9 @@ impl Adapter for Crates {
         &'a self,
         _src: &'a dyn DocSource,
     ) -> BoxFuture<'a, Result<Selection, SyncError>> {
-        let seeds = self
-            .filter
-            .iter()
-            .flatten()
-            .filter(|g| g.is_literal() && is_crate_name(g.as_str()))
-            .map(|g| g.as_str().to_ascii_lowercase())
-            .collect();
+        let seeds = literal_seeds(&self.filter, |c| {
+            is_crate_name(c).then(|| c.to_ascii_lowercase())
+        });
         Box::pin(async move { Ok(Selection::Lazy(seeds)) })
     }
 
@@ -274,14 +270,10 @@ impl Adapter for Crates {
                     })
                 })
                 .collect();
-            let size = doc.body.len() as u64;
             entries.push(Entry {
                 path: RelPath::new(format!("{INDEX}/{path}")).expect("validated name"),
                 mtime: None,
-                body: match doc.stored {
-                    Some(digest) => Body::Stored { digest, size },
-                    None => Body::Inline(doc.body),
-                },
+                body: doc.into_body(),
             });
             Ok(Some(UnitOutput {
                 entries,

@@ -537,14 +537,6 @@ impl Adapter for Debian {
         Box::pin(self.suite(unit, src, now, full))
     }
 
-    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
-        Vec::new()
-    }
-
-    fn is_root_entry(&self, _path: &str) -> bool {
-        false
-    }
-
     fn lazy_unit(&self, _parent: &str, _name: &str) -> Option<String> {
         None
     }

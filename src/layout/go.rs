@@ -31,8 +31,8 @@ use crate::gomod::{escape, hash_mod, parse_h1, unescape};
 use crate::path::{RelPath, check_name};
 
 use super::{
-    Adapter, BoxFuture, Doc, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput,
+    Adapter, BoxFuture, Doc, DocError, DocSource, LayoutSpec, Selection, SyncError, UnitOutput,
+    get_optional, literal_seeds,
 };
 
 /// Where the `h1:` hashes come from.
@@ -161,18 +161,20 @@ impl Go {
         (self.allowed(&m) && escaped_dir.split('/').all(|s| check_name(s).is_ok())).then_some(m)
     }
 
+    /// [`get_optional`], but a 403 is absent too.
     async fn optional(&self, src: &dyn DocSource, path: String) -> Result<Option<Doc>, SyncError> {
-        match src.get(DocRequest { path, accept: None }).await {
-            Ok(doc) => Ok(Some(doc)),
-            Err(DocError::NotFound { .. }) => Ok(None),
+        match get_optional(src, path).await {
             // Some module proxies answer 403 ("not available") where the
             // protocol says 404/410; the go command probes path prefixes of
             // every module, so treat it as absent rather than as a failure.
-            Err(DocError::Fetch(crate::fetch::FetchError::Status { status: 403, url })) => {
+            Err(SyncError::Doc(DocError::Fetch(crate::fetch::FetchError::Status {
+                status: 403,
+                url,
+            }))) => {
                 tracing::debug!(%url, "403 taken as not found");
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
+            other => other,
         }
     }
 
@@ -287,14 +289,10 @@ impl Go {
 }
 
 fn stored(path: String, doc: Doc) -> Entry {
-    let size = doc.body.len() as u64;
     Entry {
         path: RelPath::new(path).expect("validated module path"),
         mtime: None,
-        body: match doc.stored {
-            Some(digest) => Body::Stored { digest, size },
-            None => Body::Inline(doc.body),
-        },
+        body: doc.into_body(),
     }
 }
 
@@ -303,13 +301,9 @@ impl Adapter for Go {
         &'a self,
         _src: &'a dyn DocSource,
     ) -> BoxFuture<'a, Result<Selection, SyncError>> {
-        let seeds = self
-            .filter
-            .iter()
-            .flatten()
-            .filter(|g| g.is_literal() && is_module_path(g.as_str()))
-            .filter_map(|g| escape(g.as_str()))
-            .collect();
+        let seeds = literal_seeds(&self.filter, |m| {
+            is_module_path(m).then(|| escape(m)).flatten()
+        });
         Box::pin(async move { Ok(Selection::Lazy(seeds)) })
     }
 
@@ -347,14 +341,6 @@ impl Adapter for Go {
                 Some(v) => self.version_unit(esc, &module, v, src).await,
             }
         })
-    }
-
-    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
-        Vec::new()
-    }
-
-    fn is_root_entry(&self, _path: &str) -> bool {
-        false
     }
 
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {

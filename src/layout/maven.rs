@@ -27,8 +27,8 @@ use crate::digest::{Algo, Digest};
 use crate::path::{RelPath, check_name};
 
 use super::{
-    Adapter, BoxFuture, Doc, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput,
+    Adapter, BoxFuture, DocSource, LayoutSpec, Selection, SyncError, UnitOutput, get_optional,
+    literal_seeds,
 };
 
 /// Checksum sidecars, strongest first; `None`: served but never trusted.
@@ -133,15 +133,6 @@ impl Maven {
         allowed.then(|| format!("{parent}/{base}"))
     }
 
-    /// Fetches a document that may be absent: `Ok(None)` for a 404.
-    async fn optional(&self, src: &dyn DocSource, path: String) -> Result<Option<Doc>, SyncError> {
-        match src.get(DocRequest { path, accept: None }).await {
-            Ok(doc) => Ok(Some(doc)),
-            Err(DocError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Fetches the sidecars of `path`; returns the strongest trusted digest
     /// and an entry per sidecar upstream has.
     async fn sidecars(
@@ -152,7 +143,7 @@ impl Maven {
         let docs = futures_util::future::join_all(
             SIDECARS
                 .iter()
-                .map(|(ext, _)| self.optional(src, format!("{path}{ext}"))),
+                .map(|(ext, _)| get_optional(src, format!("{path}{ext}"))),
         )
         .await;
         let mut best = None;
@@ -176,7 +167,7 @@ impl Maven {
             entries.push(Entry {
                 path: RelPath::new(format!("{path}{ext}")).expect("checked by the caller"),
                 mtime: None,
-                body: stored_or_inline(doc),
+                body: doc.into_body(),
             });
         }
         Ok((best, entries, rejected))
@@ -188,7 +179,7 @@ impl Maven {
         src: &dyn DocSource,
     ) -> Result<Option<UnitOutput>, SyncError> {
         let (doc, sidecars) = tokio::join!(
-            self.optional(src, unit.to_string()),
+            get_optional(src, unit.to_string()),
             self.sidecars(unit, src)
         );
         let Some(doc) = doc? else {
@@ -212,7 +203,7 @@ impl Maven {
         entries.push(Entry {
             path: RelPath::new(unit).expect("checked by the caller"),
             mtime: None,
-            body: stored_or_inline(doc),
+            body: doc.into_body(),
         });
         Ok(Some(UnitOutput {
             entries,
@@ -233,7 +224,7 @@ impl Maven {
         let (body, sidecars) = tokio::join!(
             async {
                 match small {
-                    true => self.optional(src, unit.to_string()).await,
+                    true => get_optional(src, unit.to_string()).await,
                     false => Ok(None),
                 }
             },
@@ -248,7 +239,7 @@ impl Maven {
         };
         let url = format!("{}{unit}", self.base);
         let body = match body? {
-            Some(doc) if hash_as(&digest, &doc.body) == digest => stored_or_inline(doc),
+            Some(doc) if hash_as(&digest, &doc.body) == digest => doc.into_body(),
             fetched => {
                 if fetched.is_some() {
                     // Listed all the same: a read fetches it again and fails
@@ -283,16 +274,6 @@ fn hash_as(like: &Digest, data: &[u8]) -> Digest {
     h.finish()
 }
 
-fn stored_or_inline(doc: Doc) -> Body {
-    match doc.stored {
-        Some(digest) => Body::Stored {
-            digest,
-            size: doc.body.len() as u64,
-        },
-        None => Body::Inline(doc.body),
-    }
-}
-
 /// A `maven-metadata.xml` must at least be a `<metadata>` document (an HTML
 /// error page answered with 200 is not).
 pub fn check_metadata(body: &[u8]) -> Result<(), String> {
@@ -314,16 +295,10 @@ impl Adapter for Maven {
     ) -> BoxFuture<'a, Result<Selection, SyncError>> {
         // Literal coordinates keep their version list fresh; everything else
         // arrives by lookup and is refreshed with it.
-        let seeds = self
-            .filter
-            .iter()
-            .flatten()
-            .filter(|g| g.is_literal())
-            .filter_map(|g| {
-                let (group, artifact) = g.as_str().split_once(':')?;
-                Some(format!("{}/{artifact}/{METADATA}", group.replace('.', "/")))
-            })
-            .collect();
+        let seeds = literal_seeds(&self.filter, |c| {
+            let (group, artifact) = c.split_once(':')?;
+            Some(format!("{}/{artifact}/{METADATA}", group.replace('.', "/")))
+        });
         Box::pin(async move { Ok(Selection::Lazy(seeds)) })
     }
 
@@ -347,14 +322,6 @@ impl Adapter for Maven {
                 self.file_unit_output(unit, src).await
             }
         })
-    }
-
-    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
-        Vec::new()
-    }
-
-    fn is_root_entry(&self, _path: &str) -> bool {
-        false
     }
 
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {

@@ -21,7 +21,7 @@ use crate::path::{RelPath, check_name};
 
 use super::{
     Adapter, BoxFuture, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput,
+    UnitOutput, literal_seeds,
 };
 
 pub const FULL: &str = "index.json";
@@ -234,13 +234,7 @@ impl Adapter for Npm {
         &'a self,
         _src: &'a dyn DocSource,
     ) -> BoxFuture<'a, Result<Selection, SyncError>> {
-        let seeds = self
-            .filter
-            .iter()
-            .flatten()
-            .filter(|g| g.is_literal() && is_package_name(g.as_str()))
-            .map(|g| g.as_str().to_string())
-            .collect();
+        let seeds = literal_seeds(&self.filter, |p| is_package_name(p).then(|| p.to_string()));
         Box::pin(async move { Ok(Selection::Lazy(seeds)) })
     }
 
@@ -290,14 +284,6 @@ impl Adapter for Npm {
                 unchanged: false,
             }))
         })
-    }
-
-    fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
-        Vec::new()
-    }
-
-    fn is_root_entry(&self, _path: &str) -> bool {
-        false
     }
 
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {

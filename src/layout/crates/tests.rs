@@ -1,50 +1,13 @@
-use std::collections::HashMap;
-
 use super::*;
-use crate::config::parse_base_url;
-use crate::layout::{Doc, Keep, LayoutKind};
+use crate::layout::{LayoutKind, testing};
 
 const BASE: &str = "https://index.upstream.test/";
 const DL: &str = "https://dl.upstream.test/crates";
 
 fn adapter(filter: Option<&[&str]>) -> Crates {
-    let m = MirrorConfig {
-        name: "crates".into(),
-        layout: LayoutKind::Crates,
-        upstreams: vec![parse_base_url(BASE).unwrap()],
-        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: crate::config::Download::OnDemand,
-        debian: None,
-        public_url: Some("http://mirror.example/crates".into()),
-        go: None,
-    };
+    let mut m = testing::mirror(LayoutKind::Crates, BASE, filter);
+    m.public_url = Some("http://mirror.example/crates".into());
     Crates::new(&m, LayoutKind::Crates.spec())
-}
-
-#[derive(Default)]
-struct Docs(HashMap<String, Vec<u8>>);
-
-impl DocSource for Docs {
-    fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
-        let url = format!("{BASE}{}", req.path);
-        let r = match self.0.get(&req.path) {
-            Some(body) => Ok(Doc {
-                url,
-                content_type: None,
-                body: body.clone(),
-                unchanged: false,
-                stored: None,
-            }),
-            None => Err(DocError::NotFound { url }),
-        };
-        Box::pin(async move { r })
-    }
-
-    fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {
-        Err("not in this test".into())
-    }
 }
 
 fn line(name: &str, vers: &str, cksum: &str) -> String {
@@ -134,19 +97,14 @@ fn a_crate_unit_serves_its_index_file_and_crate_files() {
         line("demo", "0.1.0", &sum.hex()),
         line("demo", "0.2.0", &sum.hex())
     );
-    let mut docs = Docs::default();
-    docs.0.insert(
-        "config.json".into(),
-        format!(r#"{{"dl":"{DL}","api":"https://api"}}"#).into_bytes(),
-    );
-    docs.0
-        .insert("de/mo/demo".into(), index.clone().into_bytes());
+    let docs = testing::Docs::new(BASE)
+        .with(
+            "config.json",
+            format!(r#"{{"dl":"{DL}","api":"https://api"}}"#),
+        )
+        .with("de/mo/demo", &index);
     let a = adapter(None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let out = rt
-        .block_on(a.unit("demo", &docs, 0, true))
+    let out = testing::block_on(a.unit("demo", &docs, 0, true))
         .unwrap()
         .unwrap();
     let mut paths: Vec<&str> = out.entries.iter().map(|e| e.path.as_str()).collect();
@@ -179,19 +137,18 @@ fn a_crate_unit_serves_its_index_file_and_crate_files() {
         }
     );
     assert!(
-        rt.block_on(a.unit("nothere", &docs, 0, true))
+        testing::block_on(a.unit("nothere", &docs, 0, true))
             .unwrap()
             .is_none()
     );
 
     // A relative `dl` resolves against config.json's URL.
-    docs.0.insert(
-        "config.json".into(),
-        br#"{"dl":"../dl/{crate}/{crate}-{version}.crate"}"#.to_vec(),
+    let docs = docs.with(
+        "config.json",
+        r#"{"dl":"../dl/{crate}/{crate}-{version}.crate"}"#,
     );
     let a = adapter(None);
-    let out = rt
-        .block_on(a.unit("demo", &docs, 0, true))
+    let out = testing::block_on(a.unit("demo", &docs, 0, true))
         .unwrap()
         .unwrap();
     let c = out

@@ -1,55 +1,17 @@
 use super::*;
-use crate::config::parse_base_url;
 use crate::gomod::format_h1;
-use crate::layout::{Keep, LayoutKind};
+use crate::layout::{LayoutKind, testing};
 
 const BASE: &str = "https://proxy.upstream.test/";
 
 fn adapter(sums: Sums, filter: Option<&[&str]>) -> Go {
-    let m = MirrorConfig {
-        name: "go".into(),
-        layout: LayoutKind::Go,
-        upstreams: vec![parse_base_url(BASE).unwrap()],
-        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: crate::config::Download::OnDemand,
-        debian: None,
-        public_url: None,
-        go: Some(sums),
-    };
+    let mut m = testing::mirror(LayoutKind::Go, BASE, filter);
+    m.go = Some(sums);
     Go::new(&m, LayoutKind::Go.spec())
 }
 
-#[derive(Default)]
-struct Docs(HashMap<String, Vec<u8>>);
-
-impl DocSource for Docs {
-    fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
-        let url = format!("{BASE}{}", req.path);
-        let r = match self.0.get(&req.path) {
-            Some(body) => Ok(Doc {
-                url,
-                content_type: None,
-                body: body.clone(),
-                unchanged: false,
-                stored: None,
-            }),
-            None => Err(DocError::NotFound { url }),
-        };
-        Box::pin(async move { r })
-    }
-
-    fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {
-        Err("not in this test".into())
-    }
-}
-
-fn run(a: &Go, unit: &str, docs: &Docs) -> Result<Option<UnitOutput>, SyncError> {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(a.unit(unit, docs, 0, true))
+fn run(a: &Go, unit: &str, docs: &testing::Docs) -> Result<Option<UnitOutput>, SyncError> {
+    testing::block_on(a.unit(unit, docs, 0, true))
 }
 
 const MODF: &[u8] = b"module github.com/Demo/m\n\ngo 1.21\n";
@@ -58,19 +20,15 @@ fn zip_h1() -> Digest {
     Digest::from_bytes(crate::digest::Algo::GoH1, &[9; 32]).unwrap()
 }
 
-fn docs() -> Docs {
-    let mut d = Docs::default();
+fn docs() -> testing::Docs {
     let at = "github.com/!demo/m/@v/v1.2.0";
-    d.0.insert(
-        "github.com/!demo/m/@v/list".into(),
-        b"v1.0.0\nv1.2.0\n".to_vec(),
-    );
-    d.0.insert(
-        format!("{at}.info"),
-        br#"{"Version":"v1.2.0","Time":"2026-01-01T00:00:00Z"}"#.to_vec(),
-    );
-    d.0.insert(format!("{at}.mod"), MODF.to_vec());
-    d
+    testing::Docs::new(BASE)
+        .with("github.com/!demo/m/@v/list", "v1.0.0\nv1.2.0\n")
+        .with(
+            &format!("{at}.info"),
+            r#"{"Version":"v1.2.0","Time":"2026-01-01T00:00:00Z"}"#,
+        )
+        .with(&format!("{at}.mod"), MODF)
 }
 
 fn sums() -> HashMap<String, Digest> {
@@ -151,8 +109,7 @@ fn a_version_is_served_only_with_hashes_and_a_matching_go_mod() {
             .is_none()
     );
     // A go.mod that is not what the checksum source says: refused, named.
-    let mut bad = docs();
-    bad.0.insert(format!("{at}.mod"), b"module evil\n".to_vec());
+    let bad = docs().with(&format!("{at}.mod"), "module evil\n");
     let err = run(&a, "github.com/!demo/m@v1.2.0", &bad)
         .unwrap_err()
         .to_string();
@@ -164,15 +121,13 @@ fn a_version_is_served_only_with_hashes_and_a_matching_go_mod() {
 
 #[test]
 fn checksum_database_lookups_are_read_for_the_module_asked() {
-    let mut d = docs();
-    d.0.insert(
-        "sumdb/sum.db.test/lookup/github.com/!demo/m@v1.2.0".into(),
+    let d = docs().with(
+        "sumdb/sum.db.test/lookup/github.com/!demo/m@v1.2.0",
         format!(
             "1234\ngithub.com/Demo/m v1.2.0 {}\ngithub.com/Demo/m v1.2.0/go.mod {}\n\ngo.sum database tree\n",
             format_h1(&zip_h1()),
             format_h1(&hash_mod(MODF))
-        )
-        .into_bytes(),
+        ),
     );
     let a = adapter(Sums::Database("sum.db.test".into()), None);
     let out = run(&a, "github.com/!demo/m@v1.2.0", &d).unwrap().unwrap();

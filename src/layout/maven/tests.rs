@@ -1,58 +1,16 @@
-use std::collections::HashMap;
-
 use super::*;
-use crate::config::parse_base_url;
 use crate::digest::Hasher;
-use crate::layout::{Keep, LayoutKind};
+use crate::layout::{LayoutKind, testing};
 
 const BASE: &str = "https://maven.upstream.test/maven2/";
 
 fn adapter(filter: Option<&[&str]>) -> Maven {
-    let m = MirrorConfig {
-        name: "maven".into(),
-        layout: LayoutKind::Maven,
-        upstreams: vec![parse_base_url(BASE).unwrap()],
-        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: crate::config::Download::OnDemand,
-        debian: None,
-        public_url: None,
-        go: None,
-    };
+    let m = testing::mirror(LayoutKind::Maven, BASE, filter);
     Maven::new(&m, LayoutKind::Maven.spec())
 }
 
-/// Upstream documents by path; everything else is 404.
-#[derive(Default)]
-struct Docs(HashMap<String, Vec<u8>>);
-
-impl Docs {
-    fn with(mut self, path: &str, body: &[u8]) -> Docs {
-        self.0.insert(path.to_string(), body.to_vec());
-        self
-    }
-}
-
-impl DocSource for Docs {
-    fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
-        let url = format!("{BASE}{}", req.path);
-        let r = match self.0.get(&req.path) {
-            Some(body) => Ok(Doc {
-                url,
-                content_type: None,
-                body: body.clone(),
-                unchanged: false,
-                stored: None,
-            }),
-            None => Err(DocError::NotFound { url }),
-        };
-        Box::pin(async move { r })
-    }
-
-    fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {
-        Err("not in this test".into())
-    }
+fn upstream() -> testing::Docs {
+    testing::Docs::new(BASE)
 }
 
 fn hash(algo: Algo, data: &[u8]) -> Digest {
@@ -61,11 +19,8 @@ fn hash(algo: Algo, data: &[u8]) -> Digest {
     h.finish()
 }
 
-fn run(a: &Maven, unit: &str, src: &Docs) -> Result<Option<UnitOutput>, SyncError> {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(a.unit(unit, src, 0, true))
+fn run(a: &Maven, unit: &str, src: &testing::Docs) -> Result<Option<UnitOutput>, SyncError> {
+    testing::block_on(a.unit(unit, src, 0, true))
 }
 
 fn paths(out: &UnitOutput) -> Vec<&str> {
@@ -144,11 +99,7 @@ fn the_artifacts_filter_limits_what_lookups_materialize() {
         a.lazy_unit("org/apache/commons", "maven-metadata.xml")
             .is_some()
     );
-    let seeds = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(a.select(&Docs::default()))
-        .unwrap();
+    let seeds = testing::block_on(a.select(&upstream())).unwrap();
     assert_eq!(
         seeds,
         Selection::Lazy(vec!["junit/junit/maven-metadata.xml".into()]),
@@ -185,7 +136,7 @@ fn sidecars_in_every_format_upstreams_write() {
 fn a_file_is_listed_with_its_strongest_sidecar_and_served_beside_them() {
     let jar = b"PK jar bytes";
     let unit = "junit/junit/4.13.2/junit-4.13.2.jar";
-    let src = Docs::default()
+    let src = upstream()
         .with(
             &format!("{unit}.sha1"),
             hash(Algo::Sha1, jar).hex().as_bytes(),
@@ -233,16 +184,11 @@ fn a_file_is_listed_with_its_strongest_sidecar_and_served_beside_them() {
 #[test]
 fn a_file_without_a_trusted_sidecar_is_not_served() {
     let unit = "g/a/1/a-1.jar";
-    let md5_only =
-        Docs::default().with(&format!("{unit}.md5"), b"0123456789abcdef0123456789abcdef");
+    let md5_only = upstream().with(&format!("{unit}.md5"), b"0123456789abcdef0123456789abcdef");
     assert!(run(&adapter(None), unit, &md5_only).unwrap().is_none());
-    assert!(
-        run(&adapter(None), unit, &Docs::default())
-            .unwrap()
-            .is_none()
-    );
+    assert!(run(&adapter(None), unit, &upstream()).unwrap().is_none());
     // A garbled SHA-1 sidecar is skipped and counted, the SHA-256 one used.
-    let src = Docs::default()
+    let src = upstream()
         .with(&format!("{unit}.sha1"), b"<html>oops</html>")
         .with(
             &format!("{unit}.sha256"),
@@ -257,14 +203,14 @@ fn a_file_without_a_trusted_sidecar_is_not_served() {
 fn metadata_is_checked_against_its_sidecar() {
     let unit = "junit/junit/maven-metadata.xml";
     let xml = b"<?xml version=\"1.0\"?>\n<metadata>\n  <groupId>junit</groupId>\n</metadata>\n";
-    let good = Docs::default().with(unit, xml).with(
+    let good = upstream().with(unit, xml).with(
         &format!("{unit}.sha1"),
         hash(Algo::Sha1, xml).hex().as_bytes(),
     );
     let out = run(&adapter(None), unit, &good).unwrap().unwrap();
     assert_eq!(paths(&out), [unit, &format!("{unit}.sha1")]);
 
-    let stale = Docs::default().with(unit, xml).with(
+    let stale = upstream().with(unit, xml).with(
         &format!("{unit}.sha1"),
         hash(Algo::Sha1, b"older").hex().as_bytes(),
     );
@@ -274,21 +220,17 @@ fn metadata_is_checked_against_its_sidecar() {
         "{err}"
     );
 
-    let html = Docs::default().with(unit, b"<html><body>Welcome</body></html>");
+    let html = upstream().with(unit, b"<html><body>Welcome</body></html>");
     let err = run(&adapter(None), unit, &html).unwrap_err().to_string();
     assert!(err.contains("not an XML document"), "{err}");
-    assert!(
-        run(&adapter(None), unit, &Docs::default())
-            .unwrap()
-            .is_none()
-    );
+    assert!(run(&adapter(None), unit, &upstream()).unwrap().is_none());
 }
 
 #[test]
 fn a_pom_comes_with_its_sidecars_and_is_listed_only_as_verified_bytes() {
     let pom = b"<project><artifactId>a</artifactId></project>";
     let unit = "g/a/1/a-1.pom";
-    let good = Docs::default().with(unit, pom).with(
+    let good = upstream().with(unit, pom).with(
         &format!("{unit}.sha1"),
         hash(Algo::Sha1, pom).hex().as_bytes(),
     );
@@ -304,12 +246,10 @@ fn a_pom_comes_with_its_sidecars_and_is_listed_only_as_verified_bytes() {
         "fetched in the same round trip"
     );
 
-    let bad = Docs::default()
-        .with(unit, b"<project>tampered</project>")
-        .with(
-            &format!("{unit}.sha1"),
-            hash(Algo::Sha1, pom).hex().as_bytes(),
-        );
+    let bad = upstream().with(unit, b"<project>tampered</project>").with(
+        &format!("{unit}.sha1"),
+        hash(Algo::Sha1, pom).hex().as_bytes(),
+    );
     let out = run(&adapter(None), unit, &bad).unwrap().unwrap();
     let e = out
         .entries

@@ -1,39 +1,14 @@
 use super::*;
-use crate::config::parse_base_url;
-use crate::layout::LayoutKind;
+use crate::layout::{LayoutKind, testing};
 
 fn adapter(filter: Option<&[&str]>) -> Npm {
-    let m = MirrorConfig {
-        name: "npm".into(),
-        layout: LayoutKind::Npm,
-        upstreams: vec![parse_base_url("https://registry.upstream.test/").unwrap()],
-        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: crate::config::Download::OnDemand,
-        debian: None,
-        public_url: Some("http://mirror.example/npm".into()),
-        go: None,
-    };
+    let mut m = testing::mirror(LayoutKind::Npm, "https://registry.upstream.test/", filter);
+    m.public_url = Some("http://mirror.example/npm".into());
     Npm::new(&m, LayoutKind::Npm.spec())
 }
 
 fn sri(d: &[u8]) -> String {
-    // base64 of the bytes, by hand: enough for the test vectors below.
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in d.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..=c.len() {
-            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    while s.len() % 4 != 0 {
-        s.push('=');
-    }
-    s
+    crate::digest::encode_base64(d)
 }
 
 #[test]

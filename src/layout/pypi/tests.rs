@@ -1,24 +1,13 @@
 use super::*;
-use crate::config::parse_base_url;
-use crate::layout::LayoutKind;
+use crate::layout::{LayoutKind, testing};
 
 const SIX_JSON: &str = include_str!("../../../tests/fixtures/pypi/six.v1_json");
 const SIX_HTML: &str = include_str!("../../../tests/fixtures/pypi/six.html");
 const PAGE_URL: &str = "https://pypi.upstream.test/simple/six/";
 
 fn adapter(filter: Option<&[&str]>, cooldown: Option<u64>) -> Pypi {
-    let m = MirrorConfig {
-        name: "pypi".into(),
-        layout: LayoutKind::Pypi,
-        upstreams: vec![parse_base_url("https://pypi.upstream.test/").unwrap()],
-        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
-        cooldown: cooldown.map(std::time::Duration::from_secs),
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: crate::config::Download::OnDemand,
-        debian: None,
-        public_url: None,
-        go: None,
-    };
+    let mut m = testing::mirror(LayoutKind::Pypi, "https://pypi.upstream.test/", filter);
+    m.cooldown = cooldown.map(std::time::Duration::from_secs);
     Pypi::new(&m, LayoutKind::Pypi.spec())
 }
 
