@@ -4,26 +4,13 @@
 
 mod support;
 
-use std::io::Read;
-use std::path::Path;
-
 use support::upstream::Upstream;
-use support::{Mount, config, crates, crates_mirror, scratch, sha256_hex};
+use support::{Mount, crates, crates_mirror, errno, mount_over, sha256_hex};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
-    let up = Upstream::serve(&crates().root);
-    let dir = scratch(name);
-    let cfg = config(&dir, "", &crates_mirror("crates", &up.url(), extra));
-    let m = Mount::start(&dir, &cfg, "crates");
-    m.wait_generation(1);
-    (up, m)
-}
-
-fn errno(p: &Path) -> Option<i32> {
-    std::fs::File::open(p)
-        .and_then(|mut f| f.read_to_end(&mut Vec::new()))
-        .err()
-        .and_then(|e| e.raw_os_error())
+    mount_over(name, &crates().root, "crates", |up| {
+        crates_mirror("crates", up, extra)
+    })
 }
 
 #[test]

@@ -4,26 +4,11 @@
 
 mod support;
 
-use std::io::Read;
-use std::path::Path;
-
 use support::upstream::{Fault, Upstream};
-use support::{Mount, config, go, go_mirror, scratch};
+use support::{Mount, errno, go, go_mirror, mount_over};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
-    let up = Upstream::serve(&go().root);
-    let dir = scratch(name);
-    let cfg = config(&dir, "", &go_mirror("go", &up.url(), extra));
-    let m = Mount::start(&dir, &cfg, "go");
-    m.wait_generation(1);
-    (up, m)
-}
-
-fn errno(p: &Path) -> Option<i32> {
-    std::fs::File::open(p)
-        .and_then(|mut f| f.read_to_end(&mut Vec::new()))
-        .err()
-        .and_then(|e| e.raw_os_error())
+    mount_over(name, &go().root, "go", |up| go_mirror("go", up, extra))
 }
 
 #[test]

@@ -3,34 +3,15 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
 
 use support::upstream::Upstream;
-use support::{Mount, config, maven, maven_mirror, run, scratch};
+use support::{Mount, errno, hex_of, maven, maven_mirror, mount_over, run, scratch};
 
 const G: &str = "maven/org/regfs/demo/greeter";
 
-fn sha1_hex(data: &[u8]) -> String {
-    let mut h = regfs::digest::Hasher::new(regfs::digest::Algo::Sha1);
-    h.update(data);
-    h.finish().hex()
-}
-
 fn mount_on(name: &str, root: &Path, extra: &str) -> (Upstream, Mount) {
-    let up = Upstream::serve(root);
-    let dir = scratch(name);
-    let cfg = config(&dir, "", &maven_mirror("maven", &up.url(), extra));
-    let m = Mount::start(&dir, &cfg, "maven");
-    m.wait_generation(1);
-    (up, m)
-}
-
-fn errno(p: &Path) -> Option<i32> {
-    std::fs::File::open(p)
-        .and_then(|mut f| f.read_to_end(&mut Vec::new()))
-        .err()
-        .and_then(|e| e.raw_os_error())
+    mount_over(name, root, "maven", |up| maven_mirror("maven", up, extra))
 }
 
 #[test]
@@ -56,7 +37,11 @@ fn paths_resolve_on_lookup_and_files_match_upstream() {
                 "stat tells the truth: {rel}"
             );
             let data = std::fs::read(&p).unwrap();
-            assert_eq!(sha1_hex(&data), want["sha1"].as_str().unwrap(), "{rel}");
+            assert_eq!(
+                hex_of(regfs::digest::Algo::Sha1, &data),
+                want["sha1"].as_str().unwrap(),
+                "{rel}"
+            );
             for ext in ["sha1", "md5", "sha256", "sha512"] {
                 let side = format!("{rel}.{ext}");
                 let served = std::fs::read(m.path(&format!("maven/{side}")));
@@ -172,7 +157,7 @@ fn the_artifacts_filter_limits_lookups_and_syncs_literal_coordinates() {
     );
     let jar = m.path(&format!("{G}/1.0/greeter-1.0.jar"));
     assert_eq!(
-        sha1_hex(&std::fs::read(jar).unwrap()),
+        hex_of(regfs::digest::Algo::Sha1, &std::fs::read(jar).unwrap()),
         fx.manifest["files"]["org/regfs/demo/greeter/1.0/greeter-1.0.jar"]["sha1"]
             .as_str()
             .unwrap()
@@ -207,7 +192,7 @@ fn snapshot_metadata_refreshes_on_sync_and_survives_upstream_loss() {
     std::fs::write(&up_path, &newer).unwrap();
     std::fs::write(
         root.join("maven2").join(format!("{rel}.sha1")),
-        sha1_hex(newer.as_bytes()),
+        hex_of(regfs::digest::Algo::Sha1, newer.as_bytes()),
     )
     .unwrap();
     let out = run(&m.config, &["sync"]);

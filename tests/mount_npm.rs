@@ -3,33 +3,14 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
 
 use serde_json::Value;
 use support::upstream::Upstream;
-use support::{Mount, config, npm, npm_mirror, scratch};
+use support::{Mount, errno, hex_of, mount_over, npm, npm_mirror};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
-    let up = Upstream::serve(&npm().root);
-    let dir = scratch(name);
-    let cfg = config(&dir, "", &npm_mirror("npm", &up.url(), extra));
-    let m = Mount::start(&dir, &cfg, "npm");
-    m.wait_generation(1);
-    (up, m)
-}
-
-fn errno(p: &Path) -> Option<i32> {
-    std::fs::File::open(p)
-        .and_then(|mut f| f.read_to_end(&mut Vec::new()))
-        .err()
-        .and_then(|e| e.raw_os_error())
-}
-
-fn sha512_hex(data: &[u8]) -> String {
-    let mut h = regfs::digest::Hasher::new(regfs::digest::Algo::Sha512);
-    h.update(data);
-    h.finish().hex()
+    mount_over(name, &npm().root, "npm", |up| npm_mirror("npm", up, extra))
 }
 
 fn json(p: &Path) -> Value {
@@ -84,7 +65,7 @@ fn packuments_and_tarballs_resolve_on_lookup_and_verify() {
             "{path}"
         );
         assert_eq!(
-            sha512_hex(&std::fs::read(&p).unwrap()),
+            hex_of(regfs::digest::Algo::Sha512, &std::fs::read(&p).unwrap()),
             want["sha512"].as_str().unwrap()
         );
     }

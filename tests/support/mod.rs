@@ -321,6 +321,38 @@ pub fn sha256_hex(data: &[u8]) -> String {
     regfs::digest::Digest::sha256_of(data).hex()
 }
 
+/// The hex digest of `data` in `algo`.
+pub fn hex_of(algo: regfs::digest::Algo, data: &[u8]) -> String {
+    let mut h = regfs::digest::Hasher::new(algo);
+    h.update(data);
+    h.finish().hex()
+}
+
+/// The errno reading `p` to the end fails with (`None`: it succeeded).
+pub fn errno(p: &Path) -> Option<i32> {
+    use std::io::Read;
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_to_end(&mut Vec::new()))
+        .err()
+        .and_then(|e| e.raw_os_error())
+}
+
+/// A fresh upstream serving `root`, and a mount of one mirror over it:
+/// `mirror_toml(upstream_url)` gives the `[[mirror]]` table, named `name`.
+pub fn mount_over(
+    test: &str,
+    root: &Path,
+    name: &str,
+    mirror_toml: impl FnOnce(&str) -> String,
+) -> (upstream::Upstream, Mount) {
+    let up = upstream::Upstream::serve(root);
+    let dir = scratch(test);
+    let cfg = config(&dir, "", &mirror_toml(&up.url()));
+    let m = Mount::start(&dir, &cfg, name);
+    m.wait_generation(1);
+    (up, m)
+}
+
 fn is_mounted(mnt: &Path) -> bool {
     let want = std::fs::canonicalize(mnt).unwrap_or_else(|_| mnt.to_owned());
     std::fs::read_to_string("/proc/self/mountinfo")
