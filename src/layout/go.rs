@@ -210,15 +210,12 @@ impl Go {
         esc: &str,
         src: &dyn DocSource,
     ) -> Result<Option<UnitOutput>, SyncError> {
-        let (list, latest) = tokio::join!(
-            self.optional(src, format!("{esc}/@v/list")),
-            self.optional(src, format!("{esc}/@latest"))
-        );
-        let Some(list) = list? else {
+        // The list first: a name upstream does not know costs one request.
+        let Some(list) = self.optional(src, format!("{esc}/@v/list")).await? else {
             return Ok(None);
         };
         let mut entries = vec![stored(format!("{esc}/@v/list"), list)];
-        if let Some(latest) = latest? {
+        if let Some(latest) = self.optional(src, format!("{esc}/@latest")).await? {
             entries.push(stored(format!("{esc}/@latest"), latest));
         }
         Ok(Some(UnitOutput {

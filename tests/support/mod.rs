@@ -337,6 +337,60 @@ pub fn errno(p: &Path) -> Option<i32> {
         .and_then(|e| e.raw_os_error())
 }
 
+/// Looks up `paths` (unknown to upstream) from 40 threads while another
+/// thread keeps reading the cached file `cached`; each must be ENOENT. Then
+/// again, which must ask upstream nothing. Returns the cached reads served
+/// during the first storm and the upstream requests it made.
+pub fn lookup_storm(
+    m: &Mount,
+    up: &upstream::Upstream,
+    paths: &[String],
+    cached: &Path,
+) -> (u32, usize) {
+    use std::sync::atomic::AtomicBool;
+    let want = std::fs::read(cached).unwrap();
+    let done = AtomicBool::new(false);
+    let storm = |paths: &[String]| {
+        std::thread::scope(|s| {
+            for chunk in paths.chunks(paths.len().div_ceil(40)) {
+                s.spawn(move || {
+                    for p in chunk {
+                        assert_eq!(errno(&m.path(p)), Some(libc::ENOENT), "{p}");
+                    }
+                });
+            }
+        })
+    };
+    let before = up.total();
+    let reads = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut reads = 0u32;
+            while !done.load(Ordering::SeqCst) {
+                assert_eq!(
+                    std::fs::read(cached).unwrap(),
+                    want,
+                    "a cached read failed mid-storm"
+                );
+                reads += 1;
+            }
+            reads
+        });
+        storm(paths);
+        done.store(true, Ordering::SeqCst);
+        reader.join().unwrap()
+    });
+    let asked = up.total() - before;
+    let again = up.total();
+    storm(paths);
+    assert_eq!(
+        up.total(),
+        again,
+        "the second storm is answered from the negative cache"
+    );
+    assert!(reads > 0, "the cached reader was served during the storm");
+    (reads, asked)
+}
+
 /// A fresh upstream serving `root`, and a mount of one mirror over it:
 /// `mirror_toml(upstream_url)` gives the `[[mirror]]` table, named `name`.
 pub fn mount_over(
