@@ -104,8 +104,13 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 /// The `h1:` hash of a module zip on disk.
 pub fn hash_zip(path: &Path) -> io::Result<Digest> {
-    let mut f = File::open(path)?;
+    let f = File::open(path)?;
     let len = f.metadata()?.len();
+    hash_zip_from(f, len)
+}
+
+/// The `h1:` hash of a module zip of `len` bytes read from `f`.
+pub fn hash_zip_from<R: Read + Seek>(mut f: R, len: u64) -> io::Result<Digest> {
     // End of central directory: 22 bytes plus a comment of at most 64 KiB.
     let tail_len = len.min(22 + 65535);
     let mut tail = vec![0u8; tail_len as usize];
@@ -229,5 +234,120 @@ mod tests {
         );
         assert_eq!(parse_h1("h1:short"), None);
         assert_eq!(parse_h1("h2:AAAA"), None);
+    }
+}
+
+#[cfg(test)]
+mod zip_tests {
+    use super::*;
+    use std::io::{Cursor, Write};
+
+    /// A zip as Python's zipfile or Go's archive/zip writes it: local
+    /// headers, then the central directory, then its end record.
+    fn zip(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut cd = Vec::new();
+        for (name, data, deflate) in entries {
+            let body = if *deflate {
+                let mut e =
+                    flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            } else {
+                data.to_vec()
+            };
+            let method: u16 = if *deflate { 8 } else { 0 };
+            let offset = out.len() as u32;
+            let header = |sig: u32, central: bool| {
+                let mut h = Vec::new();
+                h.extend_from_slice(&sig.to_le_bytes());
+                if central {
+                    h.extend_from_slice(&20u16.to_le_bytes());
+                }
+                h.extend_from_slice(&20u16.to_le_bytes());
+                h.extend_from_slice(&0u16.to_le_bytes());
+                h.extend_from_slice(&method.to_le_bytes());
+                h.extend_from_slice(&[0; 8]); // time, date, crc (not checked by h1)
+                h.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                h.extend_from_slice(&0u16.to_le_bytes());
+                if central {
+                    h.extend_from_slice(&[0; 6]); // comment len, disk, internal attrs
+                    h.extend_from_slice(&[0; 4]); // external attrs
+                    h.extend_from_slice(&offset.to_le_bytes());
+                }
+                h.extend_from_slice(name.as_bytes());
+                h
+            };
+            out.extend(header(0x0403_4b50, false));
+            out.extend(&body);
+            cd.extend(header(0x0201_4b50, true));
+        }
+        let cd_offset = out.len() as u32;
+        out.extend(&cd);
+        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(cd.len() as u32).to_le_bytes());
+        out.extend_from_slice(&cd_offset.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out
+    }
+
+    fn h(bytes: &[u8]) -> io::Result<Digest> {
+        hash_zip_from(Cursor::new(bytes), bytes.len() as u64)
+    }
+
+    #[test]
+    fn stored_and_deflated_entries_hash_like_dirhash() {
+        let files: [(&str, &[u8]); 2] = [
+            ("m@v1.0.0/go.mod", b"module m\n"),
+            ("m@v1.0.0/a.go", b"package m\n"),
+        ];
+        let want = hash1(
+            files
+                .iter()
+                .map(|(n, d)| (n.to_string(), Digest::sha256_of(d)))
+                .collect(),
+        )
+        .unwrap();
+        let stored: Vec<_> = files.iter().map(|(n, d)| (*n, *d, false)).collect();
+        let deflated: Vec<_> = files.iter().map(|(n, d)| (*n, *d, true)).collect();
+        assert_eq!(h(&zip(&stored)).unwrap(), want);
+        assert_eq!(
+            h(&zip(&deflated)).unwrap(),
+            want,
+            "order and compression do not matter"
+        );
+    }
+
+    #[test]
+    fn hostile_zips_are_refused_not_trusted() {
+        let good = zip(&[("m@v1/go.mod", b"module m\n", true)]);
+        assert!(h(b"").is_err() && h(b"not a zip at all").is_err());
+        assert!(h(&good[..good.len() - 5]).is_err(), "truncated end record");
+        let mut lying = good.clone();
+        // Claim one more uncompressed byte than the entry has (central directory's size field).
+        let cd = lying.len() - 22 - (46 + "m@v1/go.mod".len());
+        lying[cd + 24] += 1;
+        assert!(h(&lying).is_err(), "a size that does not match");
+        let mut bomb = good.clone();
+        bomb[cd + 24..cd + 28].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = h(&bomb).unwrap_err().to_string();
+        assert!(err.contains("500 MiB"), "{err}");
+        let mut method = good.clone();
+        method[cd + 10] = 99;
+        assert!(
+            h(&method)
+                .unwrap_err()
+                .to_string()
+                .contains("compression method")
+        );
+        assert!(
+            h(&zip(&[("a\nb", b"x", false)])).is_err(),
+            "a newline in a name"
+        );
     }
 }

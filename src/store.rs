@@ -495,7 +495,12 @@ impl Pending {
             match crate::digest::digest_file(&self.path, &self.expect) {
                 Ok(d) => d,
                 // Not even a readable module zip: a verification failure.
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
                     tracing::warn!("{}: {e}", self.path.display());
                     Hasher::new(self.expect.algo()).finish()
                 }

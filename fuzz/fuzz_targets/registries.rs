@@ -1,0 +1,64 @@
+//! npm packuments, crates index files, Go module zips, go.sum files and
+//! module paths: no input may panic, every path an adapter derives stays
+//! inside the mirror, and nothing it lists lacks a digest.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use regfs::catalog::Body;
+use regfs::config::{Download, MirrorConfig, parse_base_url};
+use regfs::layout::{LayoutKind, crates, go, npm};
+
+fn mirror(layout: LayoutKind) -> MirrorConfig {
+    MirrorConfig {
+        name: "m".into(),
+        layout,
+        upstreams: vec![parse_base_url("http://127.0.0.1/").unwrap()],
+        filter: None,
+        cooldown: None,
+        sync_interval: std::time::Duration::from_secs(3600),
+        download: Download::OnDemand,
+        debian: None,
+        public_url: Some("http://mirror.test/m".into()),
+        go: None,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else { return };
+    match which % 4 {
+        0 => {
+            let Ok(json) = serde_json::from_slice::<serde_json::Value>(rest) else { return };
+            let name = json.get("name").and_then(|n| n.as_str()).unwrap_or("x").to_string();
+            if !npm::is_package_name(&name) {
+                return;
+            }
+            let m = mirror(LayoutKind::Npm);
+            let a = npm::Npm::new(&m, LayoutKind::Npm.spec());
+            if let Ok((full, entries, _)) = a.rewrite(&name, "http://127.0.0.1/x", json) {
+                let _ = npm::abbreviate(&full);
+                for e in entries {
+                    assert!(e.path.as_str().starts_with(&format!("{name}/-/")));
+                    assert!(matches!(e.body, Body::Remote { .. }));
+                }
+            }
+        }
+        1 => {
+            let (versions, _) = crates::parse_index("fuzzed", rest);
+            for v in versions {
+                assert!(v.name.eq_ignore_ascii_case("fuzzed"));
+                assert!(!v.vers.contains('/') && !v.vers.contains(".."));
+            }
+        }
+        2 => {
+            let _ = regfs::gomod::hash_zip_from(std::io::Cursor::new(rest), rest.len() as u64);
+        }
+        _ => {
+            let Ok(text) = std::str::from_utf8(rest) else { return };
+            let _ = go::parse_go_sum(text);
+            if let Some(m) = regfs::gomod::unescape(text) {
+                assert_eq!(regfs::gomod::escape(&m).as_deref(), Some(text));
+            }
+            let _ = go::is_module_path(text);
+        }
+    }
+});
