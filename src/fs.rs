@@ -87,11 +87,18 @@ impl PendingFile {
     ) -> Result<Arc<File>, FsError> {
         self.cell
             .get_or_init(|| async {
-                fs.fetch(mirror, url, digest, size).await?;
-                fs.local(&fs.store, digest).ok_or_else(|| {
-                    tracing::warn!(%digest, "downloaded, but the cached object cannot be opened");
-                    FsError::Local(format!("{digest}: cannot open the cached object"))
-                })
+                // A cache much smaller than the traffic through it can evict
+                // the object between its download and this open (the soak
+                // saw it once in 358k reads): fetch again, a few times.
+                for _ in 0..3 {
+                    fs.fetch(mirror, url, digest, size).await?;
+                    if let Some(f) = fs.local(&fs.store, digest) {
+                        return Ok(f);
+                    }
+                    tracing::info!(%digest, "evicted before it could be opened; fetching it again");
+                }
+                tracing::warn!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
+                Err(FsError::Local(format!("{digest}: evicted before it could be opened")))
             })
             .await
             .clone()
