@@ -120,12 +120,18 @@ fn failed(e: String) -> Response {
     }
 }
 
-/// Serves the control socket until the runtime shuts down.
-pub async fn serve(app: Arc<App>) -> std::io::Result<()> {
-    let path = socket_path(&app.config.state_dir);
+/// Binds the control socket (call within the runtime, before announcing
+/// readiness: a `regfs status` right after the mount must find it).
+pub fn bind(state_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    let path = socket_path(state_dir);
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the control socket until the runtime shuts down.
+pub async fn serve(app: Arc<App>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let app = app.clone();

@@ -292,6 +292,16 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
             .clamp(4, 16),
     );
     fuse_config.clone_fd = true;
+    // The control socket is up before anyone is told the mount is ready.
+    let control_listener = {
+        let _rt = rt.enter();
+        crate::control::bind(&app.config.state_dir).map_err(|e| {
+            DaemonError::Runtime(format!(
+                "cannot create the control socket {}: {e}",
+                crate::control::socket_path(&app.config.state_dir).display()
+            ))
+        })?
+    };
     let mut session = fuser::Session::new(fuse, &mountpoint, &fuse_config).map_err(|e| {
         DaemonError::Mountpoint {
             path: mountpoint.clone(),
@@ -328,7 +338,7 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
         }
         let control = app.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::control::serve(control).await {
+            if let Err(e) = crate::control::serve(control, control_listener).await {
                 tracing::error!("control socket stopped: {e}");
             }
         });
