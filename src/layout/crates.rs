@@ -49,13 +49,7 @@ pub fn is_crate_name(name: &str) -> bool {
 
 /// The sparse-index directory of a crate (lowercased): `1`, `2`, `3/s`, `se/rd`.
 pub fn shard(name: &str) -> String {
-    let n = name.to_ascii_lowercase();
-    match n.len() {
-        1 => "1".into(),
-        2 => "2".into(),
-        3 => format!("3/{}", &n[..1]),
-        _ => format!("{}/{}", &n[..2], &n[2..4]),
-    }
+    shard_prefix(name).to_ascii_lowercase()
 }
 
 /// One version line of an index file, as far as the mirror needs it.
