@@ -136,6 +136,7 @@ pub fn expand_dl(template: &str, v: &Version) -> String {
 }
 
 /// Cargo's `{prefix}`: the shard directory in the crate name's own case.
+/// `name` must be a valid crate name (ASCII): it is sliced by bytes.
 fn shard_prefix(name: &str) -> String {
     match name.len() {
         1 => "1".into(),
@@ -301,7 +302,9 @@ impl Adapter for Crates {
             crate_dir
         } else {
             let dir = parent.strip_prefix("index/")?;
-            (shard(name) == dir && name == name.to_ascii_lowercase()).then_some(name)?
+            // Validate before slicing: shard() indexes bytes.
+            (is_crate_name(name) && shard(name) == dir && name == name.to_ascii_lowercase())
+                .then_some(name)?
         };
         self.allowed(unit).then(|| unit.to_ascii_lowercase())
     }

@@ -43,6 +43,9 @@ fn shards_follow_the_sparse_index_rules() {
     );
     assert_eq!(a.lazy_unit("dl", "../x"), None);
     assert_eq!(a.lazy_unit("index/..", "x"), None);
+    // Multi-byte names must not reach the byte slicing (a panic on lookup).
+    assert_eq!(a.lazy_unit("index/3/\u{e9}", "\u{e9}a"), None);
+    assert_eq!(a.lazy_unit("index/ab", "\u{e9}\u{e9}\u{e9}"), None);
     assert!(a.lazy_dir("", "index") && a.lazy_dir("index", "se") && a.lazy_dir("index/se", "rd"));
     assert!(a.lazy_dir("index", "3") && a.lazy_dir("index/3", "s"));
     assert!(
