@@ -107,3 +107,24 @@ stop_regfs() {
     mountpoint -q "$work/mnt" && fail "SIGTERM left the mount behind"
     return 0
 }
+
+# isolated_apt DIR: an apt configuration that reads and writes only under DIR
+# (use it with APT_CONFIG=DIR/apt.conf): sources are DIR/sources/*.sources,
+# no dpkg status, amd64 only, no translations.
+isolated_apt() {
+    local d=$1
+    mkdir -p "$d"/{parts,sources,prefs,state/lists/partial,cache/archives/partial}
+    cat >"$d/apt.conf" <<CONF
+Dir::Etc::main "/dev/null";
+Dir::Etc::Parts "$d/parts";
+Dir::Etc::SourceList "/dev/null";
+Dir::Etc::SourceParts "$d/sources";
+Dir::Etc::PreferencesParts "$d/prefs";
+Dir::State "$d/state";
+Dir::State::status "/dev/null";
+Dir::Cache "$d/cache";
+APT::Architecture "amd64";
+APT::Architectures { "amd64"; };
+Acquire::Languages "none";
+CONF
+}
