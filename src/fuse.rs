@@ -31,9 +31,9 @@ pub struct FuseFs {
 /// Passthrough bookkeeping under one lock. The kernel allows one backing id
 /// per inode, shared by every handle open on it, and refuses to mix: while
 /// an inode has a passthrough handle, every open of it must be passthrough,
-/// and a passthrough open must not be attached while a direct-I/O handle of
-/// it may still be completing its open in the kernel. So an inode is either
-/// in passthrough (`by_ino`) or has direct handles (`direct`), never both.
+/// and a passthrough open fails while a handle served by regfs (page-cached)
+/// is open on it. So an inode is either in passthrough (`by_ino`) or has
+/// regfs-served handles (`direct`), never both.
 #[derive(Default)]
 struct Backing {
     /// Backing id by inode, with the number of handles using it. Ids whose
@@ -41,7 +41,7 @@ struct Backing {
     by_ino: HashMap<u64, (BackingId, usize)>,
     /// Inodes whose backing id went idle, oldest first.
     idle: std::collections::VecDeque<u64>,
-    /// Direct-I/O (regfs-served) handles open per inode.
+    /// Regfs-served (page-cached, not passthrough) handles open per inode.
     direct: HashMap<u64, usize>,
     /// Each handle's inode, and whether it is passthrough.
     by_fh: HashMap<u64, (u64, bool)>,
@@ -270,15 +270,17 @@ impl Filesystem for FuseFs {
             let file = match opened.kind {
                 OpenKind::Local(file) => file,
                 OpenKind::Pending => {
-                    // Bytes arrive through regfs once verified: direct I/O,
-                    // unless the inode is already in passthrough (then the
-                    // file is cached and verified: share it).
+                    // Bytes arrive through regfs once verified, into the
+                    // kernel's page cache (large readahead requests, and
+                    // later reads of this handle never reach regfs), unless
+                    // the inode is already in passthrough (then the file is
+                    // cached and verified: share it).
                     let mut b = backing.lock().unwrap();
                     if let Some(id) = b.join(opened.fh, opened.ino) {
                         return reply.opened_passthrough(fh, FopenFlags::empty(), id);
                     }
                     b.add_direct(opened.fh, opened.ino);
-                    return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO);
+                    return reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
                 }
                 // An in-memory snapshot (status.json): no page cache.
                 OpenKind::Memory => return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
@@ -289,9 +291,10 @@ impl Filesystem for FuseFs {
                     return reply.opened_passthrough(fh, FopenFlags::empty(), id);
                 }
                 if b.direct.contains_key(&opened.ino) {
-                    // Direct handles are open: stay in direct I/O until they close.
+                    // Handles served by regfs are open: the kernel refuses
+                    // passthrough until they close.
                     b.add_direct(opened.fh, opened.ino);
-                    return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO);
+                    return reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
                 }
                 match reply.open_backing(file.as_ref()) {
                     Ok(id) => {

@@ -120,6 +120,30 @@ fn a_tampered_file_gives_eio_and_nothing_is_cached() {
 }
 
 #[test]
+fn a_handle_opened_before_caching_works_beside_later_opens() {
+    // The first open of an uncached file is served by regfs through the
+    // page cache; the kernel refuses passthrough for an inode while such a
+    // handle is open, so later opens must follow it until it closes.
+    let fx = pypi();
+    let (up, m) = mount("mixed-opens", ALL);
+    let f = fx.file("alpha-2.0-py3-none-any.whl");
+    let path = m.path(&format!("pypi/{}", f.path));
+    let mut cold = std::fs::File::open(&path).unwrap();
+    let mut head = vec![0u8; 10];
+    cold.read_exact(&mut head).unwrap();
+    let beside = std::fs::read(&path).expect("an open beside the cold handle");
+    assert_eq!(sha256_hex(&beside), f.sha256);
+    let mut rest = Vec::new();
+    cold.read_to_end(&mut rest).unwrap();
+    head.extend_from_slice(&rest);
+    assert_eq!(sha256_hex(&head), f.sha256, "the cold handle reads it all");
+    drop(cold);
+    let after = std::fs::read(&path).expect("an open after the cold handle closed");
+    assert_eq!(sha256_hex(&after), f.sha256);
+    assert_eq!(up.hits(&f.path), 1);
+}
+
+#[test]
 fn fifty_concurrent_readers_of_one_uncached_file_cause_one_get() {
     let fx = pypi();
     let (up, m) = mount("concurrent", ALL);
