@@ -34,17 +34,40 @@ pub struct FuseFs {
 /// and a passthrough open fails while a handle served by regfs (page-cached)
 /// is open on it. So an inode is either in passthrough (`by_ino`) or has
 /// regfs-served handles (`direct`), never both.
-#[derive(Default)]
-struct Backing {
-    /// Backing id by inode, with the number of handles using it. Ids whose
-    /// last handle closed stay (with 0 users) for reuse, up to [`IDLE_IDS`].
-    by_ino: HashMap<u64, (BackingId, usize)>,
-    /// Inodes whose backing id went idle, oldest first.
-    idle: std::collections::VecDeque<u64>,
+struct Backing<Id = Passthrough> {
+    /// Backing id by inode. Ids whose last handle closed stay for reuse, up
+    /// to [`IDLE_IDS`] of them, least recently used evicted first.
+    by_ino: HashMap<u64, Shared<Id>>,
+    /// Idle ids in the order they went idle: (inode, its `idle_at` then).
+    /// An entry whose inode was reused since is stale and skipped.
+    idle: std::collections::VecDeque<(u64, u64)>,
+    /// Ids in `by_ino` with no handle.
+    idle_count: usize,
+    /// Counts releases, to tell an inode's latest idle entry from stale ones.
+    clock: u64,
     /// Regfs-served (page-cached, not passthrough) handles open per inode.
     direct: HashMap<u64, usize>,
     /// Each handle's inode, and whether it is passthrough.
     by_fh: HashMap<u64, (u64, bool)>,
+}
+
+struct Shared<Id> {
+    id: Id,
+    users: usize,
+    idle_at: u64,
+}
+
+impl<Id> Default for Backing<Id> {
+    fn default() -> Self {
+        Backing {
+            by_ino: HashMap::new(),
+            idle: Default::default(),
+            idle_count: 0,
+            clock: 0,
+            direct: HashMap::new(),
+            by_fh: HashMap::new(),
+        }
+    }
 }
 
 /// Backing ids kept after their last handle closes: reopening a hot file
@@ -52,13 +75,39 @@ struct Backing {
 /// the cached file open (in the kernel), so the count is bounded.
 const IDLE_IDS: usize = 4096;
 
-impl Backing {
+/// A backing id and the cache file it was opened on. Holding the file keeps
+/// it in `Fs`'s table of open objects, so reopening the inode costs no
+/// `open(2)` of the cache object either.
+struct Passthrough {
+    id: BackingId,
+    _file: Arc<std::fs::File>,
+}
+
+impl<Id> Backing<Id> {
     /// Shares the inode's backing id with a new handle, if it has one.
-    fn join(&mut self, fh: u64, ino: u64) -> Option<&BackingId> {
-        let (id, users) = self.by_ino.get_mut(&ino)?;
-        *users += 1;
+    fn join(&mut self, fh: u64, ino: u64) -> Option<&Id> {
+        let shared = self.by_ino.get_mut(&ino)?;
+        if shared.users == 0 {
+            self.idle_count -= 1;
+        }
+        shared.users += 1;
         self.by_fh.insert(fh, (ino, true));
-        Some(id)
+        Some(&shared.id)
+    }
+
+    /// Records a new backing id, used by its first handle.
+    fn insert(&mut self, fh: u64, ino: u64, id: Id) {
+        let shared = Shared {
+            id,
+            users: 1,
+            idle_at: 0,
+        };
+        if let Some(old) = self.by_ino.insert(ino, shared) {
+            if old.users == 0 {
+                self.idle_count -= 1;
+            }
+        }
+        self.by_fh.insert(fh, (ino, true));
     }
 
     fn add_direct(&mut self, fh: u64, ino: u64) {
@@ -70,25 +119,46 @@ impl Backing {
         let Some((ino, passthrough)) = self.by_fh.remove(&fh) else {
             return;
         };
-        if passthrough {
-            if let Some((_, users)) = self.by_ino.get_mut(&ino) {
-                *users -= 1;
-                if *users == 0 {
-                    self.idle.push_back(ino);
-                    while self.idle.len() > IDLE_IDS {
-                        let old = self.idle.pop_front().expect("non-empty");
-                        if self.by_ino.get(&old).is_some_and(|(_, u)| *u == 0) {
-                            self.by_ino.remove(&old);
-                        }
-                    }
+        if !passthrough {
+            if let Some(n) = self.direct.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    self.direct.remove(&ino);
                 }
             }
-        } else if let Some(n) = self.direct.get_mut(&ino) {
-            *n -= 1;
-            if *n == 0 {
-                self.direct.remove(&ino);
+            return;
+        }
+        let Some(shared) = self.by_ino.get_mut(&ino) else {
+            return;
+        };
+        shared.users -= 1;
+        if shared.users > 0 {
+            return;
+        }
+        self.clock += 1;
+        shared.idle_at = self.clock;
+        self.idle.push_back((ino, self.clock));
+        self.idle_count += 1;
+        while self.idle_count > IDLE_IDS {
+            let (old, at) = self.idle.pop_front().expect("idle ids are queued");
+            if self.is_latest_idle(old, at) {
+                self.by_ino.remove(&old);
+                self.idle_count -= 1;
             }
         }
+        // Reused ids leave stale entries behind: drop them before they
+        // outnumber the live ones.
+        if self.idle.len() > 2 * IDLE_IDS {
+            let mut idle = std::mem::take(&mut self.idle);
+            idle.retain(|&(ino, at)| self.is_latest_idle(ino, at));
+            self.idle = idle;
+        }
+    }
+
+    fn is_latest_idle(&self, ino: u64, at: u64) -> bool {
+        self.by_ino
+            .get(&ino)
+            .is_some_and(|s| s.users == 0 && s.idle_at == at)
     }
 }
 
@@ -276,8 +346,8 @@ impl Filesystem for FuseFs {
                     // the inode is already in passthrough (then the file is
                     // cached and verified: share it).
                     let mut b = backing.lock().unwrap();
-                    if let Some(id) = b.join(opened.fh, opened.ino) {
-                        return reply.opened_passthrough(fh, FopenFlags::empty(), id);
+                    if let Some(p) = b.join(opened.fh, opened.ino) {
+                        return reply.opened_passthrough(fh, FopenFlags::empty(), &p.id);
                     }
                     b.add_direct(opened.fh, opened.ino);
                     return reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
@@ -287,8 +357,8 @@ impl Filesystem for FuseFs {
             };
             if passthrough.load(Ordering::Relaxed) {
                 let mut b = backing.lock().unwrap();
-                if let Some(id) = b.join(opened.fh, opened.ino) {
-                    return reply.opened_passthrough(fh, FopenFlags::empty(), id);
+                if let Some(p) = b.join(opened.fh, opened.ino) {
+                    return reply.opened_passthrough(fh, FopenFlags::empty(), &p.id);
                 }
                 if b.direct.contains_key(&opened.ino) {
                     // Handles served by regfs are open: the kernel refuses
@@ -299,8 +369,7 @@ impl Filesystem for FuseFs {
                 match reply.open_backing(file.as_ref()) {
                     Ok(id) => {
                         reply.opened_passthrough(fh, FopenFlags::empty(), &id);
-                        b.by_ino.insert(opened.ino, (id, 1));
-                        b.by_fh.insert(opened.fh, (opened.ino, true));
+                        b.insert(opened.fh, opened.ino, Passthrough { id, _file: file });
                         return;
                     }
                     Err(e) => {
@@ -518,5 +587,75 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         reply.error(Errno::EROFS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backing, IDLE_IDS};
+
+    fn open(b: &mut Backing<u32>, fh: u64, ino: u64) -> u32 {
+        match b.join(fh, ino) {
+            Some(id) => *id,
+            None => {
+                b.insert(fh, ino, fh as u32);
+                fh as u32
+            }
+        }
+    }
+
+    #[test]
+    fn idle_backing_ids_are_reused_and_evicted_least_recently_used_first() {
+        let mut b = Backing::<u32>::default();
+        let files = IDLE_IDS as u64 / 2;
+        let mut fh = 0;
+        // A working set of half the budget, opened and closed many times
+        // (as `cat` over a tree does): each inode keeps its first id.
+        for pass in 0..10 {
+            for ino in 0..files {
+                fh += 1;
+                let id = open(&mut b, fh, ino);
+                if pass > 0 {
+                    assert_eq!(id, ino as u32 + 1, "pass {pass}: inode {ino} got a new id");
+                }
+                b.release(fh);
+            }
+        }
+        assert_eq!(b.idle_count, files as usize);
+        assert!(
+            b.idle.len() <= 2 * IDLE_IDS + 1,
+            "stale entries are compacted"
+        );
+        // Touch inode 0 again, then go idle on a full budget of others: the
+        // least recently used go first and inode 0, recent, stays.
+        fh += 1;
+        open(&mut b, fh, 0);
+        b.release(fh);
+        for ino in files..files + IDLE_IDS as u64 - 1 {
+            fh += 1;
+            open(&mut b, fh, ino);
+            b.release(fh);
+        }
+        assert_eq!(b.idle_count, IDLE_IDS);
+        assert_eq!(b.by_ino.len(), IDLE_IDS);
+        assert!(b.by_ino.contains_key(&0), "the recently used id stays");
+        assert!(
+            !b.by_ino.contains_key(&1),
+            "the least recently used one went"
+        );
+    }
+
+    #[test]
+    fn an_id_in_use_is_never_evicted() {
+        let mut b = Backing::<u32>::default();
+        b.insert(1, 7, 70);
+        for fh in 2..(IDLE_IDS as u64 * 3) {
+            open(&mut b, fh, fh + 100);
+            b.release(fh);
+        }
+        assert_eq!(b.join(99_999, 7), Some(&70));
+        b.release(1);
+        b.release(99_999);
+        assert_eq!(b.idle_count, IDLE_IDS);
     }
 }
