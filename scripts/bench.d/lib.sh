@@ -19,14 +19,16 @@ projects = [$4]
 CONF
 }
 
-# static_upstream DIR ROOT: nginx serving ROOT as a plain static upstream,
+# static_upstream DIR ROOT [PORT]: nginx serving ROOT as a plain static upstream,
 # negotiating PEP 691 like the shipped config (/simple/<p>/ answers
-# index.v1_json for the JSON Accept header); every request is logged as
-# "METHOD URI STATUS BYTES" in DIR/upstream.log. Sets $up_port.
+# index.v1_json for the JSON Accept header) and answering /<name> from
+# <name>/index.json as an npm registry does (tests/fixtures/serve.py --npm);
+# every request is logged as "METHOD URI STATUS BYTES" in DIR/upstream.log.
+# Sets $up_port (to PORT if given).
 static_upstream() {
     local dir=$1 root=$2
     mkdir -p "$dir"
-    up_port=$(free_port)
+    up_port=${3:-$(free_port)}
     cat >"$dir/site.conf" <<CONF
 log_format bench_upstream '\$request_method \$request_uri \$status \$body_bytes_sent';
 map \$http_accept \$bench_upstream_index {
@@ -39,6 +41,9 @@ server {
     access_log $dir/upstream.log bench_upstream;
     sendfile on;
     tcp_nopush on;
+    location / {
+        try_files \$uri \$uri/index.json =404;
+    }
     location /simple/ {
         index \$bench_upstream_index;
         location ~ \.v1_json\$ {
@@ -48,6 +53,22 @@ server {
 }
 CONF
     run_nginx "$dir" "$dir/site.conf" "$up_port"
+}
+
+# free_low_port: a free loopback port below 32768 (apt-cacher-ng 3.7.4 fails
+# to listen on, and to fetch from, any port above 32767: "Error resolving
+# address for binding").
+free_low_port() {
+    python3 -c '
+import random, socket
+for _ in range(200):
+    s, p = socket.socket(), random.randint(20000, 32767)
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break'
 }
 
 # stop_nginx DIR: stops the nginx run_nginx started in DIR, and waits for it.
@@ -116,10 +137,30 @@ curl_all() {
     echo "$t"
 }
 
+# compare_rps ROW METRIC TARGET URL PATHS BASE_URL BASE_PATHS [NOTE]: req/s of
+# wrk (wrk_rps) on URL, the regfs side, against BASE_URL, each GETting random
+# paths from its own PATHS file: a 1 s warm-up of each, then the best of
+# $WRK_ROUNDS alternating rounds of $WRK_SECS s. Records the row.
+compare_rps() {
+    local row=$1 metric=$2 target=$3 url=$4 paths=$5 burl=$6 bpaths=$7 note=${8:-} round r b best=0 bbest=0
+    wrk_rps "$burl" "$bpaths" 1 "$work/wrk-warmup-base.log" >/dev/null
+    wrk_rps "$url" "$paths" 1 "$work/wrk-warmup-regfs.log" >/dev/null
+    for round in $(seq "$WRK_ROUNDS"); do
+        b=$(wrk_rps "$burl" "$bpaths" "$WRK_SECS" "$work/wrk-base-$round.log")
+        r=$(wrk_rps "$url" "$paths" "$WRK_SECS" "$work/wrk-regfs-$round.log")
+        echo "$row round $round: baseline $b req/s, regfs $r req/s"
+        bbest=$(calc "$b > $bbest ? $b : $bbest")
+        best=$(calc "$r > $best ? $r : $best")
+    done
+    record "$row" "$metric" req/s "$best" "$bbest" "$target" "$note"
+}
+
 # wrk_rps URL PATHS_FILE SECONDS LOG: requests/s of wrk with 64 connections
-# fetching random paths from PATHS_FILE; fails the row on any error.
+# fetching random paths from PATHS_FILE; fails the row on any error (a
+# request unanswered for 10 s is one: wrk's default of 2 s is too short for
+# the slower peers).
 wrk_rps() {
-    wrk -t2 -c64 -d"$3s" --latency -s "$bench_dir/random.lua" "$1" -- "$2" >"$4" 2>&1 || fail "wrk failed: $(tail -3 "$4")"
+    wrk -t2 -c64 -d"$3s" --timeout 10s --latency -s "$bench_dir/random.lua" "$1" -- "$2" >"$4" 2>&1 || fail "wrk failed: $(tail -3 "$4")"
     if grep -qE 'Non-2xx|Socket errors' "$4"; then fail "wrk saw errors: $(grep -E 'Non-2xx|Socket errors' "$4")"; fi
     awk '/^Requests\/sec:/ {print $2}' "$4"
 }
@@ -187,4 +228,78 @@ run_group() {
         echo "bench: $name BROKE (exit $rc), see $logdir/$name.log" >&2
     fi
     echo "bench: $name took $(calc "int($EPOCHREALTIME - $t0)") s" >&2
+}
+
+# restart_regfs READY_PATH: a cold server: nginx and the mount stopped, the
+# $work/cache and $work/state of $work/regfs.toml removed, both started again
+# (start_regfs waits for READY_PATH, i.e. the first sync).
+restart_regfs() {
+    stop_nginx "$work"
+    if [ -n "$regfs_pid" ] && kill -0 "$regfs_pid" 2>/dev/null; then stop_regfs; fi
+    rm -rf "$work/cache" "$work/state"
+    start_regfs "$work/regfs.toml" "$1"
+    start_nginx
+}
+
+# upstream_gets REGEX: how many GETs of the static upstream so far were for a
+# path matching REGEX.
+upstream_gets() { awk -v re="$1" '$1 == "GET" && $2 ~ re' "$work/upstream/upstream.log" | wc -l; }
+
+# stop_pid [PID]: SIGTERM to a server this row group started, and wait for it.
+stop_pid() {
+    [ -n "${1:-}" ] || return 0
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# wait_http URL: until URL answers at all (any status); fails after 60 s.
+wait_http() {
+    local end=$((SECONDS + 60))
+    until curl -s -o /dev/null "$1"; do
+        [ "$SECONDS" -lt "$end" ] || fail "$1 did not answer within 60 s"
+        sleep 0.1
+    done
+}
+
+# count_files N GLOB...: fails the row unless GLOB matched exactly N files.
+count_files() {
+    local n=$1; shift
+    local got=0 f
+    for f in "$@"; do [ -e "$f" ] && got=$((got + 1)); done
+    [ "$got" = "$n" ] || fail "expected $n files, found $got ($1 ...)"
+}
+
+# peer_clients ROW WHAT PEER FN ARTIFACT_REGEX: a client against regfs (through
+# nginx) and against a peer, cold and warm, $P_RUNS times. Each run, for each
+# SIDE (regfs, peer): `FN_reset SIDE RUN` makes the server side cold (empty
+# caches) and does the untimed client preparation, then `FN_client SIDE DIR`
+# (DIR a new empty directory) is timed twice: cold, then warm. Per the
+# upstream's log, a cold run must have fetched every artifact (a path matching
+# ARTIFACT_REGEX; $P_PACKAGES of them) and a warm run none. Records the
+# medians, regfs against the peer, target <=1x.
+peer_clients() {
+    local row=$1 what=$2 peer=$3 fn=$4 re=$5 i side temp t0 before fetched
+    for i in $(seq "$P_RUNS"); do
+        for side in regfs peer; do
+            phase "$row run $i: $side, cold server"
+            "${fn}_reset" "$side" "$i"
+            for temp in cold warm; do
+                before=$(upstream_gets "$re")
+                mkdir -p "$work/run/$side-$temp-$i"
+                t0=$EPOCHREALTIME
+                "${fn}_client" "$side" "$work/run/$side-$temp-$i"
+                elapsed "$t0" | tee -a "$work/$side-$temp.times"
+                fetched=$(($(upstream_gets "$re") - before))
+                if [ $temp = cold ]; then
+                    [ "$fetched" -ge "$P_PACKAGES" ] || fail "$side: the cold run fetched only $fetched artifacts from upstream"
+                else
+                    [ "$fetched" = 0 ] || fail "$side: the warm run fetched $fetched artifacts from upstream again"
+                fi
+            done
+        done
+    done
+    for temp in cold warm; do
+        record "$row" "$what, $temp, vs $peer" s "$(median <"$work/regfs-$temp.times")" "$(median <"$work/peer-$temp.times")" "<=1x" \
+            "median of $P_RUNS; runs $(paste -sd/ "$work/regfs-$temp.times") vs $(paste -sd/ "$work/peer-$temp.times") s"
+    done
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a synthetic PyPI upstream for scripts/bench.
 
-Usage: mkpypi.py OUT PREFIX PROJECTS FILES SIZE [--fake] [--native-tree DIR]
+Usage: mkpypi.py OUT PREFIX PROJECTS FILES SIZE [--fake | --wheels] [--native-tree DIR]
 
 PROJECTS projects (named PREFIX when PROJECTS is 1, else PREFIX0000, ...)
 with FILES artifacts of SIZE bytes each, in the layout and page format of
@@ -18,15 +18,20 @@ file's sha256):
 
 --fake writes no artifact bytes: each digest is made up (unique) and only the
 JSON pages exist, for the metadata-scale benchmark where nothing is read.
+--wheels makes each artifact a real, installable wheel (METADATA, WHEEL and
+RECORD in its .dist-info, a module and SIZE bytes of seeded random data
+stored uncompressed), for clients that open what they download (pip).
 --native-tree DIR also creates, as empty files on disk, the tree a mount of
 this upstream shows under <mount>/<mirror>/ (simple/ pages and packages/),
 the baseline for `find`.
 """
+import base64
 import hashlib
 import json
 import os
 import random
 import sys
+import zipfile
 
 UPLOADED = "2024-01-01T09:00:00.000000Z"
 CHUNK = 16 << 20
@@ -46,6 +51,25 @@ def write_random(path, size, seed):
     return h.hexdigest()
 
 
+def write_wheel(path, name, version, size, seed):
+    """A minimal valid wheel of about size bytes into path; returns its sha256."""
+    info = f"{name}-{version}.dist-info"
+    members = {
+        f"{name}.py": f"VERSION = {version!r}\n".encode(),
+        f"{name}.data/data/{name}.bin": random.Random(seed).randbytes(size),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: mkpypi\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b'=').decode()},{len(b)}\n"
+        for n, b in members.items()) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for n, b in [*members.items(), (f"{info}/RECORD", record.encode())]:
+            z.writestr(zipfile.ZipInfo(n, (2024, 1, 1, 0, 0, 0)), b)
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def html_page(title, links):
     return ("<!DOCTYPE html>\n<html>\n  <head>\n"
             '    <meta name="pypi:repository-version" content="1.0">\n'
@@ -55,13 +79,13 @@ def html_page(title, links):
 
 def main():
     args = sys.argv[1:]
-    fake = "--fake" in args
+    fake, wheels = "--fake" in args, "--wheels" in args
     native = None
     if "--native-tree" in args:
         i = args.index("--native-tree")
         native = args[i + 1]
         del args[i:i + 2]
-    args = [a for a in args if a != "--fake"]
+    args = [a for a in args if a not in ("--fake", "--wheels")]
     if len(args) != 5:
         sys.exit(__doc__)
     out, prefix = args[0], args[1]
@@ -77,13 +101,17 @@ def main():
                 sha = hashlib.sha256(f"{name}/{filename}".encode()).hexdigest()
             else:
                 tmp = os.path.join(out, f".{filename}.part")
-                sha = write_random(tmp, size, f"{name}/{fi}")
+                if wheels:
+                    sha = write_wheel(tmp, name, f"{fi}.0", size, f"{name}/{fi}")
+                else:
+                    sha = write_random(tmp, size, f"{name}/{fi}")
             rel = f"packages/{sha[:2]}/{sha[2:4]}/{sha[4:]}/{filename}"
+            fsize = size if fake else os.path.getsize(tmp)
             if not fake:
                 os.makedirs(os.path.join(out, os.path.dirname(rel)), exist_ok=True)
                 os.rename(tmp, os.path.join(out, rel))
-            files.append((rel, sha, filename))
-            listing.append(f"{rel} {sha} {size}\n")
+            files.append((rel, sha, filename, fsize))
+            listing.append(f"{rel} {sha} {fsize}\n")
         page = {
             "meta": {"api-version": "1.1", "_last-serial": pi + 1},
             "name": name,
@@ -91,8 +119,8 @@ def main():
             "files": [{
                 "filename": filename, "url": f"../../{rel}",
                 "hashes": {"sha256": sha}, "requires-python": None,
-                "size": size, "upload-time": UPLOADED, "yanked": False,
-            } for rel, sha, filename in files],
+                "size": fsize, "upload-time": UPLOADED, "yanked": False,
+            } for rel, sha, filename, fsize in files],
         }
         os.makedirs(os.path.join(out, "simple", name), exist_ok=True)
         with open(os.path.join(out, "simple", name, "index.v1_json"), "w") as f:
@@ -101,9 +129,9 @@ def main():
             with open(os.path.join(out, "simple", name, "index.html"), "w") as f:
                 f.write(html_page(f"Links for {name}", [
                     f'<a href="../../{rel}#sha256={sha}">{filename}</a>'
-                    for rel, sha, filename in files]))
+                    for rel, sha, filename, _ in files]))
         if native:
-            for rel, _, _ in files:
+            for rel, *_ in files:
                 p = os.path.join(native, rel)
                 os.makedirs(os.path.dirname(p), exist_ok=True)
                 open(p, "wb").close()
