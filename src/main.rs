@@ -217,7 +217,23 @@ fn init_logging(log: Option<&std::path::Path>, detached: bool) {
     }
 }
 
+/// glibc raises its mmap threshold each time a large block is freed, so the
+/// big buffers of a sync (indexes, the catalog under construction) end up
+/// in the heap, where freeing them does not return memory and what is left
+/// fragments. A fixed threshold keeps every block over 256 KiB in its own
+/// mapping, returned on free: `regfs sync` of Debian main amd64 peaked at
+/// 53 MB with it (5 runs, 53.2–53.5) and at 62–76 MB without.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator tunable, before any thread
+    // is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
+}
+
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let commands = [
         "mount", "sync", "status", "verify", "prefetch", "gc", "help",
