@@ -278,8 +278,8 @@ count_files() {
 # ARTIFACT_REGEX; $P_PACKAGES of them) and a warm run none. Records the
 # medians, regfs against the peer, target <=1x.
 peer_clients() {
-    local row=$1 what=$2 peer=$3 fn=$4 re=$5 i side temp t0 before fetched
-    for i in $(seq "$P_RUNS"); do
+    local row=$1 what=$2 peer=$3 fn=$4 re=$5 runs=${PEER_RUNS:-$P_RUNS} i side temp t0 before fetched
+    for i in $(seq "$runs"); do
         for side in regfs peer; do
             phase "$row run $i: $side, cold server"
             "${fn}_reset" "$side" "$i"
@@ -300,6 +300,6 @@ peer_clients() {
     done
     for temp in cold warm; do
         record "$row" "$what, $temp, vs $peer" s "$(median <"$work/regfs-$temp.times")" "$(median <"$work/peer-$temp.times")" "<=1x" \
-            "median of $P_RUNS; runs $(paste -sd/ "$work/regfs-$temp.times") vs $(paste -sd/ "$work/peer-$temp.times") s"
+            "median of $runs; runs $(paste -sd/ "$work/regfs-$temp.times") vs $(paste -sd/ "$work/peer-$temp.times") s"
     done
 }
