@@ -200,7 +200,14 @@ pub struct Fs {
     status_json: std::sync::Mutex<(std::time::Instant, Arc<Vec<u8>>)>,
     /// One descriptor per open object, shared by all its handles (reads are
     /// positional), so 10,000 opens of a file cost one fd.
-    open_files: std::sync::Mutex<HashMap<crate::digest::Digest, std::sync::Weak<File>>>,
+    open_files: std::sync::Mutex<OpenFiles>,
+}
+
+#[derive(Default)]
+struct OpenFiles {
+    by_digest: HashMap<crate::digest::Digest, std::sync::Weak<File>>,
+    /// [`crate::store::discards`] when `by_digest` was last cleared.
+    discards: u64,
 }
 
 impl Fs {
@@ -604,6 +611,13 @@ impl Fs {
     /// handles open on it.
     fn local(&self, store: &Store, d: &crate::digest::Digest) -> Option<Arc<File>> {
         let mut open = self.open_files.lock().unwrap();
+        let discards = crate::store::discards();
+        if open.discards != discards {
+            // A shared descriptor may be the discarded object's.
+            open.by_digest.clear();
+            open.discards = discards;
+        }
+        let open = &mut open.by_digest;
         if let Some(f) = open.get(d).and_then(std::sync::Weak::upgrade) {
             store.mark_used(d);
             return Some(f);

@@ -47,6 +47,8 @@ struct Backing<Id = Passthrough> {
     clock: u64,
     /// Regfs-served (page-cached, not passthrough) handles open per inode.
     direct: HashMap<u64, usize>,
+    /// [`crate::store::discards`] when the idle ids were last checked.
+    discards: u64,
     /// Each handle's inode, and whether it is passthrough.
     by_fh: HashMap<u64, (u64, bool)>,
 }
@@ -65,6 +67,7 @@ impl<Id> Default for Backing<Id> {
             idle_count: 0,
             clock: 0,
             direct: HashMap::new(),
+            discards: 0,
             by_fh: HashMap::new(),
         }
     }
@@ -153,6 +156,19 @@ impl<Id> Backing<Id> {
             idle.retain(|&(ino, at)| self.is_latest_idle(ino, at));
             self.idle = idle;
         }
+    }
+
+    /// Drops every idle id if a cache object was discarded as bad since the
+    /// last call: an idle id's file may be that object. Ids in use stay (the
+    /// kernel allows one per open inode) until their handles close.
+    fn check_discards(&mut self, discards: u64) {
+        if self.discards == discards {
+            return;
+        }
+        self.discards = discards;
+        self.by_ino.retain(|_, s| s.users > 0);
+        self.idle.clear();
+        self.idle_count = 0;
     }
 
     fn is_latest_idle(&self, ino: u64, at: u64) -> bool {
@@ -331,6 +347,12 @@ impl Filesystem for FuseFs {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         let (passthrough, backing) = (self.passthrough.clone(), self.backing.clone());
+        // Before the open looks for a shared descriptor, so neither layer
+        // hands out one to a discarded object.
+        backing
+            .lock()
+            .unwrap()
+            .check_discards(crate::store::discards());
         self.run(self.fs.clone().open(ino.0, write), move |r| {
             let opened = match r {
                 Ok(o) => o,

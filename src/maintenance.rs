@@ -99,7 +99,7 @@ fn check_store(
         if let Some(p) = problem {
             r.problems.push(p);
             if repair {
-                store.remove(&digest);
+                store.discard(&digest);
                 r.actions.push(format!("removed {}", path.display()));
             }
         }

@@ -27,6 +27,16 @@ use crate::digest::{Algo, Digest, Hasher, decode_hex};
 /// How often (seconds) an object's mtime is refreshed when it is opened.
 const TOUCH_INTERVAL: u64 = 3600;
 
+static DISCARDS: AtomicU64 = AtomicU64::new(0);
+
+/// How many objects any store of this process has discarded as bad. Holders
+/// of open descriptors kept for reuse (the filesystem's shared files, the
+/// kernel's passthrough backing ids) drop them when it changes: the file
+/// behind one may be the discarded object.
+pub fn discards() -> u64 {
+    DISCARDS.load(Ordering::SeqCst)
+}
+
 pub struct Store {
     root: PathBuf,
     max_size: Option<u64>,
@@ -361,6 +371,14 @@ impl Store {
     pub fn remove(&self, d: &Digest) {
         let _ = fs::remove_file(self.object_path(d));
         self.forget(d);
+    }
+
+    /// Removes the object for `d` as bad (it no longer matches its digest):
+    /// descriptors that still reach it must not serve it again, see
+    /// [`discards`].
+    pub fn discard(&self, d: &Digest) {
+        self.remove(d);
+        DISCARDS.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Removes every object for which `keep` is false; returns (objects, bytes) removed.
