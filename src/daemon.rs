@@ -240,23 +240,34 @@ pub fn run(config: Config, mountpoint: &Path, ready: Option<Ready>) -> Result<()
 
 /// Raises the open-file limit to its hard maximum: every open handle of a
 /// cached file and every download holds a descriptor.
-fn raise_fd_limit() {
+/// Raises the soft descriptor limit to the hard one; returns the limit now
+/// in force.
+fn raise_fd_limit() -> u64 {
     let mut l = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: plain getrlimit/setrlimit on a valid struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 1024;
+        }
+        if l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
         }
     }
+    l.rlim_cur
 }
 
 fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result<(), DaemonError> {
     let _lock = StateLock::acquire(&config.state_dir)?;
-    raise_fd_limit();
+    let fd_limit = raise_fd_limit();
     let mountpoint = check_mountpoint(mountpoint, &config.path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(
@@ -270,7 +281,11 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
         .map_err(|e| DaemonError::Runtime(e.to_string()))?;
     let app = Arc::new(App::open(config)?);
     let fs = Fs::new(app.mirrors(), app.store.clone(), app.fetcher.clone());
-    let fuse = FuseFs::new(fs.clone(), rt.handle().clone());
+    let fuse = FuseFs::new(
+        fs.clone(),
+        rt.handle().clone(),
+        crate::fuse::idle_ids(fd_limit),
+    );
 
     let options = vec![
         MountOption::RO,

@@ -36,13 +36,15 @@ pub struct FuseFs {
 /// regfs-served handles (`direct`), never both.
 struct Backing<Id = Passthrough> {
     /// Backing id by inode. Ids whose last handle closed stay for reuse, up
-    /// to [`IDLE_IDS`] of them, least recently used evicted first.
+    /// to `max_idle` of them, least recently used evicted first.
     by_ino: HashMap<u64, Shared<Id>>,
     /// Idle ids in the order they went idle: (inode, its `idle_at` then).
     /// An entry whose inode was reused since is stale and skipped.
     idle: std::collections::VecDeque<(u64, u64)>,
     /// Ids in `by_ino` with no handle.
     idle_count: usize,
+    /// At most this many idle ids ([`idle_ids`]).
+    max_idle: usize,
     /// Counts releases, to tell an inode's latest idle entry from stale ones.
     clock: u64,
     /// Regfs-served (page-cached, not passthrough) handles open per inode.
@@ -59,12 +61,13 @@ struct Shared<Id> {
     idle_at: u64,
 }
 
-impl<Id> Default for Backing<Id> {
-    fn default() -> Self {
+impl<Id> Backing<Id> {
+    fn new(max_idle: usize) -> Self {
         Backing {
             by_ino: HashMap::new(),
             idle: Default::default(),
             idle_count: 0,
+            max_idle,
             clock: 0,
             direct: HashMap::new(),
             discards: 0,
@@ -74,9 +77,13 @@ impl<Id> Default for Backing<Id> {
 }
 
 /// Backing ids kept after their last handle closes: reopening a hot file
-/// then costs no backing open/close round trip with the kernel. Each holds
-/// the cached file open (in the kernel), so the count is bounded.
-const IDLE_IDS: usize = 4096;
+/// then costs no backing open/close round trip with the kernel, nor an
+/// `open(2)` of the cache object. Each holds a descriptor (and the file open
+/// in the kernel), so the count is bounded: 4,096, or a quarter of the
+/// process's descriptor limit when that is lower.
+pub fn idle_ids(fd_limit: u64) -> usize {
+    (fd_limit / 4).clamp(16, 4096) as usize
+}
 
 /// A backing id and the cache file it was opened on. Holding the file keeps
 /// it in `Fs`'s table of open objects, so reopening the inode costs no
@@ -142,7 +149,7 @@ impl<Id> Backing<Id> {
         shared.idle_at = self.clock;
         self.idle.push_back((ino, self.clock));
         self.idle_count += 1;
-        while self.idle_count > IDLE_IDS {
+        while self.idle_count > self.max_idle {
             let (old, at) = self.idle.pop_front().expect("idle ids are queued");
             if self.is_latest_idle(old, at) {
                 self.by_ino.remove(&old);
@@ -151,7 +158,7 @@ impl<Id> Backing<Id> {
         }
         // Reused ids leave stale entries behind: drop them before they
         // outnumber the live ones.
-        if self.idle.len() > 2 * IDLE_IDS {
+        if self.idle.len() > 2 * self.max_idle {
             let mut idle = std::mem::take(&mut self.idle);
             idle.retain(|&(ino, at)| self.is_latest_idle(ino, at));
             self.idle = idle;
@@ -221,12 +228,14 @@ impl DirSink for Sink<'_> {
 }
 
 impl FuseFs {
-    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle) -> FuseFs {
+    /// `max_idle`: how many passthrough backing ids to keep for reuse
+    /// ([`idle_ids`]).
+    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, max_idle: usize) -> FuseFs {
         FuseFs {
             fs,
             rt,
             passthrough: Arc::new(AtomicBool::new(false)),
-            backing: Arc::default(),
+            backing: Arc::new(Mutex::new(Backing::new(max_idle))),
         }
     }
 
@@ -614,7 +623,9 @@ impl Filesystem for FuseFs {
 
 #[cfg(test)]
 mod tests {
-    use super::{Backing, IDLE_IDS};
+    use super::{Backing, idle_ids};
+
+    const IDLE_IDS: usize = 4096;
 
     fn open(b: &mut Backing<u32>, fh: u64, ino: u64) -> u32 {
         match b.join(fh, ino) {
@@ -628,7 +639,7 @@ mod tests {
 
     #[test]
     fn idle_backing_ids_are_reused_and_evicted_least_recently_used_first() {
-        let mut b = Backing::<u32>::default();
+        let mut b = Backing::<u32>::new(IDLE_IDS);
         let files = IDLE_IDS as u64 / 2;
         let mut fh = 0;
         // A working set of half the budget, opened and closed many times
@@ -668,8 +679,15 @@ mod tests {
     }
 
     #[test]
+    fn idle_ids_are_bounded_by_the_descriptor_limit() {
+        assert_eq!(idle_ids(1024), 256);
+        assert_eq!(idle_ids(65536), 4096);
+        assert_eq!(idle_ids(20), 16);
+    }
+
+    #[test]
     fn an_id_in_use_is_never_evicted() {
-        let mut b = Backing::<u32>::default();
+        let mut b = Backing::<u32>::new(IDLE_IDS);
         b.insert(1, 7, 70);
         for fh in 2..(IDLE_IDS as u64 * 3) {
             open(&mut b, fh, fh + 100);
