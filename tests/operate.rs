@@ -25,6 +25,19 @@ fn run(m: &Mount, args: &[&str]) -> (Output, String) {
     (out, text)
 }
 
+/// Flips one bit of the cache object with this SHA-256; returns its path.
+fn rot_object(dir: &std::path::Path, sha256: &str) -> std::path::PathBuf {
+    let obj = dir.join(format!(
+        "cache/objects/sha256/{}/{}",
+        &sha256[..2],
+        &sha256[2..]
+    ));
+    let mut bytes = std::fs::read(&obj).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&obj, bytes).unwrap();
+    obj
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -49,14 +62,7 @@ fn verify_finds_corrupt_and_unowned_objects_and_repair_removes_them() {
     assert!(out.status.success(), "{text}");
 
     // Bit rot in one object, and a stray object nobody owns.
-    let obj = dir.join(format!(
-        "cache/objects/sha256/{}/{}",
-        &f.sha256[..2],
-        &f.sha256[2..]
-    ));
-    let mut bytes = std::fs::read(&obj).unwrap();
-    bytes[10] ^= 1;
-    std::fs::write(&obj, bytes).unwrap();
+    let obj = rot_object(&dir, &f.sha256);
     let stray = sha256_hex(b"stray");
     let stray_path = dir.join(format!(
         "cache/objects/sha256/{}/{}",
@@ -112,14 +118,7 @@ fn repair_stops_a_running_mount_serving_a_corrupt_object_it_read_before() {
     for _ in 0..2 {
         assert_eq!(sha256_hex(&std::fs::read(&path).unwrap()), f.sha256);
     }
-    let obj = m.dir.join(format!(
-        "cache/objects/sha256/{}/{}",
-        &f.sha256[..2],
-        &f.sha256[2..]
-    ));
-    let mut bytes = std::fs::read(&obj).unwrap();
-    bytes[10] ^= 1;
-    std::fs::write(&obj, bytes).unwrap();
+    rot_object(&m.dir, &f.sha256);
     let (out, text) = run(&m, &["verify", "--repair"]);
     assert!(!out.status.success() && text.contains("corrupt"), "{text}");
     assert_eq!(
