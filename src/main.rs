@@ -222,7 +222,7 @@ fn init_logging(log: Option<&std::path::Path>, detached: bool) {
 /// in the heap, where freeing them does not return memory and what is left
 /// fragments. A fixed threshold keeps every block over 256 KiB in its own
 /// mapping, returned on free: `regfs sync` of Debian main amd64 peaked at
-/// 53 MB with it (5 runs, 53.2–53.5) and at 62–76 MB without.
+/// 55 MB with it (5 runs, 55.1–55.6) and at 62–76 MB without.
 fn fixed_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes an allocator tunable, before any thread

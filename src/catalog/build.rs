@@ -242,14 +242,7 @@ pub fn build(
     let mut units = units;
     units.sort();
     units.dedup();
-    // The records own all the buffer needs: the tree and its items (every
-    // path and URL) go before the buffer is allocated, which halves the
-    // build's peak memory.
-    let records = records(&flat, &items, &dir_hashes, &units)?;
-    drop(flat);
-    drop(items);
-    drop(dir_hashes);
-    encode(number, now, records).map(|generation| BuildOutput {
+    encode(number, now, &flat, &items, &dir_hashes, &units).map(|generation| BuildOutput {
         generation,
         blobs,
         conflicts,
@@ -325,37 +318,15 @@ fn append(strings: &mut Vec<u8>, s: &str) -> Result<u32, BuildError> {
     Ok(off)
 }
 
-/// A node's record, and the sections it points into, before encoding.
-struct Records {
-    recs: Vec<Rec>,
-    strings: Vec<u8>,
-    /// URL prefixes, then units: (string offset, length).
-    refs: Vec<(u32, u32)>,
-    n_prefixes: u32,
-    digests: Vec<u8>,
-}
-
-struct Rec {
-    ino: u64,
-    size: u64,
-    parent: u32,
-    name: u32,
-    name_len: u16,
-    kind: u8,
-    flags: u8,
-    mtime: u32,
-    a: u32,
-    b: u32,
-    c: u32,
-}
-
-/// Strings (deduplicated), URL prefixes and digests, and every node's record.
-fn records(
+fn encode(
+    number: u64,
+    now: u32,
     flat: &[Flat],
     items: &[Item],
     dir_hashes: &[u64],
     units: &[String],
-) -> Result<Records, BuildError> {
+) -> Result<Generation, BuildError> {
+    // Strings (deduplicated), URL prefixes and digests first, to size the buffer.
     let mut strings: Vec<u8> = Vec::new();
     // Names repeat (index.html, by-hash, SHA256…): each is stored once.
     let mut interned: HashMap<&str, u32> = HashMap::new();
@@ -364,6 +335,15 @@ fn records(
     let mut digests: Vec<u8> = Vec::new();
     let mut digest_ids: HashMap<&Digest, u32> = HashMap::new();
 
+    struct Rec {
+        name: u32,
+        a: u32,
+        b: u32,
+        c: u32,
+        flags: u8,
+        kind: u8,
+        size: u64,
+    }
     let mut recs = Vec::with_capacity(flat.len());
     for (i, n) in flat.iter().enumerate() {
         let name = match interned.get(n.name) {
@@ -374,28 +354,16 @@ fn records(
                 off
             }
         };
-        let node = |kind, flags, size, a, b, c| Rec {
-            ino: n.ino,
-            size,
-            parent: n.parent,
-            name,
-            name_len: n.name.len() as u16,
-            kind,
-            flags,
-            mtime: n.mtime,
-            a,
-            b,
-            c,
-        };
         let Some(item) = n.item.map(|it| &items[it]) else {
-            recs.push(node(
-                format::KIND_DIR,
-                0,
-                dir_hashes[i],
-                n.first_child,
-                n.n_children,
-                0,
-            ));
+            recs.push(Rec {
+                name,
+                a: n.first_child,
+                b: n.n_children,
+                c: 0,
+                flags: 0,
+                kind: format::KIND_DIR,
+                size: dir_hashes[i],
+            });
             continue;
         };
         let f = &item.file;
@@ -412,7 +380,15 @@ fn records(
         };
         let size = f.size.unwrap_or(format::SIZE_UNKNOWN);
         let rec = match &f.url {
-            None => node(format::KIND_STORED, 0, size, a, 0, 0),
+            None => Rec {
+                name,
+                a,
+                b: 0,
+                c: 0,
+                flags: 0,
+                kind: format::KIND_STORED,
+                size,
+            },
             Some(url) => match url
                 .strip_suffix(item.path.as_str())
                 .filter(|p| !p.is_empty())
@@ -427,11 +403,27 @@ fn records(
                             id
                         }
                     };
-                    node(format::KIND_REMOTE, format::FLAG_URL_PREFIX, size, a, id, 0)
+                    Rec {
+                        name,
+                        a,
+                        b: id,
+                        c: 0,
+                        flags: format::FLAG_URL_PREFIX,
+                        kind: format::KIND_REMOTE,
+                        size,
+                    }
                 }
                 None => {
                     let off = append(&mut strings, url)?;
-                    node(format::KIND_REMOTE, 0, size, a, off, url.len() as u32)
+                    Rec {
+                        name,
+                        a,
+                        b: off,
+                        c: url.len() as u32,
+                        flags: 0,
+                        kind: format::KIND_REMOTE,
+                        size,
+                    }
                 }
             },
         };
@@ -440,67 +432,50 @@ fn records(
     drop(digest_ids);
     drop(prefix_ids);
     drop(interned);
-    let mut refs = prefixes;
-    let n_prefixes = refs.len() as u32;
+    let mut unit_refs = Vec::with_capacity(units.len());
     for u in units {
-        refs.push((append(&mut strings, u)?, u.len() as u32));
+        unit_refs.push((append(&mut strings, u)?, u.len() as u32));
     }
-    Ok(Records {
-        recs,
-        strings,
-        refs,
-        n_prefixes,
-        digests,
-    })
-}
 
-fn encode(number: u64, now: u32, r: Records) -> Result<Generation, BuildError> {
-    let Records {
-        recs,
-        strings,
-        refs,
-        n_prefixes,
-        digests,
-    } = r;
     let counts = Counts {
         number,
         created: u64::from(now),
-        nodes: recs.len() as u32,
-        prefixes: n_prefixes,
-        units: refs.len() as u32 - n_prefixes,
+        nodes: flat.len() as u32,
+        prefixes: prefixes.len() as u32,
+        units: units.len() as u32,
         strings: u32::try_from(strings.len()).map_err(|_| BuildError::TooLarge("strings"))?,
         digests: digests.len() as u32,
     };
     let (mut buf, hdr) = format::new_buffer(&counts);
-    for (i, r) in recs.iter().enumerate() {
+    for (i, (n, r)) in flat.iter().zip(&recs).enumerate() {
         let at = hdr.nodes.start + i * format::NODE_LEN;
         let rec = &mut buf[at..at + format::NODE_LEN];
-        rec[0..8].copy_from_slice(&r.ino.to_le_bytes());
+        rec[0..8].copy_from_slice(&n.ino.to_le_bytes());
         rec[format::OFF_SIZE..format::OFF_SIZE + 8].copy_from_slice(&r.size.to_le_bytes());
-        rec[format::OFF_PARENT..format::OFF_PARENT + 4].copy_from_slice(&r.parent.to_le_bytes());
+        rec[format::OFF_PARENT..format::OFF_PARENT + 4].copy_from_slice(&n.parent.to_le_bytes());
         rec[format::OFF_NAME..format::OFF_NAME + 4].copy_from_slice(&r.name.to_le_bytes());
         rec[format::OFF_NAME_LEN..format::OFF_NAME_LEN + 2]
-            .copy_from_slice(&r.name_len.to_le_bytes());
+            .copy_from_slice(&(n.name.len() as u16).to_le_bytes());
         rec[format::OFF_KIND] = r.kind;
         rec[format::OFF_FLAGS] = r.flags;
-        rec[format::OFF_MTIME..format::OFF_MTIME + 4].copy_from_slice(&r.mtime.to_le_bytes());
+        rec[format::OFF_MTIME..format::OFF_MTIME + 4].copy_from_slice(&n.mtime.to_le_bytes());
         rec[format::OFF_A..format::OFF_A + 4].copy_from_slice(&r.a.to_le_bytes());
         rec[format::OFF_B..format::OFF_B + 4].copy_from_slice(&r.b.to_le_bytes());
         rec[format::OFF_C..format::OFF_C + 4].copy_from_slice(&r.c.to_le_bytes());
     }
-    let mut inos: Vec<(u64, u32)> = recs
+    drop(recs);
+    let mut inos: Vec<(u64, u32)> = flat
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.ino, i as u32))
+        .map(|(i, n)| (n.ino, i as u32))
         .collect();
-    drop(recs);
     inos.sort_unstable();
     for (i, (ino, id)) in inos.iter().enumerate() {
         let at = hdr.inos.start + i * 12;
         buf[at..at + 8].copy_from_slice(&ino.to_le_bytes());
         buf[at + 8..at + 12].copy_from_slice(&id.to_le_bytes());
     }
-    for (i, (off, len)) in refs.iter().enumerate() {
+    for (i, (off, len)) in prefixes.iter().chain(&unit_refs).enumerate() {
         let at = hdr.prefixes.start + i * 8;
         buf[at..at + 4].copy_from_slice(&off.to_le_bytes());
         buf[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
