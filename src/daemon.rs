@@ -238,10 +238,9 @@ pub fn run(config: Config, mountpoint: &Path, ready: Option<Ready>) -> Result<()
     result
 }
 
-/// Raises the open-file limit to its hard maximum: every open handle of a
-/// cached file and every download holds a descriptor.
-/// Raises the soft descriptor limit to the hard one; returns the limit now
-/// in force.
+/// Raises the open-file limit to its hard maximum (every open handle of a
+/// cached file, every kept passthrough id and every download holds a
+/// descriptor); returns the limit now in force.
 fn raise_fd_limit() -> u64 {
     let mut l = libc::rlimit {
         rlim_cur: 0,

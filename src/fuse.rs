@@ -4,7 +4,7 @@
 //! passthrough backing ids (one per inode while any handle is open) and the
 //! notifier that invalidates what a generation swap changed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,15 +38,10 @@ struct Backing<Id = Passthrough> {
     /// Backing id by inode. Ids whose last handle closed stay for reuse, up
     /// to `max_idle` of them, least recently used evicted first.
     by_ino: HashMap<u64, Shared<Id>>,
-    /// Idle ids in the order they went idle: (inode, its `idle_at` then).
-    /// An entry whose inode was reused since is stale and skipped.
-    idle: std::collections::VecDeque<(u64, u64)>,
-    /// Ids in `by_ino` with no handle.
-    idle_count: usize,
-    /// At most this many idle ids ([`idle_ids`]).
+    /// The idle ids' inodes by when they went idle (a release count).
+    idle: BTreeMap<u64, u64>,
+    releases: u64,
     max_idle: usize,
-    /// Counts releases, to tell an inode's latest idle entry from stale ones.
-    clock: u64,
     /// Regfs-served (page-cached, not passthrough) handles open per inode.
     direct: HashMap<u64, usize>,
     /// [`crate::store::discards`] when the idle ids were last checked.
@@ -58,17 +53,17 @@ struct Backing<Id = Passthrough> {
 struct Shared<Id> {
     id: Id,
     users: usize,
-    idle_at: u64,
+    /// Its key in `Backing::idle` while `users` is 0.
+    idle_since: u64,
 }
 
 impl<Id> Backing<Id> {
     fn new(max_idle: usize) -> Self {
         Backing {
             by_ino: HashMap::new(),
-            idle: Default::default(),
-            idle_count: 0,
+            idle: BTreeMap::new(),
+            releases: 0,
             max_idle,
-            clock: 0,
             direct: HashMap::new(),
             discards: 0,
             by_fh: HashMap::new(),
@@ -98,7 +93,7 @@ impl<Id> Backing<Id> {
     fn join(&mut self, fh: u64, ino: u64) -> Option<&Id> {
         let shared = self.by_ino.get_mut(&ino)?;
         if shared.users == 0 {
-            self.idle_count -= 1;
+            self.idle.remove(&shared.idle_since);
         }
         shared.users += 1;
         self.by_fh.insert(fh, (ino, true));
@@ -110,11 +105,11 @@ impl<Id> Backing<Id> {
         let shared = Shared {
             id,
             users: 1,
-            idle_at: 0,
+            idle_since: 0,
         };
         if let Some(old) = self.by_ino.insert(ino, shared) {
             if old.users == 0 {
-                self.idle_count -= 1;
+                self.idle.remove(&old.idle_since);
             }
         }
         self.by_fh.insert(fh, (ino, true));
@@ -145,23 +140,12 @@ impl<Id> Backing<Id> {
         if shared.users > 0 {
             return;
         }
-        self.clock += 1;
-        shared.idle_at = self.clock;
-        self.idle.push_back((ino, self.clock));
-        self.idle_count += 1;
-        while self.idle_count > self.max_idle {
-            let (old, at) = self.idle.pop_front().expect("idle ids are queued");
-            if self.is_latest_idle(old, at) {
-                self.by_ino.remove(&old);
-                self.idle_count -= 1;
-            }
-        }
-        // Reused ids leave stale entries behind: drop them before they
-        // outnumber the live ones.
-        if self.idle.len() > 2 * self.max_idle {
-            let mut idle = std::mem::take(&mut self.idle);
-            idle.retain(|&(ino, at)| self.is_latest_idle(ino, at));
-            self.idle = idle;
+        self.releases += 1;
+        shared.idle_since = self.releases;
+        self.idle.insert(self.releases, ino);
+        while self.idle.len() > self.max_idle {
+            let (_, old) = self.idle.pop_first().expect("over the limit, so not empty");
+            self.by_ino.remove(&old);
         }
     }
 
@@ -169,20 +153,21 @@ impl<Id> Backing<Id> {
     /// last call: an idle id's file may be that object. Ids in use stay (the
     /// kernel allows one per open inode) until their handles close.
     fn check_discards(&mut self, discards: u64) {
-        if self.discards == discards {
-            return;
+        if self.discards != discards {
+            self.discards = discards;
+            for (_, ino) in std::mem::take(&mut self.idle) {
+                self.by_ino.remove(&ino);
+            }
         }
-        self.discards = discards;
-        self.by_ino.retain(|_, s| s.users > 0);
-        self.idle.clear();
-        self.idle_count = 0;
     }
+}
 
-    fn is_latest_idle(&self, ino: u64, at: u64) -> bool {
-        self.by_ino
-            .get(&ino)
-            .is_some_and(|s| s.users == 0 && s.idle_at == at)
-    }
+/// The passthrough bookkeeping, locked, with no idle id left that may reach
+/// an object discarded since the last open.
+fn lock(backing: &Mutex<Backing>) -> std::sync::MutexGuard<'_, Backing> {
+    let mut guard = backing.lock().unwrap();
+    guard.check_discards(crate::store::discards());
+    guard
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -356,12 +341,6 @@ impl Filesystem for FuseFs {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
         let (passthrough, backing) = (self.passthrough.clone(), self.backing.clone());
-        // Before the open looks for a shared descriptor, so neither layer
-        // hands out one to a discarded object.
-        backing
-            .lock()
-            .unwrap()
-            .check_discards(crate::store::discards());
         self.run(self.fs.clone().open(ino.0, write), move |r| {
             let opened = match r {
                 Ok(o) => o,
@@ -376,7 +355,7 @@ impl Filesystem for FuseFs {
                     // later reads of this handle never reach regfs), unless
                     // the inode is already in passthrough (then the file is
                     // cached and verified: share it).
-                    let mut b = backing.lock().unwrap();
+                    let mut b = lock(&backing);
                     if let Some(p) = b.join(opened.fh, opened.ino) {
                         return reply.opened_passthrough(fh, FopenFlags::empty(), &p.id);
                     }
@@ -387,7 +366,7 @@ impl Filesystem for FuseFs {
                 OpenKind::Memory => return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             };
             if passthrough.load(Ordering::Relaxed) {
-                let mut b = backing.lock().unwrap();
+                let mut b = lock(&backing);
                 if let Some(p) = b.join(opened.fh, opened.ino) {
                     return reply.opened_passthrough(fh, FopenFlags::empty(), &p.id);
                 }
@@ -654,11 +633,7 @@ mod tests {
                 b.release(fh);
             }
         }
-        assert_eq!(b.idle_count, files as usize);
-        assert!(
-            b.idle.len() <= 2 * IDLE_IDS + 1,
-            "stale entries are compacted"
-        );
+        assert_eq!(b.idle.len(), files as usize, "one idle entry per idle id");
         // Touch inode 0 again, then go idle on a full budget of others: the
         // least recently used go first and inode 0, recent, stays.
         fh += 1;
@@ -669,7 +644,7 @@ mod tests {
             open(&mut b, fh, ino);
             b.release(fh);
         }
-        assert_eq!(b.idle_count, IDLE_IDS);
+        assert_eq!(b.idle.len(), IDLE_IDS);
         assert_eq!(b.by_ino.len(), IDLE_IDS);
         assert!(b.by_ino.contains_key(&0), "the recently used id stays");
         assert!(
@@ -696,6 +671,26 @@ mod tests {
         assert_eq!(b.join(99_999, 7), Some(&70));
         b.release(1);
         b.release(99_999);
-        assert_eq!(b.idle_count, IDLE_IDS);
+        assert_eq!(b.idle.len(), IDLE_IDS);
+        assert!(
+            b.by_ino.contains_key(&7),
+            "the id in use became the newest idle one"
+        );
+    }
+
+    #[test]
+    fn a_discard_drops_the_idle_ids_and_keeps_those_in_use() {
+        let mut b = Backing::<u32>::new(IDLE_IDS);
+        open(&mut b, 1, 10);
+        b.release(1);
+        open(&mut b, 2, 20);
+        b.check_discards(0);
+        assert_eq!(b.by_ino.len(), 2, "no discard since: nothing dropped");
+        b.check_discards(1);
+        assert!(!b.by_ino.contains_key(&10), "the idle id went");
+        assert_eq!(b.join(3, 20), Some(&2), "the id in use stays");
+        b.release(2);
+        b.release(3);
+        assert_eq!(b.idle.len(), 1);
     }
 }

@@ -373,9 +373,9 @@ impl Store {
         self.forget(d);
     }
 
-    /// Removes the object for `d` as bad (it no longer matches its digest):
-    /// descriptors that still reach it must not serve it again, see
-    /// [`discards`].
+    /// Removes the object for `d` as one not to serve again (`verify
+    /// --repair`: corrupt, unreadable or unowned), including through
+    /// descriptors kept for reuse: see [`discards`].
     pub fn discard(&self, d: &Digest) {
         self.remove(d);
         DISCARDS.fetch_add(1, Ordering::SeqCst);
