@@ -80,14 +80,22 @@ stop_nginx() {
     rm -f "$1/nginx.pid"
 }
 
-# wait_path PATH SECONDS: until PATH exists (fails the row after SECONDS).
-wait_path() {
-    local end=$((SECONDS + $2))
-    until [ -e "$1" ]; do
-        [ "$SECONDS" -lt "$end" ] || fail "$1 did not appear within $2 s"
+# wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds; fails the row
+# with "WHAT within SECONDS s" after SECONDS.
+wait_for() {
+    local secs=$1 what=$2 end=$((SECONDS + $1))
+    shift 2
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || fail "$what within $secs s"
         sleep 0.05
     done
 }
+
+# wait_path PATH SECONDS: until PATH exists.
+wait_path() { wait_for "$2" "$1 did not appear" test -e "$1"; }
+
+# wait_http URL: until URL answers at all (any status), for up to 60 s.
+wait_http() { wait_for 60 "$1 did not answer" curl -s -o /dev/null "$1"; }
 
 # prefetch: caches every artifact of the mirror through the running mount.
 prefetch() {
@@ -252,14 +260,6 @@ stop_pid() {
     wait "$1" 2>/dev/null || true
 }
 
-# wait_http URL: until URL answers at all (any status); fails after 60 s.
-wait_http() {
-    local end=$((SECONDS + 60))
-    until curl -s -o /dev/null "$1"; do
-        [ "$SECONDS" -lt "$end" ] || fail "$1 did not answer within 60 s"
-        sleep 0.1
-    done
-}
 
 # count_files N GLOB...: fails the row unless GLOB matched exactly N files.
 count_files() {
