@@ -33,6 +33,7 @@ pub enum AppError {
 impl App {
     pub fn open(config: Config) -> Result<App, AppError> {
         let store = Store::open(&config.cache_dir, config.cache_max_size)
+            .map(|s| s.with_file_digests(crate::layouts::file_digests()))
             .map(Store::checkpointed)
             .map_err(|e| AppError::Store {
                 path: config.cache_dir.display().to_string(),

@@ -12,8 +12,9 @@ use sha2::Digest as _;
 /// Hash algorithms that registries use to pin artifacts, strongest last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algo {
-    /// Go's `h1:` hash of a module zip's files (see [`crate::gomod`]): not a
-    /// hash of the bytes, so it is checked on the complete file.
+    /// Go's `h1:` hash of a module zip's files: not a hash of the bytes, so
+    /// it is checked on the complete file by the [`FileDigest`] the Go
+    /// layout brings.
     GoH1,
     /// Only where a registry offers nothing stronger (Maven `.sha1` sidecars).
     Sha1,
@@ -216,11 +217,33 @@ impl Algo {
     }
 }
 
-/// The digest of a file on disk, of the algorithm of `like`.
-pub fn digest_file(path: &std::path::Path, like: &Digest) -> std::io::Result<Digest> {
+/// A digest computed from a complete file rather than its byte stream
+/// (see [`Algo::streams`]): a layout brings it, the store calls it.
+#[derive(Clone, Copy, Debug)]
+pub struct FileDigest {
+    pub algo: Algo,
+    pub digest_file: fn(&std::path::Path) -> std::io::Result<Digest>,
+}
+
+/// The digest of a file on disk, of the algorithm of `like`; algorithms
+/// that do not stream are computed by the matching entry of `file_digests`.
+pub fn digest_file(
+    path: &std::path::Path,
+    like: &Digest,
+    file_digests: &[FileDigest],
+) -> std::io::Result<Digest> {
     use std::io::Read;
-    if like.algo() == Algo::GoH1 {
-        return crate::gomod::hash_zip(path);
+    if !like.algo().streams() {
+        let f = file_digests
+            .iter()
+            .find(|f| f.algo == like.algo())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    format!("no layout computes {} digests", like.algo().name()),
+                )
+            })?;
+        return (f.digest_file)(path);
     }
     let mut f = std::fs::File::open(path)?;
     let mut h = Hasher::new(like.algo());

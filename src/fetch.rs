@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Semaphore, watch};
 
-pub use crate::layout::BoxFuture;
+pub use futures_util::future::BoxFuture;
 
 use crate::config::FetchSettings;
 use crate::digest::Digest;

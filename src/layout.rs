@@ -1,119 +1,106 @@
-//! Ecosystem layouts: how a registry's metadata becomes a mirror tree.
+//! The plug-in interface of an ecosystem layout: what a layout declares
+//! ([`LayoutDef`]), what it is given ([`MirrorContext`] and its own
+//! `[[mirror]]` keys), and what it does ([`Adapter`]).
 //!
-//! Each layout is an adapter that does no I/O of its own: it names the
-//! upstream documents it needs (through a [`DocSource`] the sync driver
-//! provides) and turns their bytes into catalog [`Entry`]s. Layout defaults
-//! (timeouts, path templates) live in `layouts/<name>.toml`, embedded here.
+//! A layout turns a registry's metadata into a mirror tree. Its adapter does
+//! no I/O of its own: it names the upstream documents it needs through a
+//! [`DocSource`] (the sync driver in production, fixture bytes in tests) and
+//! returns catalog [`Entry`]s. Each layout lives in its own folder under
+//! `src/layouts/` with its adapter, its keys, its embedded defaults
+//! (`defaults.toml`), any digest of its own, and its unit tests;
+//! `src/layouts.rs` lists them, one line each.
 //!
-//! Units are the grain of syncing: a PyPI project, an npm package. A mirror
-//! either syncs a fixed set of units, or (with no filter configured) starts
-//! empty and materializes a unit on the first lookup of its name.
+//! Units are the grain of syncing: a PyPI project, an npm package, a Debian
+//! suite. A mirror either syncs a fixed set of units, or (with no filter
+//! configured) starts empty and materializes a unit on the first lookup of
+//! its name.
 
-pub mod crates;
-pub mod debian;
-pub mod go;
-pub mod maven;
-pub mod npm;
-pub mod pypi;
-#[cfg(test)]
-pub mod testing;
-
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
+pub use futures_util::future::BoxFuture;
+use reqwest::Url;
+
 use crate::catalog::Entry;
-use crate::config::MirrorConfig;
+pub use crate::digest::FileDigest;
+use crate::keys::{Glob, Section};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LayoutKind {
-    Pypi,
-    Debian,
-    Maven,
-    Crates,
-    Npm,
-    Go,
+/// A layout as the registry lists it.
+pub struct LayoutDef {
+    /// The `layout = "…"` value.
+    pub name: &'static str,
+    /// The embedded `defaults.toml` (see [`LayoutSpec`]).
+    pub defaults: &'static str,
+    pub capabilities: Capabilities,
+    /// Reads the layout's own `[[mirror]]` keys from `keys` (every key it
+    /// does not ask for is an error) and builds its adapter.
+    pub configure: Configure,
+    /// Digests of the layout's own that are not a hash of the byte stream
+    /// (Go's `h1:`): the store checks them on the complete file.
+    pub file_digests: &'static [FileDigest],
 }
 
-impl LayoutKind {
-    const ALL: &'static [(LayoutKind, &'static str)] = &[
-        (LayoutKind::Pypi, "pypi"),
-        (LayoutKind::Debian, "debian"),
-        (LayoutKind::Maven, "maven"),
-        (LayoutKind::Crates, "crates"),
-        (LayoutKind::Npm, "npm"),
-        (LayoutKind::Go, "go"),
-    ];
+/// Builds a layout's adapter from its `[[mirror]]` keys.
+pub type Configure = fn(&MirrorContext, &mut Section) -> Result<Box<dyn Adapter>, String>;
 
-    pub fn from_name(name: &str) -> Option<LayoutKind> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
-    }
-
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _)| *k == self)
-            .map_or("?", |(_, n)| n)
-    }
-
-    /// The known layout names, for error messages.
-    pub fn names() -> String {
-        Self::ALL
-            .iter()
-            .map(|(_, n)| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The layout's embedded defaults.
-    pub fn spec(self) -> &'static LayoutSpec {
-        static PYPI: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
-        static DEBIAN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
-        static MAVEN: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
-        static CRATES: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
-        static NPM: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
-        static GO: std::sync::OnceLock<LayoutSpec> = std::sync::OnceLock::new();
-        match self {
-            LayoutKind::Pypi => {
-                PYPI.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/pypi.toml")))
-            }
-            LayoutKind::Debian => {
-                DEBIAN.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/debian.toml")))
-            }
-            LayoutKind::Maven => {
-                MAVEN.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/maven.toml")))
-            }
-            LayoutKind::Crates => {
-                CRATES.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/crates.toml")))
-            }
-            LayoutKind::Npm => {
-                NPM.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/npm.toml")))
-            }
-            LayoutKind::Go => {
-                GO.get_or_init(|| LayoutSpec::parse(include_str!("../layouts/go.toml")))
-            }
-        }
-    }
-
-    pub fn adapter(self, mirror: &MirrorConfig) -> Box<dyn Adapter> {
-        match self {
-            LayoutKind::Pypi => Box::new(pypi::Pypi::new(mirror, self.spec())),
-            LayoutKind::Debian => Box::new(debian::Debian::new(mirror, self.spec())),
-            LayoutKind::Maven => Box::new(maven::Maven::new(mirror, self.spec())),
-            LayoutKind::Crates => Box::new(crates::Crates::new(mirror, self.spec())),
-            LayoutKind::Npm => Box::new(npm::Npm::new(mirror, self.spec())),
-            LayoutKind::Go => Box::new(go::Go::new(mirror, self.spec())),
-        }
+impl std::fmt::Debug for LayoutDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
     }
 }
 
-/// A layout's defaults from `layouts/<name>.toml`.
+/// What a layout can do, for the conformance suite, `status` and docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The `[[mirror]]` key that selects units (globs allowed), if any.
+    pub filter_key: Option<&'static str>,
+    /// Without a filter, units materialize on their first lookup.
+    pub lazy: bool,
+    /// Metadata gives every artifact's size; otherwise the first `stat` of
+    /// an artifact fetches it (invariant 8).
+    pub sizes: bool,
+    /// Directory-shaped lookups answer placeholder directories (Maven).
+    pub placeholders: bool,
+    /// Units are signed together and change all or nothing (a Debian suite).
+    pub signed: bool,
+}
+
+/// What a layout's `configure` is given besides its keys.
+pub struct MirrorContext<'a> {
+    /// The mirror's name (its directory under the mount).
+    pub name: &'a str,
+    /// Upstream base URLs in order, each ending with `/`.
+    pub upstreams: &'a [Url],
+    pub spec: &'a LayoutSpec,
+}
+
+impl MirrorContext<'_> {
+    /// The first upstream base URL (ends with `/`); artifact URLs fall back
+    /// to the others.
+    pub fn base(&self) -> String {
+        self.upstreams[0].to_string()
+    }
+}
+
+/// The `public_url` key, required by layouts whose documents must hold
+/// absolute URLs: where clients reach this mirror through the exporter.
+pub fn public_url(ctx: &MirrorContext, keys: &mut Section) -> Result<String, String> {
+    let url = keys.string("public_url")?;
+    let url = keys.required(
+        "public_url",
+        url,
+        &format!(
+            "where clients reach this mirror through your exporter, e.g. \"http://mirror.example/{}\"; the documents clients read must hold absolute URLs",
+            ctx.name
+        ),
+    )?;
+    crate::keys::parse_base_url(&url)
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+        .map_err(|e| keys.error("public_url", format!("\"{url}\": {e}")))
+}
+
+/// A layout's defaults from its embedded `defaults.toml`.
 #[derive(Debug)]
 pub struct LayoutSpec {
-    /// The `[[mirror]]` key that selects units, for layouts that have one.
-    pub filter_key: Option<&'static str>,
     pub lookup_timeout: Duration,
     pub negative_ttl: Duration,
     pub sync_concurrency: usize,
@@ -122,44 +109,38 @@ pub struct LayoutSpec {
 }
 
 impl LayoutSpec {
-    /// Parses an embedded spec; a broken one is a build defect, caught by tests.
-    fn parse(text: &str) -> LayoutSpec {
-        let t: toml::Table = text.parse().expect("embedded layout spec is valid TOML");
+    /// Parses an embedded spec; a broken one is a build defect, caught by
+    /// the registry's tests.
+    pub fn parse(text: &str) -> Result<LayoutSpec, String> {
+        let t: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
         let s = |k: &str| {
             t.get(k)
                 .and_then(|v| v.as_str())
-                .unwrap_or_else(|| panic!("layout spec: {k}"))
+                .ok_or(format!("missing {k}"))
         };
-        let dur = |k: &str| {
-            crate::config::parse_duration(s(k)).unwrap_or_else(|| panic!("layout spec: {k}"))
-        };
-        LayoutSpec {
-            filter_key: t
-                .get("filter_key")
-                .and_then(|v| v.as_str())
-                .map(|k| &*Box::leak(k.to_string().into_boxed_str())),
-            lookup_timeout: dur("lookup_timeout"),
-            negative_ttl: dur("negative_ttl"),
+        let dur = |k: &str| crate::keys::parse_duration(s(k)?).ok_or(format!("bad {k}"));
+        Ok(LayoutSpec {
+            lookup_timeout: dur("lookup_timeout")?,
+            negative_ttl: dur("negative_ttl")?,
             sync_concurrency: t
                 .get("sync_concurrency")
                 .and_then(|v| v.as_integer())
-                .unwrap_or(8) as usize,
-            max_document: crate::config::parse_size(s("max_document"))
-                .expect("layout spec: max_document"),
+                .map_or(8, |n| n.clamp(1, 256) as usize),
+            max_document: crate::keys::parse_size(s("max_document")?).ok_or("bad max_document")?,
             paths: t
                 .get("paths")
                 .and_then(|v| v.as_table())
                 .cloned()
                 .unwrap_or_default(),
-        }
+        })
     }
 
-    /// A path template from `[paths]`.
+    /// A path template from `[paths]` (checked by the layout's tests).
     pub fn path(&self, key: &str) -> &str {
         self.paths
             .get(key)
             .and_then(|v| v.as_str())
-            .unwrap_or_else(|| panic!("layout spec: paths.{key}"))
+            .unwrap_or_else(|| panic!("layout defaults: paths.{key} is missing"))
     }
 }
 
@@ -209,7 +190,7 @@ pub async fn get_optional(src: &dyn DocSource, path: String) -> Result<Option<Do
 /// The units a filter names literally (synced up front by lazy layouts),
 /// each mapped to its unit name; patterns only allow.
 pub fn literal_seeds(
-    filter: &Option<Vec<crate::config::Glob>>,
+    filter: &Option<Vec<Glob>>,
     unit: impl Fn(&str) -> Option<String>,
 ) -> Vec<String> {
     filter
@@ -230,8 +211,12 @@ pub trait Keep: std::io::Write + Send {
 pub enum DocError {
     #[error("{url}: not found upstream")]
     NotFound { url: String },
-    #[error(transparent)]
-    Fetch(#[from] crate::fetch::FetchError),
+    /// Upstream answered with a status that is neither success nor absence.
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    /// Anything else (transport, stall, size limit), as the source described it.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Where adapters get upstream documents from (the sync driver in
@@ -287,6 +272,12 @@ pub trait Adapter: Send + Sync {
         full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>>;
 
+    /// True when the entries change with time alone, upstream unchanged (a
+    /// cooldown that hides recent files): every sync then rebuilds.
+    fn changes_with_time(&self) -> bool {
+        false
+    }
+
     /// Entries derived from the set of units (root listings).
     fn root_entries(&self, _units: &[String]) -> Vec<Entry> {
         Vec::new()
@@ -318,20 +309,5 @@ pub trait Adapter: Send + Sync {
         _now: u64,
     ) -> Vec<Entry> {
         Vec::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_specs_parse() {
-        for (k, name) in LayoutKind::ALL {
-            let spec = k.spec();
-            assert!(spec.lookup_timeout.as_secs() > 0, "{name}");
-            assert_eq!(LayoutKind::from_name(name), Some(*k));
-        }
-        assert_eq!(LayoutKind::Pypi.spec().path("index_dir"), "simple");
     }
 }

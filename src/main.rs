@@ -314,7 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Cmd::Gc { config, max_size } => {
             let max = match max_size {
-                Some(s) => Some(regfs::config::parse_size(&s).with_context(|| {
+                Some(s) => Some(regfs::keys::parse_size(&s).with_context(|| {
                     format!("--max-size: expected a size such as \"10GiB\", got \"{s}\"")
                 })?),
                 None => None,

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::catalog::Source;
-use crate::config::Glob;
 use crate::digest::Digest;
 use crate::fetch::Artifact;
+use crate::keys::Glob;
 use crate::mirror::Mirror;
 use crate::store::Store;
 
@@ -84,7 +84,7 @@ fn check_store(
         r.checked += 1;
         r.bytes += size;
         let path = store.object_path(&digest);
-        let problem = match hash_file(&path, &digest) {
+        let problem = match store.digest_file(&path, &digest) {
             Err(e) => Some(format!("{what}: {}: unreadable: {e}", path.display())),
             Ok(actual) if actual != digest => Some(format!(
                 "{what}: {}: corrupt: content hashes to {actual}",
@@ -104,10 +104,6 @@ fn check_store(
             }
         }
     }
-}
-
-fn hash_file(path: &std::path::Path, like: &Digest) -> std::io::Result<Digest> {
-    crate::digest::digest_file(path, like)
 }
 
 /// Downloads (and verifies) every artifact of `mirror` whose path matches

@@ -43,8 +43,8 @@ pub type SwapHook = Box<dyn Fn(Invalidations) + Send + Sync>;
 pub struct Mirror {
     pub config: MirrorConfig,
     pub slot: u8,
-    pub spec: &'static LayoutSpec,
-    adapter: Box<dyn Adapter>,
+    pub spec: Arc<LayoutSpec>,
+    adapter: Arc<dyn Adapter>,
     dir: PathBuf,
     /// Metadata files the generations serve, by SHA-256.
     pub meta: Arc<Store>,
@@ -125,8 +125,8 @@ impl Mirror {
                 mirror: config.name.clone(),
                 what: e.to_string(),
             })?;
-        let spec = config.layout.spec();
-        let adapter = config.layout.adapter(&config);
+        let spec = config.spec.clone();
+        let adapter = config.adapter.clone();
         let current = match load_current(&dir) {
             Some(g) => g,
             None => {

@@ -44,7 +44,7 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
     }
     MirrorStatus {
         name: mirror.name().to_string(),
-        layout: mirror.config.layout.name().to_string(),
+        layout: mirror.config.layout.name.to_string(),
         generation: g.number(),
         generation_built: g.created(),
         sync: mirror.sync_record(),

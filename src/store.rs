@@ -48,6 +48,8 @@ pub struct Store {
     dirty: std::sync::atomic::AtomicBool,
     index: Mutex<Index>,
     next_tmp: AtomicU64,
+    /// How digests that do not stream are computed (the layouts bring them).
+    file_digests: Vec<crate::digest::FileDigest>,
 }
 
 #[derive(Default)]
@@ -163,9 +165,22 @@ impl Store {
             dirty: std::sync::atomic::AtomicBool::new(false),
             index: Mutex::new(index),
             next_tmp: AtomicU64::new(0),
+            file_digests: Vec::new(),
         };
         store.evict_if_needed(None);
         Ok(store)
+    }
+
+    /// Digests computed from a complete file (see
+    /// [`crate::digest::FileDigest`]) this store can verify.
+    pub fn with_file_digests(mut self, file_digests: Vec<crate::digest::FileDigest>) -> Store {
+        self.file_digests = file_digests;
+        self
+    }
+
+    /// The digest of a file, of the algorithm of `like`.
+    pub fn digest_file(&self, path: &Path, like: &Digest) -> io::Result<Digest> {
+        crate::digest::digest_file(path, like, &self.file_digests)
     }
 
     /// Durability by checkpoint instead of an `fsync` per object: objects
@@ -204,7 +219,9 @@ impl Store {
         let (mut bad, mut bytes) = (0, 0);
         for (d, size) in &suspects {
             bytes += size;
-            let ok = crate::digest::digest_file(&self.object_path(d), d).is_ok_and(|got| got == *d);
+            let ok = self
+                .digest_file(&self.object_path(d), d)
+                .is_ok_and(|got| got == *d);
             if !ok {
                 tracing::warn!(digest = %d, "dropping an object an unclean shutdown left incomplete");
                 self.remove(d);
@@ -510,7 +527,7 @@ impl Pending {
         let actual = if self.expect.algo().streams() {
             hasher.finish()
         } else {
-            match crate::digest::digest_file(&self.path, &self.expect) {
+            match store.digest_file(&self.path, &self.expect) {
                 Ok(d) => d,
                 // Not even a readable module zip: a verification failure.
                 Err(e)

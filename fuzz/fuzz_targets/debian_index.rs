@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regfs::layout::debian::{IndexKind, IndexParser};
+use regfs::layouts::debian::{IndexKind, IndexParser};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, body)) = data.split_first() else { return };

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let r = regfs::layout::debian::parse_release(text);
+    let r = regfs::layouts::debian::parse_release(text);
     for f in &r.files {
         assert!(!f.path.as_str().split('/').any(|c| c == ".."));
     }

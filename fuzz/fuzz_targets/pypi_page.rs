@@ -4,8 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regfs::config::{Download, MirrorConfig, parse_base_url};
-use regfs::layout::{LayoutKind, pypi};
+use regfs::layouts::{self, pypi};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, body)) = data.split_first() else { return };
@@ -16,19 +15,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = pypi::parse_index(ctype, body);
     if let Ok(page) = pypi::parse_project("https://pypi.upstream.test/simple/x/", ctype, body) {
-        let mirror = MirrorConfig {
-            name: "pypi".into(),
-            layout: LayoutKind::Pypi,
-            upstreams: vec![parse_base_url("https://pypi.upstream.test/").unwrap()],
-            filter: None,
-            cooldown: Some(std::time::Duration::from_secs(86400)),
-            sync_interval: std::time::Duration::from_secs(3600),
-            download: Download::OnDemand,
-            debian: None,
-            public_url: None,
-            go: None,
-        };
-        let adapter = pypi::Pypi::new(&mirror, LayoutKind::Pypi.spec());
+        let adapter = layouts::configure(
+            &pypi::LAYOUT,
+            "https://pypi.upstream.test/",
+            "cooldown = \"1d\"",
+            pypi::Pypi::from_keys,
+        )
+        .unwrap();
         for e in adapter.project_entries("x", &page, 1_800_000_000).entries {
             let p = e.path.as_str();
             assert!(!p.starts_with('/') && !p.split('/').any(|c| c == ".." || c.is_empty()), "{p}");

@@ -5,23 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use regfs::catalog::Body;
-use regfs::config::{Download, MirrorConfig, parse_base_url};
-use regfs::layout::{LayoutKind, crates, go, npm};
-
-fn mirror(layout: LayoutKind) -> MirrorConfig {
-    MirrorConfig {
-        name: "m".into(),
-        layout,
-        upstreams: vec![parse_base_url("http://127.0.0.1/").unwrap()],
-        filter: None,
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: Download::OnDemand,
-        debian: None,
-        public_url: Some("http://mirror.test/m".into()),
-        go: None,
-    }
-}
+use regfs::layouts::{self, crates, go, go::modzip, npm};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
@@ -32,8 +16,13 @@ fuzz_target!(|data: &[u8]| {
             if !npm::is_package_name(&name) {
                 return;
             }
-            let m = mirror(LayoutKind::Npm);
-            let a = npm::Npm::new(&m, LayoutKind::Npm.spec());
+            let a = layouts::configure(
+                &npm::LAYOUT,
+                "http://127.0.0.1/",
+                "public_url = \"http://mirror.test/m\"",
+                npm::Npm::from_keys,
+            )
+            .unwrap();
             if let Ok((full, entries, _)) = a.rewrite(&name, "http://127.0.0.1/x", json) {
                 let _ = npm::abbreviate(&full);
                 for e in entries {
@@ -50,13 +39,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         2 => {
-            let _ = regfs::gomod::hash_zip_from(std::io::Cursor::new(rest), rest.len() as u64);
+            let _ = modzip::hash_zip_from(std::io::Cursor::new(rest), rest.len() as u64);
         }
         _ => {
             let Ok(text) = std::str::from_utf8(rest) else { return };
             let _ = go::parse_go_sum(text);
-            if let Some(m) = regfs::gomod::unescape(text) {
-                assert_eq!(regfs::gomod::escape(&m).as_deref(), Some(text));
+            if let Some(m) = modzip::unescape(text) {
+                assert_eq!(modzip::escape(&m).as_deref(), Some(text));
             }
             let _ = go::is_module_path(text);
         }

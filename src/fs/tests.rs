@@ -6,7 +6,6 @@ use super::*;
 use crate::config::FetchSettings;
 use crate::digest::Digest;
 use crate::fetch::fake::{Fake, Reply, ok};
-use crate::layout::LayoutKind;
 
 const BASE: &str = "http://up.test/";
 const JSON: &str = "application/vnd.pypi.simple.v1+json";
@@ -37,7 +36,11 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         ..FetchSettings::default()
     };
     let fetcher = crate::fetch::Fetcher::new(fake.clone(), settings);
-    let config = crate::layout::testing::mirror(LayoutKind::Pypi, BASE, filter);
+    let config = crate::layouts::testing::mirror(
+        "pypi",
+        BASE,
+        &crate::layouts::testing::filter("projects", filter),
+    );
     let mirror = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());
     let store = Arc::new(Store::open(&dir.join("cache"), None).unwrap());
     let fs = Fs::new(vec![mirror.clone()], store, fetcher);

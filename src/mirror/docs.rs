@@ -18,6 +18,15 @@ use crate::digest::{Algo, Digest};
 use crate::fetch::{DocResponse, Fetcher};
 use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep};
 
+/// How a failed document request reaches the layout.
+fn doc_error(e: crate::fetch::FetchError) -> DocError {
+    match e {
+        crate::fetch::FetchError::NotFound { url } => DocError::NotFound { url },
+        crate::fetch::FetchError::Status { url, status } => DocError::Status { url, status },
+        e => DocError::Failed(e.to_string()),
+    }
+}
+
 use super::Mirror;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -116,7 +125,8 @@ impl<'a> Source<'a> {
         match self
             .fetcher
             .get_doc(&urls, req.accept, validators, limit)
-            .await?
+            .await
+            .map_err(doc_error)?
         {
             DocResponse::NotModified => {
                 let gone = || DocError::NotFound {

@@ -115,7 +115,7 @@ impl Mirror {
             }
         }
         let same_units = units.len() == cur.units().len() && units.iter().all(|u| cur.has_unit(u));
-        if src.fresh() == 0 && same_units && self.config.cooldown.is_none() && cur.number() > 0 {
+        if src.fresh() == 0 && same_units && !self.adapter.changes_with_time() && cur.number() > 0 {
             self.docs.save();
             return Ok(SyncReport {
                 mirror: self.name().to_string(),

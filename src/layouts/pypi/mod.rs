@@ -17,13 +17,27 @@ mod html;
 mod json;
 
 use crate::catalog::{Body, Entry};
-use crate::config::{Glob, MirrorConfig};
 use crate::digest::{Algo, Digest};
+use crate::keys::{Glob, Section};
+use crate::layout::{
+    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Selection, SyncError, UnitOutput,
+};
 use crate::path::{RelPath, check_name};
 
-use super::{
-    Adapter, BoxFuture, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput,
+pub static LAYOUT: LayoutDef = LayoutDef {
+    name: "pypi",
+    defaults: include_str!("defaults.toml"),
+    capabilities: Capabilities {
+        filter_key: Some("projects"),
+        lazy: true,
+        // PEP 700 sizes where upstream gives them (JSON); HTML pages have none.
+        sizes: false,
+        placeholders: false,
+        signed: false,
+    },
+    configure: |ctx, keys| Ok(Box::new(Pypi::from_keys(ctx, keys)?)),
+    file_digests: &[],
 };
 
 const ACCEPT: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
@@ -96,14 +110,16 @@ fn is_project_name(name: &str) -> bool {
 }
 
 impl Pypi {
-    pub fn new(mirror: &MirrorConfig, spec: &LayoutSpec) -> Pypi {
-        Pypi {
-            filter: mirror.filter.clone(),
-            cooldown: mirror.cooldown.map(|d| d.as_secs()),
-            index_dir: spec.path("index_dir").to_string(),
-            project_dir: spec.path("project_dir").to_string(),
-            file_template: spec.path("file").to_string(),
-        }
+    /// Reads `projects` (names or globs; none: lazy) and `cooldown` (hide
+    /// files uploaded less than this long ago).
+    pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Pypi, String> {
+        Ok(Pypi {
+            filter: keys.globs("projects")?,
+            cooldown: keys.duration("cooldown")?.map(|d| d.as_secs()),
+            index_dir: ctx.spec.path("index_dir").to_string(),
+            project_dir: ctx.spec.path("project_dir").to_string(),
+            file_template: ctx.spec.path("file").to_string(),
+        })
     }
 
     fn project_path(&self, project: &str) -> String {
@@ -561,6 +577,10 @@ impl Adapter for Pypi {
             )?;
             Ok(Some(self.project_entries(unit, &page, now)))
         })
+    }
+
+    fn changes_with_time(&self) -> bool {
+        self.cooldown.is_some()
     }
 
     fn root_entries(&self, units: &[String]) -> Vec<Entry> {

@@ -22,17 +22,36 @@
 //! lookups never change; `latest` is refreshed by every sync). The go command
 //! checks their signatures and proofs itself.
 
+pub mod modzip;
+
 use std::collections::HashMap;
 
 use crate::catalog::{Body, Entry};
-use crate::config::{Glob, MirrorConfig};
-use crate::digest::Digest;
-use crate::gomod::{escape, hash_mod, parse_h1, unescape};
+use crate::digest::{Algo, Digest};
+use crate::keys::{Glob, Section};
+use crate::layout::{
+    Adapter, BoxFuture, Capabilities, Doc, DocError, DocSource, FileDigest, LayoutDef,
+    MirrorContext, Selection, SyncError, UnitOutput, get_optional, literal_seeds,
+};
 use crate::path::{RelPath, check_name};
+use modzip::{escape, hash_mod, parse_h1, unescape};
 
-use super::{
-    Adapter, BoxFuture, Doc, DocError, DocSource, LayoutSpec, Selection, SyncError, UnitOutput,
-    get_optional, literal_seeds,
+pub static LAYOUT: LayoutDef = LayoutDef {
+    name: "go",
+    defaults: include_str!("defaults.toml"),
+    capabilities: Capabilities {
+        filter_key: Some("modules"),
+        lazy: true,
+        sizes: false,
+        placeholders: false,
+        signed: false,
+    },
+    configure: |ctx, keys| Ok(Box::new(Go::from_keys(ctx, keys)?)),
+    // `h1:` hashes a module zip's files, not its bytes.
+    file_digests: &[FileDigest {
+        algo: Algo::GoH1,
+        digest_file: modzip::hash_zip,
+    }],
 };
 
 /// Where the `h1:` hashes come from.
@@ -91,6 +110,36 @@ pub fn parse_go_sum(text: &str) -> Result<HashMap<String, Digest>, String> {
     Ok(out)
 }
 
+/// `checksum_db = "NAME[+KEY] [URL]"` (as GOSUMDB) or `go_sum = "/path/go.sum"`.
+fn parse_sums(keys: &mut Section) -> Result<Sums, String> {
+    let db = keys.string("checksum_db")?;
+    let file = keys.file_text("go_sum")?;
+    match (db, file) {
+        (Some(db), None) => {
+            // GOSUMDB's form is `name[+key] [url]`: the name is what the proxy serves under sumdb/.
+            let name = db.split(['+', ' ']).next().unwrap_or_default().to_string();
+            if name.is_empty() || check_name(&name).is_err() || name.starts_with('.') {
+                return Err(keys.error(
+                    "checksum_db",
+                    format!("\"{db}\" is not a checksum database name (as in GOSUMDB)"),
+                ));
+            }
+            Ok(Sums::Database(name))
+        }
+        (None, Some((path, text))) => parse_go_sum(&text)
+            .map(Sums::File)
+            .map_err(|e| keys.error("go_sum", format!("\"{}\": {e}", path.display()))),
+        (Some(_), Some(_)) => Err(format!(
+            "{}: give either `checksum_db` or `go_sum`, not both",
+            keys.label()
+        )),
+        (None, None) => Err(format!(
+            "{}: missing key `checksum_db` (the checksum database the upstream proxy passes through, as in GOSUMDB) or `go_sum` (a go.sum file whose hashes to trust): a Go module mirror verifies every module against one",
+            keys.label()
+        )),
+    }
+}
+
 /// The two hashes a checksum-database lookup answer gives for `module@version`.
 fn parse_lookup(text: &str, module: &str, version: &str) -> (Option<Digest>, Option<Digest>) {
     let (mut zip, mut modf) = (None, None);
@@ -111,12 +160,14 @@ fn parse_lookup(text: &str, module: &str, version: &str) -> (Option<Digest>, Opt
 }
 
 impl Go {
-    pub fn new(mirror: &MirrorConfig, _spec: &LayoutSpec) -> Go {
-        Go {
-            filter: mirror.filter.clone(),
-            sums: mirror.go.clone().unwrap_or(Sums::File(HashMap::new())),
-            base: mirror.upstreams[0].to_string(),
-        }
+    /// Reads `modules` (module paths or globs; none: lazy) and where the
+    /// `h1:` hashes come from: `checksum_db` or `go_sum`, exactly one.
+    pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Go, String> {
+        Ok(Go {
+            filter: keys.globs("modules")?,
+            sums: parse_sums(keys)?,
+            base: ctx.base(),
+        })
     }
 
     fn allowed(&self, module: &str) -> bool {
@@ -167,10 +218,7 @@ impl Go {
             // Some module proxies answer 403 ("not available") where the
             // protocol says 404/410; the go command probes path prefixes of
             // every module, so treat it as absent rather than as a failure.
-            Err(SyncError::Doc(DocError::Fetch(crate::fetch::FetchError::Status {
-                status: 403,
-                url,
-            }))) => {
+            Err(SyncError::Doc(DocError::Status { status: 403, url })) => {
                 tracing::debug!(%url, "403 taken as not found");
                 Ok(None)
             }
@@ -256,8 +304,8 @@ impl Go {
                 url: modf.url.clone(),
                 what: format!(
                     "go.mod hashes to {}, the checksum source says {}",
-                    crate::gomod::format_h1(&got),
-                    crate::gomod::format_h1(&mod_sum)
+                    modzip::format_h1(&got),
+                    modzip::format_h1(&mod_sum)
                 ),
             });
         }

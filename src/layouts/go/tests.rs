@@ -1,13 +1,14 @@
 use super::*;
-use crate::gomod::format_h1;
-use crate::layout::{LayoutKind, testing};
+use super::modzip::format_h1;
+use crate::layouts::testing;
 
 const BASE: &str = "https://proxy.upstream.test/";
 
 fn adapter(sums: Sums, filter: Option<&[&str]>) -> Go {
-    let mut m = testing::mirror(LayoutKind::Go, BASE, filter);
-    m.go = Some(sums);
-    Go::new(&m, LayoutKind::Go.spec())
+    let keys = testing::filter("modules", filter) + "checksum_db = \"unused\"";
+    let mut go = testing::configure(&LAYOUT, BASE, &keys, Go::from_keys).unwrap();
+    go.sums = sums;
+    go
 }
 
 fn run(a: &Go, unit: &str, docs: &testing::Docs) -> Result<Option<UnitOutput>, SyncError> {

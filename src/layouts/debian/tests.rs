@@ -2,8 +2,7 @@ use std::io::Write;
 
 use super::*;
 use crate::catalog::build;
-use crate::config::parse_base_url;
-use crate::layout::LayoutKind;
+use crate::keys::parse_base_url;
 
 fn hex(c: char, n: usize) -> String {
     std::iter::repeat_n(c, n).collect()
@@ -51,26 +50,22 @@ fn release_text() -> String {
 }
 
 fn adapter(components: &[&str], archs: &[&str], sources: bool) -> Debian {
-    let m = MirrorConfig {
-        name: "debian".into(),
-        layout: LayoutKind::Debian,
-        upstreams: vec![parse_base_url("http://deb.upstream.test/debian").unwrap()],
-        filter: None,
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: crate::config::Download::OnDemand,
-        debian: Some(DebianOptions {
-            suites: vec!["bookworm".into()],
-            components: components.iter().map(|s| s.to_string()).collect(),
-            architectures: archs.iter().map(|s| s.to_string()).collect(),
-            sources,
-            keyring: "/dev/null".into(),
-            by_hash_grace: std::time::Duration::from_secs(3600),
-        }),
-        public_url: None,
-        go: None,
+    let upstreams = [parse_base_url("http://deb.upstream.test/debian").unwrap()];
+    let spec = crate::layout::LayoutSpec::parse(LAYOUT.defaults).unwrap();
+    let ctx = MirrorContext {
+        name: "debian",
+        upstreams: &upstreams,
+        spec: &spec,
     };
-    Debian::new(&m, LayoutKind::Debian.spec())
+    let opts = DebianOptions {
+        suites: vec!["bookworm".into()],
+        components: components.iter().map(|s| s.to_string()).collect(),
+        architectures: archs.iter().map(|s| s.to_string()).collect(),
+        sources,
+        keyring: "/dev/null".into(),
+        by_hash_grace: std::time::Duration::from_secs(3600),
+    };
+    Debian::new(&ctx, opts)
 }
 
 #[test]

@@ -22,13 +22,26 @@
 //! one component at a time as the kernel asks.
 
 use crate::catalog::{Body, Entry};
-use crate::config::{Glob, MirrorConfig};
 use crate::digest::{Algo, Digest};
+use crate::keys::{Glob, Section};
+use crate::layout::{
+    Adapter, BoxFuture, Capabilities, DocSource, LayoutDef, MirrorContext, Selection, SyncError,
+    UnitOutput, get_optional, literal_seeds,
+};
 use crate::path::{RelPath, check_name};
 
-use super::{
-    Adapter, BoxFuture, DocSource, LayoutSpec, Selection, SyncError, UnitOutput, get_optional,
-    literal_seeds,
+pub static LAYOUT: LayoutDef = LayoutDef {
+    name: "maven",
+    defaults: include_str!("defaults.toml"),
+    capabilities: Capabilities {
+        filter_key: Some("artifacts"),
+        lazy: true,
+        sizes: false,
+        placeholders: true,
+        signed: false,
+    },
+    configure: |ctx, keys| Ok(Box::new(Maven::from_keys(ctx, keys)?)),
+    file_digests: &[],
 };
 
 /// Checksum sidecars, strongest first; `None`: served but never trusted.
@@ -75,11 +88,27 @@ fn coordinate(dir: &[&str]) -> Option<String> {
 }
 
 impl Maven {
-    pub fn new(mirror: &MirrorConfig, _spec: &LayoutSpec) -> Maven {
-        Maven {
-            filter: mirror.filter.clone(),
-            base: mirror.upstreams[0].to_string(),
+    /// Reads `artifacts` (`"groupId:artifactId"` coordinates, globs
+    /// allowed; none: anything a client asks for).
+    pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Maven, String> {
+        let filter = keys.globs("artifacts")?;
+        if let Some(g) = filter.iter().flatten().find(|g| {
+            g.as_str().split_once(':').is_none_or(|(group, artifact)| {
+                group.is_empty() || artifact.is_empty() || artifact.contains(':')
+            })
+        }) {
+            return Err(keys.error(
+                "artifacts",
+                format!(
+                    "\"{}\" is not a coordinate; write \"groupId:artifactId\" (globs allowed, e.g. \"org.apache.commons:*\")",
+                    g.as_str()
+                ),
+            ));
         }
+        Ok(Maven {
+            filter,
+            base: ctx.base(),
+        })
     }
 
     fn allowed(&self, coordinate: Option<String>) -> bool {

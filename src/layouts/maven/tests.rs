@@ -1,12 +1,12 @@
 use super::*;
 use crate::digest::Hasher;
-use crate::layout::{LayoutKind, testing};
+use crate::layouts::testing;
 
 const BASE: &str = "https://maven.upstream.test/maven2/";
 
 fn adapter(filter: Option<&[&str]>) -> Maven {
-    let m = testing::mirror(LayoutKind::Maven, BASE, filter);
-    Maven::new(&m, LayoutKind::Maven.spec())
+    let keys = testing::filter("artifacts", filter);
+    testing::configure(&LAYOUT, BASE, &keys, Maven::from_keys).unwrap()
 }
 
 fn upstream() -> testing::Docs {

@@ -16,13 +16,26 @@
 use std::sync::Mutex;
 
 use crate::catalog::{Body, Entry};
-use crate::config::{Glob, MirrorConfig};
 use crate::digest::{Algo, Digest};
+use crate::keys::{Glob, Section};
+use crate::layout::{
+    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Selection, SyncError, UnitOutput, literal_seeds,
+};
 use crate::path::{RelPath, check_name};
 
-use super::{
-    Adapter, BoxFuture, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput, literal_seeds,
+pub static LAYOUT: LayoutDef = LayoutDef {
+    name: "crates",
+    defaults: include_str!("defaults.toml"),
+    capabilities: Capabilities {
+        filter_key: Some("crates"),
+        lazy: true,
+        sizes: false,
+        placeholders: false,
+        signed: false,
+    },
+    configure: |ctx, keys| Ok(Box::new(Crates::from_keys(ctx, keys)?)),
+    file_digests: &[],
 };
 
 const INDEX: &str = "index";
@@ -147,17 +160,14 @@ fn shard_prefix(name: &str) -> String {
 }
 
 impl Crates {
-    pub fn new(mirror: &MirrorConfig, _spec: &LayoutSpec) -> Crates {
-        Crates {
-            filter: mirror.filter.clone(),
-            public_url: mirror
-                .public_url
-                .clone()
-                .unwrap_or_default()
-                .trim_end_matches('/')
-                .to_string(),
+    /// Reads `crates` (names or globs; none: lazy) and `public_url`
+    /// (`config.json`'s `dl` is an absolute URL).
+    pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Crates, String> {
+        Ok(Crates {
+            filter: keys.globs("crates")?,
+            public_url: crate::layout::public_url(ctx, keys)?,
             dl: Mutex::new(None),
-        }
+        })
     }
 
     fn allowed(&self, name: &str) -> bool {

@@ -29,17 +29,111 @@ mod deb822;
 mod gpg;
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::catalog::{Body, Entry, Generation, Kind, Source};
-use crate::config::{DebianOptions, MirrorConfig};
 use crate::digest::Digest;
+use crate::keys::Section;
+use crate::layout::{
+    Adapter, BoxFuture, Capabilities, Doc, DocError, DocRequest, DocSource, Keep, LayoutDef,
+    MirrorContext, Selection, SyncError, UnitOutput,
+};
 use crate::path::RelPath;
 
-use super::{
-    Adapter, BoxFuture, Doc, DocError, DocRequest, DocSource, Keep, LayoutSpec, Selection,
-    SyncError, UnitOutput,
+pub static LAYOUT: LayoutDef = LayoutDef {
+    name: "debian",
+    defaults: include_str!("defaults.toml"),
+    capabilities: Capabilities {
+        filter_key: None,
+        lazy: false,
+        sizes: true,
+        placeholders: false,
+        signed: true,
+    },
+    configure: |ctx, keys| Ok(Box::new(Debian::from_keys(ctx, keys)?)),
+    file_digests: &[],
 };
+
+/// What a Debian mirror carries and how its archive is trusted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DebianOptions {
+    pub suites: Vec<String>,
+    pub components: Vec<String>,
+    pub architectures: Vec<String>,
+    /// Also `Sources` and the source files in `pool/`.
+    pub sources: bool,
+    /// OpenPGP keyring that must have signed each suite's Release.
+    pub keyring: PathBuf,
+    /// How long index files of a superseded Release stay reachable by hash.
+    pub by_hash_grace: Duration,
+}
+
+impl DebianOptions {
+    /// Reads `suites` (required), `components`, `architectures`, `sources`,
+    /// `keyring` (required) and `by_hash_grace`.
+    pub fn from_keys(keys: &mut Section) -> Result<DebianOptions, String> {
+        let names = |keys: &Section, key: &str, v: Vec<String>, allow_slash: bool| {
+            for n in &v {
+                let ok = if allow_slash {
+                    RelPath::new(n.as_str()).is_ok()
+                } else {
+                    crate::path::check_name(n).is_ok()
+                };
+                if !ok || n.contains(char::is_whitespace) {
+                    return Err(keys.error(key, format!("\"{n}\" is not a usable name")));
+                }
+            }
+            Ok(v)
+        };
+        let suites = keys.string_or_list("suites")?;
+        let suites = keys.required(
+            "suites",
+            suites,
+            "e.g. [\"bookworm\", \"bookworm-updates\"]",
+        )?;
+        if suites.is_empty() {
+            return Err(keys.error("suites", "give at least one suite"));
+        }
+        let suites = names(keys, "suites", suites, true)?;
+        let components = keys
+            .string_or_list("components")?
+            .unwrap_or_else(|| vec!["main".into()]);
+        let components = names(keys, "components", components, true)?;
+        let architectures = keys
+            .string_or_list("architectures")?
+            .unwrap_or_else(|| vec!["amd64".into(), "all".into()]);
+        let architectures = names(keys, "architectures", architectures, false)?;
+        let sources = keys.boolean("sources")?.unwrap_or(false);
+        let keyring = keys.path("keyring")?;
+        let keyring = keys.required(
+            "keyring",
+            keyring,
+            "the archive's OpenPGP keyring, e.g. /usr/share/keyrings/debian-archive-keyring.gpg",
+        )?;
+        if let Err(e) = std::fs::File::open(&keyring) {
+            return Err(keys.error(
+                "keyring",
+                format!(
+                    "cannot read {}: {e} (install the archive's keyring package or point at its key)",
+                    keyring.display()
+                ),
+            ));
+        }
+        let by_hash_grace = keys
+            .duration("by_hash_grace")?
+            .unwrap_or(Duration::from_secs(86400));
+        Ok(DebianOptions {
+            suites,
+            components,
+            architectures,
+            sources,
+            keyring,
+            by_hash_grace,
+        })
+    }
+}
 
 pub use deb822::{
     IndexKind, IndexParser, Listed, PoolFile, Release, parse_packages, parse_release, parse_sources,
@@ -76,17 +170,17 @@ fn bad(url: &str, what: impl Into<String>) -> SyncError {
 }
 
 impl Debian {
-    pub fn new(mirror: &MirrorConfig, spec: &LayoutSpec) -> Debian {
-        let opts = mirror
-            .debian
-            .clone()
-            .expect("debian options are parsed with the config");
+    pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Debian, String> {
+        Ok(Debian::new(ctx, DebianOptions::from_keys(keys)?))
+    }
+
+    pub fn new(ctx: &MirrorContext, opts: DebianOptions) -> Debian {
         Debian {
             gpg: Arc::new(gpg::Gpgv::new(&opts.keyring)),
             opts,
-            base: mirror.upstreams[0].to_string(),
-            dists: spec.path("dists").to_string(),
-            max_document: spec.max_document,
+            base: ctx.base(),
+            dists: ctx.spec.path("dists").to_string(),
+            max_document: ctx.spec.max_document,
         }
     }
 

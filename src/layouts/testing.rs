@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
-use super::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep, LayoutKind};
-use crate::config::{Download, Glob, MirrorConfig, parse_base_url};
+use crate::config::MirrorConfig;
 use crate::digest::Digest;
+use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep};
+
+pub use super::configure;
 
 /// Upstream documents by request path, under `base`; everything else is 404.
 pub struct Docs {
@@ -48,19 +50,23 @@ impl DocSource for Docs {
     }
 }
 
-/// A mirror of `layout` over `upstream` with optional filter patterns.
-pub fn mirror(layout: LayoutKind, upstream: &str, filter: Option<&[&str]>) -> MirrorConfig {
-    MirrorConfig {
-        name: layout.name().into(),
-        layout,
-        upstreams: vec![parse_base_url(upstream).unwrap()],
-        filter: filter.map(|f| f.iter().map(|p| Glob::new(p).unwrap()).collect()),
-        cooldown: None,
-        sync_interval: std::time::Duration::from_secs(3600),
-        download: Download::OnDemand,
-        debian: None,
-        public_url: None,
-        go: None,
+/// A `[[mirror]]` table of `layout` over `upstream`, parsed as the config
+/// file is; `keys` are further TOML lines (the layout's own keys).
+pub fn mirror(layout: &str, upstream: &str, keys: &str) -> MirrorConfig {
+    let text = format!(
+        "[[mirror]]\nname = \"{layout}\"\nlayout = \"{layout}\"\nupstream = \"{upstream}\"\n{keys}\n"
+    );
+    crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .mirrors
+        .remove(0)
+}
+
+/// `key = ["a", "b"]` for a filter, or nothing.
+pub fn filter(key: &str, filter: Option<&[&str]>) -> String {
+    match filter {
+        None => String::new(),
+        Some(f) => format!("{key} = {:?}\n", f),
     }
 }
 

@@ -15,13 +15,26 @@
 //! the Accept header) onto this tree.
 
 use crate::catalog::{Body, Entry};
-use crate::config::{Glob, MirrorConfig};
 use crate::digest::{Algo, Digest};
+use crate::keys::{Glob, Section};
+use crate::layout::{
+    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Selection, SyncError, UnitOutput, literal_seeds,
+};
 use crate::path::{RelPath, check_name};
 
-use super::{
-    Adapter, BoxFuture, DocError, DocRequest, DocSource, LayoutSpec, Selection, SyncError,
-    UnitOutput, literal_seeds,
+pub static LAYOUT: LayoutDef = LayoutDef {
+    name: "npm",
+    defaults: include_str!("defaults.toml"),
+    capabilities: Capabilities {
+        filter_key: Some("packages"),
+        lazy: true,
+        sizes: false,
+        placeholders: false,
+        signed: false,
+    },
+    configure: |ctx, keys| Ok(Box::new(Npm::from_keys(ctx, keys)?)),
+    file_digests: &[],
 };
 
 pub const FULL: &str = "index.json";
@@ -106,11 +119,13 @@ pub fn dist_digest(dist: &serde_json::Value) -> Option<Digest> {
 }
 
 impl Npm {
-    pub fn new(mirror: &MirrorConfig, _spec: &LayoutSpec) -> Npm {
-        Npm {
-            filter: mirror.filter.clone(),
-            public_url: mirror.public_url.clone().unwrap_or_default(),
-        }
+    /// Reads `packages` (names or globs; none: lazy) and `public_url`
+    /// (packuments hold absolute tarball URLs).
+    pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Npm, String> {
+        Ok(Npm {
+            filter: keys.globs("packages")?,
+            public_url: crate::layout::public_url(ctx, keys)?,
+        })
     }
 
     fn allowed(&self, name: &str) -> bool {

@@ -1,13 +1,12 @@
 use super::*;
-use crate::layout::{LayoutKind, testing};
+use crate::layouts::testing;
 
 const BASE: &str = "https://index.upstream.test/";
 const DL: &str = "https://dl.upstream.test/crates";
 
 fn adapter(filter: Option<&[&str]>) -> Crates {
-    let mut m = testing::mirror(LayoutKind::Crates, BASE, filter);
-    m.public_url = Some("http://mirror.example/crates".into());
-    Crates::new(&m, LayoutKind::Crates.spec())
+    let keys = testing::filter("crates", filter) + "public_url = \"http://mirror.example/crates\"";
+    testing::configure(&LAYOUT, BASE, &keys, Crates::from_keys).unwrap()
 }
 
 fn line(name: &str, vers: &str, cksum: &str) -> String {

@@ -1,14 +1,16 @@
 use super::*;
-use crate::layout::{LayoutKind, testing};
+use crate::layouts::testing;
 
 const SIX_JSON: &str = include_str!("../../../tests/fixtures/pypi/six.v1_json");
 const SIX_HTML: &str = include_str!("../../../tests/fixtures/pypi/six.html");
 const PAGE_URL: &str = "https://pypi.upstream.test/simple/six/";
 
 fn adapter(filter: Option<&[&str]>, cooldown: Option<u64>) -> Pypi {
-    let mut m = testing::mirror(LayoutKind::Pypi, "https://pypi.upstream.test/", filter);
-    m.cooldown = cooldown.map(std::time::Duration::from_secs);
-    Pypi::new(&m, LayoutKind::Pypi.spec())
+    let mut keys = testing::filter("projects", filter);
+    if let Some(c) = cooldown {
+        keys.push_str(&format!("cooldown = {c}\n"));
+    }
+    testing::configure(&LAYOUT, "https://pypi.upstream.test/", &keys, Pypi::from_keys).unwrap()
 }
 
 fn inline_text(e: &Entry) -> String {

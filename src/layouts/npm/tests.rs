@@ -1,10 +1,9 @@
 use super::*;
-use crate::layout::{LayoutKind, testing};
+use crate::layouts::testing;
 
 fn adapter(filter: Option<&[&str]>) -> Npm {
-    let mut m = testing::mirror(LayoutKind::Npm, "https://registry.upstream.test/", filter);
-    m.public_url = Some("http://mirror.example/npm".into());
-    Npm::new(&m, LayoutKind::Npm.spec())
+    let keys = testing::filter("packages", filter) + "public_url = \"http://mirror.example/npm\"";
+    testing::configure(&LAYOUT, "https://registry.upstream.test/", &keys, Npm::from_keys).unwrap()
 }
 
 fn sri(d: &[u8]) -> String {

@@ -1,0 +1,90 @@
+//! The registry of layouts: every ecosystem regfs can mirror, one line each.
+//!
+//! A layout is a folder under `src/layouts/` that exports a `LAYOUT`
+//! ([`LayoutDef`](crate::layout::LayoutDef)): its adapter, the `[[mirror]]`
+//! keys it reads, its embedded defaults, and any digest of its own. Adding a
+//! layout is that folder plus its name in the list below; nothing else in
+//! the core names an ecosystem.
+
+use crate::keys::{Section, parse_base_url};
+use crate::layout::{FileDigest, LayoutDef, LayoutSpec, MirrorContext};
+
+macro_rules! layouts {
+    ($($name:ident),* $(,)?) => {
+        $(pub mod $name;)*
+        /// Every layout, in the order help and errors list them.
+        pub static ALL: &[&LayoutDef] = &[$(&$name::LAYOUT),*];
+    };
+}
+
+layouts! {
+    pypi,
+    debian,
+    maven,
+    crates,
+    npm,
+    go,
+}
+
+#[cfg(test)]
+pub mod testing;
+
+/// The layout called `name`.
+pub fn find(name: &str) -> Option<&'static LayoutDef> {
+    ALL.iter().copied().find(|l| l.name == name)
+}
+
+/// The layout names, quoted, for error messages.
+pub fn names() -> String {
+    ALL.iter()
+        .map(|l| format!("\"{}\"", l.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The file digests every layout brings (the store checks them).
+pub fn file_digests() -> Vec<FileDigest> {
+    ALL.iter()
+        .flat_map(|l| l.file_digests.iter().copied())
+        .collect()
+}
+
+/// A layout's adapter of its concrete type, built by `build` (its
+/// `from_keys`) from `keys` (the TOML lines of a `[[mirror]]` table beyond
+/// `name`, `layout` and `upstream`) as `configure` would; every key must be
+/// read. For unit tests and fuzz targets, which call the adapter directly.
+pub fn configure<T>(
+    layout: &LayoutDef,
+    upstream: &str,
+    keys: &str,
+    build: impl FnOnce(&MirrorContext, &mut Section) -> Result<T, String>,
+) -> Result<T, String> {
+    let upstreams = [parse_base_url(upstream)?];
+    let spec = LayoutSpec::parse(layout.defaults)?;
+    let ctx = MirrorContext {
+        name: layout.name,
+        upstreams: &upstreams,
+        spec: &spec,
+    };
+    let table = keys.parse().map_err(|e| format!("not TOML: {e}"))?;
+    let mut section = Section::new(&format!("a {} mirror", layout.name), table);
+    let t = build(&ctx, &mut section)?;
+    section.finish()?;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layout_has_valid_defaults_and_a_unique_name() {
+        for (i, l) in ALL.iter().enumerate() {
+            let spec = crate::layout::LayoutSpec::parse(l.defaults)
+                .unwrap_or_else(|e| panic!("{}: defaults.toml: {e}", l.name));
+            assert!(spec.lookup_timeout.as_secs() > 0, "{}", l.name);
+            assert_eq!(find(l.name).map(|f| f.name), Some(l.name));
+            assert!(ALL[..i].iter().all(|o| o.name != l.name), "{}", l.name);
+        }
+    }
+}
