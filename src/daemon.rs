@@ -279,7 +279,12 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
         .build()
         .map_err(|e| DaemonError::Runtime(e.to_string()))?;
     let app = Arc::new(App::open(config)?);
-    let fs = Fs::new(app.mirrors(), app.store.clone(), app.fetcher.clone());
+    let fs = Fs::new(
+        app.mirrors(),
+        app.store.clone(),
+        app.fetcher.clone(),
+        Box::new(crate::status::json),
+    );
     let fuse = FuseFs::new(
         fs.clone(),
         rt.handle().clone(),

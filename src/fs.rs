@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
 use crate::fetch::{Artifact, Fetcher};
 use crate::mirror::Mirror;
+use crate::stats::OpCounters;
 use crate::store::Store;
 
 /// How long the kernel may cache entries and attributes. Swaps invalidate
@@ -186,6 +187,9 @@ enum Node {
     },
 }
 
+/// Renders the status document of the mirrors served (see `status.rs`).
+pub type StatusRenderer = Box<dyn Fn(&[Arc<Mirror>], &Store) -> Vec<u8> + Send + Sync>;
+
 pub struct Fs {
     /// Mirrors by slot.
     mirrors: RwLock<HashMap<u8, Arc<Mirror>>>,
@@ -195,7 +199,9 @@ pub struct Fs {
     next_fh: AtomicU64,
     started: u32,
     /// Operations served, for metrics.
-    pub ops: Arc<crate::metrics::OpCounters>,
+    pub ops: Arc<OpCounters>,
+    /// Renders `.regfs/status.json` for the mirrors served.
+    render_status: StatusRenderer,
     /// The last status.json rendering and when it was made.
     status_json: std::sync::Mutex<(std::time::Instant, Arc<Vec<u8>>)>,
     /// One descriptor per open object, shared by all its handles (reads are
@@ -211,7 +217,13 @@ struct OpenFiles {
 }
 
 impl Fs {
-    pub fn new(mirrors: Vec<Arc<Mirror>>, store: Arc<Store>, fetcher: Arc<Fetcher>) -> Arc<Fs> {
+    /// `render_status` renders `.regfs/status.json` from the mirrors served.
+    pub fn new(
+        mirrors: Vec<Arc<Mirror>>,
+        store: Arc<Store>,
+        fetcher: Arc<Fetcher>,
+        render_status: StatusRenderer,
+    ) -> Arc<Fs> {
         Arc::new(Fs {
             mirrors: RwLock::new(mirrors.into_iter().map(|m| (m.slot, m)).collect()),
             store,
@@ -220,6 +232,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             started: crate::timestamp::now() as u32,
             ops: Arc::default(),
+            render_status,
             status_json: std::sync::Mutex::new((std::time::Instant::now(), Arc::new(Vec::new()))),
             open_files: std::sync::Mutex::default(),
         })
@@ -303,13 +316,7 @@ impl Fs {
     fn status_json(&self) -> Arc<Vec<u8>> {
         let mut cached = self.status_json.lock().unwrap();
         if cached.1.is_empty() || cached.0.elapsed() > Duration::from_secs(1) {
-            let list: Vec<_> = self
-                .mirrors()
-                .iter()
-                .map(|m| crate::status::collect(m, &self.store))
-                .collect();
-            let mut json = serde_json::to_vec_pretty(&list).unwrap_or_default();
-            json.push(b'\n');
+            let json = (self.render_status)(&self.mirrors(), &self.store);
             *cached = (std::time::Instant::now(), Arc::new(json));
         }
         cached.1.clone()
@@ -326,7 +333,7 @@ impl Fs {
     }
 
     pub async fn lookup(self: Arc<Self>, parent: u64, name: String) -> Result<Attr, FsError> {
-        crate::metrics::OpCounters::count(&self.ops.lookup);
+        OpCounters::count(&self.ops.lookup);
         let found_nothing = match self.node(parent)? {
             Node::Root if name == ".regfs" => return Ok(self.dir_attr(CONTROL_INO)),
             Node::Control if name == "status.json" => return Ok(self.status_attr()),
@@ -378,7 +385,7 @@ impl Fs {
     }
 
     pub async fn getattr(self: Arc<Self>, ino: u64) -> Result<Attr, FsError> {
-        crate::metrics::OpCounters::count(&self.ops.getattr);
+        OpCounters::count(&self.ops.getattr);
         match self.node(ino)? {
             Node::Root => Ok(self.dir_attr(ROOT_INO)),
             Node::Control => Ok(self.dir_attr(CONTROL_INO)),
@@ -454,7 +461,7 @@ impl Fs {
     /// Lists a directory from `offset`: entry `k` is `.` (0), `..` (1) or
     /// child `k - 2`, and carries `k + 1` as the offset to resume after it.
     pub fn readdir(&self, ino: u64, offset: u64, sink: &mut dyn DirSink) -> Result<(), FsError> {
-        crate::metrics::OpCounters::count(&self.ops.readdir);
+        OpCounters::count(&self.ops.readdir);
         let small = |list: Vec<(u64, Kind, String)>, sink: &mut dyn DirSink| {
             for (k, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
                 if sink.add(*ino, k as u64 + 1, *kind, name) {
@@ -529,7 +536,7 @@ impl Fs {
 
     /// Opens a file for reading, fetching and verifying it first if needed.
     pub async fn open(self: Arc<Self>, ino: u64, write: bool) -> Result<Opened, FsError> {
-        crate::metrics::OpCounters::count(&self.ops.open);
+        OpCounters::count(&self.ops.open);
         if write {
             return Err(FsError::ReadOnly);
         }
@@ -639,7 +646,7 @@ impl Fs {
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>, FsError> {
-        crate::metrics::OpCounters::count(&self.ops.read);
+        OpCounters::count(&self.ops.read);
         let handle = match self
             .handles
             .read()

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,24 +23,8 @@ pub const CATALOG_FILES: &str = "regfs_catalog_files";
 pub const CACHE_BYTES: &str = "regfs_cache_bytes";
 pub const CACHE_OBJECTS: &str = "regfs_cache_objects";
 
-/// Filesystem operations served, by kind (all mirrors).
-#[derive(Default, Debug)]
-pub struct OpCounters {
-    pub lookup: AtomicU64,
-    pub getattr: AtomicU64,
-    pub readdir: AtomicU64,
-    pub open: AtomicU64,
-    pub read: AtomicU64,
-}
-
-impl OpCounters {
-    pub fn count(c: &AtomicU64) {
-        c.fetch_add(1, Relaxed);
-    }
-}
-
 /// Renders every metric in the Prometheus text format.
-pub fn render(app: &App, fuse: Option<&OpCounters>) -> String {
+pub fn render(app: &App, fuse: Option<&crate::stats::OpCounters>) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -178,7 +162,7 @@ pub fn render(app: &App, fuse: Option<&OpCounters>) -> String {
 pub async fn serve(
     addr: std::net::SocketAddr,
     app: Arc<App>,
-    fuse: Arc<OpCounters>,
+    fuse: Arc<crate::stats::OpCounters>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics");

@@ -114,3 +114,19 @@ const KINDS: &[&str] = &[
     "not_found",
     "store",
 ];
+
+/// Filesystem operations served, by kind (all mirrors).
+#[derive(Default, Debug)]
+pub struct OpCounters {
+    pub lookup: AtomicU64,
+    pub getattr: AtomicU64,
+    pub readdir: AtomicU64,
+    pub open: AtomicU64,
+    pub read: AtomicU64,
+}
+
+impl OpCounters {
+    pub fn count(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+}

@@ -62,6 +62,14 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
     }
 }
 
+/// `.regfs/status.json` in the mount: what `regfs status --json` prints.
+pub fn json(mirrors: &[std::sync::Arc<Mirror>], store: &Store) -> Vec<u8> {
+    let list: Vec<_> = mirrors.iter().map(|m| collect(m, store)).collect();
+    let mut json = serde_json::to_vec_pretty(&list).unwrap_or_default();
+    json.push(b'\n');
+    json
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

@@ -43,7 +43,12 @@ fn harness(filter: Option<&[&str]>) -> Harness {
     );
     let mirror = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());
     let store = Arc::new(Store::open(&dir.join("cache"), None).unwrap());
-    let fs = Fs::new(vec![mirror.clone()], store, fetcher);
+    let fs = Fs::new(
+        vec![mirror.clone()],
+        store,
+        fetcher,
+        Box::new(crate::status::json),
+    );
     Harness { fake, fs, mirror }
 }
 
