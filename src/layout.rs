@@ -55,13 +55,24 @@ pub struct Capabilities {
     pub filter_key: Option<&'static str>,
     /// Without a filter, units materialize on their first lookup.
     pub lazy: bool,
-    /// Metadata gives every artifact's size; otherwise the first `stat` of
-    /// an artifact fetches it (invariant 8).
-    pub sizes: bool,
+    /// Whether metadata gives artifact sizes; where it does not, the first
+    /// `stat` of an artifact fetches it (invariant 8).
+    pub sizes: Sizes,
     /// Directory-shaped lookups answer placeholder directories (Maven).
     pub placeholders: bool,
     /// Units are signed together and change all or nothing (a Debian suite).
     pub signed: bool,
+}
+
+/// Where artifact sizes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sizes {
+    /// Metadata lists every artifact's size: `stat` never waits.
+    Listed,
+    /// Some upstreams list them (PEP 700 JSON), others do not (HTML).
+    Sometimes,
+    /// Metadata has none: the first `stat` fetches and verifies the file.
+    Fetched,
 }
 
 /// What a layout's `configure` is given besides its keys.

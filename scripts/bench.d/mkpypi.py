@@ -5,7 +5,7 @@ Usage: mkpypi.py OUT PREFIX PROJECTS FILES SIZE [--fake | --wheels] [--native-tr
 
 PROJECTS projects (named PREFIX when PROJECTS is 1, else PREFIX0000, ...)
 with FILES artifacts of SIZE bytes each, in the layout and page format of
-tests/fixtures/pypi/make_index.py (PEP 691 JSON pages with size and sha256,
+tests/fixtures/pypi/build.py (PEP 691 JSON pages with size and sha256,
 files under packages/<xx>/<yy>/<60 hex>/<filename>; here the hex is the
 file's sha256):
 

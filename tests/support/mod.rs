@@ -1,6 +1,7 @@
-//! Shared test support: the fixture PyPI (built from real artifacts by
-//! `tests/fixtures/pypi/make_index.py`), the fixture upstream server, and a
-//! real FUSE mount of the `regfs` binary that unmounts on drop.
+//! Shared test support: the fixture registries (built from real artifacts
+//! by `tests/fixtures/<layout>/build.py`, one manifest schema for all), the
+//! fixture upstream server, and a real FUSE mount of the `regfs` binary
+//! that unmounts on drop.
 
 #![allow(dead_code)]
 
@@ -14,96 +15,82 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A file of the fixture PyPI, as its manifest describes it.
-#[derive(Clone, Debug)]
-pub struct FixtureFile {
-    pub project: String,
-    pub filename: String,
-    pub version: String,
-    pub path: String,
-    pub sha256: String,
-    pub size: u64,
-    pub upload_time: String,
-    pub metadata_path: Option<String>,
-    pub metadata_sha256: Option<String>,
-}
-
+/// A fixture registry, built at test time with the ecosystem's own tools by
+/// `tests/fixtures/<layout>/build.py`, read through the manifest schema every
+/// builder writes (documented in `tests/fixtures/fixturelib.py`).
 pub struct Fixture {
+    pub layout: String,
+    /// Served as the fixture upstream's root.
     pub root: PathBuf,
-    pub files: Vec<FixtureFile>,
+    pub manifest: Value,
+    /// The mirror's upstream base, relative to `root` (`""`, `"debian/"`).
+    pub upstream: String,
+    /// The layout's own `[[mirror]]` keys for this fixture.
+    pub keys: String,
+    pub artifacts: Vec<Artifact>,
+    /// A mirror path upstream does not have, with `{n}`.
+    pub unknown: String,
+    /// Upstream requests one lookup of `unknown` may cost.
+    pub lookup_requests: usize,
 }
 
-impl Fixture {
-    pub fn file(&self, filename: &str) -> &FixtureFile {
-        self.files
-            .iter()
-            .find(|f| f.filename == filename)
-            .unwrap_or_else(|| panic!("no fixture file {filename}"))
+/// A file the mirror lists and fetches on first read.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    /// Mirror-relative path.
+    pub path: String,
+    /// Request path on the fixture upstream.
+    pub upstream: String,
+    pub size: u64,
+    /// `algo:value` (hex, or Go's base64 for `h1`).
+    pub digest: String,
+    /// Mirror paths to look up first (what makes it listed).
+    pub visit: Vec<String>,
+}
+
+impl Artifact {
+    /// Do `data` hash to this artifact's digest?
+    pub fn matches(&self, data: &[u8]) -> bool {
+        let (algo, want) = self.digest.split_once(':').expect("algo:value");
+        match algo {
+            "h1" => regfs::layouts::go::modzip::hash_zip_from(
+                std::io::Cursor::new(data),
+                data.len() as u64,
+            )
+            .is_ok_and(|d| regfs::layouts::go::modzip::format_h1(&d) == self.digest),
+            _ => {
+                let algo = regfs::digest::Algo::from_name(algo).expect("known algorithm");
+                hex_of(algo, data) == want
+            }
+        }
     }
 }
 
-/// Runs a fixture builder from `tests/fixtures/` into the target's temp
-/// directory (the builders cache: a complete tree is reused).
-fn build_fixture(script: &str, dir: &str, hint: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(script);
-    let st = Command::new("python3")
-        .arg(&script)
-        .arg(&root)
-        .status()
-        .expect("python3 runs");
-    assert!(st.success(), "{} failed ({hint})", script.display());
-    root
-}
+impl Fixture {
+    /// The `[[mirror]]` table of a mirror `name` of this fixture over an
+    /// upstream serving `root` at `url`, plus `extra` lines.
+    pub fn mirror(&self, name: &str, url: &str, extra: &str) -> String {
+        format!(
+            "[[mirror]]\nname = \"{name}\"\nlayout = \"{}\"\nupstream = \"{url}{}\"\nsync_interval = \"1h\"\n{}\n{extra}\n",
+            self.layout,
+            self.upstream,
+            self.keys
+                .replace("{root}", &self.root.display().to_string()),
+        )
+    }
 
-/// The fixture PyPI, built once per test binary (and cached across runs).
-pub fn pypi() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let root = build_fixture(
-            "pypi/make_index.py",
-            "pypi-fixture",
-            "is the `wheel` package installed?",
-        );
-        let manifest: Value =
-            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-        let mut files = Vec::new();
-        for (project, list) in manifest["projects"].as_object().unwrap() {
-            for f in list.as_array().unwrap() {
-                let s = |k: &str| f[k].as_str().map(str::to_string);
-                files.push(FixtureFile {
-                    project: project.clone(),
-                    filename: s("filename").unwrap(),
-                    version: s("version").unwrap(),
-                    path: s("path").unwrap(),
-                    sha256: s("sha256").unwrap(),
-                    size: f["size"].as_u64().unwrap(),
-                    upload_time: s("upload_time").unwrap(),
-                    metadata_path: s("metadata_path"),
-                    metadata_sha256: s("metadata_sha256"),
-                });
-            }
-        }
-        Fixture { root, files }
-    })
-}
+    /// The bytes of a file as upstream has it, by its path under the upstream base.
+    pub fn bytes(&self, path: &str) -> Vec<u8> {
+        std::fs::read(self.root.join(&self.upstream).join(path))
+            .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    }
 
-/// The fixture Debian archive (`tests/fixtures/debian/make_archive.py`):
-/// its root directory (served as the upstream root; the archive is under
-/// `debian/`) and its manifest.
-pub struct DebianFixture {
-    pub root: PathBuf,
-    pub manifest: Value,
-}
-
-impl DebianFixture {
+    /// The Debian fixture's signing keyring.
     pub fn keyring(&self) -> PathBuf {
         self.root.join(self.manifest["keyring"].as_str().unwrap())
     }
 
-    /// (filename, size, sha256) of every .deb in `suite`.
+    /// (filename, size, sha256) of every .deb in Debian suite `suite`.
     pub fn debs(&self, suite: &str) -> Vec<(String, u64, String)> {
         self.manifest["debs"]
             .as_array()
@@ -121,18 +108,149 @@ impl DebianFixture {
     }
 }
 
-pub fn debian() -> &'static DebianFixture {
-    static F: OnceLock<DebianFixture> = OnceLock::new();
+/// Tools each builder needs, for the failure message.
+const HINTS: &[(&str, &str)] = &[
+    ("pypi", "is the `wheel` package installed?"),
+    ("debian", "are dpkg-dev, apt-utils and gpg installed?"),
+    ("maven", "is a JDK installed?"),
+    ("crates", "is cargo on PATH?"),
+    ("npm", "is npm on PATH?"),
+];
+
+/// The fixture of `layout`, built once per test binary into the target's
+/// temp directory (and reused across runs: the builders cache).
+pub fn fixture(layout: &str) -> &'static Fixture {
+    static BUILT: std::sync::Mutex<Vec<&'static Fixture>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if let Some(f) = built.iter().find(|f| f.layout == layout) {
+        return f;
+    }
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{layout}-fixture"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(layout)
+        .join("build.py");
+    let st = Command::new("python3")
+        .arg(&script)
+        .arg(&root)
+        .status()
+        .expect("python3 runs");
+    let hint = HINTS.iter().find(|(l, _)| *l == layout).map_or("", |h| h.1);
+    assert!(st.success(), "{} failed ({hint})", script.display());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+    let s = |k: &str| {
+        manifest[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{layout}: manifest {k}"))
+            .to_string()
+    };
+    let artifacts = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| Artifact {
+            path: a["path"].as_str().unwrap().to_string(),
+            upstream: a["upstream"].as_str().unwrap().to_string(),
+            size: a["size"].as_u64().unwrap(),
+            digest: a["digest"].as_str().unwrap().to_string(),
+            visit: a["visit"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect(),
+        })
+        .collect();
+    let f: &'static Fixture = Box::leak(Box::new(Fixture {
+        layout: layout.to_string(),
+        upstream: s("upstream"),
+        keys: s("keys"),
+        unknown: s("unknown"),
+        lookup_requests: manifest["lookup_requests"].as_u64().unwrap() as usize,
+        artifacts,
+        root,
+        manifest,
+    }));
+    built.push(f);
+    f
+}
+
+/// A file of the fixture PyPI, as its manifest's `projects` describe it.
+#[derive(Clone, Debug)]
+pub struct FixtureFile {
+    pub project: String,
+    pub filename: String,
+    pub version: String,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub upload_time: String,
+    pub metadata_path: Option<String>,
+    pub metadata_sha256: Option<String>,
+}
+
+pub struct PypiFixture {
+    pub root: PathBuf,
+    pub files: Vec<FixtureFile>,
+}
+
+impl PypiFixture {
+    pub fn file(&self, filename: &str) -> &FixtureFile {
+        self.files
+            .iter()
+            .find(|f| f.filename == filename)
+            .unwrap_or_else(|| panic!("no fixture file {filename}"))
+    }
+}
+
+/// The fixture PyPI and its files.
+pub fn pypi() -> &'static PypiFixture {
+    static F: OnceLock<PypiFixture> = OnceLock::new();
     F.get_or_init(|| {
-        let root = build_fixture(
-            "debian/make_archive.py",
-            "debian-fixture",
-            "are dpkg-dev, apt-utils and gpg installed?",
-        );
-        let manifest =
-            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-        DebianFixture { root, manifest }
+        let fx = fixture("pypi");
+        let mut files = Vec::new();
+        for (project, list) in fx.manifest["projects"].as_object().unwrap() {
+            for f in list.as_array().unwrap() {
+                let s = |k: &str| f[k].as_str().map(str::to_string);
+                files.push(FixtureFile {
+                    project: project.clone(),
+                    filename: s("filename").unwrap(),
+                    version: s("version").unwrap(),
+                    path: s("path").unwrap(),
+                    sha256: s("sha256").unwrap(),
+                    size: f["size"].as_u64().unwrap(),
+                    upload_time: s("upload_time").unwrap(),
+                    metadata_path: s("metadata_path"),
+                    metadata_sha256: s("metadata_sha256"),
+                });
+            }
+        }
+        PypiFixture {
+            root: fx.root.clone(),
+            files,
+        }
     })
+}
+
+pub fn debian() -> &'static Fixture {
+    fixture("debian")
+}
+
+pub fn maven() -> &'static Fixture {
+    fixture("maven")
+}
+
+pub fn crates() -> &'static Fixture {
+    fixture("crates")
+}
+
+pub fn npm() -> &'static Fixture {
+    fixture("npm")
+}
+
+pub fn go() -> &'static Fixture {
+    fixture("go")
 }
 
 pub fn debian_mirror(name: &str, upstream: &str, extra: &str) -> String {
@@ -141,58 +259,10 @@ pub fn debian_mirror(name: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
-/// The fixture Maven repository (`tests/fixtures/maven/make_repo.py`): its
-/// root (served as the upstream root; the repository is under `maven2/`)
-/// and its manifest (`files`: path → size, sha1).
-pub struct MavenFixture {
-    pub root: PathBuf,
-    pub manifest: Value,
-}
-
-impl MavenFixture {
-    /// The bytes of a repository file as upstream has them.
-    pub fn bytes(&self, path: &str) -> Vec<u8> {
-        std::fs::read(self.root.join("maven2").join(path))
-            .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
-    }
-}
-
-pub fn maven() -> &'static MavenFixture {
-    static F: OnceLock<MavenFixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let root = build_fixture("maven/make_repo.py", "maven-fixture", "is a JDK installed?");
-        let manifest =
-            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-        MavenFixture { root, manifest }
-    })
-}
-
 pub fn maven_mirror(name: &str, upstream: &str, extra: &str) -> String {
     format!(
         "[[mirror]]\nname = \"{name}\"\nlayout = \"maven\"\nupstream = \"{upstream}maven2/\"\nsync_interval = \"1h\"\n{extra}\n"
     )
-}
-
-/// The fixture crates registry (`tests/fixtures/crates/make_registry.py`):
-/// its root (the sparse index is under `index/`, crates under `dl/`) and
-/// its manifest (`files`: dl path → sha256, size).
-pub struct CratesFixture {
-    pub root: PathBuf,
-    pub manifest: Value,
-}
-
-pub fn crates() -> &'static CratesFixture {
-    static F: OnceLock<CratesFixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let root = build_fixture(
-            "crates/make_registry.py",
-            "crates-fixture",
-            "is cargo on PATH?",
-        );
-        let manifest =
-            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-        CratesFixture { root, manifest }
-    })
 }
 
 pub fn crates_mirror(name: &str, upstream: &str, extra: &str) -> String {
@@ -201,46 +271,10 @@ pub fn crates_mirror(name: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
-/// The fixture npm registry (`tests/fixtures/npm/make_registry.py`): its
-/// root (served as the registry root) and its manifest (`files`: tarball
-/// path → sha512 hex, size).
-pub struct NpmFixture {
-    pub root: PathBuf,
-    pub manifest: Value,
-}
-
-pub fn npm() -> &'static NpmFixture {
-    static F: OnceLock<NpmFixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let root = build_fixture("npm/make_registry.py", "npm-fixture", "is npm on PATH?");
-        let manifest =
-            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-        NpmFixture { root, manifest }
-    })
-}
-
 pub fn npm_mirror(name: &str, upstream: &str, extra: &str) -> String {
     format!(
         "[[mirror]]\nname = \"{name}\"\nlayout = \"npm\"\nupstream = \"{upstream}\"\npublic_url = \"http://mirror.example/{name}\"\nsync_interval = \"1h\"\n{extra}\n"
     )
-}
-
-/// The fixture Go module proxy (`tests/fixtures/go/make_proxy.py`): its
-/// root (the proxy is under `proxy/`, `go.sum` beside it) and its manifest
-/// (`zips`: escaped path → h1, size).
-pub struct GoFixture {
-    pub root: PathBuf,
-    pub manifest: Value,
-}
-
-pub fn go() -> &'static GoFixture {
-    static F: OnceLock<GoFixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let root = build_fixture("go/make_proxy.py", "go-fixture", "python3 only");
-        let manifest =
-            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
-        GoFixture { root, manifest }
-    })
 }
 
 /// A Go mirror of the fixture proxy; `extra` must name `checksum_db` or `go_sum`.

@@ -37,7 +37,7 @@ use crate::catalog::{Body, Entry, Generation, Kind, Source};
 use crate::digest::Digest;
 use crate::keys::Section;
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Doc, DocError, DocRequest, DocSource, Keep, LayoutDef,
+    Adapter, BoxFuture, Capabilities, Sizes, Doc, DocError, DocRequest, DocSource, Keep, LayoutDef,
     MirrorContext, Selection, SyncError, UnitOutput,
 };
 use crate::path::RelPath;
@@ -48,7 +48,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
     capabilities: Capabilities {
         filter_key: None,
         lazy: false,
-        sizes: true,
+        sizes: Sizes::Listed,
         placeholders: false,
         signed: true,
     },

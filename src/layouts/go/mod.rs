@@ -30,7 +30,7 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Doc, DocError, DocSource, FileDigest, LayoutDef,
+    Adapter, BoxFuture, Capabilities, Sizes, Doc, DocError, DocSource, FileDigest, LayoutDef,
     MirrorContext, Selection, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
@@ -42,8 +42,8 @@ pub static LAYOUT: LayoutDef = LayoutDef {
     capabilities: Capabilities {
         filter_key: Some("modules"),
         lazy: true,
-        sizes: false,
-        placeholders: false,
+        sizes: Sizes::Fetched,
+        placeholders: true,
         signed: false,
     },
     configure: |ctx, keys| Ok(Box::new(Go::from_keys(ctx, keys)?)),

@@ -25,7 +25,7 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, DocSource, LayoutDef, MirrorContext, Selection, SyncError,
+    Adapter, BoxFuture, Capabilities, Sizes, DocSource, LayoutDef, MirrorContext, Selection, SyncError,
     UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
@@ -36,7 +36,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
     capabilities: Capabilities {
         filter_key: Some("artifacts"),
         lazy: true,
-        sizes: false,
+        sizes: Sizes::Fetched,
         placeholders: true,
         signed: false,
     },

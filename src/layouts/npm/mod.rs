@@ -18,7 +18,7 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Adapter, BoxFuture, Capabilities, Sizes, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
     Selection, SyncError, UnitOutput, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
@@ -29,7 +29,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
     capabilities: Capabilities {
         filter_key: Some("packages"),
         lazy: true,
-        sizes: false,
+        sizes: Sizes::Fetched,
         placeholders: false,
         signed: false,
     },

@@ -20,7 +20,7 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Adapter, BoxFuture, Capabilities, Sizes, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
     Selection, SyncError, UnitOutput,
 };
 use crate::path::{RelPath, check_name};
@@ -32,7 +32,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         filter_key: Some("projects"),
         lazy: true,
         // PEP 700 sizes where upstream gives them (JSON); HTML pages have none.
-        sizes: false,
+        sizes: Sizes::Sometimes,
         placeholders: false,
         signed: false,
     },
