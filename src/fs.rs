@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
 use crate::fetch::{Artifact, Fetcher};
 use crate::mirror::Mirror;
-use crate::store::Store;
+use crate::store::{Removed, Store};
 
 /// How long the kernel may cache entries and attributes. Swaps invalidate
 /// what changed explicitly, so this can be long.
@@ -47,6 +47,36 @@ pub struct Opened {
     pub fh: u64,
     pub ino: u64,
     pub kind: OpenKind,
+    /// The store object behind it (not for in-memory files): whoever keeps
+    /// its descriptor for reuse checks that store's removals first.
+    pub object: Option<(Arc<Store>, ObjectKey)>,
+}
+
+/// One object of one store: what a descriptor kept for reuse is open on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectKey {
+    /// [`Store::id`].
+    pub store: u64,
+    pub digest: crate::digest::Digest,
+}
+
+/// Where a holder of kept descriptors has read each store's removal log to
+/// ([`Store::removed_since`]).
+#[derive(Default)]
+pub struct Cursors(HashMap<u64, u64>);
+
+impl Cursors {
+    /// What `store` removed since this holder last asked; `None` if nothing.
+    pub fn removed(&mut self, store: &Store) -> Option<crate::store::Removed> {
+        let count = store.removal_count();
+        let cursor = self.0.entry(store.id()).or_insert(0);
+        if *cursor == count {
+            return None;
+        }
+        let (now, removed) = store.removed_since(*cursor);
+        *cursor = now;
+        (!removed.is_empty()).then_some(removed)
+    }
 }
 
 pub enum OpenKind {
@@ -205,9 +235,9 @@ pub struct Fs {
 
 #[derive(Default)]
 struct OpenFiles {
-    by_digest: HashMap<crate::digest::Digest, std::sync::Weak<File>>,
-    /// [`crate::store::discards`] when `by_digest` was last cleared.
-    discards: u64,
+    by_key: HashMap<ObjectKey, std::sync::Weak<File>>,
+    /// How far each store's removals have been applied to `by_key`.
+    cursors: Cursors,
 }
 
 impl Fs {
@@ -549,11 +579,23 @@ impl Fs {
                     fh,
                     ino,
                     kind: OpenKind::Memory,
+                    object: None,
                 });
             }
             Node::Root | Node::Control | Node::Placeholder { .. } => return Err(FsError::IsDir),
         };
         let file = generation.file(id).ok_or(FsError::IsDir)?;
+        let store = match &file.source {
+            Source::Stored => mirror.meta.clone(),
+            Source::Remote { .. } => self.store.clone(),
+        };
+        let object = Some((
+            store.clone(),
+            ObjectKey {
+                store: store.id(),
+                digest: file.digest.clone(),
+            },
+        ));
         let local = match &file.source {
             Source::Stored => self.local(&mirror.meta, &file.digest),
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
@@ -587,6 +629,7 @@ impl Fs {
                         fh,
                         ino,
                         kind: OpenKind::Pending,
+                        object,
                     });
                 }
             },
@@ -604,30 +647,42 @@ impl Fs {
             fh,
             ino,
             kind: OpenKind::Local(f),
+            object,
         })
     }
 
     /// The local file of a cached object, sharing one descriptor among all
-    /// handles open on it.
+    /// handles open on it. A descriptor of an object the store has removed
+    /// since is never shared again.
     fn local(&self, store: &Store, d: &crate::digest::Digest) -> Option<Arc<File>> {
         let mut open = self.open_files.lock().unwrap();
-        let discards = crate::store::discards();
-        if open.discards != discards {
-            // A shared descriptor may be the discarded object's.
-            open.by_digest.clear();
-            open.discards = discards;
+        let OpenFiles { by_key, cursors } = &mut *open;
+        match cursors.removed(store) {
+            None => {}
+            Some(Removed::Lost) => by_key.retain(|k, _| k.store != store.id()),
+            Some(Removed::Objects(list)) => {
+                for digest in list {
+                    by_key.remove(&ObjectKey {
+                        store: store.id(),
+                        digest,
+                    });
+                }
+            }
         }
-        let open = &mut open.by_digest;
-        if let Some(f) = open.get(d).and_then(std::sync::Weak::upgrade) {
+        let key = ObjectKey {
+            store: store.id(),
+            digest: d.clone(),
+        };
+        if let Some(f) = by_key.get(&key).and_then(std::sync::Weak::upgrade) {
             store.mark_used(d);
             return Some(f);
         }
         let (f, _) = store.open_object(d)?;
         let f = Arc::new(f);
-        if open.len() > 4096 {
-            open.retain(|_, w| w.strong_count() > 0);
+        if by_key.len() > 4096 {
+            by_key.retain(|_, w| w.strong_count() > 0);
         }
-        open.insert(d.clone(), Arc::downgrade(&f));
+        by_key.insert(key, Arc::downgrade(&f));
         Some(f)
     }
 
