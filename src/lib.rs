@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod path;
 pub mod progress;
+pub mod redact;
 pub mod stats;
 pub mod status;
 pub mod store;
