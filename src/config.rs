@@ -40,6 +40,9 @@ pub struct FetchSettings {
     pub attempts: u32,
     /// Concurrent requests per upstream host.
     pub max_per_host: usize,
+    /// The largest artifact downloaded (a body with no known size is cut
+    /// off here); `cache_max_size` bounds it too.
+    pub max_artifact_size: u64,
 }
 
 impl Default for FetchSettings {
@@ -50,6 +53,7 @@ impl Default for FetchSettings {
             idle_timeout: Duration::from_secs(20),
             attempts: 3,
             max_per_host: 16,
+            max_artifact_size: 8 << 30,
         }
     }
 }
@@ -120,6 +124,7 @@ const TOP_KEYS: &[&str] = &[
     "idle_timeout",
     "retries",
     "max_connections_per_host",
+    "max_artifact_size",
     "metrics_listen",
     "mirror",
 ];
@@ -164,6 +169,9 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
         max_per_host: top
             .count("max_connections_per_host", 1, 1024)?
             .map_or(defaults.max_per_host, |n| n as usize),
+        max_artifact_size: top
+            .size("max_artifact_size")?
+            .unwrap_or(defaults.max_artifact_size),
     };
     let config = Config {
         path: path.to_owned(),

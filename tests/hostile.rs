@@ -7,8 +7,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use support::upstream::Upstream;
+use support::upstream::{Fault, Upstream};
 use support::{Mount, config, pypi, pypi_mirror, run, scratch, sha256_hex};
 
 const ALL: &str = r#"projects = ["alpha", "Beta_Pkg", "gamma"]"#;
@@ -46,8 +48,37 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Runs `f` on a thread; its result, or `None` if it has not returned
+/// within `secs` (a liveness bound: generous, not a performance claim).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).ok()
+}
+
 fn read_hash(p: PathBuf) -> String {
     sha256_hex(&std::fs::read(p).unwrap())
+}
+
+/// A PEP 691 page for `project` listing the fixture files `keep` plus
+/// `extra` (filename, URL relative to the page, sha256), without sizes.
+fn page(project: &str, keep: &[&str], extra: &[(&str, &str, &str)]) -> Vec<u8> {
+    let fx = pypi();
+    let mut files: Vec<serde_json::Value> = keep
+        .iter()
+        .map(|n| {
+            let f = fx.file(n);
+            serde_json::json!({"filename": f.filename, "url": format!("../../{}", f.path), "hashes": {"sha256": f.sha256}, "size": f.size})
+        })
+        .collect();
+    for (name, url, sha) in extra {
+        files.push(serde_json::json!({"filename": name, "url": url, "hashes": {"sha256": sha}}));
+    }
+    serde_json::json!({"meta": {"api-version": "1.0"}, "name": project, "files": files})
+        .to_string()
+        .into_bytes()
 }
 
 #[test]
@@ -91,5 +122,201 @@ fn eviction_gives_back_the_disk_space_of_what_it_evicts() {
         let f = fx.file(name);
         assert_eq!(read_hash(m.path(&format!("pypi/{}", f.path))), f.sha256);
         assert_eq!(up.hits(&f.path), 2, "{name}");
+    }
+}
+
+#[test]
+fn a_trickling_body_is_abandoned_and_a_sizeless_stat_returns() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("trickle");
+    let cfg = config(
+        &dir,
+        "fetch_timeout = \"3s\"\nidle_timeout = \"3s\"\nretries = 1",
+        &pypi_mirror("pypi", &up.url(), ALL),
+    );
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    // A listed file (size known, Content-Length sent) at one byte a second.
+    let listed = fx.file("gamma-0.1-py3-none-any.whl");
+    up.fault(&listed.path, Fault::Trickle(Duration::from_secs(1)));
+    let p = m.path(&format!("pypi/{}", listed.path));
+    let err = within(60, move || std::fs::read(p).map(|_| ()))
+        .expect("the read returned")
+        .expect_err("a trickle is not served");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    let st = &m.status()[0];
+    assert!(
+        st["counters"]["upstream_errors"]["stalled"].as_u64() >= Some(1),
+        "{}",
+        st["counters"]
+    );
+    // A sizeless link: stat itself waits for the download; it must end too.
+    let tar = fx.file("alpha-1.0.tar.gz");
+    up.fault(
+        "simple/alpha/",
+        Fault::Body(page(
+            "alpha",
+            &["alpha-2.0-py3-none-any.whl"],
+            &[(&tar.filename, &format!("../../{}", tar.path), &tar.sha256)],
+        )),
+    );
+    up.fault(&tar.path, Fault::Trickle(Duration::from_secs(1)));
+    let out = run(&cfg, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = m.path(&format!("pypi/{}", tar.path));
+    let err = within(60, move || std::fs::metadata(p).map(|_| ()))
+        .expect("stat returned")
+        .expect_err("no size can be learnt from a trickle");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    // Upstream recovers: the same stat tells the true size.
+    up.clear(&tar.path);
+    assert_eq!(
+        std::fs::metadata(m.path(&format!("pypi/{}", tar.path)))
+            .unwrap()
+            .len(),
+        tar.size
+    );
+}
+
+#[test]
+fn slow_downloads_leave_a_permit_for_a_sync() {
+    // Two slow (but not too slow) downloads on a host with two permits:
+    // metadata requests keep one, so a sync finishes while both still run.
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("reserve");
+    let cfg = config(
+        &dir,
+        "max_connections_per_host = 2",
+        &pypi_mirror("pypi", &up.url(), ALL),
+    );
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let wheels: Vec<_> = ["gamma-0.1-py3-none-any.whl", "gamma-0.2-py3-none-any.whl"]
+        .iter()
+        .map(|n| fx.file(n).clone())
+        .collect();
+    for f in &wheels {
+        // 3 MiB at 200 kB/s: about 16 s each.
+        up.fault(&f.path, Fault::Throttle(200_000));
+    }
+    let readers: Vec<_> = wheels
+        .iter()
+        .map(|f| {
+            let p = m.path(&format!("pypi/{}", f.path));
+            std::thread::spawn(move || read_hash(p))
+        })
+        .collect();
+    m.wait_for(
+        || wheels.iter().any(|f| up.hits(&f.path) > 0),
+        "a download to start",
+    );
+    let out = run(&cfg, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        readers.iter().all(|r| !r.is_finished()),
+        "a download finished before the sync did: the sync waited for its permit"
+    );
+    for (r, f) in readers.into_iter().zip(&wheels) {
+        assert_eq!(r.join().unwrap(), f.sha256);
+    }
+}
+
+#[test]
+fn an_endless_body_neither_fills_the_disk_nor_empties_the_cache() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("endless");
+    // The disk is far smaller than cache_max_size: it fills first.
+    let cache = Tmpfs::mount(&dir.join("cache"), "12m");
+    let cfg = config(
+        &dir,
+        "cache_max_size = \"1GiB\"",
+        &pypi_mirror("pypi", &up.url(), ALL),
+    );
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let kept: Vec<_> = [
+        "alpha-1.0-py3-none-any.whl",
+        "alpha-2.0-py3-none-any.whl",
+        "alpha-2.0.tar.gz",
+        "gamma-0.1-py3-none-any.whl",
+        "Beta_Pkg-0.1-py3-none-any.whl",
+    ]
+    .iter()
+    .map(|n| fx.file(n).clone())
+    .collect();
+    for f in &kept {
+        assert_eq!(read_hash(m.path(&format!("pypi/{}", f.path))), f.sha256);
+    }
+    let cached_bytes: u64 = kept.iter().map(|f| f.size).sum();
+    // A sizeless file whose body never ends.
+    let endless = format!(
+        "packages/ee/ee/{}/endless-1.0-py3-none-any.whl",
+        "e".repeat(60)
+    );
+    let endless = endless.as_str();
+    up.fault(endless, Fault::Endless);
+    up.fault(
+        "simple/beta-pkg/",
+        Fault::Body(page(
+            "Beta_Pkg",
+            &["Beta_Pkg-0.1-py3-none-any.whl"],
+            &[(
+                "endless-1.0-py3-none-any.whl",
+                &format!("../../{endless}"),
+                &"e".repeat(64),
+            )],
+        )),
+    );
+    let out = run(&cfg, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = m.path(&format!("pypi/{endless}"));
+    let err = within(120, move || std::fs::read(p).map(|_| ()))
+        .expect("the read returned")
+        .expect_err("an endless body is never served");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    assert!(
+        m.log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(endless)),
+        "a WARN names the URL:\n{}",
+        m.log()
+    );
+    let st = &m.status()[0];
+    assert_eq!(
+        st["cached"].as_u64(),
+        Some(kept.len() as u64),
+        "nothing was evicted for it"
+    );
+    m.wait_for(
+        || cache.used() < cached_bytes + (1 << 20),
+        "the partial download's space to come back",
+    );
+    // And after a restart with upstream gone, everything cached is served.
+    let (dir, cfg) = (m.dir.clone(), m.config.clone());
+    m.stop();
+    up.set_down(true);
+    let m = Mount::start(&dir, &cfg, "pypi");
+    for f in &kept {
+        assert_eq!(
+            read_hash(m.path(&format!("pypi/{}", f.path))),
+            f.sha256,
+            "{}",
+            f.filename
+        );
     }
 }
