@@ -14,7 +14,13 @@
 //! Each upstream host has `max_connections_per_host` permits. Artifact
 //! downloads may hold all but a reserve of them ([`reserve`]), so metadata
 //! requests (syncs, lazy lookups) are never queued behind slow downloads.
+//!
+//! Requests ask for `Accept-Encoding: identity`. An upstream that compresses
+//! anyway is handled: a document is decoded before it is parsed (unless it
+//! is itself a `.gz`, which some servers label so), and an artifact is kept
+//! if either the bytes as sent or their decoding match its digest.
 
+mod decode;
 mod download;
 #[cfg(test)]
 pub mod fake;
@@ -43,6 +49,8 @@ pub struct Response {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub content_length: Option<u64>,
+    /// `Content-Encoding`, if upstream sent one.
+    pub content_encoding: Option<String>,
     pub body: Box<dyn Body>,
 }
 
@@ -108,6 +116,15 @@ pub enum FetchError {
     TooLarge { url: String, limit: u64 },
     #[error("{}: {what}", redact(url))]
     ArtifactTooLarge { url: String, what: String },
+    #[error(
+        "{}: cannot decode its Content-Encoding {encoding}: {error}",
+        redact(url)
+    )]
+    Decode {
+        url: String,
+        encoding: String,
+        error: String,
+    },
     #[error("{}: not found upstream", redact(url))]
     NotFound { url: String },
     #[error("waited {secs}s for {}", redact(url))]
@@ -150,7 +167,9 @@ impl FetchError {
             } => "connect",
             FetchError::Transport { .. } => "transport",
             FetchError::Stalled { .. } | FetchError::TooSlow { .. } => "stalled",
-            FetchError::Digest { .. } | FetchError::Size { .. } => "verify",
+            FetchError::Digest { .. } | FetchError::Size { .. } | FetchError::Decode { .. } => {
+                "verify"
+            }
             FetchError::TooLarge { .. } | FetchError::ArtifactTooLarge { .. } => "too_large",
             FetchError::NotFound { .. } => "not_found",
             FetchError::Store(_) | FetchError::NoSpace { .. } => "store",
@@ -324,7 +343,8 @@ impl Fetcher {
         validators: Option<(Option<String>, Option<String>)>,
         limit: u64,
     ) -> Result<DocResponse, FetchError> {
-        let mut headers: Vec<(&'static str, String)> = Vec::new();
+        let mut headers: Vec<(&'static str, String)> =
+            vec![("accept-encoding", "identity".to_string())];
         if let Some(a) = accept {
             headers.push(("accept", a.to_string()));
         }
@@ -387,6 +407,8 @@ impl Fetcher {
                             )),
                         });
                     }
+                    let body =
+                        decode::document(url, resp.content_encoding.as_deref(), body, limit)?;
                     Ok(DocResponse::Fresh(FetchedDoc {
                         url: resp.url,
                         content_type: resp.content_type,

@@ -320,3 +320,70 @@ fn an_endless_body_neither_fills_the_disk_nor_empties_the_cache() {
         );
     }
 }
+
+#[test]
+fn compression_nobody_asked_for_is_undone_or_recognized() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("encoding");
+    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    // A server that compresses on the fly: documents and artifacts.
+    up.fault("simple/gamma/", Fault::Encoded("gzip"));
+    let wheel = fx.file("gamma-0.1-py3-none-any.whl");
+    up.fault(&wheel.path, Fault::Encoded("gzip"));
+    let small = fx.file("alpha-2.0-py3-none-any.whl");
+    up.fault(&small.path, Fault::Encoded("deflate"));
+    // A server that labels a stored .tar.gz with its own encoding.
+    let tar = fx.file("alpha-1.0.tar.gz");
+    up.fault(&tar.path, Fault::Header("Content-Encoding", "gzip".into()));
+    let out = run(&cfg, &["sync"]);
+    assert!(
+        out.status.success(),
+        "a compressed page is decoded before it is parsed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [wheel, small, tar] {
+        assert_eq!(
+            read_hash(m.path(&format!("pypi/{}", f.path))),
+            f.sha256,
+            "{}",
+            f.filename
+        );
+    }
+    let asked: Vec<_> = up
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("packages/"))
+        .collect();
+    assert!(!asked.is_empty());
+    for r in &asked {
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "accept-encoding" && v == "identity"),
+            "{} {:?}",
+            r.path,
+            r.headers
+        );
+    }
+    // Compressed bytes that decode to something else (another wheel) are a
+    // verification failure.
+    let other = fx.file("alpha-1.0-py3-none-any.whl");
+    let before = m.status()[0]["counters"]["verify_failures"]
+        .as_u64()
+        .unwrap();
+    up.remap(&other.path, &small.path);
+    up.fault(&other.path, Fault::Encoded("gzip"));
+    assert_eq!(
+        support::errno(&m.path(&format!("pypi/{}", other.path))),
+        Some(libc::EIO)
+    );
+    assert!(
+        m.status()[0]["counters"]["verify_failures"]
+            .as_u64()
+            .unwrap()
+            > before
+    );
+}

@@ -9,11 +9,13 @@
 //! known size, [`UNKNOWN_SIZE_ROOM`] when its size is unknown, and never
 //! the whole cache (see [`Store::make_room`]).
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Artifact, FetchError, Fetcher, Pace, TransportError};
+use super::decode::Encoding;
+use super::{Artifact, FetchError, Fetcher, Pace, TransportError, redact};
 use crate::stats::Counters;
-use crate::store::{Room, Store, StoreError};
+use crate::store::{Pending, Room, Store, StoreError};
 
 /// The most a download of unknown size may evict when the disk is full.
 pub const UNKNOWN_SIZE_ROOM: u64 = 16 << 20;
@@ -143,7 +145,8 @@ impl Fetcher {
         limit: u64,
     ) -> Result<u64, Failure> {
         let _permit = self.host_permit(url, true).await;
-        let mut resp = self.send(url, &[]).await?;
+        let headers = [("accept-encoding", "identity".to_string())];
+        let mut resp = self.send(url, &headers).await?;
         match resp.status {
             200 => {}
             404 | 410 => return Err(FetchError::NotFound { url: url.into() }.into()),
@@ -155,11 +158,13 @@ impl Fetcher {
                 .into());
             }
         }
-        let known = art.size.or(resp.content_length);
+        let encoding = Encoding::of(resp.content_encoding.as_deref());
+        // With an encoding, Content-Length counts the encoded bytes.
+        let sent_len = resp_len(encoding, resp.content_length);
         let verify = |e: StoreError| -> Failure {
             match e {
                 e if e.is_no_space() => Failure::NoSpace {
-                    known,
+                    known: art.size.or(sent_len),
                     error: e.to_string(),
                 },
                 StoreError::Size { expected, actual } => {
@@ -183,7 +188,7 @@ impl Fetcher {
                 other => FetchError::Store(other.to_string()).into(),
             }
         };
-        if let (Some(expected), Some(actual)) = (art.size, resp.content_length) {
+        if let (Some(expected), Some(actual)) = (art.size, sent_len) {
             if expected != actual {
                 counters.verify_failure();
                 return Err(FetchError::Size {
@@ -194,36 +199,77 @@ impl Fetcher {
                 .into());
             }
         }
-        if let Some(n) = resp.content_length.filter(|&n| n > limit) {
+        if let Some(n) = sent_len.filter(|&n| n > limit) {
             let e = too_large(url, n, limit);
             tracing::warn!("download refused: {e}");
             return Err(e.into());
         }
-        let mut pending = store.begin(art.digest.clone(), art.size).map_err(verify)?;
+        let expect = art.digest.clone();
+        let raw_size = if encoding.is_some() { None } else { art.size };
+        let mut raw = store.begin(expect.clone(), raw_size).map_err(verify)?;
+        let mut decoded = match encoding {
+            Some(enc) => Some(enc.writer(Sink {
+                pending: store.begin(expect, art.size).map_err(verify)?,
+                limit,
+            })),
+            None => None,
+        };
         let pace = Pace::new(&self.settings);
         while let Some(chunk) = self
-            .next_chunk(url, &mut resp, &pace, pending.written())
+            .next_chunk(url, &mut resp, &pace, raw.written())
             .await?
         {
-            if art.size.is_none() && pending.written() + chunk.len() as u64 > limit {
-                let e = too_large(url, pending.written() + chunk.len() as u64, limit);
+            if raw_size.is_none() && raw.written() + chunk.len() as u64 > limit {
+                let e = too_large(url, raw.written() + chunk.len() as u64, limit);
                 tracing::warn!("download abandoned: {e}");
                 return Err(e.into());
             }
-            pending.write(&chunk).map_err(verify)?;
+            raw.write(&chunk).map_err(verify)?;
+            if let Some(d) = decoded.as_mut() {
+                if d.write_all(&chunk).is_err() {
+                    // Not (or not validly) encoded: the bytes as sent stand alone.
+                    decoded = None;
+                }
+            }
         }
-        if let Some(actual) = resp.content_length.filter(|&n| n != pending.written()) {
+        if let Some(actual) = resp.content_length.filter(|&n| n != raw.written()) {
             return Err(FetchError::Transport {
                 url: url.into(),
                 error: TransportError::Other(format!(
                     "body ended after {} of {actual} bytes",
-                    pending.written()
+                    raw.written()
                 )),
             }
             .into());
         }
-        pending.commit(store).map_err(verify)
+        let Some(decoder) = decoded else {
+            return raw.commit(store).map_err(verify);
+        };
+        let enc = encoding.map_or("", Encoding::name);
+        match raw.commit(store) {
+            Ok(size) => {
+                tracing::debug!(url = %redact(url), encoding = enc, "labelled with a Content-Encoding, and the bytes as sent are the artifact");
+                Ok(size)
+            }
+            Err(StoreError::Digest { .. } | StoreError::Size { .. }) => {
+                let sink = decoder.finish().map_err(|e| {
+                    verify(StoreError::Io {
+                        path: store.root().join("tmp"),
+                        source: e,
+                    })
+                })?;
+                let size = sink.pending.commit(store).map_err(verify)?;
+                tracing::debug!(url = %redact(url), encoding = enc, "decoded an artifact upstream compressed although asked not to");
+                Ok(size)
+            }
+            Err(e) => Err(verify(e)),
+        }
     }
+}
+
+/// The size a response's Content-Length tells of the artifact itself.
+fn resp_len(encoding: Option<Encoding>, content_length: Option<u64>) -> Option<u64> {
+    encoding.is_none().then_some(content_length).flatten()
 }
 
 fn too_large(url: &str, size: u64, limit: u64) -> FetchError {
@@ -232,5 +278,25 @@ fn too_large(url: &str, size: u64, limit: u64) -> FetchError {
         what: format!(
             "{size} bytes is more than this cache takes for one artifact ({limit} bytes: the smaller of max_artifact_size and cache_max_size)"
         ),
+    }
+}
+
+/// Where a decoder writes: a second pending object, bounded.
+struct Sink {
+    pending: Pending,
+    limit: u64,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.pending.written() + buf.len() as u64 > self.limit {
+            return Err(std::io::Error::other("decoded past the size limit"));
+        }
+        self.pending.write(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

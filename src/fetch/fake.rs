@@ -29,6 +29,7 @@ pub struct Reply {
     pub chunk_size: Option<usize>,
     /// Send no Content-Length.
     pub no_length: bool,
+    pub content_encoding: Option<String>,
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -142,6 +143,7 @@ impl Transport for Fake {
                 etag: reply.etag.clone(),
                 last_modified: None,
                 content_length: (!reply.no_length).then_some(reply.body.len() as u64),
+                content_encoding: reply.content_encoding.clone(),
                 body: Box::new(FakeBody {
                     data: reply.body,
                     pos: 0,

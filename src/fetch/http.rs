@@ -75,6 +75,7 @@ impl Transport for Http {
                 etag: header("etag"),
                 last_modified: header("last-modified"),
                 content_length: resp.content_length(),
+                content_encoding: header("content-encoding"),
                 body: Box::new(HttpBody(resp)),
             })
         })

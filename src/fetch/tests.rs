@@ -436,3 +436,75 @@ async fn every_download_is_bounded_in_size() {
         .unwrap_err();
     assert!(matches!(err, FetchError::ArtifactTooLarge { .. }), "{err}");
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn an_encoded_artifact_is_kept_when_the_bytes_sent_or_their_decoding_match() {
+    let (fake, fetcher, store) = setup();
+    let c = Arc::new(Counters::default());
+    let encoded = |body: Vec<u8>| Reply {
+        content_encoding: Some("gzip".into()),
+        ..ok(&body)
+    };
+    // Compressed on the fly: the decoded bytes are the artifact.
+    let data = b"a wheel's bytes ".repeat(500);
+    fake.route(URL, vec![encoded(gzip(&data))]);
+    fetcher
+        .ensure(&store, artifact(URL, &data), c.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(store.object_path(&Digest::sha256_of(&data))).unwrap(),
+        data
+    );
+    let sent = fake.calls.lock().unwrap()[0].1.clone();
+    assert!(
+        sent.contains(&("accept-encoding", "identity".to_string())),
+        "{sent:?}"
+    );
+    // A .tgz labelled gzip: the bytes as sent are the artifact.
+    let tgz_url = "http://up.test/pkg-1.0.tgz";
+    let tgz = gzip(b"a tarball");
+    fake.route(tgz_url, vec![encoded(tgz.clone())]);
+    fetcher
+        .ensure(&store, artifact(tgz_url, &tgz), c.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(store.object_path(&Digest::sha256_of(&tgz))).unwrap(),
+        tgz
+    );
+    // Neither matches: a verification failure, nothing kept.
+    let evil = "http://up.test/evil.whl";
+    fake.route(evil, vec![encoded(gzip(b"something else"))]);
+    let err = fetcher
+        .ensure(&store, artifact(evil, b"the real thing"), c.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Digest { .. } | FetchError::Size { .. }),
+        "{err}"
+    );
+    assert_eq!(store.usage().objects, 2);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0
+    );
+    // A document compressed anyway is decoded before anyone parses it.
+    let doc = "http://up.test/simple/x/";
+    fake.route(doc, vec![encoded(gzip(b"{\"files\": []}"))]);
+    let DocResponse::Fresh(d) = fetcher
+        .get_doc(&[doc.to_string()], None, None, 1000)
+        .await
+        .unwrap()
+    else {
+        panic!("not fresh")
+    };
+    assert_eq!(d.body, b"{\"files\": []}");
+}
