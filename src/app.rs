@@ -38,8 +38,11 @@ impl App {
                 path: config.cache_dir.display().to_string(),
                 what: e.to_string(),
             })?;
-        let transport =
-            Http::new(config.fetch.connect_timeout).map_err(|e| AppError::Http(e.to_string()))?;
+        for w in &config.warnings {
+            tracing::warn!("{}: {w}", config.path.display());
+        }
+        let transport = Http::new(config.fetch.connect_timeout, config.credentials.clone())
+            .map_err(|e| AppError::Http(e.to_string()))?;
         let fetcher = Fetcher::new(Arc::new(transport), config.fetch.clone());
         let app = App {
             store: Arc::new(store),

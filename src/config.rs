@@ -26,6 +26,11 @@ pub struct Config {
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub mirrors: Vec<MirrorConfig>,
+    /// Upstream logins: from the `credentials` file, and the userinfo taken
+    /// out of `upstream` URLs (which then hold none).
+    pub credentials: crate::credentials::Credentials,
+    /// Things worth a WARN when the configuration is put to use.
+    pub warnings: Vec<String>,
 }
 
 /// Bounds on upstream requests; together they bound how long a reader waits.
@@ -126,6 +131,7 @@ const TOP_KEYS: &[&str] = &[
     "max_connections_per_host",
     "max_artifact_size",
     "metrics_listen",
+    "credentials",
     "mirror",
 ];
 const MIRROR_KEYS: &[&str] = &["name", "layout", "upstream", "cooldown", "sync_interval"];
@@ -173,7 +179,8 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
             .size("max_artifact_size")?
             .unwrap_or(defaults.max_artifact_size),
     };
-    let config = Config {
+    let credentials_file = top.path("credentials")?;
+    let mut config = Config {
         path: path.to_owned(),
         cache_dir: top
             .path("cache_dir")?
@@ -197,10 +204,36 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
             }
             mirrors
         },
+        credentials: crate::credentials::Credentials::default(),
+        warnings: Vec::new(),
     };
     top.finish()?;
     check_unique_names(&config.mirrors)?;
+    take_credentials(&mut config, credentials_file)?;
     Ok(config)
+}
+
+/// Loads the credentials file (the `credentials` key, else
+/// `$REGFS_CREDENTIALS`) and takes any userinfo out of the upstream URLs.
+fn take_credentials(config: &mut Config, file: Option<PathBuf>) -> Result<(), String> {
+    let file = file.or_else(|| std::env::var_os("REGFS_CREDENTIALS").map(PathBuf::from));
+    if let Some(f) = file {
+        config
+            .credentials
+            .load(&f)
+            .map_err(|e| format!("top level: credentials: {e}"))?;
+    }
+    for m in &mut config.mirrors {
+        for u in &mut m.upstreams {
+            if config.credentials.take_userinfo(u) {
+                config.warnings.push(format!(
+                    "mirror \"{}\": upstream {u} has a user and password in its URL: they are sent to that origin only and never shown, but better kept in a credentials file (the `credentials` key), out of this one",
+                    m.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String> {
@@ -249,7 +282,10 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
     }
     let upstreams = upstreams
         .iter()
-        .map(|u| parse_base_url(u).map_err(|e| format!("{label}: upstream: \"{u}\": {e}")))
+        .map(|u| {
+            parse_base_url(u)
+                .map_err(|e| format!("{label}: upstream: \"{}\": {e}", crate::redact::redact(u)))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let filter = match layout.spec().filter_key {
         Some(key) => s

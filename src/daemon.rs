@@ -467,18 +467,23 @@ impl Supervisor {
             Err(e) => return tracing::error!("SIGHUP: keeping the running configuration: {e}"),
         };
         let old = &self.app.config;
+        for w in &new.warnings {
+            tracing::warn!("SIGHUP: {}: {w}", path.display());
+        }
         if (
             &new.cache_dir,
             &new.state_dir,
             new.cache_max_size,
             &new.fetch,
             new.metrics_listen,
+            &new.credentials,
         ) != (
             &old.cache_dir,
             &old.state_dir,
             old.cache_max_size,
             &old.fetch,
             old.metrics_listen,
+            &old.credentials,
         ) {
             tracing::warn!(
                 "SIGHUP: global settings changed; they take effect at the next restart (mirror changes apply now)"

@@ -44,6 +44,7 @@ pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod daemon;
 pub mod digest;
 pub mod durable;

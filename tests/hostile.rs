@@ -387,3 +387,129 @@ fn compression_nobody_asked_for_is_undone_or_recognized() {
             > before
     );
 }
+
+/// Every file under `dir`, recursively (not following symlinks).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn upstream_credentials_are_sent_to_their_host_and_never_published() {
+    use std::os::unix::fs::PermissionsExt;
+    const SECRET: &str = "s3cret-Pa55";
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    up.require_basic_auth("alice", SECRET);
+    // Another host (port) that a redirect leads to: it must not get them.
+    let elsewhere = Upstream::serve(&fx.root);
+    let dir = scratch("credentials");
+    let with_userinfo = up
+        .url()
+        .replace("http://", &format!("http://alice:{SECRET}@"));
+    let cfg = config(&dir, "", &pypi_mirror("pypi", &with_userinfo, ALL));
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let f = fx.file("alpha-2.0-py3-none-any.whl");
+    assert_eq!(read_hash(m.path(&format!("pypi/{}", f.path))), f.sha256);
+    // Errors that name URLs: a failed read, a failed sync.
+    let bad = fx.file("alpha-1.0-py3-none-any.whl");
+    up.fault(&bad.path, Fault::Status(503));
+    assert_eq!(
+        support::errno(&m.path(&format!("pypi/{}", bad.path))),
+        Some(libc::EIO)
+    );
+    up.fault("simple/gamma/", Fault::Status(500));
+    let out = run(&cfg, &["sync"]);
+    assert!(!out.status.success());
+    let sync_err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(sync_err.contains("simple/gamma/"), "{sync_err}");
+    up.clear("simple/gamma/");
+    // A redirect to another host: followed, without the credentials.
+    let moved = fx.file("Beta_Pkg-0.1-py3-none-any.whl");
+    up.fault(
+        &moved.path,
+        Fault::Redirect(format!("{}{}", elsewhere.url(), moved.path)),
+    );
+    assert_eq!(
+        read_hash(m.path(&format!("pypi/{}", moved.path))),
+        moved.sha256
+    );
+    let authorized =
+        |r: &support::upstream::Request| r.headers.iter().any(|(k, _)| k == "authorization");
+    assert!(
+        up.requests().iter().all(authorized),
+        "every request to the upstream was authorized"
+    );
+    let there: Vec<_> = elsewhere.requests();
+    assert!(
+        !there.is_empty() && !there.iter().any(authorized),
+        "{there:?}"
+    );
+    // Nowhere to be seen: logs, state files, status (both ways), CLI output.
+    let status_json = std::fs::read_to_string(m.path(".regfs/status.json")).unwrap();
+    assert!(
+        status_json.contains("HTTP 500"),
+        "the failure is reported: {status_json}"
+    );
+    let status_cli = String::from_utf8(run(&cfg, &["status", "--json"]).stdout).unwrap();
+    let mut seen = vec![
+        ("log".to_string(), m.log()),
+        (".regfs/status.json".into(), status_json),
+        ("regfs status".into(), status_cli),
+        ("regfs sync".into(), sync_err),
+    ];
+    for p in files_under(&dir.join("state")) {
+        if let Ok(bytes) = std::fs::read(&p) {
+            seen.push((
+                p.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    for (what, text) in &seen {
+        assert!(!text.contains(SECRET), "the password is in {what}");
+    }
+    assert!(
+        m.log().contains("has a user and password in its URL"),
+        "a WARN recommends the credentials file:\n{}",
+        m.log()
+    );
+    drop(m);
+
+    // The same from a credentials file, which must be private.
+    let creds = dir.join("credentials");
+    std::fs::write(
+        &creds,
+        format!("machine 127.0.0.1\n  login alice\n  password {SECRET}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = config(
+        &dir,
+        &format!("credentials = \"{}\"", creds.display()),
+        &pypi_mirror("pypi", &up.url(), ALL),
+    );
+    let out = run(&cfg, &["sync"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("credentials") && err.contains("chmod 600"),
+        "a readable credentials file is refused: {err}"
+    );
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let m = Mount::start(&dir, &cfg, "pypi");
+    let f = fx.file("gamma-0.2-py3-none-any.whl");
+    assert_eq!(read_hash(m.path(&format!("pypi/{}", f.path))), f.sha256);
+    assert!(!m.log().contains(SECRET));
+}
