@@ -4,9 +4,6 @@
 //! SIGTERM (lazily if the mount is busy, so no stale "Transport endpoint is
 //! not connected" mount is ever left behind).
 
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,36 +33,19 @@ pub enum DaemonError {
 
 /// An exclusive lock on a state directory, held for the life of a process.
 pub struct StateLock {
-    _file: File,
+    _lock: crate::lock::DirLock,
 }
 
 impl StateLock {
     /// Takes the lock or says who holds it.
     pub fn acquire(state_dir: &Path) -> Result<StateLock, DaemonError> {
-        let err = |what: String| DaemonError::Lock {
-            dir: state_dir.to_owned(),
-            what,
-        };
-        std::fs::create_dir_all(state_dir).map_err(|e| err(e.to_string()))?;
-        let path = state_dir.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| err(format!("{}: {e}", path.display())))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(err(format!(
-                "in use by another regfs process (pid {}); stop it or give this one its own state_dir",
-                holder.trim()
-            )));
-        }
-        let _ = file.set_len(0);
-        let _ = write!(file, "{}", std::process::id());
-        Ok(StateLock { _file: file })
+        let lock = crate::lock::DirLock::acquire(state_dir, "state_dir").map_err(|what| {
+            DaemonError::Lock {
+                dir: state_dir.to_owned(),
+                what,
+            }
+        })?;
+        Ok(StateLock { _lock: lock })
     }
 }
 

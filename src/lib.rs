@@ -53,6 +53,7 @@ pub mod fs;
 pub mod fuse;
 pub mod gomod;
 pub mod layout;
+pub mod lock;
 pub mod maintenance;
 pub mod metrics;
 pub mod mirror;

@@ -513,3 +513,87 @@ fn upstream_credentials_are_sent_to_their_host_and_never_published() {
     assert_eq!(read_hash(m.path(&format!("pypi/{}", f.path))), f.sha256);
     assert!(!m.log().contains(SECRET));
 }
+
+#[test]
+fn a_second_instance_on_the_same_cache_dir_is_refused_and_harms_nothing() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let (a, b) = (scratch("shared-a"), scratch("shared-b"));
+    let cfg_a = config(&a, "", &pypi_mirror("pypi", &up.url(), ALL));
+    // B has its own state_dir but A's cache_dir.
+    let cfg_b = config(&b, "", &pypi_mirror("pypi", &up.url(), ALL));
+    let text = std::fs::read_to_string(&cfg_b).unwrap().replace(
+        &format!("cache_dir = \"{}/cache\"", b.display()),
+        &format!("cache_dir = \"{}/cache\"", a.display()),
+    );
+    std::fs::write(&cfg_b, text).unwrap();
+    let m = Mount::start(&a, &cfg_a, "pypi");
+    m.wait_generation(1);
+    let cached = fx.file("alpha-2.0-py3-none-any.whl");
+    assert_eq!(
+        read_hash(m.path(&format!("pypi/{}", cached.path))),
+        cached.sha256
+    );
+    // A download in progress in A.
+    let slow = fx.file("gamma-0.1-py3-none-any.whl").clone();
+    up.fault(&slow.path, Fault::Throttle(500_000));
+    let p = m.path(&format!("pypi/{}", slow.path));
+    let reader = std::thread::spawn(move || read_hash(p));
+    m.wait_for(
+        || {
+            std::fs::read_dir(a.join("cache/tmp"))
+                .unwrap()
+                .next()
+                .is_some()
+        },
+        "a download in progress",
+    );
+    let said = |out: std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let refused = |err: &str| {
+        err.contains(&format!("cache_dir {}/cache", a.display()))
+            && err.contains(&format!("pid {}", m.pid()))
+            && err.contains("own cache_dir")
+    };
+    let mnt_b = b.join("mnt");
+    std::fs::create_dir_all(&mnt_b).unwrap();
+    let cfg = cfg_b.clone();
+    let out = within(60, move || {
+        support::regfs()
+            .args(["mount", "--config"])
+            .arg(&cfg)
+            .arg(&mnt_b)
+            .output()
+            .unwrap()
+    })
+    .expect("the second mount returned at once");
+    assert!(!out.status.success());
+    let err = said(out);
+    assert!(
+        refused(&err),
+        "the second mount is refused, naming cache_dir and pid: {err}"
+    );
+    let out = run(&cfg_b, &["verify", "--repair"]);
+    assert!(!out.status.success());
+    let err = said(out);
+    assert!(refused(&err), "so is a one-shot repair: {err}");
+    assert_eq!(reader.join().unwrap(), slow.sha256, "A's download went on");
+    let st = &m.status()[0];
+    assert_eq!(st["cached"].as_u64(), Some(2), "nothing of A's was removed");
+    assert_eq!(
+        read_hash(m.path(&format!("pypi/{}", cached.path))),
+        cached.sha256
+    );
+    // Once A is gone, B may use the cache.
+    drop(m);
+    let m = Mount::start(&b, &cfg_b, "pypi");
+    m.wait_generation(1);
+    assert_eq!(
+        read_hash(m.path(&format!("pypi/{}", cached.path))),
+        cached.sha256
+    );
+    assert_eq!(
+        up.hits(&cached.path),
+        1,
+        "served from the cache B took over"
+    );
+}
