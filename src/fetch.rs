@@ -422,7 +422,7 @@ impl Fetcher {
                 Ok(DocResponse::NotFound { url }) => last = Some(Ok(DocResponse::NotFound { url })),
                 Ok(r) => return Ok(r),
                 Err(e) => {
-                    tracing::warn!("upstream request failed: {e}");
+                    crate::warn_limited!("upstream request failed: {e}");
                     last = Some(Err(e));
                 }
             }

@@ -127,7 +127,7 @@ impl PendingFile {
                     }
                     tracing::info!(%digest, "evicted before it could be opened; fetching it again");
                 }
-                tracing::warn!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
+                crate::warn_limited!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
                 Err(FsError::Local(format!("{digest}: evicted before it could be opened")))
             })
             .await
@@ -475,7 +475,7 @@ impl Fs {
             .ensure(&self.store, art, mirror.counters.clone())
             .await
             .map_err(|e| {
-                tracing::warn!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
+                crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
                 mirror.counters.read_error();
                 FsError::Upstream(e.to_string())
             })
@@ -635,7 +635,7 @@ impl Fs {
             },
         };
         let f = local.ok_or_else(|| {
-            tracing::warn!(digest = %file.digest, "a stored metadata file cannot be opened");
+            crate::warn_limited!(digest = %file.digest, "a stored metadata file cannot be opened");
             FsError::Local(format!("{}: cannot open the stored file", file.digest))
         })?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);

@@ -54,6 +54,7 @@ pub mod fuse;
 pub mod gomod;
 pub mod layout;
 pub mod lock;
+pub mod lograte;
 pub mod maintenance;
 pub mod metrics;
 pub mod mirror;

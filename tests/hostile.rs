@@ -597,3 +597,50 @@ fn a_second_instance_on_the_same_cache_dir_is_refused_and_harms_nothing() {
         "served from the cache B took over"
     );
 }
+
+#[test]
+fn no_client_can_flood_the_log() {
+    use std::os::fd::AsRawFd;
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("flood");
+    let cfg = config(&dir, "retries = 0", &pypi_mirror("pypi", &up.url(), ALL));
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let before = m.log().len();
+    // lsattr-style ioctls on a directory and on a file, 20,000 of them.
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    let f = fx.file("alpha-2.0-py3-none-any.whl");
+    let targets = [
+        std::fs::File::open(m.path("pypi/simple")).unwrap(),
+        std::fs::File::open(m.path(&format!("pypi/{}", f.path))).unwrap(),
+    ];
+    for i in 0..20_000 {
+        let mut flags: libc::c_long = 0;
+        let r = unsafe { libc::ioctl(targets[i % 2].as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) };
+        assert_eq!(r, -1);
+    }
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENOTTY)
+    );
+    // 300 reads of a file upstream has lost: each is an EIO with a reason.
+    let gone = fx.file("alpha-1.0-py3-none-any.whl");
+    up.fault(&gone.path, Fault::Status(404));
+    for _ in 0..300 {
+        assert_eq!(
+            support::errno(&m.path(&format!("pypi/{}", gone.path))),
+            Some(libc::EIO)
+        );
+    }
+    let log = m.log()[before..].to_string();
+    let warns = log.lines().filter(|l| l.contains("WARN")).count();
+    assert!(
+        log.len() < 64 << 10 && warns < 50,
+        "{} bytes, {warns} WARN lines logged:\n{}",
+        log.len(),
+        &log[..log.len().min(4000)]
+    );
+    assert!(log.contains(&gone.path), "the reason is still logged");
+    assert!(log.contains("suppressed"), "and what was left out is said");
+}

@@ -53,7 +53,7 @@ impl Fetcher {
         let limit = self.size_limit(store);
         if let Some(size) = art.size.filter(|&s| s > limit) {
             let e = too_large(&first, size, limit);
-            tracing::warn!("download refused: {e}");
+            crate::warn_limited!("download refused: {e}");
             counters.upstream_error(e.kind());
             return Err(e);
         }
@@ -82,9 +82,9 @@ impl Fetcher {
                 }
                 Err(e) => {
                     if matches!(e, FetchError::Digest { .. } | FetchError::Size { .. }) {
-                        tracing::warn!("verification failed: {e}");
+                        crate::warn_limited!("verification failed: {e}");
                     } else {
-                        tracing::warn!("download failed: {e}");
+                        crate::warn_limited!("download failed: {e}");
                     }
                     last = e;
                 }
@@ -200,9 +200,7 @@ impl Fetcher {
             }
         }
         if let Some(n) = sent_len.filter(|&n| n > limit) {
-            let e = too_large(url, n, limit);
-            tracing::warn!("download refused: {e}");
-            return Err(e.into());
+            return Err(too_large(url, n, limit).into());
         }
         let expect = art.digest.clone();
         let raw_size = if encoding.is_some() { None } else { art.size };
@@ -220,9 +218,7 @@ impl Fetcher {
             .await?
         {
             if raw_size.is_none() && raw.written() + chunk.len() as u64 > limit {
-                let e = too_large(url, raw.written() + chunk.len() as u64, limit);
-                tracing::warn!("download abandoned: {e}");
-                return Err(e.into());
+                return Err(too_large(url, raw.written() + chunk.len() as u64, limit).into());
             }
             raw.write(&chunk).map_err(verify)?;
             if let Some(d) = decoded.as_mut() {
