@@ -38,13 +38,22 @@ pub struct StateLock {
 
 impl StateLock {
     /// Takes the lock or says who holds it.
+    /// The directory is made private (`0700`) first: catalogs, validators
+    /// and status are no other user's business.
     pub fn acquire(state_dir: &Path) -> Result<StateLock, DaemonError> {
-        let lock = crate::lock::DirLock::acquire(state_dir, "state_dir").map_err(|what| {
-            DaemonError::Lock {
-                dir: state_dir.to_owned(),
-                what,
-            }
-        })?;
+        let err = |what: String| DaemonError::Lock {
+            dir: state_dir.to_owned(),
+            what,
+        };
+        match crate::durable::private_dir(state_dir) {
+            Ok(Some(was)) => tracing::info!(
+                state_dir = %state_dir.display(),
+                "made the state directory private (mode {was:04o} to 0700)"
+            ),
+            Ok(None) => {}
+            Err(e) => return Err(err(e.to_string())),
+        }
+        let lock = crate::lock::DirLock::acquire(state_dir, "state_dir").map_err(err)?;
         Ok(StateLock { _lock: lock })
     }
 }

@@ -644,3 +644,48 @@ fn no_client_can_flood_the_log() {
     assert!(log.contains(&gone.path), "the reason is still logged");
     assert!(log.contains("suppressed"), "and what was left out is said");
 }
+
+#[test]
+fn state_is_private_to_regfs() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("private");
+    // `nobody` may reach the scratch directory, as a local user could.
+    let mut p = dir.clone();
+    while p.pop() && !p.as_os_str().is_empty() {
+        let m = std::fs::metadata(&p).unwrap().permissions().mode();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m | 0o011)).unwrap();
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A state_dir an older regfs left world-readable.
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "tightened at startup");
+    let mirror = state.join("mirrors/pypi");
+    let written = [
+        mirror.join("docs.json"),
+        mirror.join("current"),
+        mirror.join("generations/1.cat"),
+        state.join("slots.json"),
+    ];
+    for f in &written {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    let as_nobody = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "cat"])
+        .arg(&written[0])
+        .output()
+        .unwrap();
+    assert!(
+        !as_nobody.status.success(),
+        "another user cannot read regfs's state"
+    );
+    // The operator still reads status in the mount.
+    assert!(std::fs::read(m.path(".regfs/status.json")).is_ok());
+}
