@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -21,7 +20,15 @@ use std::time::Duration;
 use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
 use crate::fetch::{Artifact, Fetcher};
 use crate::mirror::Mirror;
-use crate::store::{Removed, Store};
+use crate::store::Store;
+
+mod pending;
+mod shared;
+
+pub use pending::PendingFile;
+use pending::read_at;
+use shared::OpenFiles;
+pub use shared::{Cursors, ObjectKey};
 
 /// How long the kernel may cache entries and attributes. Swaps invalidate
 /// what changed explicitly, so this can be long.
@@ -52,33 +59,6 @@ pub struct Opened {
     pub object: Option<(Arc<Store>, ObjectKey)>,
 }
 
-/// One object of one store: what a descriptor kept for reuse is open on.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ObjectKey {
-    /// [`Store::id`].
-    pub store: u64,
-    pub digest: crate::digest::Digest,
-}
-
-/// Where a holder of kept descriptors has read each store's removal log to
-/// ([`Store::removed_since`]).
-#[derive(Default)]
-pub struct Cursors(HashMap<u64, u64>);
-
-impl Cursors {
-    /// What `store` removed since this holder last asked; `None` if nothing.
-    pub fn removed(&mut self, store: &Store) -> Option<crate::store::Removed> {
-        let count = store.removal_count();
-        let cursor = self.0.entry(store.id()).or_insert(0);
-        if *cursor == count {
-            return None;
-        }
-        let (now, removed) = store.removed_since(*cursor);
-        *cursor = now;
-        (!removed.is_empty()).then_some(removed)
-    }
-}
-
 pub enum OpenKind {
     /// Verified bytes on local disk (kernel passthrough may serve them).
     Local(Arc<File>),
@@ -98,56 +78,6 @@ enum Handle {
         digest: crate::digest::Digest,
         size: Option<u64>,
     },
-}
-
-/// An artifact opened before it was cached: the first to ask fetches it,
-/// everyone gets the same verified local file or the same error.
-pub struct PendingFile {
-    cell: tokio::sync::OnceCell<Result<Arc<File>, FsError>>,
-}
-
-impl PendingFile {
-    async fn get(
-        &self,
-        fs: &Fs,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &crate::digest::Digest,
-        size: Option<u64>,
-    ) -> Result<Arc<File>, FsError> {
-        self.cell
-            .get_or_init(|| async {
-                // A cache much smaller than the traffic through it can evict
-                // the object between its download and this open (the soak
-                // saw it once in 358k reads): fetch again, a few times.
-                for _ in 0..3 {
-                    fs.fetch(mirror, url, digest, size).await?;
-                    if let Some(f) = fs.local(&fs.store, digest) {
-                        return Ok(f);
-                    }
-                    tracing::info!(%digest, "evicted before it could be opened; fetching it again");
-                }
-                crate::warn_limited!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
-                Err(FsError::Local(format!("{digest}: evicted before it could be opened")))
-            })
-            .await
-            .clone()
-    }
-}
-
-fn read_at(f: &File, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
-    let mut buf = vec![0u8; size as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FsError::Local(e.to_string())),
-        }
-    }
-    buf.truncate(done);
-    Ok(buf)
 }
 
 impl Attr {
@@ -231,13 +161,6 @@ pub struct Fs {
     /// One descriptor per open object, shared by all its handles (reads are
     /// positional), so 10,000 opens of a file cost one fd.
     open_files: std::sync::Mutex<OpenFiles>,
-}
-
-#[derive(Default)]
-struct OpenFiles {
-    by_key: HashMap<ObjectKey, std::sync::Weak<File>>,
-    /// How far each store's removals have been applied to `by_key`.
-    cursors: Cursors,
 }
 
 impl Fs {
@@ -649,41 +572,6 @@ impl Fs {
             kind: OpenKind::Local(f),
             object,
         })
-    }
-
-    /// The local file of a cached object, sharing one descriptor among all
-    /// handles open on it. A descriptor of an object the store has removed
-    /// since is never shared again.
-    fn local(&self, store: &Store, d: &crate::digest::Digest) -> Option<Arc<File>> {
-        let mut open = self.open_files.lock().unwrap();
-        let OpenFiles { by_key, cursors } = &mut *open;
-        match cursors.removed(store) {
-            None => {}
-            Some(Removed::Lost) => by_key.retain(|k, _| k.store != store.id()),
-            Some(Removed::Objects(list)) => {
-                for digest in list {
-                    by_key.remove(&ObjectKey {
-                        store: store.id(),
-                        digest,
-                    });
-                }
-            }
-        }
-        let key = ObjectKey {
-            store: store.id(),
-            digest: d.clone(),
-        };
-        if let Some(f) = by_key.get(&key).and_then(std::sync::Weak::upgrade) {
-            store.mark_used(d);
-            return Some(f);
-        }
-        let (f, _) = store.open_object(d)?;
-        let f = Arc::new(f);
-        if by_key.len() > 4096 {
-            by_key.retain(|_, w| w.strong_count() > 0);
-        }
-        by_key.insert(key, Arc::downgrade(&f));
-        Some(f)
     }
 
     /// Reads up to `size` bytes at `offset`; short only at end of file. On a
