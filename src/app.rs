@@ -11,6 +11,8 @@ use crate::store::Store;
 pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
+    /// `cache_dir` is this instance's alone while it runs.
+    _cache_lock: crate::lock::DirLock,
     pub fetcher: Arc<Fetcher>,
     /// Replaced as a whole when the daemon reloads its configuration.
     mirrors: RwLock<Vec<Arc<Mirror>>>,
@@ -32,6 +34,13 @@ pub enum AppError {
 
 impl App {
     pub fn open(config: Config) -> Result<App, AppError> {
+        let cache_lock =
+            crate::lock::DirLock::acquire(&config.cache_dir, "cache_dir").map_err(|what| {
+                AppError::Store {
+                    path: config.cache_dir.display().to_string(),
+                    what,
+                }
+            })?;
         let store = Store::open(&config.cache_dir, config.cache_max_size)
             .map(|s| s.with_file_digests(crate::layouts::file_digests()))
             .map(Store::checkpointed)
@@ -39,10 +48,14 @@ impl App {
                 path: config.cache_dir.display().to_string(),
                 what: e.to_string(),
             })?;
-        let transport =
-            Http::new(config.fetch.connect_timeout).map_err(|e| AppError::Http(e.to_string()))?;
+        for w in &config.warnings {
+            tracing::warn!("{}: {w}", config.path.display());
+        }
+        let transport = Http::new(config.fetch.connect_timeout, config.credentials.clone())
+            .map_err(|e| AppError::Http(e.to_string()))?;
         let fetcher = Fetcher::new(Arc::new(transport), config.fetch.clone());
         let app = App {
+            _cache_lock: cache_lock,
             store: Arc::new(store),
             fetcher,
             mirrors: RwLock::default(),

@@ -31,6 +31,11 @@ pub struct Config {
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub mirrors: Vec<MirrorConfig>,
+    /// Upstream logins: from the `credentials` file, and the userinfo taken
+    /// out of `upstream` URLs (which then hold none).
+    pub credentials: crate::credentials::Credentials,
+    /// Things worth a WARN when the configuration is put to use.
+    pub warnings: Vec<String>,
 }
 
 /// Bounds on upstream requests; together they bound how long a reader waits.
@@ -45,6 +50,9 @@ pub struct FetchSettings {
     pub attempts: u32,
     /// Concurrent requests per upstream host.
     pub max_per_host: usize,
+    /// The largest artifact downloaded (a body with no known size is cut
+    /// off here); `cache_max_size` bounds it too.
+    pub max_artifact_size: u64,
 }
 
 impl Default for FetchSettings {
@@ -55,6 +63,7 @@ impl Default for FetchSettings {
             idle_timeout: Duration::from_secs(20),
             attempts: 3,
             max_per_host: 16,
+            max_artifact_size: 8 << 30,
         }
     }
 }
@@ -153,8 +162,12 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
         max_per_host: top
             .count("max_connections_per_host", 1, 1024)?
             .map_or(defaults.max_per_host, |n| n as usize),
+        max_artifact_size: top
+            .size("max_artifact_size")?
+            .unwrap_or(defaults.max_artifact_size),
     };
-    let config = Config {
+    let credentials_file = top.path("credentials")?;
+    let mut config = Config {
         path: path.to_owned(),
         cache_dir: top
             .path("cache_dir")?
@@ -170,22 +183,40 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
             })?),
         },
         fetch,
-        mirrors: {
-            let tables = top.tables("mirror")?;
-            let mut mirrors = Vec::with_capacity(tables.len());
-            for (i, t) in tables.into_iter().enumerate() {
-                mirrors.push(parse_mirror(i, t)?);
-            }
-            mirrors
-        },
+        mirrors: Vec::new(),
+        credentials: crate::credentials::Credentials::default(),
+        warnings: Vec::new(),
     };
+    for (i, t) in top.tables("mirror")?.into_iter().enumerate() {
+        let m = parse_mirror(i, t, &mut config.credentials, &mut config.warnings)?;
+        config.mirrors.push(m);
+    }
     top.finish()?;
     check_unique_names(&config.mirrors)?;
+    load_credentials(&mut config, credentials_file)?;
     Ok(config)
 }
 
+/// Loads the credentials file (the `credentials` key, else
+/// `$REGFS_CREDENTIALS`).
+fn load_credentials(config: &mut Config, file: Option<PathBuf>) -> Result<(), String> {
+    let file = file.or_else(|| std::env::var_os("REGFS_CREDENTIALS").map(PathBuf::from));
+    if let Some(f) = file {
+        config
+            .credentials
+            .load(&f)
+            .map_err(|e| format!("top level: credentials: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Parses one `[[mirror]]`: the keys every mirror has here, the rest by its layout.
-fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String> {
+fn parse_mirror(
+    index: usize,
+    table: toml::Table,
+    credentials: &mut crate::credentials::Credentials,
+    warnings: &mut Vec<String>,
+) -> Result<MirrorConfig, String> {
     let label = match table.get("name").and_then(|v| v.as_str()) {
         Some(name) => format!("mirror \"{name}\" (mirror[{index}])"),
         None => format!("mirror[{index}]"),
@@ -226,9 +257,20 @@ fn parse_mirror(index: usize, table: toml::Table) -> Result<MirrorConfig, String
     let upstreams = upstreams
         .iter()
         .map(|u| {
-            crate::keys::parse_base_url(u).map_err(|e| s.error("upstream", format!("\"{u}\": {e}")))
+            crate::keys::parse_base_url(u)
+                .map_err(|e| s.error("upstream", format!("\"{}\": {e}", crate::redact::redact(u))))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // A login in an upstream URL is kept for that origin only, before
+    // anything (the adapter, a message) sees the URL.
+    let mut upstreams = upstreams;
+    for u in &mut upstreams {
+        if credentials.take_userinfo(u) {
+            warnings.push(format!(
+                "{label}: upstream {u} has a user and password in its URL: they are sent to that origin only and never shown, but better kept in a credentials file (the `credentials` key), out of this one"
+            ));
+        }
+    }
     let sync_interval = s
         .duration("sync_interval")?
         .unwrap_or(Duration::from_secs(3600));

@@ -91,7 +91,8 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
                     Ok(Ok(report)) => resp.reports.push(report),
                     Ok(Err(e)) => {
                         resp.ok = false;
-                        resp.errors.push(e.to_string());
+                        resp.errors
+                            .push(crate::redact::redact(&e.to_string()).into_owned());
                     }
                     Err(e) => {
                         resp.ok = false;

@@ -4,9 +4,6 @@
 //! SIGTERM (lazily if the mount is busy, so no stale "Transport endpoint is
 //! not connected" mount is ever left behind).
 
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,36 +33,28 @@ pub enum DaemonError {
 
 /// An exclusive lock on a state directory, held for the life of a process.
 pub struct StateLock {
-    _file: File,
+    _lock: crate::lock::DirLock,
 }
 
 impl StateLock {
     /// Takes the lock or says who holds it.
+    /// The directory is made private (`0700`) first: catalogs, validators
+    /// and status are no other user's business.
     pub fn acquire(state_dir: &Path) -> Result<StateLock, DaemonError> {
         let err = |what: String| DaemonError::Lock {
             dir: state_dir.to_owned(),
             what,
         };
-        std::fs::create_dir_all(state_dir).map_err(|e| err(e.to_string()))?;
-        let path = state_dir.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| err(format!("{}: {e}", path.display())))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(err(format!(
-                "in use by another regfs process (pid {}); stop it or give this one its own state_dir",
-                holder.trim()
-            )));
+        match crate::durable::private_dir(state_dir) {
+            Ok(Some(was)) => tracing::info!(
+                state_dir = %state_dir.display(),
+                "made the state directory private (mode {was:04o} to 0700)"
+            ),
+            Ok(None) => {}
+            Err(e) => return Err(err(e.to_string())),
         }
-        let _ = file.set_len(0);
-        let _ = write!(file, "{}", std::process::id());
-        Ok(StateLock { _file: file })
+        let lock = crate::lock::DirLock::acquire(state_dir, "state_dir").map_err(err)?;
+        Ok(StateLock { _lock: lock })
     }
 }
 
@@ -472,18 +461,23 @@ impl Supervisor {
             Err(e) => return tracing::error!("SIGHUP: keeping the running configuration: {e}"),
         };
         let old = &self.app.config;
+        for w in &new.warnings {
+            tracing::warn!("SIGHUP: {}: {w}", path.display());
+        }
         if (
             &new.cache_dir,
             &new.state_dir,
             new.cache_max_size,
             &new.fetch,
             new.metrics_listen,
+            &new.credentials,
         ) != (
             &old.cache_dir,
             &old.state_dir,
             old.cache_max_size,
             &old.fetch,
             old.metrics_listen,
+            &old.credentials,
         ) {
             tracing::warn!(
                 "SIGHUP: global settings changed; they take effect at the next restart (mirror changes apply now)"

@@ -1,10 +1,28 @@
 //! Durable whole-file replacement for state files (catalogs, pointers,
 //! status): write a temp file, `fsync` it, rename it over the target and
 //! `fsync` the directory, so a crash leaves the old file or the new one.
+//! State is regfs's own business: files are created `0600`, and
+//! [`private_dir`] makes directories `0700`.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+/// Creates `dir` (and its parents) `0700`, or tightens it to `0700` if
+/// group or others may enter it; returns the mode it had when it did.
+pub fn private_dir(dir: &Path) -> io::Result<Option<u32>> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
+    Ok(Some(mode))
+}
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -14,7 +32,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;

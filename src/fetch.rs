@@ -6,26 +6,39 @@
 //! hashes while writing; only a verified object is published (invariants 1,
 //! 3 and 4). A download runs as its own task: a reader that gives up does not
 //! cancel it for the others. Every request is bounded: headers within
-//! `fetch_timeout`, no body chunk apart by more than `idle_timeout`, finite
-//! attempts, so a reader always gets bytes or an error (invariant 6).
+//! `fetch_timeout`, no body chunk apart by more than `idle_timeout`, past
+//! `fetch_timeout` an average of at least [`MIN_RATE`], at most
+//! `max_artifact_size` bytes (or a document's limit), finite attempts, so a
+//! reader always gets bytes or an error in bounded time (invariant 6).
+//!
+//! Each upstream host has `max_connections_per_host` permits. Artifact
+//! downloads may hold all but a reserve of them ([`reserve`]), so metadata
+//! requests (syncs, lazy lookups) are never queued behind slow downloads.
+//!
+//! Requests ask for `Accept-Encoding: identity`. An upstream that compresses
+//! anyway is handled: a document is decoded before it is parsed (unless it
+//! is itself a `.gz`, which some servers label so), and an artifact is kept
+//! if either the bytes as sent or their decoding match its digest.
 
+mod decode;
+mod download;
 #[cfg(test)]
 pub mod fake;
 pub mod http;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use futures_util::future::BoxFuture;
 
 use crate::config::FetchSettings;
 use crate::digest::Digest;
 use crate::stats::Counters;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// A response as the fetcher needs it.
 pub struct Response {
@@ -36,6 +49,8 @@ pub struct Response {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub content_length: Option<u64>,
+    /// `Content-Encoding`, if upstream sent one.
+    pub content_encoding: Option<String>,
     pub body: Box<dyn Body>,
 }
 
@@ -67,34 +82,62 @@ pub enum TransportError {
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{url}: HTTP {status}")]
+    #[error("{}: HTTP {status}", redact(url))]
     Status { url: String, status: u16 },
-    #[error("{url}: {error}")]
+    #[error("{}: {error}", redact(url))]
     Transport { url: String, error: TransportError },
-    #[error("{url}: no data for {secs}s (stalled)")]
+    #[error("{}: no data for {secs}s (stalled)", redact(url))]
     Stalled { url: String, secs: u64 },
-    #[error("{url}: digest mismatch: metadata promised {expected}, upstream sent {actual}")]
+    #[error(
+        "{}: too slow: {bytes} bytes in {secs}s, under the {} KiB/s floor",
+        redact(url),
+        MIN_RATE / 1024
+    )]
+    TooSlow { url: String, bytes: u64, secs: u64 },
+    #[error(
+        "{}: digest mismatch: metadata promised {expected}, upstream sent {actual}",
+        redact(url)
+    )]
     Digest {
         url: String,
         expected: Digest,
         actual: Digest,
     },
-    #[error("{url}: size mismatch: metadata promised {expected} bytes, upstream sent {actual}")]
+    #[error(
+        "{}: size mismatch: metadata promised {expected} bytes, upstream sent {actual}",
+        redact(url)
+    )]
     Size {
         url: String,
         expected: u64,
         actual: u64,
     },
-    #[error("{url}: document larger than {limit} bytes")]
+    #[error("{}: document larger than {limit} bytes", redact(url))]
     TooLarge { url: String, limit: u64 },
-    #[error("{url}: not found upstream")]
+    #[error("{}: {what}", redact(url))]
+    ArtifactTooLarge { url: String, what: String },
+    #[error(
+        "{}: cannot decode its Content-Encoding {encoding}: {error}",
+        redact(url)
+    )]
+    Decode {
+        url: String,
+        encoding: String,
+        error: String,
+    },
+    #[error("{}: not found upstream", redact(url))]
     NotFound { url: String },
-    #[error("waited {secs}s for {url}")]
+    #[error("waited {secs}s for {}", redact(url))]
     WaitTimeout { url: String, secs: u64 },
-    #[error("cache: {0}")]
+    #[error("cache: {}", redact(.0))]
     Store(String),
-    #[error("cache: no space left for {url}; evicted older artifacts to make room")]
-    NoSpace { url: String },
+    #[error("cache disk full while storing {}: {what}", redact(url))]
+    NoSpace {
+        url: String,
+        what: String,
+        /// Room was made (or is there now): another attempt may fit.
+        retry: bool,
+    },
 }
 
 impl FetchError {
@@ -103,7 +146,8 @@ impl FetchError {
         match self {
             FetchError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             FetchError::Transport { error, .. } => !matches!(error, TransportError::Redirect(_)),
-            FetchError::Stalled { .. } | FetchError::NoSpace { .. } => true,
+            FetchError::Stalled { .. } => true,
+            FetchError::NoSpace { retry, .. } => *retry,
             _ => false,
         }
     }
@@ -122,9 +166,11 @@ impl FetchError {
                 ..
             } => "connect",
             FetchError::Transport { .. } => "transport",
-            FetchError::Stalled { .. } => "stalled",
-            FetchError::Digest { .. } | FetchError::Size { .. } => "verify",
-            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Stalled { .. } | FetchError::TooSlow { .. } => "stalled",
+            FetchError::Digest { .. } | FetchError::Size { .. } | FetchError::Decode { .. } => {
+                "verify"
+            }
+            FetchError::TooLarge { .. } | FetchError::ArtifactTooLarge { .. } => "too_large",
             FetchError::NotFound { .. } => "not_found",
             FetchError::Store(_) | FetchError::NoSpace { .. } => "store",
         }
@@ -165,10 +211,70 @@ type Outcome = Option<Result<u64, FetchError>>;
 /// Slowest average transfer rate (bytes/s) tolerated once `fetch_timeout` has passed.
 pub const MIN_RATE: u64 = 16 * 1024;
 
+/// Of `max_per_host` permits, how many artifact downloads leave to metadata
+/// requests: a quarter, at least one when there are two or more.
+pub fn reserve(max_per_host: usize) -> usize {
+    if max_per_host < 2 {
+        0
+    } else {
+        (max_per_host / 4).max(1)
+    }
+}
+
+pub use crate::redact::redact;
+
+/// One upstream host's permits: every request holds one of `all`; artifact
+/// downloads also one of `artifacts`, of which there are [`reserve`] fewer.
+struct Host {
+    all: Arc<Semaphore>,
+    artifacts: Arc<Semaphore>,
+}
+
+/// Permits held for one request.
+struct Permit {
+    _all: OwnedSemaphorePermit,
+    _artifact: Option<OwnedSemaphorePermit>,
+}
+
+/// The bounds on one body in transfer: no gap over `idle_timeout`, and once
+/// `fetch_timeout` has passed an average of at least [`MIN_RATE`].
+struct Pace {
+    started: Instant,
+    fetch_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Pace {
+    fn new(settings: &FetchSettings) -> Pace {
+        Pace {
+            started: Instant::now(),
+            fetch_timeout: settings.fetch_timeout,
+            idle_timeout: settings.idle_timeout,
+        }
+    }
+
+    /// How long the next chunk may take after `bytes`, and whether the rate
+    /// floor (rather than the idle bound) sets it. `None`: too slow already.
+    fn allowance(&self, bytes: u64) -> Option<(Duration, bool)> {
+        let floor = self
+            .fetch_timeout
+            .max(Duration::from_secs_f64(bytes as f64 / MIN_RATE as f64));
+        let left = floor.checked_sub(self.started.elapsed())?;
+        if left.is_zero() {
+            return None;
+        }
+        Some(if left < self.idle_timeout {
+            (left, true)
+        } else {
+            (self.idle_timeout, false)
+        })
+    }
+}
+
 pub struct Fetcher {
     transport: Arc<dyn Transport>,
     settings: FetchSettings,
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    hosts: Mutex<HashMap<String, Host>>,
     inflight: Mutex<HashMap<Digest, watch::Receiver<Outcome>>>,
 }
 
@@ -229,119 +335,6 @@ impl Fetcher {
         }
     }
 
-    async fn download(
-        &self,
-        store: &Store,
-        art: &Artifact,
-        counters: &Counters,
-    ) -> Result<u64, FetchError> {
-        let mut last = FetchError::NotFound {
-            url: art.urls.first().cloned().unwrap_or_default(),
-        };
-        for url in &art.urls {
-            // Every failed attempt is counted, also those a retry recovers from.
-            let attempt = |url| async move {
-                let r = self.download_once(store, art, url, counters).await;
-                if let Err(e) = &r {
-                    counters.upstream_error(e.kind());
-                }
-                r
-            };
-            match self.with_retries(url, attempt).await {
-                Ok(size) => {
-                    counters.add_fetch(size);
-                    return Ok(size);
-                }
-                Err(e) => {
-                    if matches!(e, FetchError::Digest { .. } | FetchError::Size { .. }) {
-                        tracing::warn!("verification failed: {e}");
-                    } else {
-                        tracing::warn!("download failed: {e}");
-                    }
-                    last = e;
-                }
-            }
-        }
-        Err(last)
-    }
-
-    async fn download_once(
-        &self,
-        store: &Store,
-        art: &Artifact,
-        url: &str,
-        counters: &Counters,
-    ) -> Result<u64, FetchError> {
-        let _permit = self.host_permit(url).await;
-        let mut resp = self.send(url, &[]).await?;
-        match resp.status {
-            200 => {}
-            404 | 410 => return Err(FetchError::NotFound { url: url.into() }),
-            status => {
-                return Err(FetchError::Status {
-                    url: url.into(),
-                    status,
-                });
-            }
-        }
-        let store_err = |e: StoreError| match e {
-            e if e.is_no_space() => {
-                // The disk is full before cache_max_size is: make room for this
-                // artifact from the least recently used ones, and try again.
-                let need = art.size.unwrap_or(16 << 20).max(1 << 20);
-                store.evict_to(store.usage().bytes.saturating_sub(need), Some(&art.digest));
-                FetchError::NoSpace { url: url.into() }
-            }
-            StoreError::Size { expected, actual } => FetchError::Size {
-                url: url.into(),
-                expected,
-                actual,
-            },
-            StoreError::Digest { expected, actual } => FetchError::Digest {
-                url: url.into(),
-                expected,
-                actual,
-            },
-            other => FetchError::Store(other.to_string()),
-        };
-        if let (Some(expected), Some(actual)) = (art.size, resp.content_length) {
-            if expected != actual {
-                counters.verify_failure();
-                return Err(FetchError::Size {
-                    url: url.into(),
-                    expected,
-                    actual,
-                });
-            }
-        }
-        let mut pending = store
-            .begin(art.digest.clone(), art.size)
-            .map_err(store_err)?;
-        while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
-            if let Err(e) = pending.write(&chunk) {
-                if matches!(e, StoreError::Size { .. }) {
-                    counters.verify_failure();
-                }
-                return Err(store_err(e));
-            }
-        }
-        if let Some(actual) = resp.content_length.filter(|&n| n != pending.written()) {
-            return Err(FetchError::Transport {
-                url: url.into(),
-                error: TransportError::Other(format!(
-                    "body ended after {} of {actual} bytes",
-                    pending.written()
-                )),
-            });
-        }
-        pending.commit(store).map_err(|e| {
-            if matches!(e, StoreError::Size { .. } | StoreError::Digest { .. }) {
-                counters.verify_failure();
-            }
-            store_err(e)
-        })
-    }
-
     /// Fetches a metadata document, with conditional validators when given.
     pub async fn get_doc(
         &self,
@@ -350,7 +343,8 @@ impl Fetcher {
         validators: Option<(Option<String>, Option<String>)>,
         limit: u64,
     ) -> Result<DocResponse, FetchError> {
-        let mut headers: Vec<(&'static str, String)> = Vec::new();
+        let mut headers: Vec<(&'static str, String)> =
+            vec![("accept-encoding", "identity".to_string())];
         if let Some(a) = accept {
             headers.push(("accept", a.to_string()));
         }
@@ -366,7 +360,7 @@ impl Fetcher {
         for url in urls {
             let got = self
                 .with_retries(url, |url| async {
-                    let _permit = self.host_permit(url).await;
+                    let _permit = self.host_permit(url, false).await;
                     let mut resp = self.send(url, &headers).await?;
                     match resp.status {
                         200 => {}
@@ -391,9 +385,11 @@ impl Fetcher {
                     }
                     let mut body =
                         Vec::with_capacity(resp.content_length.unwrap_or(0).min(limit) as usize);
-                    let started = std::time::Instant::now();
-                    while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
-                        self.check_rate(url, started, body.len() as u64)?;
+                    let pace = Pace::new(&self.settings);
+                    while let Some(chunk) = self
+                        .next_chunk(url, &mut resp, &pace, body.len() as u64)
+                        .await?
+                    {
                         if body.len() as u64 + chunk.len() as u64 > limit {
                             return Err(FetchError::TooLarge {
                                 url: url.into(),
@@ -411,6 +407,8 @@ impl Fetcher {
                             )),
                         });
                     }
+                    let body =
+                        decode::document(url, resp.content_encoding.as_deref(), body, limit)?;
                     Ok(DocResponse::Fresh(FetchedDoc {
                         url: resp.url,
                         content_type: resp.content_type,
@@ -424,7 +422,7 @@ impl Fetcher {
                 Ok(DocResponse::NotFound { url }) => last = Some(Ok(DocResponse::NotFound { url })),
                 Ok(r) => return Ok(r),
                 Err(e) => {
-                    tracing::warn!("upstream request failed: {e}");
+                    crate::warn_limited!("upstream request failed: {e}");
                     last = Some(Err(e));
                 }
             }
@@ -460,14 +458,14 @@ impl Fetcher {
         url: &str,
         headers: &[(&'static str, String)],
     ) -> Result<Response, FetchError> {
+        // Instrumented, not entered: a guard held across an await would
+        // leave the span entered on whatever thread polls next.
         let span = tracing::debug_span!("upstream", url);
-        let _e = span.enter();
-        match tokio::time::timeout(
+        let get = tokio::time::timeout(
             self.settings.fetch_timeout,
             self.transport.get(url, headers),
-        )
-        .await
-        {
+        );
+        match tracing::Instrument::instrument(get, span).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(error)) => Err(FetchError::Transport {
                 url: url.into(),
@@ -480,17 +478,27 @@ impl Fetcher {
         }
     }
 
+    /// The next chunk of `resp`'s body, within the [`Pace`] bounds.
     async fn next_chunk(
         &self,
         url: &str,
         resp: &mut Response,
+        pace: &Pace,
+        bytes: u64,
     ) -> Result<Option<Bytes>, FetchError> {
-        match tokio::time::timeout(self.settings.idle_timeout, resp.body.chunk()).await {
+        let too_slow = || FetchError::TooSlow {
+            url: url.into(),
+            bytes,
+            secs: pace.started.elapsed().as_secs(),
+        };
+        let (wait, floor) = pace.allowance(bytes).ok_or_else(too_slow)?;
+        match tokio::time::timeout(wait, resp.body.chunk()).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(error)) => Err(FetchError::Transport {
                 url: url.into(),
                 error,
             }),
+            Err(_) if floor => Err(too_slow()),
             Err(_) => Err(FetchError::Stalled {
                 url: url.into(),
                 secs: self.settings.idle_timeout.as_secs(),
@@ -498,41 +506,33 @@ impl Fetcher {
         }
     }
 
-    /// Past `fetch_timeout`, a body slower than [`MIN_RATE`] on average is
-    /// abandoned, so a trickling upstream cannot hold a reader indefinitely.
-    fn check_rate(
-        &self,
-        url: &str,
-        started: std::time::Instant,
-        bytes: u64,
-    ) -> Result<(), FetchError> {
-        let elapsed = started.elapsed();
-        if elapsed > self.settings.fetch_timeout
-            && (bytes as f64) < MIN_RATE as f64 * elapsed.as_secs_f64()
-        {
-            return Err(FetchError::Stalled {
-                url: url.into(),
-                secs: elapsed.as_secs(),
-            });
-        }
-        Ok(())
-    }
-
-    async fn host_permit(&self, url: &str) -> tokio::sync::OwnedSemaphorePermit {
+    /// A permit for a request to `url`'s host; artifact downloads leave
+    /// the [`reserve`] to metadata requests.
+    async fn host_permit(&self, url: &str, artifact: bool) -> Permit {
         let host = reqwest::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_default();
-        let sem = self
-            .hosts
-            .lock()
-            .unwrap()
-            .entry(host)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_per_host)))
-            .clone();
-        sem.acquire_owned()
-            .await
-            .expect("semaphores are never closed")
+        let (all, artifacts) = {
+            let mut hosts = self.hosts.lock().unwrap();
+            let max = self.settings.max_per_host;
+            let h = hosts.entry(host).or_insert_with(|| Host {
+                all: Arc::new(Semaphore::new(max)),
+                artifacts: Arc::new(Semaphore::new(max - reserve(max))),
+            });
+            (h.all.clone(), h.artifacts.clone())
+        };
+        let closed = "semaphores are never closed";
+        // The artifact permit first: a download waiting for one holds no
+        // permit a document could use.
+        let artifact = match artifact {
+            true => Some(artifacts.acquire_owned().await.expect(closed)),
+            false => None,
+        };
+        Permit {
+            _all: all.acquire_owned().await.expect(closed),
+            _artifact: artifact,
+        }
     }
 }
 

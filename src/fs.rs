@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -23,6 +22,14 @@ use crate::fetch::{Artifact, Fetcher};
 use crate::mirror::Mirror;
 use crate::stats::OpCounters;
 use crate::store::Store;
+
+mod pending;
+mod shared;
+
+pub use pending::PendingFile;
+use pending::read_at;
+use shared::OpenFiles;
+pub use shared::{Cursors, ObjectKey};
 
 /// How long the kernel may cache entries and attributes. Swaps invalidate
 /// what changed explicitly, so this can be long.
@@ -48,6 +55,9 @@ pub struct Opened {
     pub fh: u64,
     pub ino: u64,
     pub kind: OpenKind,
+    /// The store object behind it (not for in-memory files): whoever keeps
+    /// its descriptor for reuse checks that store's removals first.
+    pub object: Option<(Arc<Store>, ObjectKey)>,
 }
 
 pub enum OpenKind {
@@ -69,56 +79,6 @@ enum Handle {
         digest: crate::digest::Digest,
         size: Option<u64>,
     },
-}
-
-/// An artifact opened before it was cached: the first to ask fetches it,
-/// everyone gets the same verified local file or the same error.
-pub struct PendingFile {
-    cell: tokio::sync::OnceCell<Result<Arc<File>, FsError>>,
-}
-
-impl PendingFile {
-    async fn get(
-        &self,
-        fs: &Fs,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &crate::digest::Digest,
-        size: Option<u64>,
-    ) -> Result<Arc<File>, FsError> {
-        self.cell
-            .get_or_init(|| async {
-                // A cache much smaller than the traffic through it can evict
-                // the object between its download and this open (the soak
-                // saw it once in 358k reads): fetch again, a few times.
-                for _ in 0..3 {
-                    fs.fetch(mirror, url, digest, size).await?;
-                    if let Some(f) = fs.local(&fs.store, digest) {
-                        return Ok(f);
-                    }
-                    tracing::info!(%digest, "evicted before it could be opened; fetching it again");
-                }
-                tracing::warn!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
-                Err(FsError::Local(format!("{digest}: evicted before it could be opened")))
-            })
-            .await
-            .clone()
-    }
-}
-
-fn read_at(f: &File, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
-    let mut buf = vec![0u8; size as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FsError::Local(e.to_string())),
-        }
-    }
-    buf.truncate(done);
-    Ok(buf)
 }
 
 impl Attr {
@@ -207,13 +167,6 @@ pub struct Fs {
     /// One descriptor per open object, shared by all its handles (reads are
     /// positional), so 10,000 opens of a file cost one fd.
     open_files: std::sync::Mutex<OpenFiles>,
-}
-
-#[derive(Default)]
-struct OpenFiles {
-    by_digest: HashMap<crate::digest::Digest, std::sync::Weak<File>>,
-    /// [`crate::store::discards`] when `by_digest` was last cleared.
-    discards: u64,
 }
 
 impl Fs {
@@ -452,7 +405,7 @@ impl Fs {
             .ensure(&self.store, art, mirror.counters.clone())
             .await
             .map_err(|e| {
-                tracing::warn!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
+                crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
                 mirror.counters.read_error();
                 FsError::Upstream(e.to_string())
             })
@@ -556,11 +509,23 @@ impl Fs {
                     fh,
                     ino,
                     kind: OpenKind::Memory,
+                    object: None,
                 });
             }
             Node::Root | Node::Control | Node::Placeholder { .. } => return Err(FsError::IsDir),
         };
         let file = generation.file(id).ok_or(FsError::IsDir)?;
+        let store = match &file.source {
+            Source::Stored => mirror.meta.clone(),
+            Source::Remote { .. } => self.store.clone(),
+        };
+        let object = Some((
+            store.clone(),
+            ObjectKey {
+                store: store.id(),
+                digest: file.digest.clone(),
+            },
+        ));
         let local = match &file.source {
             Source::Stored => self.local(&mirror.meta, &file.digest),
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
@@ -594,12 +559,13 @@ impl Fs {
                         fh,
                         ino,
                         kind: OpenKind::Pending,
+                        object,
                     });
                 }
             },
         };
         let f = local.ok_or_else(|| {
-            tracing::warn!(digest = %file.digest, "a stored metadata file cannot be opened");
+            crate::warn_limited!(digest = %file.digest, "a stored metadata file cannot be opened");
             FsError::Local(format!("{}: cannot open the stored file", file.digest))
         })?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -611,31 +577,8 @@ impl Fs {
             fh,
             ino,
             kind: OpenKind::Local(f),
+            object,
         })
-    }
-
-    /// The local file of a cached object, sharing one descriptor among all
-    /// handles open on it.
-    fn local(&self, store: &Store, d: &crate::digest::Digest) -> Option<Arc<File>> {
-        let mut open = self.open_files.lock().unwrap();
-        let discards = crate::store::discards();
-        if open.discards != discards {
-            // A shared descriptor may be the discarded object's.
-            open.by_digest.clear();
-            open.discards = discards;
-        }
-        let open = &mut open.by_digest;
-        if let Some(f) = open.get(d).and_then(std::sync::Weak::upgrade) {
-            store.mark_used(d);
-            return Some(f);
-        }
-        let (f, _) = store.open_object(d)?;
-        let f = Arc::new(f);
-        if open.len() > 4096 {
-            open.retain(|_, w| w.strong_count() > 0);
-        }
-        open.insert(d.clone(), Arc::downgrade(&f));
-        Some(f)
     }
 
     /// Reads up to `size` bytes at `offset`; short only at end of file. On a

@@ -4,7 +4,8 @@
 //! passthrough backing ids (one per inode while any handle is open) and the
 //! notifier that invalidates what a generation swap changed.
 
-use std::collections::{BTreeMap, HashMap};
+mod backing;
+
 use std::ffi::OsStr;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,55 +21,13 @@ use fuser::{
 
 use crate::catalog::{Invalidations, Kind};
 use crate::fs::{Attr, DirSink, Fs, FsError, OpenKind};
+use backing::Backing;
 
 pub struct FuseFs {
     fs: Arc<Fs>,
     rt: tokio::runtime::Handle,
     passthrough: Arc<AtomicBool>,
-    backing: Arc<Mutex<Backing>>,
-}
-
-/// Passthrough bookkeeping under one lock. The kernel allows one backing id
-/// per inode, shared by every handle open on it, and refuses to mix: while
-/// an inode has a passthrough handle, every open of it must be passthrough,
-/// and a passthrough open fails while a handle served by regfs (page-cached)
-/// is open on it. So an inode is either in passthrough (`by_ino`) or has
-/// regfs-served handles (`direct`), never both.
-struct Backing<Id = Passthrough> {
-    /// Backing id by inode. Ids whose last handle closed stay for reuse, up
-    /// to `max_idle` of them, least recently used evicted first.
-    by_ino: HashMap<u64, Shared<Id>>,
-    /// The idle ids' inodes by when they went idle (a release count).
-    idle: BTreeMap<u64, u64>,
-    releases: u64,
-    max_idle: usize,
-    /// Regfs-served (page-cached, not passthrough) handles open per inode.
-    direct: HashMap<u64, usize>,
-    /// [`crate::store::discards`] when the idle ids were last checked.
-    discards: u64,
-    /// Each handle's inode, and whether it is passthrough.
-    by_fh: HashMap<u64, (u64, bool)>,
-}
-
-struct Shared<Id> {
-    id: Id,
-    users: usize,
-    /// Its key in `Backing::idle` while `users` is 0.
-    idle_since: u64,
-}
-
-impl<Id> Backing<Id> {
-    fn new(max_idle: usize) -> Self {
-        Backing {
-            by_ino: HashMap::new(),
-            idle: BTreeMap::new(),
-            releases: 0,
-            max_idle,
-            direct: HashMap::new(),
-            discards: 0,
-            by_fh: HashMap::new(),
-        }
-    }
+    backing: Arc<Mutex<Backing<Passthrough>>>,
 }
 
 /// Backing ids kept after their last handle closes: reopening a hot file
@@ -86,88 +45,6 @@ pub fn idle_ids(fd_limit: u64) -> usize {
 struct Passthrough {
     id: BackingId,
     _file: Arc<std::fs::File>,
-}
-
-impl<Id> Backing<Id> {
-    /// Shares the inode's backing id with a new handle, if it has one.
-    fn join(&mut self, fh: u64, ino: u64) -> Option<&Id> {
-        let shared = self.by_ino.get_mut(&ino)?;
-        if shared.users == 0 {
-            self.idle.remove(&shared.idle_since);
-        }
-        shared.users += 1;
-        self.by_fh.insert(fh, (ino, true));
-        Some(&shared.id)
-    }
-
-    /// Records a new backing id, used by its first handle.
-    fn insert(&mut self, fh: u64, ino: u64, id: Id) {
-        let shared = Shared {
-            id,
-            users: 1,
-            idle_since: 0,
-        };
-        if let Some(old) = self.by_ino.insert(ino, shared) {
-            if old.users == 0 {
-                self.idle.remove(&old.idle_since);
-            }
-        }
-        self.by_fh.insert(fh, (ino, true));
-    }
-
-    fn add_direct(&mut self, fh: u64, ino: u64) {
-        *self.direct.entry(ino).or_default() += 1;
-        self.by_fh.insert(fh, (ino, false));
-    }
-
-    fn release(&mut self, fh: u64) {
-        let Some((ino, passthrough)) = self.by_fh.remove(&fh) else {
-            return;
-        };
-        if !passthrough {
-            if let Some(n) = self.direct.get_mut(&ino) {
-                *n -= 1;
-                if *n == 0 {
-                    self.direct.remove(&ino);
-                }
-            }
-            return;
-        }
-        let Some(shared) = self.by_ino.get_mut(&ino) else {
-            return;
-        };
-        shared.users -= 1;
-        if shared.users > 0 {
-            return;
-        }
-        self.releases += 1;
-        shared.idle_since = self.releases;
-        self.idle.insert(self.releases, ino);
-        while self.idle.len() > self.max_idle {
-            let (_, old) = self.idle.pop_first().expect("over the limit, so not empty");
-            self.by_ino.remove(&old);
-        }
-    }
-
-    /// Drops every idle id if a cache object was discarded as bad since the
-    /// last call: an idle id's file may be that object. Ids in use stay (the
-    /// kernel allows one per open inode) until their handles close.
-    fn check_discards(&mut self, discards: u64) {
-        if self.discards != discards {
-            self.discards = discards;
-            for (_, ino) in std::mem::take(&mut self.idle) {
-                self.by_ino.remove(&ino);
-            }
-        }
-    }
-}
-
-/// The passthrough bookkeeping, locked, with no idle id left that may reach
-/// an object discarded since the last open.
-fn lock(backing: &Mutex<Backing>) -> std::sync::MutexGuard<'_, Backing> {
-    let mut guard = backing.lock().unwrap();
-    guard.check_discards(crate::store::discards());
-    guard
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -216,11 +93,21 @@ impl FuseFs {
     /// `max_idle`: how many passthrough backing ids to keep for reuse
     /// ([`idle_ids`]).
     pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, max_idle: usize) -> FuseFs {
+        let backing = Arc::new(Mutex::new(Backing::new(max_idle)));
+        // The artifact store's evictions give their disk space back at once
+        // (a download waiting for room retries soon), not at the next open.
+        let (store, b) = (fs.store().clone(), backing.clone());
+        rt.spawn(async move {
+            let mut removals = store.watch_removals();
+            while removals.changed().await.is_ok() {
+                b.lock().unwrap().apply_removals(&store);
+            }
+        });
         FuseFs {
             fs,
             rt,
             passthrough: Arc::new(AtomicBool::new(false)),
-            backing: Arc::new(Mutex::new(Backing::new(max_idle))),
+            backing,
         }
     }
 
@@ -347,6 +234,14 @@ impl Filesystem for FuseFs {
                 Err(e) => return reply.error(errno(&e)),
             };
             let fh = FileHandle(opened.fh);
+            // No kept id may reach an object its store has removed since.
+            let lock = || {
+                let mut b = backing.lock().unwrap();
+                if let Some((store, _)) = &opened.object {
+                    b.apply_removals(store);
+                }
+                b
+            };
             let file = match opened.kind {
                 OpenKind::Local(file) => file,
                 OpenKind::Pending => {
@@ -355,7 +250,7 @@ impl Filesystem for FuseFs {
                     // later reads of this handle never reach regfs), unless
                     // the inode is already in passthrough (then the file is
                     // cached and verified: share it).
-                    let mut b = lock(&backing);
+                    let mut b = lock();
                     if let Some(p) = b.join(opened.fh, opened.ino) {
                         return reply.opened_passthrough(fh, FopenFlags::empty(), &p.id);
                     }
@@ -366,7 +261,7 @@ impl Filesystem for FuseFs {
                 OpenKind::Memory => return reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             };
             if passthrough.load(Ordering::Relaxed) {
-                let mut b = lock(&backing);
+                let mut b = lock();
                 if let Some(p) = b.join(opened.fh, opened.ino) {
                     return reply.opened_passthrough(fh, FopenFlags::empty(), &p.id);
                 }
@@ -379,7 +274,17 @@ impl Filesystem for FuseFs {
                 match reply.open_backing(file.as_ref()) {
                     Ok(id) => {
                         reply.opened_passthrough(fh, FopenFlags::empty(), &id);
-                        b.insert(opened.fh, opened.ino, Passthrough { id, _file: file });
+                        let object = opened
+                            .object
+                            .clone()
+                            .expect("a cached file is a store object")
+                            .1;
+                        b.insert(
+                            opened.fh,
+                            opened.ino,
+                            Passthrough { id, _file: file },
+                            object,
+                        );
                         return;
                     }
                     Err(e) => {
@@ -598,99 +503,73 @@ impl Filesystem for FuseFs {
     ) {
         reply.error(Errno::EROFS);
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::{Backing, idle_ids};
+    // Operations any user may send that regfs does not implement. fuser's
+    // defaults log a WARN for each call (an ioctl loop on a directory filled
+    // the log): answer them quietly.
 
-    const IDLE_IDS: usize = 4096;
-
-    fn open(b: &mut Backing<u32>, fh: u64, ino: u64) -> u32 {
-        match b.join(fh, ino) {
-            Some(id) => *id,
-            None => {
-                b.insert(fh, ino, fh as u32);
-                fh as u32
-            }
-        }
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // What any file that is not a device answers.
+        reply.error(Errno::ENOTTY);
     }
 
-    #[test]
-    fn idle_backing_ids_are_reused_and_evicted_least_recently_used_first() {
-        let mut b = Backing::<u32>::new(IDLE_IDS);
-        let files = IDLE_IDS as u64 / 2;
-        let mut fh = 0;
-        // A working set of half the budget, opened and closed many times
-        // (as `cat` over a tree does): each inode keeps its first id.
-        for pass in 0..10 {
-            for ino in 0..files {
-                fh += 1;
-                let id = open(&mut b, fh, ino);
-                if pass > 0 {
-                    assert_eq!(id, ino as u32 + 1, "pass {pass}: inode {ino} got a new id");
-                }
-                b.release(fh);
-            }
-        }
-        assert_eq!(b.idle.len(), files as usize, "one idle entry per idle id");
-        // Touch inode 0 again, then go idle on a full budget of others: the
-        // least recently used go first and inode 0, recent, stays.
-        fh += 1;
-        open(&mut b, fh, 0);
-        b.release(fh);
-        for ino in files..files + IDLE_IDS as u64 - 1 {
-            fh += 1;
-            open(&mut b, fh, ino);
-            b.release(fh);
-        }
-        assert_eq!(b.idle.len(), IDLE_IDS);
-        assert_eq!(b.by_ino.len(), IDLE_IDS);
-        assert!(b.by_ino.contains_key(&0), "the recently used id stays");
-        assert!(
-            !b.by_ino.contains_key(&1),
-            "the least recently used one went"
-        );
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: fuser::PollNotifier,
+        _events: fuser::PollEvents,
+        _flags: fuser::PollFlags,
+        reply: fuser::ReplyPoll,
+    ) {
+        // The kernel then treats files as always ready, and stops asking.
+        reply.error(Errno::ENOSYS);
     }
 
-    #[test]
-    fn idle_ids_are_bounded_by_the_descriptor_limit() {
-        assert_eq!(idle_ids(1024), 256);
-        assert_eq!(idle_ids(65536), 4096);
-        assert_eq!(idle_ids(20), 16);
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: fuser::ReplyLseek,
+    ) {
+        // SEEK_DATA/SEEK_HOLE: the kernel then answers them itself.
+        reply.error(Errno::ENOSYS);
     }
 
-    #[test]
-    fn an_id_in_use_is_never_evicted() {
-        let mut b = Backing::<u32>::new(IDLE_IDS);
-        b.insert(1, 7, 70);
-        for fh in 2..(IDLE_IDS as u64 * 3) {
-            open(&mut b, fh, fh + 100);
-            b.release(fh);
-        }
-        assert_eq!(b.join(99_999, 7), Some(&70));
-        b.release(1);
-        b.release(99_999);
-        assert_eq!(b.idle.len(), IDLE_IDS);
-        assert!(
-            b.by_ino.contains_key(&7),
-            "the id in use became the newest idle one"
-        );
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing to sync; ENOSYS makes the kernel stop sending it.
+        reply.error(Errno::ENOSYS);
     }
 
-    #[test]
-    fn a_discard_drops_the_idle_ids_and_keeps_those_in_use() {
-        let mut b = Backing::<u32>::new(IDLE_IDS);
-        open(&mut b, 1, 10);
-        b.release(1);
-        open(&mut b, 2, 20);
-        b.check_discards(0);
-        assert_eq!(b.by_ino.len(), 2, "no discard since: nothing dropped");
-        b.check_discards(1);
-        assert!(!b.by_ino.contains_key(&10), "the idle id went");
-        assert_eq!(b.join(3, 20), Some(&2), "the id in use stays");
-        b.release(2);
-        b.release(3);
-        assert_eq!(b.idle.len(), 1);
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 }

@@ -12,6 +12,7 @@ use std::os::fd::FromRawFd;
 use regfs::config::Config;
 use regfs::control::{self, Request};
 use regfs::daemon::MountOpts;
+use regfs::redact::Redacting;
 
 #[derive(Parser)]
 #[command(
@@ -186,6 +187,7 @@ fn init_logging(log: Option<&std::path::Path>, detached: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = std::env::var("REGFS_LOG_FORMAT").is_ok_and(|f| f == "json");
+    // Every line passes through redact(): no URL's userinfo reaches a log.
     let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log {
         Some(path) => match std::fs::OpenOptions::new()
             .create(true)
@@ -194,15 +196,15 @@ fn init_logging(log: Option<&std::path::Path>, detached: bool) {
         {
             Ok(f) => {
                 let f = std::sync::Arc::new(f);
-                Box::new(move || Box::new(f.clone()) as Box<dyn Write>)
+                Box::new(move || Box::new(Redacting(f.clone())) as Box<dyn Write>)
             }
             Err(e) => {
                 eprintln!("regfs: log file {}: {e}", path.display());
-                Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>)
+                Box::new(|| Box::new(Redacting(std::io::stderr())) as Box<dyn Write>)
             }
         },
-        None if detached => Box::new(|| Box::new(Syslog) as Box<dyn Write>),
-        None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
+        None if detached => Box::new(|| Box::new(Redacting(Syslog)) as Box<dyn Write>),
+        None => Box::new(|| Box::new(Redacting(std::io::stderr())) as Box<dyn Write>),
     };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -248,7 +250,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("regfs: {e:#}");
+            eprintln!("regfs: {}", regfs::redact::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

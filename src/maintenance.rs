@@ -99,7 +99,7 @@ fn check_store(
         if let Some(p) = problem {
             r.problems.push(p);
             if repair {
-                store.discard(&digest);
+                store.remove(&digest);
                 r.actions.push(format!("removed {}", path.display()));
             }
         }

@@ -268,7 +268,7 @@ impl Mirror {
                     tokio::spawn(async move {
                         let r = me.materialize_now(&fetcher, &unit).await;
                         if let Err(e) = &r {
-                            tracing::warn!(mirror = %me.name(), unit, "materializing failed: {e}");
+                            crate::warn_limited!(mirror = %me.name(), unit, "materializing failed: {e}");
                         }
                         me.materializing.lock().unwrap().remove(&unit);
                         let _ = tx.send(Some(r));

@@ -14,30 +14,32 @@
 //! down to 90% of the bound; the LRU order survives restarts through the
 //! objects' mtimes, refreshed at most hourly per object.
 
+mod pending;
+mod removals;
+
+pub use pending::Pending;
+pub use removals::{LOG_CAP, Removed};
+
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::digest::{Algo, Digest, Hasher, decode_hex};
+use crate::digest::{Algo, Digest, decode_hex};
 
 /// How often (seconds) an object's mtime is refreshed when it is opened.
 const TOUCH_INTERVAL: u64 = 3600;
 
-static DISCARDS: AtomicU64 = AtomicU64::new(0);
-
-/// How many objects any store of this process has discarded as bad. Holders
-/// of open descriptors kept for reuse (the filesystem's shared files, the
-/// kernel's passthrough backing ids) drop them when it changes: the file
-/// behind one may be the discarded object.
-pub fn discards() -> u64 {
-    DISCARDS.load(Ordering::SeqCst)
-}
+/// Gives each store of the process its own [`Store::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 pub struct Store {
+    /// Tells this store apart from the others of the process (holders
+    /// keep one removal cursor per store).
+    id: u64,
     root: PathBuf,
     max_size: Option<u64>,
     /// `fsync` each object before publishing it. A store that is synced as
@@ -50,6 +52,8 @@ pub struct Store {
     next_tmp: AtomicU64,
     /// How digests that do not stream are computed (the layouts bring them).
     file_digests: Vec<crate::digest::FileDigest>,
+    /// Every removal, for holders of descriptors kept open for reuse.
+    removals: removals::Removals,
 }
 
 #[derive(Default)]
@@ -93,6 +97,17 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// What [`Store::make_room`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// The space is free now.
+    Free,
+    /// Evicted these least recently used objects.
+    Evicted { objects: u64, bytes: u64 },
+    /// The shortfall is the whole cache or more: nothing evicted.
+    Refused { short: u64, usage: u64 },
 }
 
 /// Counts for status output.
@@ -159,6 +174,7 @@ impl Store {
             );
         }
         let store = Store {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             root: root.to_owned(),
             max_size,
             sync_each: true,
@@ -166,6 +182,7 @@ impl Store {
             index: Mutex::new(index),
             next_tmp: AtomicU64::new(0),
             file_digests: Vec::new(),
+            removals: removals::Removals::new(),
         };
         store.evict_if_needed(None);
         Ok(store)
@@ -344,15 +361,7 @@ impl Store {
             .join("tmp")
             .join(format!("{}-{n}.part", std::process::id()));
         let file = File::create(&path).map_err(io_err(&path))?;
-        Ok(Pending {
-            hasher: Hasher::new(expect.algo()),
-            file,
-            path,
-            written: 0,
-            expect,
-            expected_size,
-            done: false,
-        })
+        Ok(Pending::new(file, path, expect, expected_size))
     }
 
     /// Stores `bytes` whose SHA-256 is `d` (metadata blobs).
@@ -384,18 +393,35 @@ impl Store {
             .collect()
     }
 
-    /// Removes the object for `d`.
+    /// Removes the object for `d` (evicted, garbage, or found bad by `verify
+    /// --repair`). Holders of descriptors kept open for reuse learn of it
+    /// through [`Store::removed_since`] and drop theirs: an evicted file
+    /// must give its space back, a bad one must not be served again.
     pub fn remove(&self, d: &Digest) {
         let _ = fs::remove_file(self.object_path(d));
         self.forget(d);
     }
 
-    /// Removes the object for `d` as one not to serve again (`verify
-    /// --repair`: corrupt, unreadable or unowned), including through
-    /// descriptors kept for reuse: see [`discards`].
-    pub fn discard(&self, d: &Digest) {
-        self.remove(d);
-        DISCARDS.fetch_add(1, Ordering::SeqCst);
+    /// Tells this store apart from the other stores of the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How many objects this store has removed so far (a holder's cursor).
+    pub fn removal_count(&self) -> u64 {
+        self.removals.count()
+    }
+
+    /// The objects removed after `cursor`, and the cursor to ask with next.
+    pub fn removed_since(&self, cursor: u64) -> (u64, Removed) {
+        self.removals.since(cursor)
+    }
+
+    /// Changes whenever an object is removed (for a holder that releases
+    /// descriptors promptly: a download waiting for disk space needs them
+    /// gone before its retry).
+    pub fn watch_removals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.removals.watch()
     }
 
     /// Removes every object for which `keep` is false; returns (objects, bytes) removed.
@@ -446,6 +472,42 @@ impl Store {
         (victims.len() as u64, bytes)
     }
 
+    /// The size bound, if any (`cache_max_size`).
+    pub fn max_size(&self) -> Option<u64> {
+        self.max_size
+    }
+
+    /// Bytes free for this store on its filesystem (0 if unknown).
+    pub fn available(&self) -> u64 {
+        let Ok(path) = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes()) else {
+            return 0;
+        };
+        // SAFETY: statvfs into a zeroed struct we own, on a NUL-terminated path.
+        unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+                return 0;
+            }
+            (st.f_bavail as u64).saturating_mul(st.f_frsize as u64)
+        }
+    }
+
+    /// Makes `need` bytes free on the store's filesystem when it is full
+    /// before `max_size` is: evicts least recently used objects (never
+    /// `spare`) for the shortfall only, and never the whole cache.
+    pub fn make_room(&self, need: u64, spare: Option<&Digest>) -> Room {
+        let short = need.saturating_sub(self.available());
+        if short == 0 {
+            return Room::Free;
+        }
+        let usage = self.usage().bytes;
+        if short >= usage {
+            return Room::Refused { short, usage };
+        }
+        let (objects, bytes) = self.evict_to(usage - short, spare);
+        Room::Evicted { objects, bytes }
+    }
+
     fn evict_if_needed(&self, spare: Option<&Digest>) {
         if let Some(max) = self.max_size {
             if self.usage().bytes > max {
@@ -455,9 +517,12 @@ impl Store {
     }
 
     fn forget(&self, d: &Digest) {
-        let mut idx = self.index.lock().unwrap();
-        if let Some(s) = idx.objects.remove(d) {
-            idx.total -= s.size;
+        let removed = {
+            let mut idx = self.index.lock().unwrap();
+            idx.objects.remove(d).inspect(|s| idx.total -= s.size)
+        };
+        if removed.is_some() {
+            self.removals.record(d);
         }
     }
 
@@ -483,207 +548,5 @@ impl Store {
     }
 }
 
-/// An object being written; removed unless committed.
-pub struct Pending {
-    file: File,
-    path: PathBuf,
-    hasher: Hasher,
-    written: u64,
-    expect: Digest,
-    expected_size: Option<u64>,
-    done: bool,
-}
-
-impl Pending {
-    pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        self.written += chunk.len() as u64;
-        if let Some(max) = self.expected_size {
-            if self.written > max {
-                return Err(StoreError::Size {
-                    expected: max,
-                    actual: self.written,
-                });
-            }
-        }
-        self.hasher.update(chunk);
-        self.file.write_all(chunk).map_err(io_err(&self.path))
-    }
-
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Verifies, makes durable and publishes the object; returns its size.
-    pub fn commit(mut self, store: &Store) -> Result<u64, StoreError> {
-        if let Some(expected) = self.expected_size {
-            if expected != self.written {
-                return Err(StoreError::Size {
-                    expected,
-                    actual: self.written,
-                });
-            }
-        }
-        let hasher = std::mem::replace(&mut self.hasher, Hasher::new(self.expect.algo()));
-        let actual = if self.expect.algo().streams() {
-            hasher.finish()
-        } else {
-            match store.digest_file(&self.path, &self.expect) {
-                Ok(d) => d,
-                // Not even a readable module zip: a verification failure.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
-                    ) =>
-                {
-                    tracing::warn!("{}: {e}", self.path.display());
-                    Hasher::new(self.expect.algo()).finish()
-                }
-                Err(e) => return Err(io_err(&self.path)(e)),
-            }
-        };
-        if actual != self.expect {
-            return Err(StoreError::Digest {
-                expected: self.expect.clone(),
-                actual,
-            });
-        }
-        if store.sync_each {
-            self.file.sync_data().map_err(io_err(&self.path))?;
-        }
-        let dest = store.object_path(&self.expect);
-        let parent = dest.parent().expect("object paths have a parent");
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
-        fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
-        self.done = true;
-        store.insert(&self.expect, self.written);
-        store.evict_if_needed(Some(&self.expect));
-        Ok(self.written)
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "regfs-store-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn rand_suffix() -> u64 {
-        static N: AtomicU64 = AtomicU64::new(0);
-        N.fetch_add(1, Ordering::Relaxed) * 1000 + crate::timestamp::now() % 1000
-    }
-
-    #[test]
-    fn commit_verifies_and_publishes() {
-        let root = tmp();
-        let store = Store::open(&root, None).unwrap();
-        let d = Digest::sha256_of(b"hello");
-        let mut p = store.begin(d.clone(), Some(5)).unwrap();
-        p.write(b"hel").unwrap();
-        p.write(b"lo").unwrap();
-        assert_eq!(p.commit(&store).unwrap(), 5);
-        let (_, size) = store.open_object(&d).unwrap();
-        assert_eq!(size, 5);
-        assert_eq!(fs::read(store.object_path(&d)).unwrap(), b"hello");
-        // A reopened store finds it.
-        drop(store);
-        assert_eq!(Store::open(&root, None).unwrap().size_of(&d), Some(5));
-    }
-
-    #[test]
-    fn mismatches_leave_nothing_behind() {
-        let root = tmp();
-        let store = Store::open(&root, None).unwrap();
-        let d = Digest::sha256_of(b"hello");
-        let mut p = store.begin(d.clone(), None).unwrap();
-        p.write(b"HELLO").unwrap();
-        assert!(matches!(p.commit(&store), Err(StoreError::Digest { .. })));
-        let mut p = store.begin(d.clone(), Some(4)).unwrap();
-        assert!(matches!(p.write(b"hello"), Err(StoreError::Size { .. })));
-        drop(p);
-        assert_eq!(store.size_of(&d), None);
-        assert!(!store.object_path(&d).exists());
-        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn startup_removes_leftovers() {
-        let root = tmp();
-        let store = Store::open(&root, None).unwrap();
-        let p = store.begin(Digest::sha256_of(b"x"), None).unwrap();
-        std::mem::forget(p); // as if the process died mid-download
-        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 1);
-        drop(store);
-        Store::open(&root, None).unwrap();
-        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn an_unclean_shutdown_re_verifies_what_the_last_checkpoint_does_not_cover() {
-        let root = tmp();
-        let store = Store::open(&root, None).unwrap().checkpointed();
-        let good = Digest::sha256_of(b"good");
-        store.put_bytes(&good, b"good").unwrap();
-        store.checkpoint().unwrap();
-        // Written after the checkpoint, then damaged as a power cut might leave it.
-        let torn = Digest::sha256_of(b"torn object");
-        store.put_bytes(&torn, b"torn object").unwrap();
-        fs::write(store.object_path(&torn), b"").unwrap();
-        drop(store); // no close(): a crash
-        let store = Store::open(&root, None).unwrap().checkpointed();
-        assert_eq!(store.size_of(&torn), None, "dropped after re-verification");
-        assert_eq!(store.size_of(&good), Some(4));
-        // A clean shutdown trusts everything on the next start.
-        store.close().unwrap();
-        drop(store);
-        fs::write(
-            Store::open(&root, None).unwrap().object_path(&good),
-            b"rot!",
-        )
-        .unwrap();
-        let store = Store::open(&root, None).unwrap().checkpointed();
-        assert_eq!(
-            store.size_of(&good),
-            Some(4),
-            "bit rot after a clean stop is `regfs verify`'s job"
-        );
-    }
-
-    #[test]
-    fn evicts_least_recently_used() {
-        let root = tmp();
-        let store = Store::open(&root, Some(3000)).unwrap();
-        let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
-        let ds: Vec<Digest> = blobs.iter().map(|b| Digest::sha256_of(b)).collect();
-        for (d, b) in ds.iter().zip(&blobs) {
-            store.put_bytes(d, b).unwrap();
-        }
-        store.open_object(&ds[0]).unwrap(); // 0 is now more recent than 1
-        let extra = vec![9u8; 1000];
-        let de = Digest::sha256_of(&extra);
-        store.put_bytes(&de, &extra).unwrap(); // 4000 > 3000: evict down to 2700
-        assert_eq!(
-            store.size_of(&ds[1]),
-            None,
-            "least recently used goes first"
-        );
-        assert!(store.size_of(&de).is_some(), "the new object is spared");
-        assert!(store.usage().bytes <= 2700);
-    }
-}
+mod tests;

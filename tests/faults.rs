@@ -2,7 +2,7 @@
 //! within the configured bound (never a corrupt byte), is counted, and
 //! heals once upstream does; crashes leave nothing partial; a full cache
 //! disk evicts instead of failing; hostile metadata is rejected entry by
-//! entry; other users may read but never change anything.
+//! entry; other users may read but never change anything, nor flood the log.
 
 mod support;
 
@@ -500,4 +500,51 @@ fn ten_thousand_open_files_and_a_thousand_cold_reads_keep_memory_bounded() {
         peak < base + 100 * 1024,
         "memory stays bounded: {base} -> {peak} KiB"
     );
+}
+
+#[test]
+fn no_client_can_flood_the_log() {
+    use std::os::fd::AsRawFd;
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("flood");
+    let cfg = config(&dir, "retries = 0", &pypi_mirror("pypi", &up.url(), ALL));
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let before = m.log().len();
+    // lsattr-style ioctls on a directory and on a file, 20,000 of them.
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    let f = fx.file("alpha-2.0-py3-none-any.whl");
+    let targets = [
+        std::fs::File::open(m.path("pypi/simple")).unwrap(),
+        std::fs::File::open(m.path(&format!("pypi/{}", f.path))).unwrap(),
+    ];
+    for i in 0..20_000 {
+        let mut flags: libc::c_long = 0;
+        let r = unsafe { libc::ioctl(targets[i % 2].as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) };
+        assert_eq!(r, -1);
+    }
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENOTTY)
+    );
+    // 300 reads of a file upstream has lost: each is an EIO with a reason.
+    let gone = fx.file("alpha-1.0-py3-none-any.whl");
+    up.fault(&gone.path, Fault::Status(404));
+    for _ in 0..300 {
+        assert_eq!(
+            support::errno(&m.path(&format!("pypi/{}", gone.path))),
+            Some(libc::EIO)
+        );
+    }
+    let log = m.log()[before..].to_string();
+    let warns = log.lines().filter(|l| l.contains("WARN")).count();
+    assert!(
+        log.len() < 64 << 10 && warns < 50,
+        "{} bytes, {warns} WARN lines logged:\n{}",
+        log.len(),
+        &log[..log.len().min(4000)]
+    );
+    assert!(log.contains(&gone.path), "the reason is still logged");
+    assert!(log.contains("suppressed"), "and what was left out is said");
 }

@@ -1,6 +1,7 @@
 //! How regfs starts, reloads and stops: `mount -t fuse.regfs` and fstab
-//! lines (the mount.fuse helper convention), umount, a second instance,
-//! a bad configuration, and SIGHUP reloads without unmounting.
+//! lines (the mount.fuse helper convention), umount, a second instance (on
+//! the same state_dir or the same cache_dir), a bad configuration, private
+//! state, and SIGHUP reloads without unmounting.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::upstream::Upstream;
+use support::upstream::{Fault, Upstream};
 use support::{Mount, config, pypi, pypi_mirror, run, scratch, sha256_hex};
 
 fn mounted_type(mnt: &Path) -> Option<String> {
@@ -251,4 +252,143 @@ fn sighup_reloads_mirrors_without_unmounting() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["one", "three"]);
+}
+
+const ALL: &str = r#"projects = ["alpha", "Beta_Pkg", "gamma"]"#;
+
+fn read_hash(p: std::path::PathBuf) -> String {
+    sha256_hex(&std::fs::read(p).unwrap())
+}
+
+#[test]
+fn a_second_instance_on_the_same_cache_dir_is_refused_and_harms_nothing() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let (a, b) = (scratch("shared-a"), scratch("shared-b"));
+    let cfg_a = config(&a, "", &pypi_mirror("pypi", &up.url(), ALL));
+    // B has its own state_dir but A's cache_dir.
+    let cfg_b = config(&b, "", &pypi_mirror("pypi", &up.url(), ALL));
+    let text = std::fs::read_to_string(&cfg_b).unwrap().replace(
+        &format!("cache_dir = \"{}/cache\"", b.display()),
+        &format!("cache_dir = \"{}/cache\"", a.display()),
+    );
+    std::fs::write(&cfg_b, text).unwrap();
+    let m = Mount::start(&a, &cfg_a, "pypi");
+    m.wait_generation(1);
+    let cached = fx.file("alpha-2.0-py3-none-any.whl");
+    assert_eq!(
+        read_hash(m.path(&format!("pypi/{}", cached.path))),
+        cached.sha256
+    );
+    // A download in progress in A.
+    let slow = fx.file("gamma-0.1-py3-none-any.whl").clone();
+    up.fault(&slow.path, Fault::Throttle(500_000));
+    let p = m.path(&format!("pypi/{}", slow.path));
+    let reader = std::thread::spawn(move || read_hash(p));
+    m.wait_for(
+        || {
+            std::fs::read_dir(a.join("cache/tmp"))
+                .unwrap()
+                .next()
+                .is_some()
+        },
+        "a download in progress",
+    );
+    let said = |out: std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let refused = |err: &str| {
+        err.contains(&format!("cache_dir {}/cache", a.display()))
+            && err.contains(&format!("pid {}", m.pid()))
+            && err.contains("own cache_dir")
+    };
+    let mnt_b = b.join("mnt");
+    std::fs::create_dir_all(&mnt_b).unwrap();
+    let cfg = cfg_b.clone();
+    // Bounded: a mount that came up would serve in the foreground for ever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let out = support::regfs()
+            .args(["mount", "--config"])
+            .arg(&cfg)
+            .arg(&mnt_b)
+            .output();
+        let _ = tx.send(out.unwrap());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the second mount returned at once");
+    assert!(!out.status.success());
+    let err = said(out);
+    assert!(
+        refused(&err),
+        "the second mount is refused, naming cache_dir and pid: {err}"
+    );
+    let out = run(&cfg_b, &["verify", "--repair"]);
+    assert!(!out.status.success());
+    let err = said(out);
+    assert!(refused(&err), "so is a one-shot repair: {err}");
+    assert_eq!(reader.join().unwrap(), slow.sha256, "A's download went on");
+    let st = &m.status()[0];
+    assert_eq!(st["cached"].as_u64(), Some(2), "nothing of A's was removed");
+    assert_eq!(
+        read_hash(m.path(&format!("pypi/{}", cached.path))),
+        cached.sha256
+    );
+    // Once A is gone, B may use the cache.
+    drop(m);
+    let m = Mount::start(&b, &cfg_b, "pypi");
+    m.wait_generation(1);
+    assert_eq!(
+        read_hash(m.path(&format!("pypi/{}", cached.path))),
+        cached.sha256
+    );
+    assert_eq!(
+        up.hits(&cached.path),
+        1,
+        "served from the cache B took over"
+    );
+}
+
+#[test]
+fn state_is_private_to_regfs() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("private");
+    // `nobody` may reach the scratch directory, as a local user could.
+    let mut p = dir.clone();
+    while p.pop() && !p.as_os_str().is_empty() {
+        let m = std::fs::metadata(&p).unwrap().permissions().mode();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m | 0o011)).unwrap();
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A state_dir an older regfs left world-readable.
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = config(&dir, "", &pypi_mirror("pypi", &up.url(), ALL));
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "tightened at startup");
+    let mirror = state.join("mirrors/pypi");
+    let written = [
+        mirror.join("docs.json"),
+        mirror.join("current"),
+        mirror.join("generations/1.cat"),
+        state.join("slots.json"),
+    ];
+    for f in &written {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    let as_nobody = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "cat"])
+        .arg(&written[0])
+        .output()
+        .unwrap();
+    assert!(
+        !as_nobody.status.success(),
+        "another user cannot read regfs's state"
+    );
+    // The operator still reads status in the mount.
+    assert!(std::fs::read(m.path(".regfs/status.json")).is_ok());
 }

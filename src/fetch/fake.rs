@@ -23,6 +23,13 @@ pub struct Reply {
     pub etag: Option<String>,
     pub content_type: Option<String>,
     pub connect_error: bool,
+    /// Between chunks (a trickle).
+    pub chunk_delay: Duration,
+    /// Bytes a chunk (default 1000).
+    pub chunk_size: Option<usize>,
+    /// Send no Content-Length.
+    pub no_length: bool,
+    pub content_encoding: Option<String>,
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -63,6 +70,8 @@ struct FakeBody {
     data: Vec<u8>,
     pos: usize,
     stall_after: Option<usize>,
+    delay: Duration,
+    size: usize,
 }
 
 impl Body for FakeBody {
@@ -74,7 +83,10 @@ impl Body for FakeBody {
             if self.pos >= self.data.len() {
                 return Ok(None);
             }
-            let end = (self.pos + 1000)
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            let end = (self.pos + self.size)
                 .min(self.data.len())
                 .min(self.stall_after.unwrap_or(usize::MAX).max(self.pos + 1));
             let c = Bytes::copy_from_slice(&self.data[self.pos..end]);
@@ -130,11 +142,14 @@ impl Transport for Fake {
                     .or(Some("application/octet-stream".into())),
                 etag: reply.etag.clone(),
                 last_modified: None,
-                content_length: Some(reply.body.len() as u64),
+                content_length: (!reply.no_length).then_some(reply.body.len() as u64),
+                content_encoding: reply.content_encoding.clone(),
                 body: Box::new(FakeBody {
                     data: reply.body,
                     pos: 0,
                     stall_after: reply.stall_after,
+                    delay: reply.chunk_delay,
+                    size: reply.chunk_size.unwrap_or(1000),
                 }),
             })
         })

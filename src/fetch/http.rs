@@ -1,16 +1,23 @@
 //! The real [`Transport`]: reqwest over rustls with the system's roots.
-//! The only place that knows an HTTP client exists.
+//! The only place that knows an HTTP client exists. It adds HTTP Basic
+//! credentials to requests for the origins and hosts they are configured
+//! for (reqwest drops the header when a redirect leaves the host).
 
 use std::time::Duration;
 
 use super::{Body, BoxFuture, Response, Transport, TransportError};
+use crate::credentials::Credentials;
 
 pub struct Http {
     client: reqwest::Client,
+    credentials: Credentials,
 }
 
 impl Http {
-    pub fn new(connect_timeout: Duration) -> Result<Http, TransportError> {
+    pub fn new(
+        connect_timeout: Duration,
+        credentials: Credentials,
+    ) -> Result<Http, TransportError> {
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::limited(8))
@@ -19,7 +26,10 @@ impl Http {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| TransportError::Other(format!("cannot build HTTP client: {e}")))?;
-        Ok(Http { client })
+        Ok(Http {
+            client,
+            credentials,
+        })
     }
 }
 
@@ -31,6 +41,7 @@ fn classify(e: reqwest::Error) -> TransportError {
         msg.push_str(&s.to_string());
         src = s.source();
     }
+    let msg = crate::redact::redact(&msg).into_owned();
     if e.is_timeout() {
         TransportError::Timeout
     } else if e.is_connect() {
@@ -58,6 +69,12 @@ impl Transport for Http {
     ) -> BoxFuture<'a, Result<Response, TransportError>> {
         Box::pin(async move {
             let mut req = self.client.get(url);
+            if let Some(login) = reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| self.credentials.for_url(&u))
+            {
+                req = req.basic_auth(&login.user, Some(&login.password));
+            }
             for (k, v) in headers {
                 req = req.header(*k, v);
             }
@@ -75,6 +92,7 @@ impl Transport for Http {
                 etag: header("etag"),
                 last_modified: header("last-modified"),
                 content_length: resp.content_length(),
+                content_encoding: header("content-encoding"),
                 body: Box::new(HttpBody(resp)),
             })
         })

@@ -268,3 +268,243 @@ async fn documents_use_conditional_requests_and_size_limits() {
         DocResponse::NotFound { .. }
     ));
 }
+
+fn with_settings(
+    settings: FetchSettings,
+    max_size: Option<u64>,
+) -> (Arc<Fake>, Arc<Fetcher>, Arc<Store>) {
+    let fake = Arc::new(Fake::default());
+    let fetcher = Fetcher::new(fake.clone(), settings);
+    let dir = std::env::temp_dir().join(format!(
+        "regfs-fetch-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let store = Arc::new(Store::open(&dir, max_size).unwrap());
+    (fake, fetcher, store)
+}
+
+/// Liveness bound for calls that must end: generous, not a performance claim.
+async fn ends<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("returned within 30 s")
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_abandoned_at_the_rate_floor() {
+    let settings = FetchSettings {
+        fetch_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(5),
+        attempts: 3,
+        ..FetchSettings::default()
+    };
+    let (fake, fetcher, store) = with_settings(settings, None);
+    let body = vec![5u8; 100_000];
+    // 10 bytes every 20 ms: never idle, far under the floor.
+    let trickle = Reply {
+        chunk_size: Some(10),
+        chunk_delay: Duration::from_millis(20),
+        ..ok(&body)
+    };
+    fake.route(URL, vec![trickle.clone()]);
+    let c = Arc::new(Counters::default());
+    let err = ends(fetcher.ensure(&store, artifact(URL, &body), c.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::TooSlow { .. }), "{err}");
+    assert_eq!(
+        fake.hits(URL),
+        1,
+        "a trickle is not retried at the same URL"
+    );
+    // Sizeless, without Content-Length: the same.
+    let sizeless = "http://up.test/sizeless.whl";
+    fake.route(
+        sizeless,
+        vec![Reply {
+            no_length: true,
+            ..trickle
+        }],
+    );
+    let art = Artifact {
+        size: None,
+        ..artifact(sizeless, &body)
+    };
+    let err = ends(fetcher.ensure(&store, art, c.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::TooSlow { .. }), "{err}");
+    assert_eq!(c.snapshot().upstream_errors.get("stalled"), Some(&2));
+    assert_eq!(store.usage().objects, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_downloads_leave_permits_for_documents() {
+    let settings = FetchSettings {
+        max_per_host: 2,
+        idle_timeout: Duration::from_secs(60),
+        fetch_timeout: Duration::from_secs(60),
+        ..FetchSettings::default()
+    };
+    let (fake, fetcher, store) = with_settings(settings, None);
+    let body = vec![1u8; 10_000];
+    let mut downloads = Vec::new();
+    for i in 0..3 {
+        let url = format!("http://up.test/slow-{i}.whl");
+        fake.route(
+            &url,
+            vec![Reply {
+                stall_after: Some(100),
+                ..ok(&body)
+            }],
+        );
+        let (f, s) = (fetcher.clone(), store.clone());
+        let art = artifact(&url, &body);
+        downloads.push(tokio::spawn(async move {
+            f.ensure(&s, art, Arc::new(Counters::default())).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        fake.count.load(Ordering::SeqCst),
+        1,
+        "with 2 permits a host, downloads hold at most one"
+    );
+    let doc = "http://up.test/simple/";
+    fake.route(doc, vec![ok(b"<html></html>")]);
+    let got = ends(fetcher.get_doc(&[doc.to_string()], None, None, 1000))
+        .await
+        .unwrap();
+    assert!(matches!(got, DocResponse::Fresh(_)));
+    assert!(
+        downloads.iter().all(|d| !d.is_finished()),
+        "the document did not wait for the downloads"
+    );
+    for d in downloads {
+        d.abort();
+    }
+}
+
+#[tokio::test]
+async fn every_download_is_bounded_in_size() {
+    let settings = FetchSettings {
+        max_artifact_size: 10_000,
+        ..FetchSettings::default()
+    };
+    let (fake, fetcher, store) = with_settings(settings, None);
+    let c = Arc::new(Counters::default());
+    // No size anywhere, an overlong body: cut at max_artifact_size.
+    let body = vec![2u8; 50_000];
+    fake.route(
+        URL,
+        vec![Reply {
+            no_length: true,
+            ..ok(&body)
+        }],
+    );
+    let art = Artifact {
+        size: None,
+        ..artifact(URL, &body)
+    };
+    let err = fetcher
+        .ensure(&store, art.clone(), c.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::ArtifactTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains(URL), "{err}");
+    assert_eq!(fake.hits(URL), 1, "not retried");
+    assert_eq!(store.usage().objects, 0);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0
+    );
+    // A known size above the limit is refused without asking upstream.
+    let big = "http://up.test/big.whl";
+    let err = fetcher
+        .ensure(&store, artifact(big, &body), c.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::ArtifactTooLarge { .. }), "{err}");
+    assert_eq!(fake.hits(big), 0);
+    // cache_max_size bounds it too.
+    let (fake, fetcher, store) = with_settings(FetchSettings::default(), Some(20_000));
+    fake.route(URL, vec![ok(&body)]);
+    let err = fetcher
+        .ensure(&store, artifact(URL, &body), c)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::ArtifactTooLarge { .. }), "{err}");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn an_encoded_artifact_is_kept_when_the_bytes_sent_or_their_decoding_match() {
+    let (fake, fetcher, store) = setup();
+    let c = Arc::new(Counters::default());
+    let encoded = |body: Vec<u8>| Reply {
+        content_encoding: Some("gzip".into()),
+        ..ok(&body)
+    };
+    // Compressed on the fly: the decoded bytes are the artifact.
+    let data = b"a wheel's bytes ".repeat(500);
+    fake.route(URL, vec![encoded(gzip(&data))]);
+    fetcher
+        .ensure(&store, artifact(URL, &data), c.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(store.object_path(&Digest::sha256_of(&data))).unwrap(),
+        data
+    );
+    let sent = fake.calls.lock().unwrap()[0].1.clone();
+    assert!(
+        sent.contains(&("accept-encoding", "identity".to_string())),
+        "{sent:?}"
+    );
+    // A .tgz labelled gzip: the bytes as sent are the artifact.
+    let tgz_url = "http://up.test/pkg-1.0.tgz";
+    let tgz = gzip(b"a tarball");
+    fake.route(tgz_url, vec![encoded(tgz.clone())]);
+    fetcher
+        .ensure(&store, artifact(tgz_url, &tgz), c.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(store.object_path(&Digest::sha256_of(&tgz))).unwrap(),
+        tgz
+    );
+    // Neither matches: a verification failure, nothing kept.
+    let evil = "http://up.test/evil.whl";
+    fake.route(evil, vec![encoded(gzip(b"something else"))]);
+    let err = fetcher
+        .ensure(&store, artifact(evil, b"the real thing"), c.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Digest { .. } | FetchError::Size { .. }),
+        "{err}"
+    );
+    assert_eq!(store.usage().objects, 2);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0
+    );
+    // A document compressed anyway is decoded before anyone parses it.
+    let doc = "http://up.test/simple/x/";
+    fake.route(doc, vec![encoded(gzip(b"{\"files\": []}"))]);
+    let DocResponse::Fresh(d) = fetcher
+        .get_doc(&[doc.to_string()], None, None, 1000)
+        .await
+        .unwrap()
+    else {
+        panic!("not fresh")
+    };
+    assert_eq!(d.body, b"{\"files\": []}");
+}

@@ -70,7 +70,8 @@ impl Mirror {
                 SyncRecord {
                     last_sync: now,
                     ok: false,
-                    message: e.to_string(),
+                    // status.json is world-readable in the mount.
+                    message: crate::redact::redact(&e.to_string()).into_owned(),
                     duration_ms,
                     last_success: prev.last_success,
                 }

@@ -28,8 +28,18 @@ pub enum Fault {
     Delay(Duration),
     /// Send the body at about this many bytes per second.
     Throttle(usize),
-    /// Answer 302 pointing at this path (itself, for a redirect loop).
+    /// Answer 302 pointing at this path (itself, for a redirect loop) or URL.
     Redirect(String),
+    /// Send the real Content-Length, then one byte of the body per interval.
+    Trickle(Duration),
+    /// Send no Content-Length and bytes for ever, as fast as they are read.
+    Endless,
+    /// Send the body compressed with this `Content-Encoding` (`gzip` or
+    /// `deflate`), as a server that compresses on the fly does.
+    Encoded(&'static str),
+    /// Serve the body as it is with this extra header (e.g. a
+    /// `Content-Encoding: gzip` label on bytes that are a `.tgz` file).
+    Header(&'static str, String),
 }
 
 #[derive(Clone, Debug)]
@@ -45,6 +55,8 @@ struct State {
     remaps: Mutex<Vec<(String, String)>>,
     log: Mutex<Vec<Request>>,
     down: AtomicBool,
+    /// The `Authorization` value every request must carry, if any (401 otherwise).
+    auth: Mutex<Option<String>>,
 }
 
 pub struct Upstream {
@@ -62,6 +74,7 @@ impl Upstream {
             remaps: Mutex::default(),
             log: Mutex::default(),
             down: AtomicBool::new(false),
+            auth: Mutex::default(),
         });
         let s = state.clone();
         std::thread::spawn(move || {
@@ -104,6 +117,12 @@ impl Upstream {
             .lock()
             .unwrap()
             .remove(path.trim_start_matches('/'));
+    }
+
+    /// Answer 401 to every request without HTTP Basic credentials `user:password`.
+    pub fn require_basic_auth(&self, user: &str, password: &str) {
+        let token = base64_encode(format!("{user}:{password}").as_bytes());
+        *self.state.auth.lock().unwrap() = Some(format!("Basic {token}"));
     }
 
     /// Refuse (close) every new connection, as if upstream were unreachable.
@@ -189,9 +208,25 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
         .unwrap()
         .iter()
         .find_map(|(from, to)| rel.strip_prefix(from.as_str()).map(|r| format!("{to}{r}")));
+    let wanted = s.auth.lock().unwrap().clone();
+    if let Some(wanted) = wanted {
+        let given = headers.iter().find(|(k, _)| k == "authorization");
+        if given.map(|(_, v)| v.as_str()) != Some(wanted.as_str()) {
+            return send(out, 401, "text/plain", b"authorization required", None, 0);
+        }
+    }
     if let Some(Fault::Status(code)) = fault {
         // Whether or not the file exists (a proxy's 403 for unknown modules).
         return send(out, code, "text/plain", b"", None, 0);
+    }
+    if let Some(Fault::Endless) = fault {
+        // Whether or not the file exists.
+        let head =
+            "HTTP/1.1 200 X\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+        let chunk = vec![b'x'; 64 << 10];
+        let _ = out.write_all(head.as_bytes());
+        while out.write_all(&chunk).is_ok() {}
+        return false;
     }
     let (file, ctype) = resolve(&s.root, mapped.as_deref().unwrap_or(&rel), accept);
     let mut body = match (&fault, file.and_then(|f| std::fs::read(f).ok())) {
@@ -236,8 +271,81 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
             false
         }
         Some(Fault::Throttle(rate)) => send(out, 200, ctype, &body, None, rate),
+        Some(Fault::Trickle(every)) => {
+            if !send(out, 200, ctype, b"", Some(body.len()), 0) {
+                return false;
+            }
+            for b in &body {
+                std::thread::sleep(every);
+                if out.write_all(std::slice::from_ref(b)).is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+        Some(Fault::Encoded(encoding)) => {
+            let packed = compress(encoding, &body);
+            send_with(out, 200, ctype, &packed, &[("Content-Encoding", encoding)])
+        }
+        Some(Fault::Header(name, value)) => send_with(out, 200, ctype, &body, &[(name, &value)]),
         _ => send(out, 200, ctype, &body, None, 0),
     }
+}
+
+fn compress(encoding: &str, body: &[u8]) -> Vec<u8> {
+    use flate2::Compression;
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(&mut out, Compression::default());
+            e.write_all(body).unwrap();
+            e.finish().unwrap();
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(&mut out, Compression::default());
+            e.write_all(body).unwrap();
+            e.finish().unwrap();
+        }
+        other => panic!("no encoder for {other}"),
+    }
+    out
+}
+
+/// A whole response with extra headers.
+fn send_with(
+    out: &mut TcpStream,
+    status: u16,
+    ctype: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> bool {
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: keep-alive\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes()).is_ok() && out.write_all(body).is_ok()
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn resolve(root: &Path, rel: &str, accept: &str) -> (Option<PathBuf>, &'static str) {
