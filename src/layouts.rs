@@ -1,7 +1,7 @@
 //! The registry of layouts: every ecosystem regfs can mirror, one line each.
 //!
 //! A layout is a folder under `src/layouts/` that exports a `LAYOUT`
-//! ([`LayoutDef`](crate::layout::LayoutDef)): its adapter, the `[[mirror]]`
+//! ([`LayoutDef`]): its adapter, the `[[mirror]]`
 //! keys it reads, its embedded defaults, and any digest of its own. Adding a
 //! layout is that folder plus its name in the list below; nothing else in
 //! the core names an ecosystem.

@@ -1,4 +1,4 @@
-//! Validated names and mirror-relative paths (DESIGN invariant 7).
+//! Validated names and mirror-relative paths (invariant 7, ARCHITECTURE.md).
 //!
 //! Everything that comes from upstream metadata and becomes part of the tree
 //! passes through [`RelPath::new`]: no empty components, no `.` or `..`, no

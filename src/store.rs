@@ -7,7 +7,7 @@
 //!
 //! Nothing reaches `objects/` unverified: a [`Pending`] hashes while it is
 //! written, and [`Pending::commit`] checks size and digest, `fsync`s the data
-//! and only then renames it into place (DESIGN invariant 3). After a power
+//! and only then renames it into place (invariant 3, ARCHITECTURE.md). After a power
 //! cut an object is either absent or complete; leftovers in `tmp/` are
 //! removed at startup. Objects are deduplicated across mirrors and
 //! generations. A store with a size bound evicts least recently used objects
