@@ -69,6 +69,11 @@ pub struct Mirror {
     /// Metadata blobs written by a sync in progress, not yet referenced by
     /// a generation: garbage collection keeps them.
     pinned: Mutex<std::collections::HashSet<crate::digest::Digest>>,
+    /// Held while a metadata blob is written and made live (kept by the
+    /// document cache or pinned), and while garbage is collected: a blob
+    /// written between the collector's view of what is live and its sweep
+    /// would otherwise be swept (a lookup storm of Maven sidecars did it).
+    pub(crate) gc_lock: Mutex<()>,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -180,6 +185,7 @@ impl Mirror {
             on_swap: RwLock::new(None),
             swapped: tokio::sync::Notify::new(),
             pinned: Mutex::default(),
+            gc_lock: Mutex::default(),
             config,
         })
     }
@@ -393,6 +399,7 @@ impl Mirror {
                 }
             }
         }
+        let _gc = self.gc_lock.lock().unwrap();
         let mut live: std::collections::HashSet<crate::digest::Digest> = self.docs.blobs();
         live.extend(self.pinned.lock().unwrap().iter().cloned());
         for g in [cur, prev] {
@@ -411,6 +418,7 @@ impl Mirror {
         for e in entries.iter_mut() {
             if let Body::Inline(bytes) = &e.body {
                 let digest = crate::digest::Digest::sha256_of(bytes);
+                let _gc = self.gc_lock.lock().unwrap();
                 self.meta
                     .put_bytes(&digest, bytes)
                     .map_err(|err| err.to_string())?;

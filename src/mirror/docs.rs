@@ -161,6 +161,8 @@ impl<'a> Source<'a> {
                 if !unchanged {
                     self.fresh.fetch_add(1, Ordering::Relaxed);
                 }
+                // Written and made live at once, between garbage collections.
+                let _gc = self.mirror.gc_lock.lock().unwrap();
                 let stored = meta.put_bytes(&d, &doc.body).is_ok().then(|| d.clone());
                 if stored.is_some() {
                     let entry = Cached {
@@ -172,6 +174,7 @@ impl<'a> Source<'a> {
                     };
                     cache.map.lock().unwrap().insert(key, entry);
                 }
+                drop(_gc);
                 Ok(Doc {
                     url: doc.url,
                     content_type: doc.content_type,
