@@ -206,7 +206,15 @@ pub struct FetchedDoc {
     pub body: Vec<u8>,
 }
 
-type Outcome = Option<Result<u64, FetchError>>;
+/// Where a download stands, for everyone waiting on it.
+#[derive(Clone, Debug)]
+enum Progress {
+    Started,
+    /// Upstream's response headers gave the artifact's length: either the
+    /// verified artifact has exactly this size, or the download fails.
+    Sized(u64),
+    Done(Result<u64, FetchError>),
+}
 
 /// Slowest average transfer rate (bytes/s) tolerated once `fetch_timeout` has passed.
 pub const MIN_RATE: u64 = 16 * 1024;
@@ -275,7 +283,7 @@ pub struct Fetcher {
     transport: Arc<dyn Transport>,
     settings: FetchSettings,
     hosts: Mutex<HashMap<String, Host>>,
-    inflight: Mutex<HashMap<Digest, watch::Receiver<Outcome>>>,
+    inflight: Mutex<HashMap<Digest, watch::Receiver<Progress>>>,
 }
 
 impl Fetcher {
@@ -300,6 +308,31 @@ impl Fetcher {
         art: Artifact,
         counters: Arc<Counters>,
     ) -> Result<u64, FetchError> {
+        self.wait(store, art, counters, false).await
+    }
+
+    /// The artifact's size, as soon as it is known for sure: at once if it
+    /// is cached, when upstream's response headers give its length (the
+    /// download goes on; the verified artifact has exactly that size, or
+    /// the download fails and no byte of it is served), else when the
+    /// download is done. A `stat` of a file whose metadata gives no size
+    /// waits this long, not for the whole body.
+    pub async fn ensure_size(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        art: Artifact,
+        counters: Arc<Counters>,
+    ) -> Result<u64, FetchError> {
+        self.wait(store, art, counters, true).await
+    }
+
+    async fn wait(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        art: Artifact,
+        counters: Arc<Counters>,
+        sized: bool,
+    ) -> Result<u64, FetchError> {
         if let Some(size) = store.size_of(&art.digest) {
             return Ok(size);
         }
@@ -311,26 +344,44 @@ impl Fetcher {
                     if let Some(size) = store.size_of(&art.digest) {
                         return Ok(size);
                     }
-                    let (tx, rx) = watch::channel(None);
+                    let (tx, rx) = watch::channel(Progress::Started);
                     inflight.insert(art.digest.clone(), rx.clone());
                     let (me, store, art) = (self.clone(), store.clone(), art.clone());
                     tokio::spawn(async move {
-                        let result = me.download(&store, &art, &counters).await;
+                        let result = me.download(&store, &art, &counters, &tx).await;
+                        // A length told early must be the verified one.
+                        let result = match (result, &*tx.borrow()) {
+                            (Ok(actual), Progress::Sized(told)) if actual != *told => {
+                                counters.verify_failure();
+                                Err(FetchError::Size {
+                                    url: art.urls.first().cloned().unwrap_or_default(),
+                                    expected: *told,
+                                    actual,
+                                })
+                            }
+                            (r, _) => r,
+                        };
                         me.inflight.lock().unwrap().remove(&art.digest);
-                        let _ = tx.send(Some(result));
+                        let _ = tx.send(Progress::Done(result));
                     });
                     rx
                 }
             }
         };
         let url = art.urls.first().cloned().unwrap_or_default();
-        let waited = rx.wait_for(Option::is_some).await;
-        match waited {
-            Ok(v) => v
-                .clone()
-                .unwrap_or(Err(FetchError::WaitTimeout { url, secs: 0 })),
-            Err(_) => Err(FetchError::Store(format!(
-                "download of {url} ended without a result"
+        let waited = rx
+            .wait_for(|p| match p {
+                Progress::Started => false,
+                Progress::Sized(_) => sized,
+                Progress::Done(_) => true,
+            })
+            .await;
+        match waited.as_deref() {
+            Ok(Progress::Sized(n)) => Ok(*n),
+            Ok(Progress::Done(r)) => r.clone(),
+            Ok(Progress::Started) | Err(_) => Err(FetchError::Store(format!(
+                "download of {} ended without a result",
+                redact(&url)
             ))),
         }
     }

@@ -35,6 +35,9 @@ pub use shared::{Cursors, ObjectKey};
 /// what changed explicitly, so this can be long.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long the kernel may cache a size learnt from response headers.
+pub const PROVISIONAL_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attr {
     pub ino: u64,
@@ -43,6 +46,10 @@ pub struct Attr {
     /// Unix seconds.
     pub mtime: u32,
     pub nlink: u32,
+    /// The size came from upstream's response headers while the download
+    /// goes on: the kernel re-asks soon, so should the download fail after
+    /// all, no stale size outlives it.
+    pub provisional: bool,
 }
 
 /// Inode of `.regfs/` at the mount root, and of `.regfs/status.json`.
@@ -86,6 +93,8 @@ impl Attr {
     pub fn ttl(&self) -> Duration {
         if self.ino == STATUS_INO {
             Duration::ZERO
+        } else if self.provisional {
+            PROVISIONAL_TTL
         } else {
             TTL
         }
@@ -262,6 +271,7 @@ impl Fs {
             size: 0,
             mtime: self.started,
             nlink: 2,
+            provisional: false,
         }
     }
 
@@ -282,6 +292,7 @@ impl Fs {
             size: self.status_json().len() as u64,
             mtime: crate::timestamp::now() as u32,
             nlink: 1,
+            provisional: false,
         }
     }
 
@@ -367,16 +378,20 @@ impl Fs {
                 size: 0,
                 mtime,
                 nlink: 2,
+                provisional: false,
             });
         };
-        let size = match file.size {
-            Some(size) => size,
+        let (size, provisional) = match file.size {
+            Some(size) => (size, false),
             None => match &file.source {
-                Source::Stored => mirror.meta.size_of(&file.digest).unwrap_or(0),
+                Source::Stored => (mirror.meta.size_of(&file.digest).unwrap_or(0), false),
                 Source::Remote { url } => match self.store.size_of(&file.digest) {
-                    Some(size) => size,
-                    // Invariant 8: learn the true size before answering.
-                    None => self.fetch(mirror, url, &file.digest, None).await?,
+                    Some(size) => (size, false),
+                    // Invariant 8: learn the true size before answering,
+                    // from upstream's headers if they tell it (an exporter
+                    // that stats on its event loop waits for those, not
+                    // for the whole body), else from the verified download.
+                    None => (self.fetch_size(mirror, url, &file.digest).await?, true),
                 },
             },
         };
@@ -386,7 +401,28 @@ impl Fs {
             size,
             mtime,
             nlink: 1,
+            provisional,
         })
+    }
+
+    /// The size of an artifact whose metadata has none (see
+    /// [`Fetcher::ensure_size`]), starting its download.
+    async fn fetch_size(
+        &self,
+        mirror: &Arc<Mirror>,
+        url: &str,
+        digest: &crate::digest::Digest,
+    ) -> Result<u64, FsError> {
+        let art = Artifact {
+            urls: mirror.artifact_urls(url),
+            digest: digest.clone(),
+            size: None,
+        };
+        let r = self
+            .fetcher
+            .ensure_size(&self.store, art, mirror.counters.clone())
+            .await;
+        r.map_err(|e| read_error(mirror, url, e))
     }
 
     async fn fetch(
@@ -401,14 +437,11 @@ impl Fs {
             digest: digest.clone(),
             size,
         };
-        self.fetcher
+        let r = self
+            .fetcher
             .ensure(&self.store, art, mirror.counters.clone())
-            .await
-            .map_err(|e| {
-                crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
-                mirror.counters.read_error();
-                FsError::Upstream(e.to_string())
-            })
+            .await;
+        r.map_err(|e| read_error(mirror, url, e))
     }
 
     /// Lists a directory from `offset`: entry `k` is `.` (0), `..` (1) or
@@ -633,6 +666,13 @@ impl Fs {
     pub fn open_handles(&self) -> usize {
         self.handles.read().unwrap().len()
     }
+}
+
+/// A read that cannot be served: counted, logged (rate-limited), EIO.
+fn read_error(mirror: &Mirror, url: &str, e: crate::fetch::FetchError) -> FsError {
+    crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
+    mirror.counters.read_error();
+    FsError::Upstream(e.to_string())
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ run_nginx() {
     mkdir -p "$dir/nginx-tmp"
     cat >"$dir/nginx.conf" <<CONF
 user www-data;
-worker_processes 2;
+worker_processes ${nginx_workers:-2};
 pid $dir/nginx.pid;
 error_log $dir/nginx-error.log;
 events { worker_connections 512; }

@@ -13,9 +13,10 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::decode::Encoding;
-use super::{Artifact, FetchError, Fetcher, Pace, TransportError, redact};
+use super::{Artifact, FetchError, Fetcher, Pace, Progress, TransportError, redact};
 use crate::stats::Counters;
 use crate::store::{Pending, Room, Store, StoreError};
+use tokio::sync::watch;
 
 /// The most a download of unknown size may evict when the disk is full.
 pub const UNKNOWN_SIZE_ROOM: u64 = 16 << 20;
@@ -48,6 +49,7 @@ impl Fetcher {
         store: &Store,
         art: &Artifact,
         counters: &Counters,
+        progress: &watch::Sender<Progress>,
     ) -> Result<u64, FetchError> {
         let first = art.urls.first().cloned().unwrap_or_default();
         let limit = self.size_limit(store);
@@ -63,7 +65,10 @@ impl Fetcher {
         for url in &art.urls {
             // Every failed attempt is counted, also those a retry recovers from.
             let attempt = |url| async move {
-                let r = match self.download_once(store, art, url, counters, limit).await {
+                let r = match self
+                    .download_once(store, art, url, counters, limit, progress)
+                    .await
+                {
                     Ok(size) => Ok(size),
                     Err(Failure::Fetch(e)) => Err(e),
                     Err(Failure::NoSpace { known, error }) => {
@@ -143,6 +148,7 @@ impl Fetcher {
         url: &str,
         counters: &Counters,
         limit: u64,
+        progress: &watch::Sender<Progress>,
     ) -> Result<u64, Failure> {
         let _permit = self.host_permit(url, true).await;
         let headers = [("accept-encoding", "identity".to_string())];
@@ -201,6 +207,16 @@ impl Fetcher {
         }
         if let Some(n) = sent_len.filter(|&n| n > limit) {
             return Err(too_large(url, n, limit).into());
+        }
+        if let Some(n) = sent_len {
+            // Whoever waits for the size alone (a `stat`) may go on now.
+            progress.send_if_modified(|p| {
+                let first = matches!(p, Progress::Started);
+                if first {
+                    *p = Progress::Sized(n);
+                }
+                first
+            });
         }
         let expect = art.digest.clone();
         let raw_size = if encoding.is_some() { None } else { art.size };
