@@ -377,6 +377,15 @@ fn every_write_is_refused_with_erofs() {
             (-1, Some(libc::EROFS)),
             "setxattr"
         );
+        let node =
+            std::ffi::CString::new(dir.join("fifo.txt").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        let rc = unsafe { libc::mknod(node.as_ptr(), libc::S_IFIFO | 0o644, 0) };
+        assert_eq!(
+            (rc, std::io::Error::last_os_error().raw_os_error()),
+            (-1, Some(libc::EROFS)),
+            "mknod"
+        );
         // SAFETY: a valid NUL-terminated path.
         let rc = unsafe { libc::truncate(c.as_ptr(), 0) };
         assert_eq!(
@@ -384,6 +393,10 @@ fn every_write_is_refused_with_erofs() {
             (-1, Some(libc::EROFS)),
             "truncate"
         );
+        // Other users may read, nobody may write.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o444);
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o555);
         read_verified(&f, a);
     });
 }
