@@ -93,10 +93,11 @@ fn mount_t_fuse_regfs_fstab_and_umount() {
         || regfs::daemon::StateLock::acquire(&dir.join("state")).is_ok(),
         "the daemon to exit",
     );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("unmounted externally"), "{text}");
     assert!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("unmounted externally")
+        !text.contains(" WARN ") && !text.contains(" ERROR "),
+        "a normal umount logs no warning: {text}"
     );
 
     // The same through an fstab line.
