@@ -440,6 +440,51 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_parses_with_every_key_it_shows_uncommented() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/regfs.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let c = Config::parse(path, &text).unwrap();
+        assert!(
+            c.mirrors.is_empty(),
+            "nothing is mirrored until the operator says what"
+        );
+        let creds = std::env::temp_dir().join(format!("regfs-creds-{}", std::process::id()));
+        std::fs::write(&creds, "").unwrap();
+        std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        // Every `#key = …` and `# key = …` line, and every `# [[mirror]]`.
+        let all: String = text
+            .lines()
+            .map(|l| {
+                let t = l.trim_start_matches(['#', ' ']);
+                let key = t.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+                if l.starts_with('#') && (key || t == "[[mirror]]") {
+                    format!("{t}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect::<String>()
+            .replace("/etc/regfs/credentials", &creds.display().to_string())
+            .replace(
+                "/usr/share/keyrings/debian-archive-keyring.gpg",
+                "/dev/null",
+            );
+        let c = Config::parse(path, &all).unwrap_or_else(|e| panic!("{e}\n{all}"));
+        let layouts: Vec<&str> = c.mirrors.iter().map(|m| m.layout.name).collect();
+        for l in crate::layouts::ALL {
+            assert!(
+                layouts.contains(&l.name),
+                "the example shows a {} mirror",
+                l.name
+            );
+        }
+        std::fs::remove_file(&creds).unwrap();
+    }
+
+    #[test]
     fn the_shipped_example_config_parses() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/regfs.toml"));
         let c = Config::load(path).unwrap();

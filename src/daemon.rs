@@ -391,7 +391,11 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
         }
     });
     if let Err(e) = unmounter.unmount() {
-        tracing::warn!("unmount failed ({e}); detaching lazily");
+        // An exporter still holds files open (nginx's open_file_cache keeps
+        // them for minutes): detach now; the mount goes when they close.
+        tracing::info!(
+            "the mount is busy ({e}): detached lazily, it goes away once the last open file is closed (stop the exporter first to avoid this)"
+        );
         lazy_unmount(&mountpoint);
     }
     for m in app.mirrors() {

@@ -17,6 +17,7 @@ pub mod layouts;
 pub mod lock;
 pub mod lograte;
 pub mod maintenance;
+pub mod manpage;
 pub mod metrics;
 pub mod mirror;
 pub mod path;

@@ -106,6 +106,9 @@ enum Cmd {
         /// Shell-style patterns over mirror-relative paths (`packages/*`, `*.whl`).
         globs: Vec<String>,
     },
+    /// Print this program's manual page (roff), as the package installs it.
+    #[command(hide = true)]
+    Manpage,
     /// Evict least recently used artifacts down to a size.
     Gc {
         #[command(flatten)]
@@ -281,7 +284,7 @@ fn main() -> ExitCode {
     fixed_mmap_threshold();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let commands = [
-        "mount", "sync", "status", "verify", "prefetch", "gc", "help",
+        "mount", "sync", "status", "verify", "prefetch", "gc", "manpage", "help",
     ];
     if args
         .first()
@@ -368,6 +371,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             maintenance(&Config::load(&config.config)?, Request::Gc { max }, "gc")
+        }
+        Cmd::Manpage => {
+            use clap::CommandFactory;
+            print!("{}", regfs::manpage::render(&Cli::command()));
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { config, json } => {
             let config = Config::load(&config.config)?;
