@@ -26,7 +26,7 @@
 //! "Hash Sum mismatch".
 
 mod deb822;
-mod gpg;
+pub(crate) mod gpg;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
