@@ -246,7 +246,11 @@ impl Mirror {
             return crate::fetch::fallback_urls(url, &self.config.upstreams);
         }
         let mut bases = self.config.upstreams.clone();
-        bases.extend(learnt.into_iter().filter(|u| !self.config.upstreams.contains(u)));
+        bases.extend(
+            learnt
+                .into_iter()
+                .filter(|u| !self.config.upstreams.contains(u)),
+        );
         crate::fetch::fallback_urls(url, &bases)
     }
 

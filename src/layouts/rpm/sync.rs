@@ -370,7 +370,7 @@ pub(super) struct Listed {
 }
 
 /// Where a repomd.xml entry lives and what it must hash to.
-fn listed(d: &Data, urls: &[String]) -> Result<Listed, String> {
+pub(super) fn listed(d: &Data, urls: &[String]) -> Result<Listed, String> {
     let href = d.href.as_deref().ok_or("no location")?;
     let path = primary::resolve(href, d.base.as_deref(), urls)?;
     if ROOT_FILES.iter().any(|f| path == format!("repodata/{f}")) {
