@@ -431,3 +431,53 @@ fn superseded_repodata_outlives_its_repomd_for_the_grace_period() {
 }
 
 use std::io::Read;
+
+#[test]
+fn mutated_documents_never_panic_and_read_the_same_however_cut() {
+    // A small deterministic fuzzer over real documents (the fuzz target
+    // rpm_metadata does this at scale): flipped, dropped and duplicated
+    // bytes, then readings in chunks of 1, 3 and 17 bytes.
+    let mut doc = Vec::new();
+    flate2::read::GzDecoder::new(&fx("os-primary.xml.gz")[..])
+        .read_to_end(&mut doc)
+        .unwrap();
+    let docs = [doc, fx("os-repomd.xml"), fx("metalink.xml")];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let read_primary = |d: &[u8], step: usize| {
+        let mut h = PrimaryHandler::new(vec![BASE.to_string()]);
+        let mut r = Reader::new();
+        let ok = d.chunks(step).all(|c| r.feed(c, &mut h).is_ok()) && r.finish(&mut h).is_ok();
+        let h = h.finish();
+        (ok, h.packages, h.rejected)
+    };
+    for round in 0..600 {
+        let mut d = docs[round % docs.len()].clone();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() as usize) % d.len();
+            match next() % 4 {
+                0 => d[i] = next() as u8,
+                1 => d[i] = b"<>&\"'/=;#!?[]-"[(next() % 14) as usize],
+                2 => drop(d.remove(i)),
+                _ => d.truncate(i),
+            }
+            if d.is_empty() {
+                d.push(b'<');
+            }
+        }
+        let whole = read_primary(&d, d.len());
+        for step in [1, 3, 17] {
+            assert_eq!(read_primary(&d, step), whole, "round {round}, chunks of {step}");
+        }
+        for p in &whole.1 {
+            assert!(RelPath::new(p.path.as_str()).is_ok(), "{:?}", p.path);
+        }
+        let _ = parse_repomd(&d);
+        let _ = parse_metalink(&d);
+    }
+}
