@@ -228,7 +228,11 @@ impl Rpm {
         {
             entries.push(entry("repodata/repomd.xml.key", k.into_body(), stamp));
         }
-        let urls = vec![repo_url.clone()];
+        // Where an absolute location or xml:base may point: this repository upstream.
+        let urls: Vec<String> = match &origin {
+            Origin::Configured => self.bases.iter().map(|b| format!("{b}{prefix}")).collect(),
+            Origin::Mirror(url) => vec![url.clone()],
+        };
         let mut primary = None;
         for d in data {
             let listed = match listed(&d, &urls) {
