@@ -97,7 +97,8 @@ impl RpmOptions {
                 .iter()
                 .map(|r| {
                     let r = r.trim_matches('/');
-                    if RelPath::new(r).is_err() || r.contains(char::is_whitespace) {
+                    let room = RelPath::new(format!("{r}/repodata/repomd.xml.asc")).is_ok();
+                    if RelPath::new(r).is_err() || !room || r.contains(char::is_whitespace) {
                         Err(keys.error(
                             "repos",
                             format!(

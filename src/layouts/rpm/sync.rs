@@ -207,10 +207,14 @@ impl Rpm {
         // Every file this sync lists under repodata/ has the sync's time as
         // mtime, repomd.xml's too: carry_over tells current files by it.
         let stamp = u32::try_from(now).ok();
-        let entry = |rel: &str, body: Body, mtime: Option<u32>| Entry {
-            path: RelPath::new(format!("{prefix}{rel}")).expect("validated parts"),
-            mtime,
-            body,
+        // Each part is a valid path; together they may still be too long.
+        let entry = |rel: &str, body: Body, mtime: Option<u32>| {
+            RelPath::new(format!("{prefix}{rel}"))
+                .map(|path| Entry { path, mtime, body })
+                .map_err(|e| e.to_string())
+        };
+        let fixed = |rel: &str, body: Body| {
+            entry(rel, body, stamp).expect("repos are checked to leave room for repodata/")
         };
         let (data, dropped) = repomd::parse_repomd(&repomd.body)
             .map_err(|e| bad(&repomd_url, e.to_string()))?;
@@ -218,15 +222,15 @@ impl Rpm {
         for d in &dropped {
             tracing::warn!("{repomd_url}: skipping {d}");
         }
-        let mut entries = vec![entry("repodata/repomd.xml", repomd.into_body(), stamp)];
+        let mut entries = vec![fixed("repodata/repomd.xml", repomd.into_body())];
         if let Some(a) = asc {
-            entries.push(entry("repodata/repomd.xml.asc", a.into_body(), stamp));
+            entries.push(fixed("repodata/repomd.xml.asc", a.into_body()));
         }
         if let Some(k) = self
             .optional(src, self.request(&origin, &prefix, "repodata/repomd.xml.key"))
             .await?
         {
-            entries.push(entry("repodata/repomd.xml.key", k.into_body(), stamp));
+            entries.push(fixed("repodata/repomd.xml.key", k.into_body()));
         }
         // Where an absolute location or xml:base may point: this repository upstream.
         let urls: Vec<String> = match &origin {
@@ -235,7 +239,11 @@ impl Rpm {
         };
         let mut primary = None;
         for d in data {
-            let listed = match listed(&d, &urls) {
+            let fits = |l: Listed| match RelPath::new(format!("{prefix}{}", l.path)) {
+                Ok(_) => Ok(l),
+                Err(e) => Err(e.to_string()),
+            };
+            let listed = match listed(&d, &urls).and_then(fits) {
                 Ok(l) => l,
                 Err(e) if d.kind == "primary" => return Err(bad(&repomd_url, format!("primary: {e}"))),
                 Err(e) => {
@@ -247,15 +255,12 @@ impl Rpm {
             if d.kind == "primary" {
                 primary = Some((d, listed));
             } else {
-                entries.push(entry(
-                    &listed.path,
-                    Body::Remote {
-                        url: format!("{repo_url}{}", listed.path),
-                        size: d.size,
-                        digest: listed.digest,
-                    },
-                    stamp,
-                ));
+                let body = Body::Remote {
+                    url: format!("{repo_url}{}", listed.path),
+                    size: d.size,
+                    digest: listed.digest,
+                };
+                entries.push(entry(&listed.path, body, stamp).expect("checked above"));
             }
         }
         let Some((d, listed)) = primary else {
@@ -268,18 +273,21 @@ impl Rpm {
             })
             .await?;
         let (body, packages) = self.primary(doc, &d, &listed, urls).await?;
-        entries.push(entry(&listed.path, body, stamp));
+        entries.push(entry(&listed.path, body, stamp).expect("checked above"));
         rejected += packages.rejected;
         for p in packages.packages {
-            entries.push(entry(
-                &p.path,
-                Body::Remote {
-                    url: format!("{repo_url}{}", p.path),
-                    size: p.size,
-                    digest: p.digest,
-                },
-                None,
-            ));
+            let body = Body::Remote {
+                url: format!("{repo_url}{}", p.path),
+                size: p.size,
+                digest: p.digest,
+            };
+            match entry(&p.path, body, None) {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    tracing::warn!("{repomd_url}: skipping a package: {e}");
+                    rejected += 1;
+                }
+            }
         }
         Ok(UnitOutput {
             entries,
@@ -297,12 +305,9 @@ impl Rpm {
         listed: &Listed,
         urls: Vec<String>,
     ) -> Result<(Body, PrimaryHandler), SyncError> {
-        let open = d
-            .open_checksum
-            .as_ref()
-            .map(trusted)
-            .transpose()
-            .map_err(|e| bad(&doc.url, format!("open-checksum: {e}")))?;
+        // The checksum of the file as served is what trusts it; a weak or
+        // unusable open-checksum only goes unchecked.
+        let open = d.open_checksum.as_ref().and_then(|c| trusted(c).ok());
         let open_size = d.open_size;
         let limit = open_size.unwrap_or(self.max_document);
         let (size, digest) = (d.size, listed.digest.clone());
@@ -346,12 +351,13 @@ impl Rpm {
                     h.with_base
                 );
             }
+            // The source keeps documents under their SHA-256.
             let body = match stored {
-                Some(s) if s == Digest::sha256_of(&body) => Body::Stored {
-                    digest: s,
+                Some(digest) => Body::Stored {
+                    digest,
                     size: body.len() as u64,
                 },
-                _ => Body::Inline(body),
+                None => Body::Inline(body),
             };
             Ok((body, h))
         })

@@ -481,3 +481,35 @@ fn mutated_documents_never_panic_and_read_the_same_however_cut() {
         let _ = parse_metalink(&d);
     }
 }
+
+/// A repository whose primary.xml (uncompressed) is `primary`.
+fn synthetic(prefix: &str, primary: &str) -> Docs {
+    let sha = Digest::sha256_of(primary.as_bytes()).hex();
+    let repomd = format!(
+        r#"<repomd><data type="primary"><checksum type="sha256">{sha}</checksum><location href="repodata/{sha}-primary.xml"/><size>{}</size></data></repomd>"#,
+        primary.len()
+    );
+    Docs::new(BASE)
+        .with(&format!("{prefix}repodata/repomd.xml"), repomd)
+        .with(&format!("{prefix}repodata/{sha}-primary.xml"), primary)
+}
+
+#[test]
+fn a_location_too_long_under_its_repository_is_skipped_not_a_panic() {
+    let pkg = |href: &str| {
+        format!(
+            r#"<package><name>p</name><checksum type="sha256">{}</checksum><size package="1"/><location href="{href}"/></package>"#,
+            "ab".repeat(32)
+        )
+    };
+    let long = format!("{}x.rpm", "a/".repeat(2045));
+    assert!(long.len() < crate::path::MAX_PATH && long.len() + 10 > crate::path::MAX_PATH);
+    let doc = format!("<metadata>{}{}</metadata>", pkg(&long), pkg("ok.rpm"));
+    let a = adapter(BASE, "repos = [\"some/repo/path\"]").unwrap();
+    let docs = synthetic("some/repo/path/", &doc);
+    let out = block_on(a.unit("some/repo/path", &docs, 0, true)).unwrap().unwrap();
+    assert_eq!(out.rejected, 1);
+    assert!(out.entries.iter().any(|e| e.path.as_str() == "some/repo/path/ok.rpm"));
+    let e = adapter(BASE, &format!("repos = [\"{}\"]", "r/".repeat(2040))).err().unwrap();
+    assert!(e.contains("not a path"), "{e}");
+}
