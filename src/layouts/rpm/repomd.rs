@@ -97,7 +97,7 @@ impl Handler for RepomdHandler {
     }
 
     fn end(&mut self, _name: &str) {
-        if let Some((f, kind, text)) = self.field.take().filter(|_| self.depth == 3) {
+        if let Some((f, kind, text)) = self.field.take_if(|_| self.depth == 3) {
             let d = self.cur.as_mut().expect("a field is inside <data>");
             let text = text.trim().to_string();
             let number = || text.parse::<u64>().ok();
