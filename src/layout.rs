@@ -311,6 +311,13 @@ pub trait Adapter: Send + Sync {
         false
     }
 
+    /// Upstream base URLs learnt from metadata at sync (the mirrors an RPM
+    /// metalink names): an artifact under one of them is also tried under
+    /// the others, after the configured upstreams.
+    fn fallback_upstreams(&self) -> Vec<Url> {
+        Vec::new()
+    }
+
     /// Entries of the previous generation to keep although no unit lists
     /// them any more (Debian's by-hash grace period).
     fn carry_over(

@@ -11,6 +11,7 @@ pub mod durable;
 pub mod fetch;
 pub mod fs;
 pub mod fuse;
+pub mod gpgv;
 pub mod keys;
 pub mod layout;
 pub mod layouts;

@@ -247,7 +247,17 @@ impl Mirror {
 
     /// Candidate URLs for an artifact (its own, then fallback upstreams).
     pub fn artifact_urls(&self, url: &str) -> Vec<String> {
-        crate::fetch::fallback_urls(url, &self.config.upstreams)
+        let learnt = self.adapter.fallback_upstreams();
+        if learnt.is_empty() {
+            return crate::fetch::fallback_urls(url, &self.config.upstreams);
+        }
+        let mut bases = self.config.upstreams.clone();
+        bases.extend(
+            learnt
+                .into_iter()
+                .filter(|u| !self.config.upstreams.contains(u)),
+        );
+        crate::fetch::fallback_urls(url, &bases)
     }
 
     /// Makes `unit` part of the tree if upstream has it; `Ok(false)` if not.

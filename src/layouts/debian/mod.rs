@@ -26,7 +26,7 @@
 //! "Hash Sum mismatch".
 
 mod deb822;
-mod gpg;
+
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -144,7 +144,7 @@ pub struct Debian {
     /// The first upstream base URL; artifact URLs fall back to the others.
     base: String,
     dists: String,
-    gpg: Arc<gpg::Gpgv>,
+    gpg: Arc<crate::gpgv::Gpgv>,
     max_document: u64,
 }
 
@@ -176,7 +176,7 @@ impl Debian {
 
     pub fn new(ctx: &MirrorContext, opts: DebianOptions) -> Debian {
         Debian {
-            gpg: Arc::new(gpg::Gpgv::new(&opts.keyring)),
+            gpg: Arc::new(crate::gpgv::Gpgv::new(&opts.keyring)),
             opts,
             base: ctx.base(),
             dists: ctx.spec.path("dists").to_string(),
