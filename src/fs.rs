@@ -55,6 +55,23 @@ pub struct Attr {
 /// Inode of `.regfs/` at the mount root, and of `.regfs/status.json`.
 pub const CONTROL_INO: u64 = 2;
 pub const STATUS_INO: u64 = 3;
+/// Inode of `.regfs/status.html`, the status page.
+pub const STATUS_HTML_INO: u64 = 4;
+
+/// The report files in `.regfs/`: inode, name, format.
+const REPORTS: [(u64, &str, Report); 2] = [
+    (STATUS_INO, "status.json", Report::Json),
+    (STATUS_HTML_INO, "status.html", Report::Html),
+];
+
+/// What a report file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// `status.json`: what `regfs status --json` prints.
+    Json,
+    /// `status.html`: the status page.
+    Html,
+}
 
 /// An open file: the verified bytes on local disk, or (for
 /// `.regfs/status.json`) a snapshot in memory.
@@ -91,7 +108,7 @@ enum Handle {
 impl Attr {
     /// How long the kernel may cache this attribute: status.json changes.
     pub fn ttl(&self) -> Duration {
-        if self.ino == STATUS_INO {
+        if REPORTS.iter().any(|(i, _, _)| *i == self.ino) {
             Duration::ZERO
         } else if self.provisional {
             PROVISIONAL_TTL
@@ -143,7 +160,7 @@ impl FsError {
 enum Node {
     Root,
     Control,
-    Status,
+    Status(Report),
     InMirror {
         mirror: Arc<Mirror>,
         generation: Arc<Generation>,
@@ -156,8 +173,11 @@ enum Node {
     },
 }
 
+/// A report file's bytes and when they were rendered.
+type Rendered = (std::time::Instant, Arc<Vec<u8>>);
+
 /// Renders the status document of the mirrors served (see `status.rs`).
-pub type StatusRenderer = Box<dyn Fn(&[Arc<Mirror>], &Store) -> Vec<u8> + Send + Sync>;
+pub type StatusRenderer = Box<dyn Fn(&[Arc<Mirror>], &Store, Report) -> Vec<u8> + Send + Sync>;
 
 pub struct Fs {
     /// Mirrors by slot.
@@ -171,15 +191,15 @@ pub struct Fs {
     pub ops: Arc<OpCounters>,
     /// Renders `.regfs/status.json` for the mirrors served.
     render_status: StatusRenderer,
-    /// The last status.json rendering and when it was made.
-    status_json: std::sync::Mutex<(std::time::Instant, Arc<Vec<u8>>)>,
+    /// The last rendering of each report file and when it was made.
+    reports: std::sync::Mutex<HashMap<u64, Rendered>>,
     /// One descriptor per open object, shared by all its handles (reads are
     /// positional), so 10,000 opens of a file cost one fd.
     open_files: std::sync::Mutex<OpenFiles>,
 }
 
 impl Fs {
-    /// `render_status` renders `.regfs/status.json` from the mirrors served.
+    /// `render_status` renders `.regfs/status.json` and `status.html` from the mirrors served.
     pub fn new(
         mirrors: Vec<Arc<Mirror>>,
         store: Arc<Store>,
@@ -195,7 +215,7 @@ impl Fs {
             started: crate::timestamp::now() as u32,
             ops: Arc::default(),
             render_status,
-            status_json: std::sync::Mutex::new((std::time::Instant::now(), Arc::new(Vec::new()))),
+            reports: std::sync::Mutex::default(),
             open_files: std::sync::Mutex::default(),
         })
     }
@@ -223,7 +243,8 @@ impl Fs {
         match ino {
             ROOT_INO => return Ok(Node::Root),
             CONTROL_INO => return Ok(Node::Control),
-            STATUS_INO => return Ok(Node::Status),
+            STATUS_INO => return Ok(Node::Status(Report::Json)),
+            STATUS_HTML_INO => return Ok(Node::Status(Report::Html)),
             _ => {}
         }
         let mirror = self
@@ -275,21 +296,33 @@ impl Fs {
         }
     }
 
-    /// The JSON `regfs status --json` prints, re-rendered at most once a second.
-    fn status_json(&self) -> Arc<Vec<u8>> {
-        let mut cached = self.status_json.lock().unwrap();
-        if cached.1.is_empty() || cached.0.elapsed() > Duration::from_secs(1) {
-            let json = (self.render_status)(&self.mirrors(), &self.store);
-            *cached = (std::time::Instant::now(), Arc::new(json));
-        }
-        cached.1.clone()
+    /// A report file's bytes, re-rendered at most once a second.
+    fn report(&self, report: Report) -> Arc<Vec<u8>> {
+        let ino = REPORTS
+            .iter()
+            .find(|r| r.2 == report)
+            .map_or(STATUS_INO, |r| r.0);
+        let mut cached = self.reports.lock().unwrap();
+        let fresh = cached
+            .get(&ino)
+            .filter(|(at, _)| at.elapsed() <= Duration::from_secs(1))
+            .map(|(_, b)| b.clone());
+        fresh.unwrap_or_else(|| {
+            let bytes = Arc::new((self.render_status)(&self.mirrors(), &self.store, report));
+            cached.insert(ino, (std::time::Instant::now(), bytes.clone()));
+            bytes
+        })
     }
 
-    fn status_attr(&self) -> Attr {
+    fn status_attr(&self, report: Report) -> Attr {
+        let ino = REPORTS
+            .iter()
+            .find(|r| r.2 == report)
+            .map_or(STATUS_INO, |r| r.0);
         Attr {
-            ino: STATUS_INO,
+            ino,
             kind: Kind::File,
-            size: self.status_json().len() as u64,
+            size: self.report(report).len() as u64,
             mtime: crate::timestamp::now() as u32,
             nlink: 1,
             provisional: false,
@@ -300,9 +333,14 @@ impl Fs {
         OpCounters::count(&self.ops.lookup);
         let found_nothing = match self.node(parent)? {
             Node::Root if name == ".regfs" => return Ok(self.dir_attr(CONTROL_INO)),
-            Node::Control if name == "status.json" => return Ok(self.status_attr()),
-            Node::Control => return Err(FsError::NotFound),
-            Node::Status => return Err(FsError::NotDir),
+            Node::Control => {
+                return REPORTS
+                    .iter()
+                    .find(|(_, n, _)| *n == name)
+                    .map(|(_, _, r)| self.status_attr(*r))
+                    .ok_or(FsError::NotFound);
+            }
+            Node::Status(_) => return Err(FsError::NotDir),
             Node::Root => {
                 let mirror = self
                     .mirrors()
@@ -353,7 +391,7 @@ impl Fs {
         match self.node(ino)? {
             Node::Root => Ok(self.dir_attr(ROOT_INO)),
             Node::Control => Ok(self.dir_attr(CONTROL_INO)),
-            Node::Status => Ok(self.status_attr()),
+            Node::Status(r) => Ok(self.status_attr(r)),
             Node::Placeholder { .. } => Ok(self.dir_attr(ino)),
             Node::InMirror {
                 mirror,
@@ -456,7 +494,7 @@ impl Fs {
             }
         };
         match self.node(ino)? {
-            Node::Status => return Err(FsError::NotDir),
+            Node::Status(_) => return Err(FsError::NotDir),
             // Nothing under it is known yet; `..` is the mirror root, as
             // the parent may itself be a placeholder the kernel has dropped.
             Node::Placeholder { mirror, .. } => {
@@ -474,6 +512,7 @@ impl Fs {
                     (CONTROL_INO, Kind::Dir, ".".into()),
                     (ROOT_INO, Kind::Dir, "..".into()),
                     (STATUS_INO, Kind::File, "status.json".into()),
+                    (STATUS_HTML_INO, Kind::File, "status.html".into()),
                 ],
                 sink,
             ),
@@ -532,12 +571,12 @@ impl Fs {
                 generation,
                 id,
             } => (mirror, generation, id),
-            Node::Status => {
+            Node::Status(r) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.handles
                     .write()
                     .unwrap()
-                    .insert(fh, Handle::Bytes(self.status_json()));
+                    .insert(fh, Handle::Bytes(self.report(r)));
                 return Ok(Opened {
                     fh,
                     ino,
@@ -564,6 +603,9 @@ impl Fs {
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
                 Some(hit) => {
                     mirror.counters.hit();
+                    if let Some(size) = self.store.size_of(&file.digest) {
+                        mirror.counters.served(size);
+                    }
                     Some(hit)
                 }
                 None => {

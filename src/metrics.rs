@@ -163,12 +163,13 @@ pub async fn serve(
     addr: std::net::SocketAddr,
     app: Arc<App>,
     fuse: Arc<crate::stats::OpCounters>,
+    history: Arc<crate::history::History>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics");
     loop {
         let (mut conn, _) = listener.accept().await?;
-        let (app, fuse) = (app.clone(), fuse.clone());
+        let (app, fuse, history) = (app.clone(), fuse.clone(), history.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let n =
@@ -179,13 +180,30 @@ pub async fn serve(
                     _ => return,
                 };
             let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
-                ("200 OK", render(&app, Some(&fuse)))
+            let (status, ctype, body) = if req.starts_with("GET /metrics ") {
+                (
+                    "200 OK",
+                    "text/plain; version=0.0.4",
+                    render(&app, Some(&fuse)),
+                )
+            } else if req.starts_with("GET / ") || req.starts_with("GET /status ") {
+                let list: Vec<_> = app
+                    .mirrors()
+                    .iter()
+                    .map(|m| crate::status::collect(m, &app.store))
+                    .collect();
+                let now = crate::timestamp::now();
+                let page = crate::dashboard::render(&list, &history, app.store.usage().bytes, now);
+                ("200 OK", "text/html; charset=utf-8", page)
             } else {
-                ("404 Not Found", "see /metrics\n".to_string())
+                (
+                    "404 Not Found",
+                    "text/plain",
+                    "see / (the status page) and /metrics\n".to_string(),
+                )
             };
             let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = conn.write_all(head.as_bytes()).await;
