@@ -24,6 +24,7 @@ layouts! {
     crates,
     npm,
     go,
+    oci,
 }
 
 #[cfg(test)]
