@@ -231,7 +231,7 @@ impl<'a> Repository<'a> {
         };
         let bad = |why: String| Ok(Err(Refused::Bad(format!("{}: {why}", doc.url))));
         let body = &doc.body;
-        let digest = match listed {
+        let mut digest = match listed {
             Some(c) => {
                 if body.len() as u64 != c.size {
                     return bad(format!("{} bytes, its descriptor says {}", body.len(), c.size));
@@ -246,7 +246,12 @@ impl<'a> Repository<'a> {
         };
         if let Some(stated) = &doc.content_digest {
             match parse_digest(stated) {
-                Ok(d) if digest_of(d.algo(), body) == d => {}
+                // A tag's manifest is known by the digest its registry gives.
+                Ok(d) if digest_of(d.algo(), body) == d => {
+                    if listed.is_none() {
+                        digest = d;
+                    }
+                }
                 Ok(d) => {
                     let got = digest_of(d.algo(), body);
                     return bad(format!("hashes to {got}, its Docker-Content-Digest says {d}"));

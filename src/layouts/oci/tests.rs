@@ -423,3 +423,21 @@ fn unknown_repositories_and_vanished_tags_are_not_errors_but_upstream_failures_a
     let e = sync(&o, "fixture/app", &Failing).unwrap_err().to_string();
     assert!(e.contains("v2/fixture/app/tags/list") && e.contains("503"), "{e}");
 }
+
+#[test]
+fn a_tag_is_known_by_the_digest_its_registry_states_sha512_too() {
+    let o = oci("images = [\"fixture/app:1.0\"]").unwrap();
+    let m = doc("app-1.0.json");
+    let d512 = names::digest_of(crate::digest::Algo::Sha512, &m).to_string();
+    let src = Registry::default().tags("fixture/app", &["1.0"]).raw(
+        "v2/fixture/app/manifests/1.0",
+        &m,
+        Some(OCI_MANIFEST),
+        Some(&d512),
+    );
+    let out = sync(&o, "fixture/app", &src).unwrap().unwrap();
+    let f = files(&out);
+    assert!(f.contains_key(&format!("v2/fixture/app/manifests/1.0/{d512}.oci-manifest")));
+    assert!(f.contains_key(&format!("v2/fixture/app/manifests/{d512}/{d512}.oci-manifest")));
+    assert!(d512.starts_with("sha512:") && d512.len() == 7 + 128);
+}
