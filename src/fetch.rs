@@ -20,6 +20,7 @@
 //! is itself a `.gz`, which some servers label so), and an artifact is kept
 //! if either the bytes as sent or their decoding match its digest.
 
+mod bearer;
 mod decode;
 mod download;
 #[cfg(test)]
@@ -51,6 +52,11 @@ pub struct Response {
     pub content_length: Option<u64>,
     /// `Content-Encoding`, if upstream sent one.
     pub content_encoding: Option<String>,
+    /// `WWW-Authenticate`, the challenge of a 401.
+    pub www_authenticate: Option<String>,
+    /// `Docker-Content-Digest`: the digest content-addressed registries
+    /// state for the body.
+    pub content_digest: Option<String>,
     pub body: Box<dyn Body>,
 }
 
@@ -201,6 +207,7 @@ pub enum DocResponse {
 pub struct FetchedDoc {
     pub url: String,
     pub content_type: Option<String>,
+    pub content_digest: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub body: Vec<u8>,
@@ -284,6 +291,7 @@ pub struct Fetcher {
     settings: FetchSettings,
     hosts: Mutex<HashMap<String, Host>>,
     inflight: Mutex<HashMap<Digest, watch::Receiver<Progress>>>,
+    tokens: bearer::Tokens,
 }
 
 impl Fetcher {
@@ -293,6 +301,7 @@ impl Fetcher {
             settings,
             hosts: Mutex::default(),
             inflight: Mutex::default(),
+            tokens: bearer::Tokens::default(),
         })
     }
 
@@ -463,6 +472,7 @@ impl Fetcher {
                     Ok(DocResponse::Fresh(FetchedDoc {
                         url: resp.url,
                         content_type: resp.content_type,
+                        content_digest: resp.content_digest,
                         etag: resp.etag,
                         last_modified: resp.last_modified,
                         body,
@@ -504,7 +514,16 @@ impl Fetcher {
         }
     }
 
+    /// One request, answering a registry's bearer challenge (`bearer`).
     async fn send(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<Response, FetchError> {
+        self.send_authorized(url, headers).await
+    }
+
+    async fn send_once(
         &self,
         url: &str,
         headers: &[(&'static str, String)],

@@ -169,6 +169,9 @@ pub struct Doc {
     /// The URL that answered (after redirects); relative links resolve against it.
     pub url: String,
     pub content_type: Option<String>,
+    /// The digest upstream states for the body (`Docker-Content-Digest`),
+    /// if it sent one.
+    pub content_digest: Option<String>,
     pub body: Vec<u8>,
     /// Same bytes as at the last sync (304, or an identical body).
     pub unchanged: bool,

@@ -36,6 +36,7 @@ impl DocSource for Docs {
             Some(body) => Ok(Doc {
                 url,
                 content_type: None,
+                content_digest: None,
                 body: body.clone(),
                 unchanged: false,
                 stored: None,

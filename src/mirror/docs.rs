@@ -33,6 +33,8 @@ use super::Mirror;
 struct Cached {
     url: String,
     content_type: Option<String>,
+    #[serde(default)]
+    content_digest: Option<String>,
     etag: Option<String>,
     last_modified: Option<String>,
     sha256: String,
@@ -145,6 +147,7 @@ impl<'a> Source<'a> {
                 Ok(Doc {
                     url: c.url,
                     content_type: c.content_type,
+                    content_digest: c.content_digest,
                     body,
                     unchanged: true,
                     stored: Some(d),
@@ -168,6 +171,7 @@ impl<'a> Source<'a> {
                     let entry = Cached {
                         url: doc.url.clone(),
                         content_type: doc.content_type.clone(),
+                        content_digest: doc.content_digest.clone(),
                         etag: doc.etag.clone(),
                         last_modified: doc.last_modified.clone(),
                         sha256: d.hex(),
@@ -178,6 +182,7 @@ impl<'a> Source<'a> {
                 Ok(Doc {
                     url: doc.url,
                     content_type: doc.content_type,
+                    content_digest: doc.content_digest,
                     body: doc.body,
                     unchanged,
                     stored,
