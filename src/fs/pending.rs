@@ -8,10 +8,13 @@ use std::sync::Arc;
 use super::{Fs, FsError};
 use crate::mirror::Mirror;
 
-/// An artifact opened before it was cached: the first to ask fetches it,
-/// everyone gets the same verified local file or the same error.
+/// An artifact opened before it was cached: the first to ask fetches it and
+/// everyone gets the same verified local file. A failure is not kept: the
+/// next read tries again (an exporter may keep the descriptor open for
+/// minutes, as nginx's `open_file_cache` does, and must not be served the
+/// old error once upstream has recovered).
 pub struct PendingFile {
-    pub(super) cell: tokio::sync::OnceCell<Result<Arc<File>, FsError>>,
+    pub(super) cell: tokio::sync::OnceCell<Arc<File>>,
 }
 
 impl PendingFile {
@@ -24,7 +27,7 @@ impl PendingFile {
         size: Option<u64>,
     ) -> Result<Arc<File>, FsError> {
         self.cell
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 // A cache much smaller than the traffic through it can evict
                 // the object between its download and this open (the soak
                 // saw it once in 358k reads): fetch again, a few times.
@@ -39,7 +42,7 @@ impl PendingFile {
                 Err(FsError::Local(format!("{digest}: evicted before it could be opened")))
             })
             .await
-            .clone()
+            .cloned()
     }
 }
 

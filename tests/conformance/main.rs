@@ -278,6 +278,27 @@ fn upstream_503_a_stall_and_a_cut_body_give_eio_in_bounded_time_then_reads_succe
                 "{fault:?}: failed within the bound ({took:?})"
             );
         }
+        // A descriptor opened while upstream fails (an exporter keeps it
+        // open for minutes) reads the file once upstream has recovered.
+        up.fault(&a.upstream, Fault::Status(503));
+        match std::fs::File::open(&p) {
+            Ok(mut held) => {
+                let mut buf = Vec::new();
+                let e = held.read_to_end(&mut buf).expect_err("upstream fails");
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+                up.clear(&a.upstream);
+                buf.clear();
+                std::io::Seek::rewind(&mut held).unwrap();
+                held.read_to_end(&mut buf)
+                    .expect("the same descriptor reads once upstream is back");
+                assert!(a.matches(&buf), "{}: the held descriptor's bytes", a.path);
+            }
+            // Without a size in the metadata, the open itself waits for upstream.
+            Err(e) => {
+                assert_ne!(case.caps.sizes, Sizes::Listed, "{e}");
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+            }
+        }
         up.clear(&a.upstream);
         read_verified(&p, a);
         assert_eq!(status(&m, case)["cached"].as_u64(), Some(1));
