@@ -49,14 +49,23 @@ fn plot(title: &str, points: &[(u64, f64)], unit: &dyn Fn(f64) -> String) -> Str
     let last = points[points.len() - 1].1;
     let _ = write!(
         out,
-        "<svg width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{t}\"><polyline fill=\"none\" stroke=\"#2a6\" stroke-width=\"2\" points=\"{p}\"/><text x=\"4\" y=\"10\" class=\"max\">max {m}</text></svg><div class=\"now\">now {n} · over {h:.1} h</div></figure>",
+        "<svg width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{t}\"><polyline fill=\"none\" stroke=\"#2a6\" stroke-width=\"2\" points=\"{p}\"/><text x=\"4\" y=\"10\" class=\"max\">max {m}</text></svg><div class=\"now\">now {n} · over {span}</div></figure>",
         t = esc(title),
         p = coords.join(" "),
         m = unit(max),
         n = unit(last),
-        h = (t1 - t0) as f64 / 3600.0,
+        span = span(t1 - t0),
     );
     out
+}
+
+/// `45 s`, `12 min`, `3.5 h`.
+fn span(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        _ => format!("{:.1} h", secs as f64 / 3600.0),
+    }
 }
 
 fn when(secs: u64, now: u64) -> String {
@@ -175,8 +184,9 @@ svg{background:#f4f7f4;border:1px solid #e2e8e2}svg text{font-size:11px;fill:#66
     cache.push((now.max(cache.last().map_or(0, |l| l.0 + 1)), cache_bytes));
     let _ = write!(
         out,
-        "<p>{} mirrors, cache {} · as of {} · this page refreshes every 30 s; the same in JSON: status.json</p>",
+        "<p>{} {}, cache {} · as of {} · this page refreshes every 30 s; the same in JSON: status.json</p>",
         list.len(),
+        if list.len() == 1 { "mirror" } else { "mirrors" },
         human_bytes(cache_bytes),
         crate::timestamp::format_rfc3339(now as i64)
     );
