@@ -134,6 +134,11 @@ fn agreeing(dir: &Path) -> BTreeSet<String> {
             for (f, rec) in shard[key].as_object().into_iter().flatten() {
                 assert_eq!(rec["name"], **name, "{f} is in the shard of {name}");
                 let whole = &json(&d.json)[key][f];
+                assert!(
+                    whole.is_object(),
+                    "{}: {f} is in the shard of {name}, not in repodata.json",
+                    dir.display()
+                );
                 assert_eq!(rec["sha256"], whole["sha256"], "{f}: the shard's sha256");
                 assert_eq!(rec["size"], whole["size"], "{f}: the shard's size");
             }
@@ -149,6 +154,9 @@ fn agreeing(dir: &Path) -> BTreeSet<String> {
     );
     listed
 }
+
+/// Which of the manifest's packages a filter keeps.
+type Keep = Box<dyn Fn(&Value) -> bool>;
 
 fn names(pkgs: &[&Value], subdir: &str) -> BTreeSet<String> {
     pkgs.iter()
@@ -283,7 +291,7 @@ fn filters_and_cooldown_agree_across_repodata_its_zst_the_shard_index_and_the_sh
     let fx = conda();
     let future = fx.manifest["future"].as_str().unwrap();
     let v1 = packages("v1");
-    let cases: [(&str, &str, Box<dyn Fn(&Value) -> bool>); 4] = [
+    let cases: [(&str, &str, Keep); 4] = [
         ("conda-f-none", "", Box::new(|_| true)),
         (
             "conda-f-packages",
@@ -298,7 +306,7 @@ fn filters_and_cooldown_agree_across_repodata_its_zst_the_shard_index_and_the_sh
         (
             "conda-f-cooldown",
             "cooldown = \"1d\"",
-            Box::new(|p| p["path"] != future),
+            Box::new(move |p| p["path"] != future),
         ),
     ];
     for (name, keys, keep) in cases {
