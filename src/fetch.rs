@@ -112,6 +112,17 @@ pub enum FetchError {
         expected: u64,
         actual: u64,
     },
+    /// The store holds a verified object of the entry's digest, and its
+    /// size is not the one the entry's metadata promises: the metadata lies.
+    #[error(
+        "{}: size mismatch: metadata promises {promised} bytes, the verified object of its digest has {object}",
+        redact(url)
+    )]
+    Contradicted {
+        url: String,
+        promised: u64,
+        object: u64,
+    },
     #[error("{}: document larger than {limit} bytes", redact(url))]
     TooLarge { url: String, limit: u64 },
     #[error("{}: {what}", redact(url))]
@@ -167,9 +178,10 @@ impl FetchError {
             } => "connect",
             FetchError::Transport { .. } => "transport",
             FetchError::Stalled { .. } | FetchError::TooSlow { .. } => "stalled",
-            FetchError::Digest { .. } | FetchError::Size { .. } | FetchError::Decode { .. } => {
-                "verify"
-            }
+            FetchError::Digest { .. }
+            | FetchError::Size { .. }
+            | FetchError::Contradicted { .. }
+            | FetchError::Decode { .. } => "verify",
             FetchError::TooLarge { .. } | FetchError::ArtifactTooLarge { .. } => "too_large",
             FetchError::NotFound { .. } => "not_found",
             FetchError::Store(_) | FetchError::NoSpace { .. } => "store",
@@ -275,7 +287,8 @@ pub struct Fetcher {
     transport: Arc<dyn Transport>,
     settings: FetchSettings,
     hosts: Mutex<HashMap<String, Host>>,
-    inflight: Mutex<HashMap<Digest, watch::Receiver<Outcome>>>,
+    /// Downloads in flight by digest, with the size their artifact promised.
+    inflight: Mutex<HashMap<Digest, (Option<u64>, watch::Receiver<Outcome>)>>,
 }
 
 impl Fetcher {
@@ -293,46 +306,68 @@ impl Fetcher {
     }
 
     /// Makes `art` present in `store`, downloading it at most once however
-    /// many callers ask concurrently. Returns its size.
+    /// many callers ask concurrently. Returns its size, which is the size
+    /// `art` promises if it promises one: an object of its digest stored
+    /// for another entry (or another mirror) with another size means this
+    /// entry's metadata lies, a verification failure.
     pub async fn ensure(
         self: &Arc<Self>,
         store: &Arc<Store>,
         art: Artifact,
         counters: Arc<Counters>,
     ) -> Result<u64, FetchError> {
-        if let Some(size) = store.size_of(&art.digest) {
-            return Ok(size);
-        }
-        let mut rx = {
-            let mut inflight = self.inflight.lock().unwrap();
-            match inflight.get(&art.digest) {
-                Some(rx) => rx.clone(),
-                None => {
-                    if let Some(size) = store.size_of(&art.digest) {
-                        return Ok(size);
-                    }
-                    let (tx, rx) = watch::channel(None);
-                    inflight.insert(art.digest.clone(), rx.clone());
-                    let (me, store, art) = (self.clone(), store.clone(), art.clone());
-                    tokio::spawn(async move {
-                        let result = me.download(&store, &art, &counters).await;
-                        me.inflight.lock().unwrap().remove(&art.digest);
-                        let _ = tx.send(Some(result));
-                    });
-                    rx
-                }
-            }
-        };
         let url = art.urls.first().cloned().unwrap_or_default();
-        let waited = rx.wait_for(Option::is_some).await;
-        match waited {
-            Ok(v) => v
-                .clone()
-                .unwrap_or(Err(FetchError::WaitTimeout { url, secs: 0 })),
-            Err(_) => Err(FetchError::Store(format!(
-                "download of {url} ended without a result"
-            ))),
+        // A download in flight for the same digest but another promised
+        // size is not this entry's (it fails on size, or stores an object
+        // this entry's promise contradicts): wait for it, then look again.
+        for _ in 0..3 {
+            if let Some(size) = cached_size(store, &url, &art.digest, art.size, &counters)? {
+                return Ok(size);
+            }
+            let (mut rx, ours) = {
+                let mut inflight = self.inflight.lock().unwrap();
+                match inflight.get(&art.digest) {
+                    Some((promised, rx)) => (rx.clone(), *promised == art.size),
+                    None => {
+                        if let Some(size) =
+                            cached_size(store, &url, &art.digest, art.size, &counters)?
+                        {
+                            return Ok(size);
+                        }
+                        let (tx, rx) = watch::channel(None);
+                        inflight.insert(art.digest.clone(), (art.size, rx.clone()));
+                        let (me, store, art) = (self.clone(), store.clone(), art.clone());
+                        let counters = counters.clone();
+                        tokio::spawn(async move {
+                            let result = me.download(&store, &art, &counters).await;
+                            me.inflight.lock().unwrap().remove(&art.digest);
+                            let _ = tx.send(Some(result));
+                        });
+                        (rx, true)
+                    }
+                }
+            };
+            let waited = rx.wait_for(Option::is_some).await;
+            let result = match waited {
+                Ok(v) => v.clone().unwrap_or(Err(FetchError::WaitTimeout {
+                    url: url.clone(),
+                    secs: 0,
+                })),
+                Err(_) => Err(FetchError::Store(format!(
+                    "download of {} ended without a result",
+                    redact(&url)
+                ))),
+            };
+            if ours {
+                return result;
+            }
         }
+        cached_size(store, &url, &art.digest, art.size, &counters)?.ok_or_else(|| {
+            FetchError::Store(format!(
+                "{}: downloads promising other sizes kept replacing this one",
+                redact(&url)
+            ))
+        })
     }
 
     /// Fetches a metadata document, with conditional validators when given.
@@ -533,6 +568,35 @@ impl Fetcher {
             _all: all.acquire_owned().await.expect(closed),
             _artifact: artifact,
         }
+    }
+}
+
+/// The size of `digest`'s object in `store`, if it is there. When the
+/// entry at `url` promised another size, its metadata contradicts the
+/// verified object: counted as a verification failure, logged (WARN, the
+/// URL and both sizes), and an error, never the object.
+pub fn cached_size(
+    store: &Store,
+    url: &str,
+    digest: &Digest,
+    promised: Option<u64>,
+    counters: &Counters,
+) -> Result<Option<u64>, FetchError> {
+    let Some(object) = store.size_of(digest) else {
+        return Ok(None);
+    };
+    match promised {
+        Some(promised) if promised != object => {
+            let e = FetchError::Contradicted {
+                url: url.to_string(),
+                promised,
+                object,
+            };
+            counters.verify_failure();
+            crate::warn_limited!("verification failed: {e}");
+            Err(e)
+        }
+        _ => Ok(Some(object)),
     }
 }
 

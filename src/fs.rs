@@ -369,15 +369,14 @@ impl Fs {
                 nlink: 2,
             });
         };
-        let size = match file.size {
-            Some(size) => size,
-            None => match &file.source {
-                Source::Stored => mirror.meta.size_of(&file.digest).unwrap_or(0),
-                Source::Remote { url } => match self.store.size_of(&file.digest) {
-                    Some(size) => size,
-                    // Invariant 8: learn the true size before answering.
-                    None => self.fetch(mirror, url, &file.digest, None).await?,
-                },
+        let size = match &file.source {
+            Source::Stored => file
+                .size
+                .unwrap_or_else(|| mirror.meta.size_of(&file.digest).unwrap_or(0)),
+            Source::Remote { url } => match (self.cached_size(mirror, url, &file)?, file.size) {
+                (Some(size), _) | (None, Some(size)) => size,
+                // Invariant 8: learn the true size before answering.
+                (None, None) => self.fetch(mirror, url, &file.digest, None).await?,
             },
         };
         Ok(Attr {
@@ -387,6 +386,22 @@ impl Fs {
             mtime,
             nlink: 1,
         })
+    }
+
+    /// The size of a remote file's cached object, if cached; EIO when it
+    /// is not the size the file's metadata promises (invariants 1 and 8:
+    /// the object is verified, the entry lies about it).
+    fn cached_size(
+        &self,
+        mirror: &Mirror,
+        url: &str,
+        file: &catalog::FileInfo,
+    ) -> Result<Option<u64>, FsError> {
+        crate::fetch::cached_size(&self.store, url, &file.digest, file.size, &mirror.counters)
+            .map_err(|e| {
+                mirror.counters.read_error();
+                FsError::Upstream(e.to_string())
+            })
     }
 
     async fn fetch(
@@ -528,7 +543,10 @@ impl Fs {
         ));
         let local = match &file.source {
             Source::Stored => self.local(&mirror.meta, &file.digest),
-            Source::Remote { url } => match self.local(&self.store, &file.digest) {
+            Source::Remote { url } => match {
+                self.cached_size(&mirror, url, &file)?;
+                self.local(&self.store, &file.digest)
+            } {
                 Some(hit) => {
                     mirror.counters.hit();
                     Some(hit)

@@ -1,0 +1,102 @@
+//! Hostile upstream metadata: sizes that contradict the verified bytes,
+//! names too long to represent, files whose age cannot be established under
+//! a cooldown. Each test is the regression test of a finding of an
+//! adversarial pass (issue 13) and failed before its fix. (Bodies that
+//! trickle, never end or leak credentials are in `hostile.rs`.)
+
+mod support;
+
+use support::upstream::{Fault, Upstream};
+use support::{Mount, config, errno, pypi, pypi_mirror, sha256_hex};
+
+/// A PEP 691 page for `project`: (filename, URL relative to the page,
+/// sha256, size, upload time) per file.
+fn page(project: &str, files: &[(&str, &str, &str, Option<u64>, Option<&str>)]) -> Vec<u8> {
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, url, sha, size, uploaded)| {
+            let mut f =
+                serde_json::json!({"filename": name, "url": url, "hashes": {"sha256": sha}});
+            if let Some(s) = size {
+                f["size"] = (*s).into();
+            }
+            if let Some(t) = uploaded {
+                f["upload-time"] = (*t).into();
+            }
+            f
+        })
+        .collect();
+    serde_json::json!({"meta": {"api-version": "1.1"}, "name": project, "versions": [], "files": files})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn a_size_that_contradicts_the_verified_object_is_eio_in_every_mirror_sharing_it() {
+    // One page lists a wheel under its own name with its true size and
+    // under a second name with 10 bytes; a second mirror (same cache) lists
+    // only the lie. Once the true entry is cached, the lying ones must not
+    // stat as 10 bytes and read the whole wheel.
+    let fx = pypi();
+    let w = fx.file("alpha-2.0-py3-none-any.whl");
+    let url = format!("../../{}", w.path);
+    let liar = "alpha_twin-2.0-py3-none-any.whl";
+    let up = Upstream::serve(&fx.root);
+    up.fault(
+        "simple/alpha/",
+        Fault::Body(page(
+            "alpha",
+            &[
+                (&w.filename, &url, &w.sha256, Some(w.size), None),
+                (liar, &url, &w.sha256, Some(10), None),
+            ],
+        )),
+    );
+    let up2 = Upstream::serve(&fx.root);
+    up2.fault(
+        "simple/alpha/",
+        Fault::Body(page("alpha", &[(liar, &url, &w.sha256, Some(10), None)])),
+    );
+    let dir = support::scratch("size-lie");
+    let projects = r#"projects = ["alpha"]"#;
+    let mirrors = format!(
+        "{}{}",
+        pypi_mirror("a", &up.url(), projects),
+        pypi_mirror("b", &up2.url(), projects)
+    );
+    let cfg = config(&dir, "", &mirrors);
+    let m = Mount::start(&dir, &cfg, "a");
+    m.wait_generation(1);
+    let dir_of = w.path.rsplit_once('/').unwrap().0;
+    let truth = m.path(&format!("a/{}", w.path));
+    assert_eq!(sha256_hex(&std::fs::read(&truth).unwrap()), w.sha256);
+    for mirror in ["a", "b"] {
+        let lie = m.path(&format!("{mirror}/{dir_of}/{liar}"));
+        let stat = std::fs::metadata(&lie);
+        assert_eq!(
+            stat.as_ref().err().and_then(|e| e.raw_os_error()),
+            Some(libc::EIO),
+            "{mirror}: stat of the lying entry: {stat:?}"
+        );
+        assert_eq!(errno(&lie), Some(libc::EIO), "{mirror}: read");
+    }
+    for st in m.status() {
+        assert!(
+            st["counters"]["verify_failures"].as_u64() >= Some(1),
+            "a verification failure in {}: {}",
+            st["name"],
+            st["counters"]
+        );
+    }
+    let log = m.log();
+    let warn = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("size mismatch") && l.contains(&w.path))
+        .unwrap_or_else(|| panic!("a WARN names the URL and both sizes:\n{log}"));
+    assert!(
+        warn.contains(" 10 ") && warn.contains(&w.size.to_string()),
+        "{warn}"
+    );
+    // The truthful entry is still served.
+    assert_eq!(sha256_hex(&std::fs::read(&truth).unwrap()), w.sha256);
+}
