@@ -220,6 +220,9 @@ pub struct FetchedDoc {
 
 type Outcome = Option<Result<u64, FetchError>>;
 
+/// A download in flight: the size its artifact promised, and its outcome.
+type InFlight = (Option<u64>, watch::Receiver<Outcome>);
+
 /// Slowest average transfer rate (bytes/s) tolerated once `fetch_timeout` has passed.
 pub const MIN_RATE: u64 = 16 * 1024;
 
@@ -288,7 +291,7 @@ pub struct Fetcher {
     settings: FetchSettings,
     hosts: Mutex<HashMap<String, Host>>,
     /// Downloads in flight by digest, with the size their artifact promised.
-    inflight: Mutex<HashMap<Digest, (Option<u64>, watch::Receiver<Outcome>)>>,
+    inflight: Mutex<HashMap<Digest, InFlight>>,
 }
 
 impl Fetcher {

@@ -541,12 +541,13 @@ impl Fs {
                 digest: file.digest.clone(),
             },
         ));
+        if let Source::Remote { url } = &file.source {
+            // A cached object the entry's promised size contradicts is EIO.
+            self.cached_size(&mirror, url, &file)?;
+        }
         let local = match &file.source {
             Source::Stored => self.local(&mirror.meta, &file.digest),
-            Source::Remote { url } => match {
-                self.cached_size(&mirror, url, &file)?;
-                self.local(&self.store, &file.digest)
-            } {
+            Source::Remote { url } => match self.local(&self.store, &file.digest) {
                 Some(hit) => {
                     mirror.counters.hit();
                     Some(hit)

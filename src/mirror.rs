@@ -266,11 +266,15 @@ impl Mirror {
                     m.insert(unit.to_string(), rx.clone());
                     let (me, fetcher, unit) = (self.clone(), fetcher.clone(), unit.to_string());
                     tokio::spawn(async move {
+                        let in_flight = InFlight {
+                            mirror: &me,
+                            unit: &unit,
+                        };
                         let r = me.materialize_now(&fetcher, &unit).await;
                         if let Err(e) = &r {
                             crate::warn_limited!(mirror = %me.name(), unit, "materializing failed: {e}");
                         }
-                        me.materializing.lock().unwrap().remove(&unit);
+                        drop(in_flight);
                         let _ = tx.send(Some(r));
                     });
                     rx
@@ -449,6 +453,24 @@ impl Mirror {
     }
 }
 
+/// A unit's entry in `materializing`, removed however its materialization
+/// ends: a panic in an adapter too (invariant 9 says there is none, but a
+/// unit stuck in flight would answer EIO until a restart).
+struct InFlight<'a> {
+    mirror: &'a Mirror,
+    unit: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.mirror
+            .materializing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(self.unit);
+    }
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -508,6 +530,9 @@ pub fn entries_of(g: &Generation) -> Vec<Entry> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Assigns each mirror name a stable slot (the top byte of its inodes),
 /// persisted in `<state_dir>/slots.json`.

@@ -9,9 +9,12 @@ mod support;
 use support::upstream::{Fault, Upstream};
 use support::{Mount, config, errno, pypi, pypi_mirror, sha256_hex};
 
-/// A PEP 691 page for `project`: (filename, URL relative to the page,
-/// sha256, size, upload time) per file.
-fn page(project: &str, files: &[(&str, &str, &str, Option<u64>, Option<&str>)]) -> Vec<u8> {
+/// A file a page lists: filename, URL relative to the page, sha256, size,
+/// upload time.
+type Listing<'a> = (&'a str, &'a str, &'a str, Option<u64>, Option<&'a str>);
+
+/// A PEP 691 page for `project`.
+fn page(project: &str, files: &[Listing]) -> Vec<u8> {
     let files: Vec<serde_json::Value> = files
         .iter()
         .map(|(name, url, sha, size, uploaded)| {
@@ -99,4 +102,78 @@ fn a_size_that_contradicts_the_verified_object_is_eio_in_every_mirror_sharing_it
     );
     // The truthful entry is still served.
     assert_eq!(sha256_hex(&std::fs::read(&truth).unwrap()), w.sha256);
+}
+
+#[test]
+fn a_valid_name_whose_sidecar_cannot_be_represented_loses_only_the_sidecar() {
+    // 250 bytes is a valid file name; its PEP 658 `.metadata` (259 bytes)
+    // is not. The sidecar is left out (WARN) and not advertised; the file,
+    // the page and the rest of the mirror are served, synced or lazy.
+    let fx = pypi();
+    let w = fx.file("alpha-2.0-py3-none-any.whl");
+    let long = format!("{}-1.0-py3-none-any.whl", "l".repeat(229));
+    assert_eq!(long.len(), 250);
+    let mut body: serde_json::Value = serde_json::from_slice(&page(
+        "alpha",
+        &[
+            (
+                &w.filename,
+                &format!("../../{}", w.path),
+                &w.sha256,
+                Some(w.size),
+                None,
+            ),
+            (&long, "../../files/long", &"cd".repeat(32), Some(1), None),
+        ],
+    ))
+    .unwrap();
+    for f in body["files"].as_array_mut().unwrap() {
+        f["core-metadata"] = serde_json::json!({"sha256": "ef".repeat(32)});
+    }
+    let up = Upstream::serve(&fx.root);
+    up.fault("simple/alpha/", Fault::Body(body.to_string().into_bytes()));
+    let dir = support::scratch("long-sidecar");
+    let mirrors = format!(
+        "{}{}",
+        pypi_mirror("synced", &up.url(), r#"projects = ["alpha"]"#),
+        pypi_mirror("lazy", &up.url(), "")
+    );
+    let cfg = config(&dir, "", &mirrors);
+    let m = Mount::start(&dir, &cfg, "synced");
+    m.wait_generation(1);
+    let synced = m
+        .status()
+        .into_iter()
+        .find(|s| s["name"] == "synced")
+        .unwrap();
+    assert_eq!(synced["sync"]["ok"], true, "{synced}");
+    let dir_of = format!("packages/cd/cd/{}", "cd".repeat(30));
+    for mirror in ["synced", "lazy"] {
+        // Twice: a lazy unit whose materialization failed must not stay stuck.
+        for _ in 0..2 {
+            let html =
+                std::fs::read_to_string(m.path(&format!("{mirror}/simple/alpha/index.html")))
+                    .unwrap_or_else(|e| panic!("{mirror}: the page: {e}"));
+            let line = html.lines().find(|l| l.contains(&long)).expect("listed");
+            assert!(!line.contains("data-core-metadata"), "{mirror}: {line}");
+            assert!(
+                html.contains("data-core-metadata"),
+                "the other wheel keeps its sidecar"
+            );
+        }
+        let names = std::fs::read_dir(m.path(&format!("{mirror}/{dir_of}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(names, vec![long.clone()], "{mirror}");
+        let wheel = m.path(&format!("{mirror}/{}", w.path));
+        assert_eq!(sha256_hex(&std::fs::read(&wheel).unwrap()), w.sha256);
+    }
+    let log = m.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(&long) && l.contains(".metadata")),
+        "a WARN names what was left out:\n{log}"
+    );
 }

@@ -218,10 +218,9 @@ impl Pypi {
                 },
             });
             let mut f = f.clone();
-            if let Some(Some(md)) = &f.core_metadata {
-                let md_path =
-                    RelPath::new(format!("{path}.metadata")).expect("file path plus suffix");
-                entries.push(Entry {
+            let md_path = RelPath::new(format!("{path}.metadata"));
+            match (&f.core_metadata, md_path) {
+                (Some(Some(md)), Ok(md_path)) => entries.push(Entry {
                     path: md_path,
                     mtime,
                     body: Body::Remote {
@@ -229,10 +228,14 @@ impl Pypi {
                         size: None,
                         digest: md.clone(),
                     },
-                });
-            } else {
+                }),
+                (Some(Some(_)), Err(e)) => {
+                    // Invariant 9: a name that cannot be represented is left out.
+                    tracing::warn!(project, file = %f.filename, "leaving out its core metadata ({path}.metadata): {e}");
+                    f.core_metadata = None;
+                }
                 // Without a hash the metadata cannot be verified: do not advertise it.
-                f.core_metadata = None;
+                _ => f.core_metadata = None,
             }
             kept.push((f, format!("{up}{path}")));
         }
