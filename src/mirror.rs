@@ -9,6 +9,7 @@
 //! <state_dir>/mirrors/<name>/blobs/                metadata files served (never evicted)
 //! <state_dir>/mirrors/<name>/docs.json             upstream validators for conditional requests
 //! <state_dir>/mirrors/<name>/status.json           last sync and counters
+//! <state_dir>/mirrors/<name>/built_by              the layout and upstream that built them
 //! ```
 //!
 //! A swap happens only after the new generation and every metadata file it
@@ -16,6 +17,7 @@
 //! current, in memory and on disk.
 
 mod docs;
+mod identity;
 mod sync;
 
 pub use sync::{SyncReport, jittered};
@@ -125,6 +127,7 @@ impl Mirror {
                 mirror: config.name.clone(),
                 what: e.to_string(),
             })?;
+        identity::claim(&config, &dir).map_err(io(&dir))?;
         let spec = config.spec.clone();
         let adapter = config.adapter.clone();
         let current = match load_current(&dir) {
