@@ -177,3 +177,94 @@ fn a_valid_name_whose_sidecar_cannot_be_represented_loses_only_the_sidecar() {
         "a WARN names what was left out:\n{log}"
     );
 }
+
+#[test]
+fn a_cooldown_hides_files_whose_age_cannot_be_established() {
+    // With a cooldown, a file is served only once it is known to be old
+    // enough: one without an upload time, with an unparsable one, or from a
+    // PEP 503 HTML page (which has none) is hidden, with one WARN per
+    // project that says how many.
+    let fx = pypi();
+    let (old, bare, odd) = (
+        fx.file("alpha-2.0-py3-none-any.whl"),
+        fx.file("alpha-2.0.tar.gz"),
+        fx.file("alpha-1.0-py3-none-any.whl"),
+    );
+    let rel = |f: &support::FixtureFile| format!("../../{}", f.path);
+    let up = Upstream::serve(&fx.root);
+    up.fault(
+        "simple/alpha/",
+        Fault::Body(page(
+            "alpha",
+            &[
+                (
+                    &old.filename,
+                    &rel(old),
+                    &old.sha256,
+                    Some(old.size),
+                    Some("2024-01-02T03:04:05Z"),
+                ),
+                (
+                    &bare.filename,
+                    &rel(bare),
+                    &bare.sha256,
+                    Some(bare.size),
+                    None,
+                ),
+                (
+                    &odd.filename,
+                    &rel(odd),
+                    &odd.sha256,
+                    Some(odd.size),
+                    Some("last tuesday"),
+                ),
+            ],
+        )),
+    );
+    // An HTML-only upstream: its own root, links to the fixture's files.
+    let html_root = support::scratch("cooldown-html-root");
+    std::fs::create_dir_all(html_root.join("simple/alpha")).unwrap();
+    std::fs::write(
+        html_root.join("simple/alpha/index.html"),
+        format!(
+            "<html><body><a href=\"{}{}#sha256={}\">{}</a></body></html>",
+            up.url(),
+            old.path,
+            old.sha256,
+            old.filename
+        ),
+    )
+    .unwrap();
+    let html_up = Upstream::serve(&html_root);
+    let dir = support::scratch("cooldown-unknown");
+    let keys = "projects = [\"alpha\"]\ncooldown = \"1d\"";
+    let mirrors = format!(
+        "{}{}",
+        pypi_mirror("json", &up.url(), keys),
+        pypi_mirror("html", &html_up.url(), keys)
+    );
+    let cfg = config(&dir, "", &mirrors);
+    let m = Mount::start(&dir, &cfg, "json");
+    m.wait_generation(1);
+    let json = std::fs::read_to_string(m.path("json/simple/alpha/index.html")).unwrap();
+    assert!(json.contains(&old.filename), "{json}");
+    for hidden in [bare, odd] {
+        assert!(!json.contains(&hidden.filename), "{json}");
+        assert!(!m.path(&format!("json/{}", hidden.path)).exists());
+    }
+    let html = std::fs::read_to_string(m.path("html/simple/alpha/index.html")).unwrap();
+    assert!(!html.contains(&old.filename), "{html}");
+    assert!(!m.path(&format!("html/{}", old.path)).exists());
+    let log = m.log();
+    let warns: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("no upload time"))
+        .collect();
+    assert_eq!(
+        warns.len(),
+        2,
+        "one WARN per project of each mirror:\n{log}"
+    );
+    assert!(warns.iter().any(|w| w.contains("2 files")), "{warns:?}");
+    assert!(warns.iter().any(|w| w.contains("1 file")), "{warns:?}");
+}

@@ -111,7 +111,8 @@ fn is_project_name(name: &str) -> bool {
 
 impl Pypi {
     /// Reads `projects` (names or globs; none: lazy) and `cooldown` (hide
-    /// files uploaded less than this long ago).
+    /// files uploaded less than this long ago, and files whose upload time
+    /// is unknown).
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Pypi, String> {
         Ok(Pypi {
             filter: keys.globs("projects")?,
@@ -167,6 +168,7 @@ impl Pypi {
         let mut entries = Vec::new();
         let mut kept: Vec<(File, String)> = Vec::new();
         let mut rejected = 0;
+        let mut ageless = 0;
         // A filename claimed with two digests: neither claim can be believed.
         let mut digests: std::collections::HashMap<&str, Vec<&Digest>> =
             std::collections::HashMap::new();
@@ -192,11 +194,21 @@ impl Pypi {
             let uploaded = f
                 .upload_time
                 .as_deref()
-                .and_then(crate::timestamp::parse_rfc3339);
-            if let (Some(cool), Some(t)) = (self.cooldown, uploaded) {
-                if t > 0 && (t as u64).saturating_add(cool) > now {
-                    tracing::debug!(project, file = %f.filename, "hidden by cooldown");
-                    continue;
+                .and_then(crate::timestamp::parse_rfc3339)
+                .filter(|&t| t > 0);
+            if let Some(cool) = self.cooldown {
+                // A file whose age cannot be established is hidden: a
+                // cooldown vouches for the age of what it serves.
+                match uploaded {
+                    None => {
+                        ageless += 1;
+                        continue;
+                    }
+                    Some(t) if (t as u64).saturating_add(cool) > now => {
+                        tracing::debug!(project, file = %f.filename, "hidden by cooldown");
+                        continue;
+                    }
+                    Some(_) => {}
                 }
             }
             let Some(path) = check_name(&f.filename)
@@ -238,6 +250,13 @@ impl Pypi {
                 _ => f.core_metadata = None,
             }
             kept.push((f, format!("{up}{path}")));
+        }
+        if ageless > 0 {
+            tracing::warn!(
+                project,
+                "cooldown: hiding {ageless} file{} with no upload time (or none that parses; PEP 503 HTML pages have none): their age cannot be established",
+                if ageless == 1 { "" } else { "s" }
+            );
         }
         let all_sized = kept.iter().all(|(f, _)| f.size.is_some());
         let api = if all_sized && page.versions.is_some() {
