@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
-use crate::fetch::{Artifact, Fetcher};
+use crate::fetch::Fetcher;
 use crate::mirror::Mirror;
 use crate::stats::OpCounters;
 use crate::store::Store;
@@ -386,44 +386,6 @@ impl Fs {
             mtime,
             nlink: 1,
         })
-    }
-
-    /// The size of a remote file's cached object, if cached; EIO when it
-    /// is not the size the file's metadata promises (invariants 1 and 8:
-    /// the object is verified, the entry lies about it).
-    fn cached_size(
-        &self,
-        mirror: &Mirror,
-        url: &str,
-        file: &catalog::FileInfo,
-    ) -> Result<Option<u64>, FsError> {
-        crate::fetch::cached_size(&self.store, url, &file.digest, file.size, &mirror.counters)
-            .map_err(|e| {
-                mirror.counters.read_error();
-                FsError::Upstream(e.to_string())
-            })
-    }
-
-    async fn fetch(
-        &self,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &crate::digest::Digest,
-        size: Option<u64>,
-    ) -> Result<u64, FsError> {
-        let art = Artifact {
-            urls: mirror.artifact_urls(url),
-            digest: digest.clone(),
-            size,
-        };
-        self.fetcher
-            .ensure(&self.store, art, mirror.counters.clone())
-            .await
-            .map_err(|e| {
-                crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
-                mirror.counters.read_error();
-                FsError::Upstream(e.to_string())
-            })
     }
 
     /// Lists a directory from `offset`: entry `k` is `.` (0), `..` (1) or

@@ -239,3 +239,6 @@ impl Fetcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,12 +1,56 @@
-//! Files opened before they are cached: reads wait for the one verified
-//! download, then read the local file like any other.
+//! Remote files: the size their metadata promises checked against the
+//! cached object, their one verified download, and files opened before
+//! they are cached (reads wait for the download, then read the local file
+//! like any other).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use super::{Fs, FsError};
+use crate::catalog;
+use crate::fetch::Artifact;
 use crate::mirror::Mirror;
+
+impl Fs {
+    /// The size of a remote file's cached object, if cached; EIO when it
+    /// is not the size the file's metadata promises (invariants 1 and 8:
+    /// the object is verified, the entry lies about it).
+    pub(super) fn cached_size(
+        &self,
+        mirror: &Mirror,
+        url: &str,
+        file: &catalog::FileInfo,
+    ) -> Result<Option<u64>, FsError> {
+        crate::fetch::cached_size(&self.store, url, &file.digest, file.size, &mirror.counters)
+            .map_err(|e| {
+                mirror.counters.read_error();
+                FsError::Upstream(e.to_string())
+            })
+    }
+
+    pub(super) async fn fetch(
+        &self,
+        mirror: &Arc<Mirror>,
+        url: &str,
+        digest: &crate::digest::Digest,
+        size: Option<u64>,
+    ) -> Result<u64, FsError> {
+        let art = Artifact {
+            urls: mirror.artifact_urls(url),
+            digest: digest.clone(),
+            size,
+        };
+        self.fetcher
+            .ensure(&self.store, art, mirror.counters.clone())
+            .await
+            .map_err(|e| {
+                crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
+                mirror.counters.read_error();
+                FsError::Upstream(e.to_string())
+            })
+    }
+}
 
 /// An artifact opened before it was cached: the first to ask fetches it,
 /// everyone gets the same verified local file or the same error.
