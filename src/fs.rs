@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
-use crate::fetch::{Artifact, Fetcher};
+use crate::fetch::Fetcher;
 use crate::mirror::Mirror;
 use crate::stats::OpCounters;
 use crate::store::Store;
@@ -96,13 +96,7 @@ pub enum OpenKind {
 enum Handle {
     File(Arc<File>),
     Bytes(Arc<Vec<u8>>),
-    Pending {
-        pending: Arc<PendingFile>,
-        mirror: Arc<Mirror>,
-        url: String,
-        digest: crate::digest::Digest,
-        size: Option<u64>,
-    },
+    Pending(Arc<PendingFile>),
 }
 
 impl Attr {
@@ -419,18 +413,19 @@ impl Fs {
                 provisional: false,
             });
         };
-        let (size, provisional) = match file.size {
-            Some(size) => (size, false),
-            None => match &file.source {
-                Source::Stored => (mirror.meta.size_of(&file.digest).unwrap_or(0), false),
-                Source::Remote { url } => match self.store.size_of(&file.digest) {
-                    Some(size) => (size, false),
-                    // Invariant 8: learn the true size before answering,
-                    // from upstream's headers if they tell it (an exporter
-                    // that stats on its event loop waits for those, not
-                    // for the whole body), else from the verified download.
-                    None => (self.fetch_size(mirror, url, &file.digest).await?, true),
-                },
+        let (size, provisional) = match &file.source {
+            Source::Stored => (
+                file.size
+                    .unwrap_or_else(|| mirror.meta.size_of(&file.digest).unwrap_or(0)),
+                false,
+            ),
+            Source::Remote { url } => match (self.cached_size(mirror, url, &file)?, file.size) {
+                (Some(size), _) | (None, Some(size)) => (size, false),
+                // Invariant 8: learn the true size before answering, from
+                // upstream's headers if they tell it (an exporter that
+                // stats on its event loop waits for those, not for the
+                // whole body), else from the verified download.
+                (None, None) => (self.fetch_size(mirror, url, &file.digest).await?, true),
             },
         };
         Ok(Attr {
@@ -441,45 +436,6 @@ impl Fs {
             nlink: 1,
             provisional,
         })
-    }
-
-    /// The size of an artifact whose metadata has none (see
-    /// [`Fetcher::ensure_size`]), starting its download.
-    async fn fetch_size(
-        &self,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &crate::digest::Digest,
-    ) -> Result<u64, FsError> {
-        let art = Artifact {
-            urls: mirror.artifact_urls(url),
-            digest: digest.clone(),
-            size: None,
-        };
-        let r = self
-            .fetcher
-            .ensure_size(&self.store, art, mirror.counters.clone())
-            .await;
-        r.map_err(|e| read_error(mirror, url, e))
-    }
-
-    async fn fetch(
-        &self,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &crate::digest::Digest,
-        size: Option<u64>,
-    ) -> Result<u64, FsError> {
-        let art = Artifact {
-            urls: mirror.artifact_urls(url),
-            digest: digest.clone(),
-            size,
-        };
-        let r = self
-            .fetcher
-            .ensure(&self.store, art, mirror.counters.clone())
-            .await;
-        r.map_err(|e| read_error(mirror, url, e))
     }
 
     /// Lists a directory from `offset`: entry `k` is `.` (0), `..` (1) or
@@ -598,6 +554,10 @@ impl Fs {
                 digest: file.digest.clone(),
             },
         ));
+        if let Source::Remote { url } = &file.source {
+            // A cached object the entry's promised size contradicts is EIO.
+            self.cached_size(&mirror, url, &file)?;
+        }
         let local = match &file.source {
             Source::Stored => self.local(&mirror.meta, &file.digest),
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
@@ -614,21 +574,15 @@ impl Fs {
                     // loop (nginx) is never blocked by upstream; reads run in
                     // its thread pool. The download starts at once.
                     mirror.counters.miss();
-                    let pending = Arc::new(PendingFile {
-                        cell: tokio::sync::OnceCell::new(),
-                    });
-                    let (me, p) = (self.clone(), pending.clone());
-                    let (m, u, digest, size) =
-                        (mirror.clone(), url.clone(), file.digest.clone(), file.size);
-                    tokio::spawn(async move { p.get(&me, &m, &u, &digest, size).await });
-                    let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                    let handle = Handle::Pending {
-                        pending,
+                    let pending = PendingFile::start(
+                        &self,
                         mirror,
-                        url: url.clone(),
-                        digest: file.digest.clone(),
-                        size: file.size,
-                    };
+                        url.clone(),
+                        file.digest.clone(),
+                        file.size,
+                    );
+                    let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                    let handle = Handle::Pending(pending);
                     self.handles.write().unwrap().insert(fh, handle);
                     return Ok(Opened {
                         fh,
@@ -678,25 +632,11 @@ impl Fs {
                 let end = start.saturating_add(size as usize).min(b.len());
                 return Ok(b[start..end].to_vec());
             }
-            Handle::Pending {
-                pending,
-                mirror,
-                url,
-                digest,
-                size,
-            } => Err((
-                pending.clone(),
-                mirror.clone(),
-                url.clone(),
-                digest.clone(),
-                *size,
-            )),
+            Handle::Pending(pending) => Err(pending.clone()),
         };
         let f = match handle {
             Ok(f) => f,
-            Err((pending, mirror, url, digest, len)) => {
-                pending.get(&self, &mirror, &url, &digest, len).await?
-            }
+            Err(pending) => pending.get(&self).await?,
         };
         read_at(&f, offset, size)
     }
@@ -711,11 +651,5 @@ impl Fs {
 }
 
 /// A read that cannot be served: counted, logged (rate-limited), EIO.
-fn read_error(mirror: &Mirror, url: &str, e: crate::fetch::FetchError) -> FsError {
-    crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
-    mirror.counters.read_error();
-    FsError::Upstream(e.to_string())
-}
-
 #[cfg(test)]
 mod tests;

@@ -178,6 +178,10 @@ pub struct Doc {
     /// The source keeps these bytes in the mirror's metadata store under
     /// this SHA-256, so an entry can serve them as `Body::Stored`.
     pub stored: Option<crate::digest::Digest>,
+    /// Its share of the document budget ([`crate::fetch::DOC_BUDGET`]),
+    /// given back when the document is dropped: keep the `Doc` until its
+    /// parse is done, and drop a large one before asking for another.
+    pub hold: crate::fetch::DocHold,
 }
 
 impl Doc {

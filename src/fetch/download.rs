@@ -237,7 +237,7 @@ impl Fetcher {
             if raw_size.is_none() && raw.written() + chunk.len() as u64 > limit {
                 return Err(too_large(url, raw.written() + chunk.len() as u64, limit).into());
             }
-            raw.write(&chunk).map_err(verify)?;
+            raw.write_bytes(chunk.clone()).map_err(verify)?;
             if let Some(d) = decoded.as_mut() {
                 if d.write_all(&chunk).is_err() {
                     // Not (or not validly) encoded: the bytes as sent stand alone.

@@ -40,6 +40,7 @@ impl DocSource for Docs {
                 body: body.clone(),
                 unchanged: false,
                 stored: None,
+                hold: Default::default(),
             }),
             None => Err(DocError::NotFound { url }),
         };

@@ -135,6 +135,9 @@ impl<'a> Source<'a> {
                     url: urls.first().cloned().unwrap_or_default(),
                 };
                 let (c, d) = kept.ok_or_else(gone)?;
+                // The kept body is parsed like a fetched one: it takes its
+                // share of the document budget before it is read.
+                let hold = self.fetcher.hold_doc(meta.size_of(&d).unwrap_or(0)).await;
                 let body = std::fs::read(meta.object_path(&d)).unwrap_or_default();
                 if Digest::sha256_of(&body) != d {
                     // The kept copy is damaged (a crash before it reached the
@@ -142,6 +145,7 @@ impl<'a> Source<'a> {
                     tracing::warn!(url = %c.url, "kept copy of an upstream document is damaged; fetching it again");
                     meta.remove(&d);
                     cache.map.lock().unwrap().remove(&key);
+                    drop(hold);
                     return Box::pin(self.fetch(req)).await;
                 }
                 Ok(Doc {
@@ -151,6 +155,7 @@ impl<'a> Source<'a> {
                     body,
                     unchanged: true,
                     stored: Some(d),
+                    hold,
                 })
             }
             DocResponse::NotFound { url } => {
@@ -186,6 +191,7 @@ impl<'a> Source<'a> {
                     body: doc.body,
                     unchanged,
                     stored,
+                    hold: doc.hold,
                 })
             }
         }

@@ -424,3 +424,79 @@ fn every_write_is_refused_with_erofs() {
         read_verified(&f, a);
     });
 }
+
+/// Looks `components` up one at a time below `root` (`openat`, so no path
+/// a syscall sees is longer than one name) and `stat`s the last: the errno
+/// of the first step that fails, `None` if all succeed.
+fn lookup_each(root: &std::path::Path, components: &[String]) -> Option<i32> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let errno = || std::io::Error::last_os_error().raw_os_error();
+    let c = CString::new(root.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; the descriptor is owned below.
+    let raw = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
+    assert!(raw >= 0, "open {}", root.display());
+    // SAFETY: `raw` is a descriptor this function just opened.
+    let mut dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    let (last, dirs) = components.split_last().unwrap();
+    for name in dirs {
+        let n = CString::new(name.as_str()).unwrap();
+        // SAFETY: a valid directory descriptor and NUL-terminated name.
+        let raw = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                n.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )
+        };
+        if raw < 0 {
+            return errno();
+        }
+        // SAFETY: `raw` was just opened.
+        dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    }
+    let n = CString::new(last.as_str()).unwrap();
+    // SAFETY: a valid directory descriptor, name and stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstatat(dir.as_raw_fd(), n.as_ptr(), &mut st, 0) };
+    if rc != 0 { errno() } else { None }
+}
+
+#[test]
+fn an_artifact_below_names_too_long_to_represent_is_enoent_and_harms_nothing() {
+    // A client walks hostile directories of 255-byte names down to an
+    // artifact's own path, so that its directory is within PATH_MAX but the
+    // artifact (and its checksum sidecars) are not; upstream answers every
+    // request below the hostile prefix as for the real path. Nothing may
+    // panic (a lazy unit that panics once answered EIO until a restart).
+    each_layout(|case| {
+        let (up, m) = case.mount("deep");
+        let a = case.artifact(0);
+        let parent_len = parent(&a.path).len();
+        let mut left = 4095 - parent_len;
+        let mut deep = Vec::new();
+        while left > 0 {
+            let n = left.min(255);
+            deep.push("d".repeat(n));
+            left = left.saturating_sub(n + 1);
+        }
+        let prefix = deep.join("/");
+        assert!(prefix.len() + 1 + parent_len <= 4096 && prefix.len() + 1 + a.path.len() > 4096);
+        up.remap(&format!("{}{prefix}/", case.fx.upstream), &case.fx.upstream);
+        let mut path: Vec<String> = vec![case.layout.to_string()];
+        path.extend(deep);
+        path.extend(a.path.split('/').map(str::to_string));
+        for attempt in ["first", "second"] {
+            let e = lookup_each(&m.mnt, &path);
+            assert!(
+                matches!(e, Some(libc::ENOENT | libc::ENAMETOOLONG)),
+                "{attempt} lookup of {} below the hostile prefix: {:?}",
+                a.path,
+                e.map(std::io::Error::from_raw_os_error)
+            );
+        }
+        read_verified(&listed(&m, case, a), a);
+        let log = m.log();
+        assert!(!log.contains("panicked"), "{log}");
+    });
+}

@@ -95,6 +95,7 @@ impl DocSource for Registry {
                 body: r.body.clone(),
                 unchanged: false,
                 stored: None,
+                hold: Default::default(),
             }),
             None => Err(DocError::NotFound { url }),
         };
