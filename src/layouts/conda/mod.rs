@@ -87,9 +87,15 @@ impl Filter {
             && !self.exclude.iter().any(|g| g.matches(name))
     }
 
-    /// A record timestamped less than `cooldown` before `now` (or later).
+    /// A record timestamped less than `cooldown` before `now` (or later),
+    /// or with no timestamp under a cooldown: a cooldown never lists a
+    /// package whose age it cannot establish.
     pub fn hides(&self, timestamp: Option<u64>, now: u64) -> bool {
-        matches!((self.cooldown, timestamp), (Some(c), Some(t)) if t.saturating_add(c) > now)
+        match (self.cooldown, timestamp) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(c), Some(t)) => t.saturating_add(c) > now,
+        }
     }
 }
 
@@ -124,8 +130,7 @@ impl CondaOptions {
                 .iter()
                 .map(|c| {
                     let c = c.trim_matches('/');
-                    let room = RelPath::new(format!("{c}/linux-64/repodata_shards.msgpack.zst")).is_ok();
-                    if RelPath::new(c).is_err() || !room || c.contains(char::is_whitespace) {
+                    if RelPath::new(c).is_err() || c.contains(char::is_whitespace) {
                         Err(keys.error(
                             "channels",
                             format!("\"{c}\" is not a path under the upstream base (e.g. \"conda-forge\")"),
@@ -162,6 +167,21 @@ impl CondaOptions {
         let mut subdirs = subdirs;
         subdirs.sort();
         subdirs.dedup();
+        // Every document path of every channel's subdirs must fit in the
+        // tree (a shard's is the longest), so a sync never meets one that
+        // cannot be represented.
+        let longest = format!("shards/{}.msgpack.zst", "0".repeat(64));
+        for c in &channels {
+            for s in &subdirs {
+                let unit = if c.is_empty() { s.clone() } else { format!("{c}/{s}") };
+                if RelPath::new(format!("{unit}/{longest}")).is_err() {
+                    return Err(keys.error(
+                        "channels",
+                        format!("\"{c}\" is too long to hold the documents of subdir \"{s}\""),
+                    ));
+                }
+            }
+        }
         let filter = Filter {
             packages: keys.globs("packages")?,
             exclude: keys.globs("exclude")?.unwrap_or_default(),

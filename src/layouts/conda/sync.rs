@@ -12,6 +12,7 @@ use super::shards::{self, Index};
 use super::{Conda, Filter, zstd};
 use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
+use crate::fetch::DocHold;
 use crate::layout::{Doc, DocSource, SyncError, UnitOutput, get_optional};
 use crate::path::RelPath;
 
@@ -23,6 +24,12 @@ fn bad(url: &str, what: impl Into<String>) -> SyncError {
         url: url.to_string(),
         what: what.into(),
     }
+}
+
+/// `doc` without its share of the document budget.
+fn released(mut doc: Doc) -> Doc {
+    doc.hold = DocHold::default();
+    doc
 }
 
 /// How a document upstream sent is served unchanged.
@@ -100,6 +107,17 @@ impl Conda {
         full: bool,
     ) -> Result<Option<UnitOutput>, SyncError> {
         let prefix = format!("{unit}/");
+        // A unit must not wait for the document budget while it holds a
+        // share (two units could wait for each other): the shard index and
+        // current_repodata.json come first and give their shares back at
+        // once (their bytes are a fraction of repodata.json's), then
+        // repodata.json, which keeps its share through the build.
+        let current = get_optional(src, format!("{prefix}current_repodata.json"))
+            .await?
+            .map(released);
+        let index = get_optional(src, format!("{prefix}repodata_shards.msgpack.zst"))
+            .await?
+            .map(released);
         let main = match get_optional(src, format!("{prefix}repodata.json.zst")).await? {
             Some(d) => Main::Zst(d),
             None => match get_optional(src, format!("{prefix}repodata.json")).await? {
@@ -107,8 +125,6 @@ impl Conda {
                 None => return Ok(None),
             },
         };
-        let current = get_optional(src, format!("{prefix}current_repodata.json")).await?;
-        let index = get_optional(src, format!("{prefix}repodata_shards.msgpack.zst")).await?;
         let main_unchanged = match &main {
             Main::Zst(d) | Main::Plain(d) => d.unchanged,
         };
@@ -237,6 +253,7 @@ impl Plan {
         };
         let mut entries = Vec::new();
         let mut skipped = 0;
+        let mut undated = 0;
         for (i, r) in doc.records.iter().enumerate() {
             let checked = if doc.duplicates.contains(&r.filename) {
                 Err("listed more than once".to_string())
@@ -272,6 +289,7 @@ impl Plan {
                 continue;
             }
             if self.filter.hides(rec.timestamp, self.now) {
+                undated += usize::from(rec.timestamp.is_none());
                 tracing::debug!(file = %r.filename, "hidden by cooldown");
                 kept.lost.insert(rec.name);
                 continue;
@@ -282,6 +300,9 @@ impl Plan {
         }
         if skipped > WARN_EACH {
             tracing::warn!("{url}: skipped {skipped} malformed packages in all");
+        }
+        if undated > 0 {
+            tracing::warn!("{url}: the cooldown hides {undated} packages with no timestamp (their age is unknown)");
         }
         *rejected += skipped;
         (kept, entries)

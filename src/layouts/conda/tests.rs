@@ -117,6 +117,13 @@ fn keys_are_read_strictly() {
         let e = adapter(keys).err().unwrap_or_else(|| panic!("{keys:?} was accepted"));
         assert!(e.contains(what) && e.contains("a conda mirror"), "{keys:?}: {e}");
     }
+    // A channel path that fits but leaves no room for a shard's path below it.
+    let deep = vec!["c".repeat(250); 16].join("/");
+    assert!(crate::path::RelPath::new(deep.as_str()).is_ok());
+    let e = adapter(&format!("subdirs = [\"noarch\"]\nchannels = [\"{deep}\"]")).err().expect("accepted");
+    assert!(e.contains("too long to hold the documents of subdir \"noarch\""), "{e}");
+    let fits = vec!["c".repeat(250); 15].join("/");
+    assert!(adapter(&format!("subdirs = [\"noarch\"]\nchannels = [\"{fits}\"]")).is_ok());
 }
 
 #[test]
@@ -324,4 +331,19 @@ fn broken_documents_fail_the_subdir_naming_the_url_or_are_left_out() {
     assert_eq!(out.rejected, 2);
     assert!(e.contains_key("noarch/repodata.json") && e.contains_key("noarch/repodata.json.zst"));
     assert!(!e.keys().any(|p| p.contains("shards") || p.contains("current")), "{:?}", e.keys());
+}
+
+#[test]
+fn a_cooldown_hides_records_whose_age_is_unknown() {
+    let mut doc = json(&fx("fixture-noarch-repodata.json"));
+    doc["packages.conda"]["fixlib-1.1-h0_0.conda"].as_object_mut().unwrap().remove("timestamp");
+    let src = Docs::new(BASE).with("ch/noarch/repodata.json", serde_json::to_vec(&doc).unwrap());
+    let cooled = adapter("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\ncooldown = \"7d\"").unwrap();
+    let out = sync(&cooled, "ch/noarch", &src);
+    let e = by_path(&out);
+    assert_eq!(files(&json(inline(&e, "ch/noarch/repodata.json"))), ["fixlib-1.0-h0_0.tar.bz2"]);
+    assert!(!e.contains_key("ch/noarch/fixlib-1.1-h0_0.conda"));
+    let open = adapter("channels = [\"ch\"]\nsubdirs = [\"noarch\"]").unwrap();
+    let e2 = sync(&open, "ch/noarch", &src);
+    assert!(by_path(&e2).contains_key("ch/noarch/fixlib-1.1-h0_0.conda"), "listed without a cooldown");
 }
