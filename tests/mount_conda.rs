@@ -413,3 +413,31 @@ fn a_publish_swaps_every_document_of_a_subdir_at_once() {
     );
     assert_eq!(m.status()[0]["generation"].as_u64(), Some(2));
 }
+
+#[test]
+fn an_unchanged_channel_asks_for_each_document_once_and_fetches_no_package_or_shard() {
+    let (up, m) = mount("conda-unchanged", "");
+    let before = up.total();
+    let out = sync_ok(&m.config);
+    assert!(out.contains("unchanged, generation 1"), "{out}");
+    let reqs: Vec<String> = up.requests()[before..]
+        .iter()
+        .map(|r| r.path.trim_start_matches('/').to_string())
+        .collect();
+    let docs = [
+        "repodata.json",
+        "repodata.json.zst",
+        "current_repodata.json",
+        "repodata_shards.msgpack.zst",
+    ];
+    for r in &reqs {
+        let name = r.rsplit('/').next().unwrap();
+        assert!(
+            docs.contains(&name),
+            "only documents are asked for: {reqs:?}"
+        );
+        assert_eq!(reqs.iter().filter(|x| *x == r).count(), 1, "{r}: once");
+    }
+    // Each of the four subdirs asked at least for its shard index and repodata.
+    assert!(reqs.len() >= 4 * 2, "{reqs:?}");
+}
