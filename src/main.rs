@@ -234,9 +234,7 @@ fn init_logging(log: Option<&std::path::Path>, detached: bool, level: &str) {
     // request ran), which it logs as an ERROR; the client has its answer
     // from the kernel either way.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{level},fuser::session=error,fuser::reply=off"
-        ))
+        tracing_subscriber::EnvFilter::new(format!("{level},fuser::session=error,fuser::reply=off"))
     });
     let json = std::env::var("REGFS_LOG_FORMAT").is_ok_and(|f| f == "json");
     // Every line passes through redact(): no URL's userinfo reaches a log.
