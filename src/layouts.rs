@@ -26,6 +26,7 @@ layouts! {
     go,
     rpm,
     oci,
+    conda,
 }
 
 #[cfg(test)]
