@@ -21,10 +21,12 @@
 //! if either the bytes as sent or their decoding match its digest.
 
 mod decode;
+mod doc;
 mod download;
 #[cfg(test)]
 pub mod fake;
 pub mod http;
+pub mod ranged;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+pub use doc::{DocResponse, FetchedDoc};
 pub use futures_util::future::BoxFuture;
 
 use crate::config::FetchSettings;
@@ -51,6 +54,10 @@ pub struct Response {
     pub content_length: Option<u64>,
     /// `Content-Encoding`, if upstream sent one.
     pub content_encoding: Option<String>,
+    /// `Content-Range` of a 206.
+    pub content_range: Option<String>,
+    /// `Repr-Digest` (or the older `Digest`): the whole representation's digests.
+    pub repr_digest: Option<String>,
     pub body: Box<dyn Body>,
 }
 
@@ -184,26 +191,6 @@ pub struct Artifact {
     pub urls: Vec<String>,
     pub digest: Digest,
     pub size: Option<u64>,
-}
-
-/// A metadata document response.
-#[derive(Debug)]
-pub enum DocResponse {
-    Fresh(FetchedDoc),
-    /// 304: the validators sent still hold.
-    NotModified,
-    NotFound {
-        url: String,
-    },
-}
-
-#[derive(Debug)]
-pub struct FetchedDoc {
-    pub url: String,
-    pub content_type: Option<String>,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    pub body: Vec<u8>,
 }
 
 /// Where a download stands, for everyone waiting on it.
@@ -384,101 +371,6 @@ impl Fetcher {
                 redact(&url)
             ))),
         }
-    }
-
-    /// Fetches a metadata document, with conditional validators when given.
-    pub async fn get_doc(
-        &self,
-        urls: &[String],
-        accept: Option<&str>,
-        validators: Option<(Option<String>, Option<String>)>,
-        limit: u64,
-    ) -> Result<DocResponse, FetchError> {
-        let mut headers: Vec<(&'static str, String)> =
-            vec![("accept-encoding", "identity".to_string())];
-        if let Some(a) = accept {
-            headers.push(("accept", a.to_string()));
-        }
-        if let Some((etag, lm)) = validators {
-            if let Some(e) = etag {
-                headers.push(("if-none-match", e));
-            }
-            if let Some(l) = lm {
-                headers.push(("if-modified-since", l));
-            }
-        }
-        let mut last = None;
-        for url in urls {
-            let got = self
-                .with_retries(url, |url| async {
-                    let _permit = self.host_permit(url, false).await;
-                    let mut resp = self.send(url, &headers).await?;
-                    match resp.status {
-                        200 => {}
-                        304 => return Ok(DocResponse::NotModified),
-                        404 | 410 => {
-                            return Ok(DocResponse::NotFound {
-                                url: url.to_string(),
-                            });
-                        }
-                        status => {
-                            return Err(FetchError::Status {
-                                url: url.into(),
-                                status,
-                            });
-                        }
-                    }
-                    if resp.content_length.is_some_and(|n| n > limit) {
-                        return Err(FetchError::TooLarge {
-                            url: url.into(),
-                            limit,
-                        });
-                    }
-                    let mut body =
-                        Vec::with_capacity(resp.content_length.unwrap_or(0).min(limit) as usize);
-                    let pace = Pace::new(&self.settings);
-                    while let Some(chunk) = self
-                        .next_chunk(url, &mut resp, &pace, body.len() as u64)
-                        .await?
-                    {
-                        if body.len() as u64 + chunk.len() as u64 > limit {
-                            return Err(FetchError::TooLarge {
-                                url: url.into(),
-                                limit,
-                            });
-                        }
-                        body.extend_from_slice(&chunk);
-                    }
-                    if let Some(n) = resp.content_length.filter(|&n| n != body.len() as u64) {
-                        return Err(FetchError::Transport {
-                            url: url.into(),
-                            error: TransportError::Other(format!(
-                                "body ended after {} of {n} bytes",
-                                body.len()
-                            )),
-                        });
-                    }
-                    let body =
-                        decode::document(url, resp.content_encoding.as_deref(), body, limit)?;
-                    Ok(DocResponse::Fresh(FetchedDoc {
-                        url: resp.url,
-                        content_type: resp.content_type,
-                        etag: resp.etag,
-                        last_modified: resp.last_modified,
-                        body,
-                    }))
-                })
-                .await;
-            match got {
-                Ok(DocResponse::NotFound { url }) => last = Some(Ok(DocResponse::NotFound { url })),
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    crate::warn_limited!("upstream request failed: {e}");
-                    last = Some(Err(e));
-                }
-            }
-        }
-        last.unwrap_or_else(|| Err(FetchError::NotFound { url: String::new() }))
     }
 
     async fn with_retries<'u, T, F, Fut>(

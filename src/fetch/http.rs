@@ -93,6 +93,8 @@ impl Transport for Http {
                 last_modified: header("last-modified"),
                 content_length: resp.content_length(),
                 content_encoding: header("content-encoding"),
+                content_range: header("content-range"),
+                repr_digest: header("repr-digest").or_else(|| header("digest")),
                 body: Box::new(HttpBody(resp)),
             })
         })

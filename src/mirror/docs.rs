@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algo, Digest};
-use crate::fetch::{DocResponse, Fetcher};
+use crate::fetch::{DocResponse, Fetcher, ranged};
 use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep};
 
 /// How a failed document request reaches the layout.
@@ -36,6 +36,10 @@ struct Cached {
     etag: Option<String>,
     last_modified: Option<String>,
     sha256: String,
+    /// A document upstream appends to, which came with a digest of the
+    /// whole that matched: the next fetch asks for its tail only.
+    #[serde(default)]
+    ranges: bool,
 }
 
 /// Validators and kept bodies of the documents last fetched, by request.
@@ -108,7 +112,11 @@ impl<'a> Source<'a> {
             .collect()
     }
 
-    async fn fetch(&self, req: DocRequest) -> Result<Doc, DocError> {
+    /// Fetches `req`; a document upstream only `appended` to is asked for
+    /// its tail past the kept copy where that can be verified
+    /// (`fetch::ranged`), and a whole one must match any digest upstream
+    /// gives of it.
+    async fn fetch(&self, req: DocRequest, appended: bool) -> Result<Doc, DocError> {
         let key = format!("{} {}", req.path, req.accept.unwrap_or(""));
         let urls = self.urls(&req.path);
         let cache = &self.mirror.docs;
@@ -122,9 +130,15 @@ impl<'a> Source<'a> {
             .as_ref()
             .map(|(c, _)| (c.etag.clone(), c.last_modified.clone()));
         let limit = self.mirror.spec.max_document;
+        let tail_of = kept
+            .as_ref()
+            .filter(|(c, _)| appended && c.ranges)
+            .and_then(|(_, d)| std::fs::read(meta.object_path(d)).ok())
+            .filter(|b| !b.is_empty());
+        let from = tail_of.as_ref().map(|b| ranged::start_for(b.len()));
         match self
             .fetcher
-            .get_doc(&urls, req.accept, validators, limit)
+            .get_doc_from(&urls, req.accept, validators, limit, from)
             .await
             .map_err(doc_error)?
         {
@@ -140,7 +154,7 @@ impl<'a> Source<'a> {
                     tracing::warn!(url = %c.url, "kept copy of an upstream document is damaged; fetching it again");
                     meta.remove(&d);
                     cache.map.lock().unwrap().remove(&key);
-                    return Box::pin(self.fetch(req)).await;
+                    return Box::pin(self.fetch(req, appended)).await;
                 }
                 Ok(Doc {
                     url: c.url,
@@ -154,7 +168,37 @@ impl<'a> Source<'a> {
                 cache.map.lock().unwrap().remove(&key);
                 Err(DocError::NotFound { url })
             }
-            DocResponse::Fresh(doc) => {
+            DocResponse::Fresh(mut doc) => {
+                if doc.content_range.is_some() {
+                    let whole = tail_of.as_deref().and_then(|kept| {
+                        ranged::assemble(
+                            kept,
+                            &doc.body,
+                            doc.content_range.as_deref(),
+                            doc.repr_digest.as_deref(),
+                        )
+                    });
+                    let Some(whole) = whole else {
+                        // Rewritten rather than appended to, or not verifiable.
+                        tracing::info!(url = %doc.url, "the tail upstream sent does not verifiably continue the kept copy; fetching the whole document");
+                        if let Some(c) = cache.map.lock().unwrap().get_mut(&key) {
+                            c.ranges = false;
+                        }
+                        return Box::pin(self.fetch(req, appended)).await;
+                    };
+                    tracing::debug!(url = %doc.url, tail = doc.body.len(), bytes = whole.len(), "appended");
+                    doc.body = whole;
+                }
+                let ranges = match ranged::matches(doc.repr_digest.as_deref(), &doc.body) {
+                    Some(false) if appended => {
+                        return Err(DocError::Failed(format!(
+                            "{}: the document does not match the digest upstream gives of it ({})",
+                            crate::redact::redact(&doc.url),
+                            doc.repr_digest.unwrap_or_default()
+                        )));
+                    }
+                    m => appended && m == Some(true),
+                };
                 let d = Digest::sha256_of(&doc.body);
                 // Without validators upstream, an unchanged body is still recognized.
                 let unchanged = kept.as_ref().is_some_and(|(_, k)| *k == d);
@@ -171,6 +215,7 @@ impl<'a> Source<'a> {
                         etag: doc.etag.clone(),
                         last_modified: doc.last_modified.clone(),
                         sha256: d.hex(),
+                        ranges,
                     };
                     cache.map.lock().unwrap().insert(key, entry);
                 }
@@ -216,7 +261,11 @@ impl Keep for KeepBlob {
 
 impl DocSource for Source<'_> {
     fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
-        Box::pin(self.fetch(req))
+        Box::pin(self.fetch(req, false))
+    }
+
+    fn get_appended(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
+        Box::pin(self.fetch(req, true))
     }
 
     fn keep(&self, sha256: &Digest, size: u64) -> Result<Box<dyn Keep>, String> {
