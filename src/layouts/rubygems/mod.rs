@@ -33,7 +33,10 @@ mod index;
 pub mod md5;
 mod upstream;
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::catalog::{Body, Entry, Generation};
 use crate::keys::{Glob, Section};
@@ -72,6 +75,10 @@ pub const CLASSIC: [&str; 3] = [
 ];
 /// Largest quick spec inflated to check it (real ones are a few KiB).
 const MAX_SPEC: u64 = 16 << 20;
+/// An `/info` file refused as inconsistent is refused again, without
+/// another look at `/versions`, for this long (a client retrying must not
+/// make the mirror fetch `/versions` each time).
+const REFUSED_FOR: Duration = Duration::from_secs(60);
 
 pub struct RubyGems {
     filter: Option<Vec<Glob>>,
@@ -80,6 +87,9 @@ pub struct RubyGems {
     /// The first upstream base (ends with `/`): `.gem` URLs are under it.
     base: String,
     upstream: upstream::Upstream,
+    /// Gems whose `/info` disagreed with a fresh `/versions`: that file's
+    /// MD5 and when (bounded: cleared past 10,000).
+    refused: Mutex<HashMap<String, ([u8; 16], Instant)>>,
 }
 
 fn bad(url: &str, what: impl Into<String>) -> SyncError {
@@ -124,6 +134,7 @@ impl RubyGems {
             classic_index,
             base: ctx.base(),
             upstream: upstream::Upstream::default(),
+            refused: Mutex::default(),
         })
     }
 
@@ -184,6 +195,52 @@ impl RubyGems {
         })
     }
 
+    /// Checks the MD5 of `gem`'s `/info` (from `url`) against upstream's
+    /// `/versions`, fetching that again once if they disagree (unless this
+    /// very file was refused lately).
+    async fn check_info(
+        &self,
+        gem: &str,
+        url: &str,
+        md5: [u8; 16],
+        src: &dyn DocSource,
+    ) -> Result<(), SyncError> {
+        let refused_lately = |refused: &HashMap<String, ([u8; 16], Instant)>| {
+            refused
+                .get(gem)
+                .is_some_and(|(m, at)| *m == md5 && at.elapsed() < REFUSED_FOR)
+        };
+        let mut snap = self.upstream.latest(src).await?;
+        if snap.versions.md5_of(gem) != Some(md5) && !refused_lately(&self.refused.lock().unwrap())
+        {
+            // Published since that /versions was fetched?
+            snap = self.upstream.newer_than(src, snap.seq).await?;
+        }
+        let listed = snap.versions.md5_of(gem);
+        let mut refused = self.refused.lock().unwrap();
+        if listed == Some(md5) {
+            refused.remove(gem);
+            return Ok(());
+        }
+        if !refused_lately(&refused) {
+            if refused.len() >= 10_000 {
+                refused.clear();
+            }
+            refused.insert(gem.to_string(), (md5, Instant::now()));
+        }
+        let listed = listed.map_or("no line for it".to_string(), |m| {
+            format!("MD5 {}", crate::digest::encode_hex(&m))
+        });
+        Err(bad(
+            url,
+            format!(
+                "its MD5 is {}, but {} gives {listed}: upstream's compact index is inconsistent",
+                crate::digest::encode_hex(&md5),
+                snap.url
+            ),
+        ))
+    }
+
     /// A gem: its `/info` file, checked against `/versions`, and its `.gem`s.
     async fn gem(&self, gem: &str, src: &dyn DocSource) -> Result<Option<UnitOutput>, SyncError> {
         if !self.allowed(gem) {
@@ -192,26 +249,8 @@ impl RubyGems {
         let Some(doc) = get_optional(src, format!("info/{gem}")).await? else {
             return Ok(None);
         };
-        let md5 = md5::md5(&doc.body);
-        let mut snap = self.upstream.latest(src).await?;
-        if snap.versions.md5_of(gem) != Some(md5) {
-            // Published since that /versions was fetched?
-            snap = self.upstream.newer_than(src, snap.seq).await?;
-        }
-        let listed = snap.versions.md5_of(gem);
-        if listed != Some(md5) {
-            let listed = listed.map_or("no line for it".to_string(), |m| {
-                format!("MD5 {}", crate::digest::encode_hex(&m))
-            });
-            return Err(bad(
-                &doc.url,
-                format!(
-                    "its MD5 is {}, but {} gives {listed}: upstream's compact index is inconsistent",
-                    crate::digest::encode_hex(&md5),
-                    snap.url
-                ),
-            ));
-        }
+        self.check_info(gem, &doc.url, md5::md5(&doc.body), src)
+            .await?;
         let (versions, dropped) = index::parse_info(gem, &doc.body);
         for d in &dropped {
             tracing::warn!(url = %doc.url, "leaving out {d}");

@@ -254,6 +254,12 @@ fn an_info_that_disagrees_with_versions_is_refused_after_one_fresh_look() {
     assert!(e.contains(&md5::md5_hex(&fx("info-fixlib-v2"))), "{e}");
     assert!(e.contains(&md5::md5_hex(&fx("info-fixlib"))), "{e}");
     assert_eq!(src.asked("versions"), 2, "one fresh look at /versions");
+    assert!(unit(&a, "fixlib", &src).is_err());
+    assert_eq!(
+        src.asked("versions"),
+        2,
+        "the same /info is refused again without another look"
+    );
 
     // A gem /versions does not list at all.
     let src = Script::new(&[
