@@ -43,7 +43,7 @@ impl Fetcher {
 
     /// [`Fetcher::get_doc`], asking only for the bytes from `from` on when
     /// given (`Range`): the answer is then a 206 with that tail (its
-    /// [`FetchedDoc::content_range`] set; see [`ranged`]) or a 200 with the
+    /// [`FetchedDoc::content_range`] set; see [`super::ranged`]) or a 200 with the
     /// whole document, as upstream chooses.
     pub async fn get_doc_from(
         &self,
