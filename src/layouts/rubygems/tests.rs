@@ -349,3 +349,44 @@ fn a_quick_spec_is_served_byte_identical_if_it_is_a_deflated_marshal_stream() {
     assert!(unit(&a, "quick/fixlib-9.0", &src).unwrap().is_none());
     assert!(unit(&adapter(""), stem, &src).unwrap().is_none(), "quick_specs off");
 }
+
+#[test]
+fn mutated_documents_never_panic_the_parsers() {
+    // Invariant 9, deterministically: the real documents with bytes
+    // flipped, dropped and repeated.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let docs = [
+        fx("versions-v2"),
+        fx("info-fixhostile"),
+        fx("info-fixnative"),
+    ];
+    for round in 0..3000 {
+        let mut doc = docs[round % docs.len()].clone();
+        for _ in 0..1 + next() % 8 {
+            let i = (next() as usize) % doc.len().max(1);
+            match next() % 4 {
+                0 if !doc.is_empty() => doc[i] = next() as u8,
+                1 if !doc.is_empty() => {
+                    doc.remove(i);
+                }
+                2 => doc.insert(i.min(doc.len()), [b'-', b'\n', b' ', b'|', b','][next() as usize % 5]),
+                _ => doc.truncate(i),
+            }
+        }
+        if let Ok(v) = Versions::parse(&doc, |_| true) {
+            let _ = (v.render_selected(), v.render_names(), v.md5_of("fixlib"));
+        }
+        let (kept, _) = parse_info("fixhostile", &doc);
+        for k in kept {
+            assert!(crate::path::RelPath::new(format!("gems/{}.gem", k.stem)).is_ok());
+        }
+        let stem = String::from_utf8_lossy(&doc[..doc.len().min(40)]).into_owned();
+        let _ = gem_of_stem(&stem);
+    }
+}
