@@ -30,6 +30,8 @@ pub struct Config {
     pub fetch: FetchSettings,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How often the status page's plots take a sample.
+    pub history_interval: Duration,
     pub mirrors: Vec<MirrorConfig>,
     /// Upstream logins: from the `credentials` file, and the userinfo taken
     /// out of `upstream` URLs (which then hold none).
@@ -176,6 +178,11 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
             .path("state_dir")?
             .unwrap_or_else(|| PathBuf::from("/var/lib/regfs")),
         cache_max_size: top.size("cache_max_size")?,
+        history_interval: match top.duration("history_interval")? {
+            None => crate::history::EVERY,
+            Some(d) if d >= Duration::from_secs(1) => d,
+            Some(_) => return Err("top level: history_interval: must be at least 1s".into()),
+        },
         metrics_listen: match top.string("metrics_listen")? {
             None => None,
             Some(a) => Some(a.parse().map_err(|_| {

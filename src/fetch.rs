@@ -20,8 +20,9 @@
 //! is itself a `.gz`, which some servers label so), and an artifact is kept
 //! if either the bytes as sent or their decoding match its digest.
 
+mod bearer;
 mod decode;
-mod doc;
+mod document;
 mod download;
 #[cfg(test)]
 pub mod fake;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-pub use doc::{DocResponse, FetchedDoc};
+pub use document::{DOC_BUDGET, DocHold, SMALL_DOC};
 pub use futures_util::future::BoxFuture;
 
 use crate::config::FetchSettings;
@@ -54,6 +55,11 @@ pub struct Response {
     pub content_length: Option<u64>,
     /// `Content-Encoding`, if upstream sent one.
     pub content_encoding: Option<String>,
+    /// `WWW-Authenticate`, the challenge of a 401.
+    pub www_authenticate: Option<String>,
+    /// `Docker-Content-Digest`: the digest content-addressed registries
+    /// state for the body.
+    pub content_digest: Option<String>,
     /// `Content-Range` of a 206.
     pub content_range: Option<String>,
     /// `Repr-Digest` (or the older `Digest`): the whole representation's digests.
@@ -119,6 +125,17 @@ pub enum FetchError {
         expected: u64,
         actual: u64,
     },
+    /// The store holds a verified object of the entry's digest, and its
+    /// size is not the one the entry's metadata promises: the metadata lies.
+    #[error(
+        "{}: size mismatch: metadata promises {promised} bytes, the verified object of its digest has {object}",
+        redact(url)
+    )]
+    Contradicted {
+        url: String,
+        promised: u64,
+        object: u64,
+    },
     #[error("{}: document larger than {limit} bytes", redact(url))]
     TooLarge { url: String, limit: u64 },
     #[error("{}: {what}", redact(url))]
@@ -174,9 +191,10 @@ impl FetchError {
             } => "connect",
             FetchError::Transport { .. } => "transport",
             FetchError::Stalled { .. } | FetchError::TooSlow { .. } => "stalled",
-            FetchError::Digest { .. } | FetchError::Size { .. } | FetchError::Decode { .. } => {
-                "verify"
-            }
+            FetchError::Digest { .. }
+            | FetchError::Size { .. }
+            | FetchError::Contradicted { .. }
+            | FetchError::Decode { .. } => "verify",
             FetchError::TooLarge { .. } | FetchError::ArtifactTooLarge { .. } => "too_large",
             FetchError::NotFound { .. } => "not_found",
             FetchError::Store(_) | FetchError::NoSpace { .. } => "store",
@@ -193,6 +211,34 @@ pub struct Artifact {
     pub size: Option<u64>,
 }
 
+/// A metadata document response.
+#[derive(Debug)]
+pub enum DocResponse {
+    Fresh(FetchedDoc),
+    /// 304: the validators sent still hold.
+    NotModified,
+    NotFound {
+        url: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct FetchedDoc {
+    pub url: String,
+    pub content_type: Option<String>,
+    pub content_digest: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Set when this is the tail a Range request asked for (a 206; see
+    /// [`ranged`]).
+    pub content_range: Option<String>,
+    /// `Repr-Digest` (or `Digest`): digests of the whole representation.
+    pub repr_digest: Option<String>,
+    pub body: Vec<u8>,
+    /// Its share of [`DOC_BUDGET`], held until it is dropped.
+    pub hold: DocHold,
+}
+
 /// Where a download stands, for everyone waiting on it.
 #[derive(Clone, Debug)]
 enum Progress {
@@ -202,6 +248,9 @@ enum Progress {
     Sized(u64),
     Done(Result<u64, FetchError>),
 }
+
+/// A download in flight: the size its artifact promised, and its outcome.
+type InFlight = (Option<u64>, watch::Receiver<Progress>);
 
 /// Slowest average transfer rate (bytes/s) tolerated once `fetch_timeout` has passed.
 pub const MIN_RATE: u64 = 16 * 1024;
@@ -270,16 +319,35 @@ pub struct Fetcher {
     transport: Arc<dyn Transport>,
     settings: FetchSettings,
     hosts: Mutex<HashMap<String, Host>>,
-    inflight: Mutex<HashMap<Digest, watch::Receiver<Progress>>>,
+    /// Downloads in flight by digest, with the size their artifact promised.
+    inflight: Mutex<HashMap<Digest, InFlight>>,
+    tokens: bearer::Tokens,
+    /// [`DOC_BUDGET`] in KiB: what documents fetched or being parsed hold.
+    doc_budget: Arc<Semaphore>,
+    doc_budget_kib: usize,
 }
 
 impl Fetcher {
     pub fn new(transport: Arc<dyn Transport>, settings: FetchSettings) -> Arc<Fetcher> {
+        Fetcher::with_doc_budget(transport, settings, DOC_BUDGET)
+    }
+
+    /// A fetcher whose documents may hold `budget` bytes at once (see
+    /// [`DOC_BUDGET`], the default).
+    pub fn with_doc_budget(
+        transport: Arc<dyn Transport>,
+        settings: FetchSettings,
+        budget: u64,
+    ) -> Arc<Fetcher> {
+        let kib = (budget >> 10).max(1) as usize;
         Arc::new(Fetcher {
             transport,
             settings,
             hosts: Mutex::default(),
             inflight: Mutex::default(),
+            tokens: bearer::Tokens::default(),
+            doc_budget: Arc::new(Semaphore::new(kib)),
+            doc_budget_kib: kib,
         })
     }
 
@@ -288,7 +356,10 @@ impl Fetcher {
     }
 
     /// Makes `art` present in `store`, downloading it at most once however
-    /// many callers ask concurrently. Returns its size.
+    /// many callers ask concurrently. Returns its size, which is the size
+    /// `art` promises if it promises one: an object of its digest stored
+    /// for another entry (or another mirror) with another size means this
+    /// entry's metadata lies, a verification failure.
     pub async fn ensure(
         self: &Arc<Self>,
         store: &Arc<Store>,
@@ -320,57 +391,74 @@ impl Fetcher {
         counters: Arc<Counters>,
         sized: bool,
     ) -> Result<u64, FetchError> {
-        if let Some(size) = store.size_of(&art.digest) {
-            return Ok(size);
-        }
-        let mut rx = {
-            let mut inflight = self.inflight.lock().unwrap();
-            match inflight.get(&art.digest) {
-                Some(rx) => rx.clone(),
-                None => {
-                    if let Some(size) = store.size_of(&art.digest) {
-                        return Ok(size);
-                    }
-                    let (tx, rx) = watch::channel(Progress::Started);
-                    inflight.insert(art.digest.clone(), rx.clone());
-                    let (me, store, art) = (self.clone(), store.clone(), art.clone());
-                    tokio::spawn(async move {
-                        let result = me.download(&store, &art, &counters, &tx).await;
-                        // A length told early must be the verified one.
-                        let result = match (result, &*tx.borrow()) {
-                            (Ok(actual), Progress::Sized(told)) if actual != *told => {
-                                counters.verify_failure();
-                                Err(FetchError::Size {
-                                    url: art.urls.first().cloned().unwrap_or_default(),
-                                    expected: *told,
-                                    actual,
-                                })
-                            }
-                            (r, _) => r,
-                        };
-                        me.inflight.lock().unwrap().remove(&art.digest);
-                        let _ = tx.send(Progress::Done(result));
-                    });
-                    rx
-                }
-            }
-        };
         let url = art.urls.first().cloned().unwrap_or_default();
-        let waited = rx
-            .wait_for(|p| match p {
-                Progress::Started => false,
-                Progress::Sized(_) => sized,
-                Progress::Done(_) => true,
-            })
-            .await;
-        match waited.as_deref() {
-            Ok(Progress::Sized(n)) => Ok(*n),
-            Ok(Progress::Done(r)) => r.clone(),
-            Ok(Progress::Started) | Err(_) => Err(FetchError::Store(format!(
-                "download of {} ended without a result",
-                redact(&url)
-            ))),
+        // A download in flight for the same digest but another promised
+        // size is not this entry's (it fails on size, or stores an object
+        // this entry's promise contradicts): wait for it, then look again.
+        for _ in 0..3 {
+            if let Some(size) = cached_size(store, &url, &art.digest, art.size, &counters)? {
+                return Ok(size);
+            }
+            let (mut rx, ours) = {
+                let mut inflight = self.inflight.lock().unwrap();
+                match inflight.get(&art.digest) {
+                    Some((promised, rx)) => (rx.clone(), *promised == art.size),
+                    None => {
+                        if let Some(size) =
+                            cached_size(store, &url, &art.digest, art.size, &counters)?
+                        {
+                            return Ok(size);
+                        }
+                        let (tx, rx) = watch::channel(Progress::Started);
+                        inflight.insert(art.digest.clone(), (art.size, rx.clone()));
+                        let (me, store, art) = (self.clone(), store.clone(), art.clone());
+                        let counters = counters.clone();
+                        tokio::spawn(async move {
+                            let result = me.download(&store, &art, &counters, &tx).await;
+                            // A length told early must be the verified one.
+                            let result = match (result, &*tx.borrow()) {
+                                (Ok(actual), Progress::Sized(told)) if actual != *told => {
+                                    counters.verify_failure();
+                                    Err(FetchError::Size {
+                                        url: art.urls.first().cloned().unwrap_or_default(),
+                                        expected: *told,
+                                        actual,
+                                    })
+                                }
+                                (r, _) => r,
+                            };
+                            me.inflight.lock().unwrap().remove(&art.digest);
+                            let _ = tx.send(Progress::Done(result));
+                        });
+                        (rx, true)
+                    }
+                }
+            };
+            let waited = rx
+                .wait_for(|p| match p {
+                    Progress::Started => false,
+                    Progress::Sized(_) => sized && ours,
+                    Progress::Done(_) => true,
+                })
+                .await;
+            let result = match waited.as_deref() {
+                Ok(Progress::Sized(n)) => Ok(*n),
+                Ok(Progress::Done(r)) => r.clone(),
+                Ok(Progress::Started) | Err(_) => Err(FetchError::Store(format!(
+                    "download of {} ended without a result",
+                    redact(&url)
+                ))),
+            };
+            if ours {
+                return result;
+            }
         }
+        cached_size(store, &url, &art.digest, art.size, &counters)?.ok_or_else(|| {
+            FetchError::Store(format!(
+                "{}: downloads promising other sizes kept replacing this one",
+                redact(&url)
+            ))
+        })
     }
 
     async fn with_retries<'u, T, F, Fut>(
@@ -396,7 +484,16 @@ impl Fetcher {
         }
     }
 
+    /// One request, answering a registry's bearer challenge (`bearer`).
     async fn send(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<Response, FetchError> {
+        self.send_authorized(url, headers).await
+    }
+
+    async fn send_once(
         &self,
         url: &str,
         headers: &[(&'static str, String)],
@@ -476,6 +573,35 @@ impl Fetcher {
             _all: all.acquire_owned().await.expect(closed),
             _artifact: artifact,
         }
+    }
+}
+
+/// The size of `digest`'s object in `store`, if it is there. When the
+/// entry at `url` promised another size, its metadata contradicts the
+/// verified object: counted as a verification failure, logged (WARN, the
+/// URL and both sizes), and an error, never the object.
+pub fn cached_size(
+    store: &Store,
+    url: &str,
+    digest: &Digest,
+    promised: Option<u64>,
+    counters: &Counters,
+) -> Result<Option<u64>, FetchError> {
+    let Some(object) = store.size_of(digest) else {
+        return Ok(None);
+    };
+    match promised {
+        Some(promised) if promised != object => {
+            let e = FetchError::Contradicted {
+                url: url.to_string(),
+                promised,
+                object,
+            };
+            counters.verify_failure();
+            crate::warn_limited!("verification failed: {e}");
+            Err(e)
+        }
+        _ => Ok(Some(object)),
     }
 }
 

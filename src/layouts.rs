@@ -26,6 +26,7 @@ layouts! {
     go,
     rpm,
     rubygems,
+    oci,
 }
 
 #[cfg(test)]

@@ -229,8 +229,12 @@ fn init_logging(log: Option<&std::path::Path>, detached: bool, level: &str) {
     // fuser's session warns when its own unmount fails at the end, which
     // it always does after `umount` of the mount point (EINVAL: it is gone
     // already): a normal stop, not something to warn an operator about.
+    // Its replies fail only when the kernel no longer waits for them (ENOENT:
+    // the client was interrupted, ENODEV: the mount was detached while a
+    // request ran), which it logs as an ERROR; the client has its answer
+    // from the kernel either way.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},fuser::session=error"))
+        tracing_subscriber::EnvFilter::new(format!("{level},fuser::session=error,fuser::reply=off"))
     });
     let json = std::env::var("REGFS_LOG_FORMAT").is_ok_and(|f| f == "json");
     // Every line passes through redact(): no URL's userinfo reaches a log.

@@ -9,6 +9,7 @@
 //! <state_dir>/mirrors/<name>/blobs/                metadata files served (never evicted)
 //! <state_dir>/mirrors/<name>/docs.json             upstream validators for conditional requests
 //! <state_dir>/mirrors/<name>/status.json           last sync and counters
+//! <state_dir>/mirrors/<name>/built_by              the layout and upstream that built them
 //! ```
 //!
 //! A swap happens only after the new generation and every metadata file it
@@ -16,6 +17,7 @@
 //! current, in memory and on disk.
 
 mod docs;
+mod identity;
 mod sync;
 
 pub use sync::{SyncReport, jittered};
@@ -130,6 +132,7 @@ impl Mirror {
                 mirror: config.name.clone(),
                 what: e.to_string(),
             })?;
+        identity::claim(&config, &dir).map_err(io(&dir))?;
         let spec = config.spec.clone();
         let adapter = config.adapter.clone();
         let current = match load_current(&dir) {
@@ -288,11 +291,15 @@ impl Mirror {
                     m.insert(unit.to_string(), rx.clone());
                     let (me, fetcher, unit) = (self.clone(), fetcher.clone(), unit.to_string());
                     tokio::spawn(async move {
+                        let in_flight = InFlight {
+                            mirror: &me,
+                            unit: &unit,
+                        };
                         let r = me.materialize_now(&fetcher, &unit).await;
                         if let Err(e) = &r {
                             crate::warn_limited!(mirror = %me.name(), unit, "materializing failed: {e}");
                         }
-                        me.materializing.lock().unwrap().remove(&unit);
+                        drop(in_flight);
                         let _ = tx.send(Some(r));
                     });
                     rx
@@ -473,6 +480,24 @@ impl Mirror {
     }
 }
 
+/// A unit's entry in `materializing`, removed however its materialization
+/// ends: a panic in an adapter too (invariant 9 says there is none, but a
+/// unit stuck in flight would answer EIO until a restart).
+struct InFlight<'a> {
+    mirror: &'a Mirror,
+    unit: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.mirror
+            .materializing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(self.unit);
+    }
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -532,6 +557,9 @@ pub fn entries_of(g: &Generation) -> Vec<Entry> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Assigns each mirror name a stable slot (the top byte of its inodes),
 /// persisted in `<state_dir>/slots.json`.

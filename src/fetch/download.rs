@@ -60,6 +60,7 @@ impl Fetcher {
             return Err(e);
         }
         let mut last = FetchError::NotFound { url: first };
+        let started = std::time::Instant::now();
         // Room is made for one artifact once, whatever its attempts.
         let made_room = &AtomicBool::new(false);
         for url in &art.urls {
@@ -82,7 +83,7 @@ impl Fetcher {
             };
             match self.with_retries(url, attempt).await {
                 Ok(size) => {
-                    counters.add_fetch(size);
+                    counters.add_fetch(size, started.elapsed().as_millis() as u64);
                     return Ok(size);
                 }
                 Err(e) => {
@@ -236,7 +237,7 @@ impl Fetcher {
             if raw_size.is_none() && raw.written() + chunk.len() as u64 > limit {
                 return Err(too_large(url, raw.written() + chunk.len() as u64, limit).into());
             }
-            raw.write(&chunk).map_err(verify)?;
+            raw.write_bytes(chunk.clone()).map_err(verify)?;
             if let Some(d) = decoded.as_mut() {
                 if d.write_all(&chunk).is_err() {
                     // Not (or not validly) encoded: the bytes as sent stand alone.

@@ -30,6 +30,8 @@ pub struct Reply {
     /// Send no Content-Length.
     pub no_length: bool,
     pub content_encoding: Option<String>,
+    pub www_authenticate: Option<String>,
+    pub content_digest: Option<String>,
     pub content_range: Option<String>,
     pub repr_digest: Option<String>,
 }
@@ -146,6 +148,8 @@ impl Transport for Fake {
                 last_modified: None,
                 content_length: (!reply.no_length).then_some(reply.body.len() as u64),
                 content_encoding: reply.content_encoding.clone(),
+                www_authenticate: reply.www_authenticate.clone(),
+                content_digest: reply.content_digest.clone(),
                 content_range: reply.content_range.clone(),
                 repr_digest: reply.repr_digest.clone(),
                 body: Box::new(FakeBody {

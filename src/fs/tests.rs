@@ -47,7 +47,7 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         vec![mirror.clone()],
         store,
         fetcher,
-        Box::new(crate::status::json),
+        Box::new(crate::status::reports(Default::default())),
     );
     Harness { fake, fs, mirror }
 }
@@ -318,7 +318,7 @@ async fn concurrent_materializations_lose_no_stored_document() {
         vec![mirror.clone()],
         store,
         fetcher,
-        Box::new(crate::status::json),
+        Box::new(crate::status::reports(Default::default())),
     );
     let units = 100;
     for i in 0..units {

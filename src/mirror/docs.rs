@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algo, Digest};
-use crate::fetch::{DocResponse, Fetcher, ranged};
+use crate::fetch::{DocHold, DocResponse, Fetcher, ranged};
 use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep};
 
 /// How a failed document request reaches the layout.
@@ -33,6 +33,8 @@ use super::Mirror;
 struct Cached {
     url: String,
     content_type: Option<String>,
+    #[serde(default)]
+    content_digest: Option<String>,
     etag: Option<String>,
     last_modified: Option<String>,
     sha256: String,
@@ -130,12 +132,16 @@ impl<'a> Source<'a> {
             .as_ref()
             .map(|(c, _)| (c.etag.clone(), c.last_modified.clone()));
         let limit = self.mirror.spec.max_document;
+        // Only the kept copy's length now: its bytes are read once a tail
+        // has come, under the budget's share for the whole.
         let tail_of = kept
             .as_ref()
             .filter(|(c, _)| appended && c.ranges)
-            .and_then(|(_, d)| std::fs::read(meta.object_path(d)).ok())
-            .filter(|b| !b.is_empty());
-        let from = tail_of.as_ref().map(|b| ranged::start_for(b.len()));
+            .and_then(|(_, d)| Some((d.clone(), meta.size_of(d)?)))
+            .filter(|&(_, n)| n > 0);
+        let from = tail_of
+            .as_ref()
+            .map(|&(_, n)| ranged::start_for(n as usize));
         match self
             .fetcher
             .get_doc_from(&urls, req.accept, validators, limit, from)
@@ -147,6 +153,9 @@ impl<'a> Source<'a> {
                     url: urls.first().cloned().unwrap_or_default(),
                 };
                 let (c, d) = kept.ok_or_else(gone)?;
+                // The kept body is parsed like a fetched one: it takes its
+                // share of the document budget before it is read.
+                let hold = self.fetcher.hold_doc(meta.size_of(&d).unwrap_or(0)).await;
                 let body = std::fs::read(meta.object_path(&d)).unwrap_or_default();
                 if Digest::sha256_of(&body) != d {
                     // The kept copy is damaged (a crash before it reached the
@@ -154,14 +163,17 @@ impl<'a> Source<'a> {
                     tracing::warn!(url = %c.url, "kept copy of an upstream document is damaged; fetching it again");
                     meta.remove(&d);
                     cache.map.lock().unwrap().remove(&key);
+                    drop(hold);
                     return Box::pin(self.fetch(req, appended)).await;
                 }
                 Ok(Doc {
                     url: c.url,
                     content_type: c.content_type,
+                    content_digest: c.content_digest,
                     body,
                     unchanged: true,
                     stored: Some(d),
+                    hold,
                 })
             }
             DocResponse::NotFound { url } => {
@@ -169,14 +181,16 @@ impl<'a> Source<'a> {
                 Err(DocError::NotFound { url })
             }
             DocResponse::Fresh(mut doc) => {
-                if doc.content_range.is_some() {
-                    let whole = tail_of.as_deref().and_then(|kept| {
-                        ranged::assemble(
-                            kept,
-                            &doc.body,
-                            doc.content_range.as_deref(),
-                            doc.repr_digest.as_deref(),
-                        )
+                if let Some(range) = doc.content_range.as_deref() {
+                    // The whole is held from here on: it takes the share of its size.
+                    let total =
+                        ranged::parse_content_range(range).map_or(0, |r| r.total.min(limit));
+                    doc.hold = DocHold::default();
+                    doc.hold = self.fetcher.hold_doc(total).await;
+                    let whole = tail_of.as_ref().and_then(|(d, _)| {
+                        let kept = std::fs::read(meta.object_path(d)).ok()?;
+                        ranged::assemble(&kept, &doc.body, Some(range), doc.repr_digest.as_deref())
+                            .filter(|w| w.len() as u64 <= limit)
                     });
                     let Some(whole) = whole else {
                         // Rewritten rather than appended to, or not verifiable.
@@ -184,6 +198,7 @@ impl<'a> Source<'a> {
                         if let Some(c) = cache.map.lock().unwrap().get_mut(&key) {
                             c.ranges = false;
                         }
+                        drop(doc); // and its share, before the whole takes one
                         return Box::pin(self.fetch(req, appended)).await;
                     };
                     tracing::debug!(url = %doc.url, tail = doc.body.len(), bytes = whole.len(), "appended");
@@ -212,6 +227,7 @@ impl<'a> Source<'a> {
                     let entry = Cached {
                         url: doc.url.clone(),
                         content_type: doc.content_type.clone(),
+                        content_digest: doc.content_digest.clone(),
                         etag: doc.etag.clone(),
                         last_modified: doc.last_modified.clone(),
                         sha256: d.hex(),
@@ -223,9 +239,11 @@ impl<'a> Source<'a> {
                 Ok(Doc {
                     url: doc.url,
                     content_type: doc.content_type,
+                    content_digest: doc.content_digest,
                     body: doc.body,
                     unchanged,
                     stored,
+                    hold: doc.hold,
                 })
             }
         }

@@ -444,7 +444,13 @@ impl Debian {
         }
         for f in &wanted {
             let p = f.path.as_str();
-            let path = RelPath::new(format!("{dists}/{p}")).expect("validated parts");
+            // Invariant 9: a path Release may name but the tree cannot hold
+            // (PATH_MAX below `dists/<suite>/`) is left out.
+            let Ok(path) = RelPath::new(format!("{dists}/{p}")) else {
+                tracing::warn!(suite, file = p, "leaving out an index whose path is too long for the tree");
+                rejected += 1;
+                continue;
+            };
             let dir = p
                 .rsplit_once('/')
                 .map_or(dists.clone(), |(d, _)| format!("{dists}/{d}"));
@@ -475,8 +481,11 @@ impl Debian {
                 ("SHA512", f.sha512.clone()),
             ];
             for (algo, hex) in hashes.into_iter().filter_map(|(a, h)| Some((a, h?))) {
-                let alias_path =
-                    RelPath::new(format!("{dir}/by-hash/{algo}/{hex}")).expect("validated parts");
+                let Ok(alias_path) = RelPath::new(format!("{dir}/by-hash/{algo}/{hex}")) else {
+                    tracing::warn!(suite, file = p, "leaving out a by-hash path too long for the tree");
+                    rejected += 1;
+                    continue;
+                };
                 entries.push(Entry {
                     path: alias_path,
                     mtime: None,

@@ -84,9 +84,11 @@ impl DocSource for Script {
             Some(list) => Ok(Doc {
                 url,
                 content_type: None,
+                content_digest: None,
                 body: list[n.min(list.len() - 1)].clone(),
                 unchanged: false,
                 stored: None,
+                hold: Default::default(),
             }),
             None => Err(DocError::NotFound { url }),
         };
