@@ -249,8 +249,6 @@ impl RubyGems {
         let Some(doc) = get_optional(src, format!("info/{gem}")).await? else {
             return Ok(None);
         };
-        self.check_info(gem, &doc.url, md5::md5(&doc.body), src)
-            .await?;
         let (versions, dropped) = index::parse_info(gem, &doc.body);
         for d in &dropped {
             tracing::warn!(url = %doc.url, "leaving out {d}");
@@ -270,7 +268,11 @@ impl RubyGems {
                 }
             })
             .collect();
+        // Checked after the /info's bytes (and their share of the document
+        // budget) are let go: the check may fetch /versions.
+        let (url, md5) = (doc.url.clone(), md5::md5(&doc.body));
         entries.push(entry(format!("info/{gem}"), doc.into_body()));
+        self.check_info(gem, &url, md5, src).await?;
         Ok(Some(UnitOutput {
             entries,
             rejected: dropped.len(),
