@@ -112,7 +112,7 @@ fn mirror(out: &mut String, s: &MirrorStatus, samples: &[Sample], now: u64) {
     <tr><th>generation</th><td>{gen} (built {built})</td></tr>\
     <tr><th>last sync</th><td>{sync}, {when}, {ms} ms</td></tr>\
     <tr><th>last success</th><td>{succ}</td></tr>\
-    <tr><th>artifacts</th><td>{arts} listed, {cached} cached ({cb})</td></tr>\
+    <tr><th>artifacts</th><td>{arts} listed, {cached} cached ({cb}){unverified}</td></tr>\
     <tr><th>hit ratio</th><td>{ratio} ({hits} hits, {misses} misses, {re} failed reads)</td></tr>\
     <tr><th>bytes</th><td>{served} served from the cache, {fetched} fetched from upstream</td></tr>\
     <tr><th>upstream</th><td>{fetches} fetches, {vf} verification failures, {errors} errors{kinds}</td></tr>\
@@ -128,6 +128,14 @@ fn mirror(out: &mut String, s: &MirrorStatus, samples: &[Sample], now: u64) {
         arts = s.artifacts,
         cached = s.cached,
         cb = human_bytes(s.cached_bytes),
+        unverified = if s.unverified > 0 {
+            format!(
+                ", <span class=\"warn\">{} files no digest covers</span>",
+                s.unverified
+            )
+        } else {
+            String::new()
+        },
         hits = c.hits,
         misses = c.misses,
         re = c.read_errors,
@@ -238,11 +246,23 @@ mod tests {
                 ..Default::default()
             },
             activity: Vec::new(),
+            unverified: 0,
         };
-        let page = render(&[s], &h, 4096, 1_060);
+        let unverified = MirrorStatus {
+            name: "gems".into(),
+            unverified: 4,
+            ..s.clone()
+        };
+        let page = render(&[s, unverified], &h, 4096, 1_060);
         assert!(page.contains("m&lt;1&gt;") && !page.contains("m<1>"));
         assert!(page.contains("75.0 %"), "the hit ratio");
         assert!(page.contains("<polyline"), "a plot from the sample and now");
         assert!(page.contains("never synced"));
+        assert_eq!(
+            page.matches("files no digest covers").count(),
+            1,
+            "said where a mirror serves files no digest covers, only there"
+        );
+        assert!(page.contains("4 files no digest covers"));
     }
 }

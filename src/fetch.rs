@@ -27,6 +27,7 @@ mod download;
 #[cfg(test)]
 pub mod fake;
 pub mod http;
+pub mod ranged;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,10 @@ pub struct Response {
     /// `Docker-Content-Digest`: the digest content-addressed registries
     /// state for the body.
     pub content_digest: Option<String>,
+    /// `Content-Range` of a 206.
+    pub content_range: Option<String>,
+    /// `Repr-Digest` (or the older `Digest`): the whole representation's digests.
+    pub repr_digest: Option<String>,
     pub body: Box<dyn Body>,
 }
 
@@ -224,6 +229,11 @@ pub struct FetchedDoc {
     pub content_digest: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// Set when this is the tail a Range request asked for (a 206; see
+    /// [`ranged`]).
+    pub content_range: Option<String>,
+    /// `Repr-Digest` (or `Digest`): digests of the whole representation.
+    pub repr_digest: Option<String>,
     pub body: Vec<u8>,
     /// Its share of [`DOC_BUDGET`], held until it is dropped.
     pub hold: DocHold,

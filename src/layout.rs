@@ -242,6 +242,14 @@ pub enum DocError {
 pub trait DocSource: Send + Sync {
     fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>>;
 
+    /// [`DocSource::get`] for a document upstream only ever appends to
+    /// (RubyGems' `/versions`): where a copy is kept, only the bytes past it
+    /// may be asked for (a Range request), and the result is the whole
+    /// document, verified. Sources that cannot do better just `get` it.
+    fn get_appended(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
+        self.get(req)
+    }
+
     /// Opens a blob for bytes the adapter derives (a decompressed index)
     /// that must hash to `sha256`; serve them afterwards as `Body::Stored`.
     fn keep(&self, sha256: &crate::digest::Digest, size: u64) -> Result<Box<dyn Keep>, String>;
@@ -323,6 +331,12 @@ pub trait Adapter: Send + Sync {
     /// the others, after the configured upstreams.
     fn fallback_upstreams(&self) -> Vec<Url> {
         Vec::new()
+    }
+
+    /// How many files of `g` are served as upstream sent them with no
+    /// digest covering them (RubyGems' classic index): `status` shows it.
+    fn unverified(&self, _g: &crate::catalog::Generation) -> u64 {
+        0
     }
 
     /// Entries of the previous generation to keep although no unit lists

@@ -25,6 +25,7 @@ layouts! {
     npm,
     go,
     rpm,
+    rubygems,
     oci,
     conda,
 }

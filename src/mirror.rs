@@ -221,6 +221,12 @@ impl Mirror {
         *self.on_swap.write().unwrap() = Some(hook);
     }
 
+    /// Files of the served generation that no digest covers (see
+    /// [`Adapter::unverified`]).
+    pub fn unverified(&self) -> u64 {
+        self.adapter.unverified(&self.current())
+    }
+
     /// Does a lookup of `name` in `parent` materialize a unit here?
     pub fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {
         self.adapter.lazy_unit(parent, name)

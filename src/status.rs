@@ -24,6 +24,10 @@ pub struct MirrorStatus {
     pub cached_bytes: u64,
     /// Memory the served catalog takes.
     pub catalog_bytes: u64,
+    /// Files served as upstream sent them with no digest covering them
+    /// (RubyGems' classic index, where configured).
+    #[serde(default)]
+    pub unverified: u64,
     pub counters: Snapshot,
     /// Syncs and prefetches of this mirror in flight.
     #[serde(default)]
@@ -53,6 +57,7 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
         cached,
         cached_bytes,
         catalog_bytes: g.byte_len() as u64,
+        unverified: mirror.unverified(),
         counters: mirror.counters.snapshot(),
         activity: crate::progress::board()
             .snapshot()
@@ -160,6 +165,12 @@ pub fn render(list: &[MirrorStatus]) -> String {
             kinds = if c.upstream_errors.is_empty() { String::new() } else { format!(" ({})", c.upstream_errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")) },
             cat = human_bytes(s.catalog_bytes),
         ));
+        if s.unverified > 0 {
+            out.push_str(&format!(
+                "  no digest      {} files served as upstream sent them\n",
+                s.unverified
+            ));
+        }
         for t in &s.activity {
             out.push_str(&format!("  running        {}\n", activity(t)));
         }

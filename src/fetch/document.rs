@@ -1,4 +1,6 @@
-//! Metadata documents: conditional requests, a size bound per document, and
+//! Metadata documents: conditional requests, a Range request for the tail
+//! of a document upstream only appends to (see [`super::ranged`]), a size
+//! bound per document, and
 //! a bound on the document bytes held at once by everything that fetches
 //! and parses them ([`DOC_BUDGET`]).
 //!
@@ -117,8 +119,27 @@ impl Fetcher {
         validators: Option<(Option<String>, Option<String>)>,
         limit: u64,
     ) -> Result<DocResponse, FetchError> {
+        self.get_doc_from(urls, accept, validators, limit, None)
+            .await
+    }
+
+    /// [`Fetcher::get_doc`], asking only for the bytes from `from` on when
+    /// given (`Range`): the answer is then a 206 with that tail (its
+    /// [`FetchedDoc::content_range`] set; see [`super::ranged`]) or a 200
+    /// with the whole document, as upstream chooses.
+    pub async fn get_doc_from(
+        &self,
+        urls: &[String],
+        accept: Option<&str>,
+        validators: Option<(Option<String>, Option<String>)>,
+        limit: u64,
+        from: Option<u64>,
+    ) -> Result<DocResponse, FetchError> {
         let mut headers: Vec<(&'static str, String)> =
             vec![("accept-encoding", "identity".to_string())];
+        if let Some(n) = from {
+            headers.push(("range", format!("bytes={n}-")));
+        }
         if let Some(a) = accept {
             headers.push(("accept", a.to_string()));
         }
@@ -133,7 +154,9 @@ impl Fetcher {
         let mut last = None;
         for url in urls {
             let got = self
-                .with_retries(url, |url| self.doc_once(url, &headers, limit))
+                .with_retries(url, |url| {
+                    self.doc_once(url, &headers, limit, from.is_some())
+                })
                 .await;
             match got {
                 Ok(DocResponse::NotFound { url }) => last = Some(Ok(DocResponse::NotFound { url })),
@@ -152,13 +175,15 @@ impl Fetcher {
         url: &str,
         headers: &[(&'static str, String)],
         limit: u64,
+        ranged: bool,
     ) -> Result<DocResponse, FetchError> {
         let mut held: Option<OwnedSemaphorePermit> = None;
         'request: loop {
             let permit = self.host_permit(url, false).await;
             let mut resp = self.send(url, headers).await?;
             match resp.status {
-                200 => {}
+                200 => resp.content_range = None,
+                206 if ranged => {}
                 304 => return Ok(DocResponse::NotModified),
                 404 | 410 => {
                     return Ok(DocResponse::NotFound {
@@ -234,6 +259,8 @@ impl Fetcher {
                 content_digest: resp.content_digest,
                 etag: resp.etag,
                 last_modified: resp.last_modified,
+                content_range: resp.content_range,
+                repr_digest: resp.repr_digest,
                 body,
                 hold: DocHold(held.map(Arc::new)),
             }));

@@ -32,6 +32,8 @@ pub struct Reply {
     pub content_encoding: Option<String>,
     pub www_authenticate: Option<String>,
     pub content_digest: Option<String>,
+    pub content_range: Option<String>,
+    pub repr_digest: Option<String>,
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -148,6 +150,8 @@ impl Transport for Fake {
                 content_encoding: reply.content_encoding.clone(),
                 www_authenticate: reply.www_authenticate.clone(),
                 content_digest: reply.content_digest.clone(),
+                content_range: reply.content_range.clone(),
+                repr_digest: reply.repr_digest.clone(),
                 body: Box::new(FakeBody {
                     data: reply.body,
                     pos: 0,

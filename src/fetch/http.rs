@@ -99,6 +99,8 @@ impl Transport for Http {
                 content_encoding: header("content-encoding"),
                 www_authenticate: header("www-authenticate"),
                 content_digest: header("docker-content-digest"),
+                content_range: header("content-range"),
+                repr_digest: header("repr-digest").or_else(|| header("digest")),
                 body: Box::new(HttpBody(resp)),
             })
         })

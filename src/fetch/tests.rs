@@ -509,6 +509,55 @@ async fn an_encoded_artifact_is_kept_when_the_bytes_sent_or_their_decoding_match
     assert_eq!(d.body, b"{\"files\": []}");
 }
 
+#[tokio::test]
+async fn a_ranged_document_request_takes_a_206_tail_and_only_when_it_asked_for_one() {
+    let (fake, fetcher, _store) = setup();
+    let tail = Reply {
+        status: 206,
+        content_range: Some("bytes 9-11/12".into()),
+        repr_digest: Some("sha-256=:AAAA:".into()),
+        ..ok(b"\nb\n")
+    };
+    fake.route(URL, vec![tail]);
+    let urls = vec![URL.to_string()];
+    let DocResponse::Fresh(doc) = fetcher
+        .get_doc_from(&urls, None, None, 1000, Some(9))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(doc.body, b"\nb\n");
+    assert_eq!(doc.content_range.as_deref(), Some("bytes 9-11/12"));
+    assert_eq!(doc.repr_digest.as_deref(), Some("sha-256=:AAAA:"));
+    assert!(
+        fake.calls.lock().unwrap()[0]
+            .1
+            .contains(&("range", "bytes=9-".to_string()))
+    );
+    assert!(
+        matches!(
+            fetcher.get_doc(&urls, None, None, 1000).await,
+            Err(FetchError::Status { status: 206, .. })
+        ),
+        "a 206 nobody asked for is not a document"
+    );
+    // A server that ignores Range answers 200 with the whole document.
+    let whole = Reply {
+        content_range: Some("bytes 0-1/2".into()),
+        ..ok(b"ab")
+    };
+    fake.route(URL, vec![whole]);
+    let DocResponse::Fresh(doc) = fetcher
+        .get_doc_from(&urls, None, None, 1000, Some(9))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((doc.body.as_slice(), doc.content_range), (&b"ab"[..], None));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promised_size_the_object_contradicts_fails_and_a_liars_download_is_not_shared() {
     let (fake, fetcher, store) = setup();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algo, Digest};
-use crate::fetch::{DocResponse, Fetcher};
+use crate::fetch::{DocHold, DocResponse, Fetcher, ranged};
 use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep};
 
 /// How a failed document request reaches the layout.
@@ -38,6 +38,10 @@ struct Cached {
     etag: Option<String>,
     last_modified: Option<String>,
     sha256: String,
+    /// A document upstream appends to, which came with a digest of the
+    /// whole that matched: the next fetch asks for its tail only.
+    #[serde(default)]
+    ranges: bool,
 }
 
 /// Validators and kept bodies of the documents last fetched, by request.
@@ -110,7 +114,11 @@ impl<'a> Source<'a> {
             .collect()
     }
 
-    async fn fetch(&self, req: DocRequest) -> Result<Doc, DocError> {
+    /// Fetches `req`; a document upstream only `appended` to is asked for
+    /// its tail past the kept copy where that can be verified
+    /// (`fetch::ranged`), and a whole one must match any digest upstream
+    /// gives of it.
+    async fn fetch(&self, req: DocRequest, appended: bool) -> Result<Doc, DocError> {
         let key = format!("{} {}", req.path, req.accept.unwrap_or(""));
         let urls = self.urls(&req.path);
         let cache = &self.mirror.docs;
@@ -124,9 +132,19 @@ impl<'a> Source<'a> {
             .as_ref()
             .map(|(c, _)| (c.etag.clone(), c.last_modified.clone()));
         let limit = self.mirror.spec.max_document;
+        // Only the kept copy's length now: its bytes are read once a tail
+        // has come, under the budget's share for the whole.
+        let tail_of = kept
+            .as_ref()
+            .filter(|(c, _)| appended && c.ranges)
+            .and_then(|(_, d)| Some((d.clone(), meta.size_of(d)?)))
+            .filter(|&(_, n)| n > 0);
+        let from = tail_of
+            .as_ref()
+            .map(|&(_, n)| ranged::start_for(n as usize));
         match self
             .fetcher
-            .get_doc(&urls, req.accept, validators, limit)
+            .get_doc_from(&urls, req.accept, validators, limit, from)
             .await
             .map_err(doc_error)?
         {
@@ -146,7 +164,7 @@ impl<'a> Source<'a> {
                     meta.remove(&d);
                     cache.map.lock().unwrap().remove(&key);
                     drop(hold);
-                    return Box::pin(self.fetch(req)).await;
+                    return Box::pin(self.fetch(req, appended)).await;
                 }
                 Ok(Doc {
                     url: c.url,
@@ -162,7 +180,40 @@ impl<'a> Source<'a> {
                 cache.map.lock().unwrap().remove(&key);
                 Err(DocError::NotFound { url })
             }
-            DocResponse::Fresh(doc) => {
+            DocResponse::Fresh(mut doc) => {
+                if let Some(range) = doc.content_range.as_deref() {
+                    // The whole is held from here on: it takes the share of its size.
+                    let total =
+                        ranged::parse_content_range(range).map_or(0, |r| r.total.min(limit));
+                    doc.hold = DocHold::default();
+                    doc.hold = self.fetcher.hold_doc(total).await;
+                    let whole = tail_of.as_ref().and_then(|(d, _)| {
+                        let kept = std::fs::read(meta.object_path(d)).ok()?;
+                        ranged::assemble(&kept, &doc.body, Some(range), doc.repr_digest.as_deref())
+                            .filter(|w| w.len() as u64 <= limit)
+                    });
+                    let Some(whole) = whole else {
+                        // Rewritten rather than appended to, or not verifiable.
+                        tracing::info!(url = %doc.url, "the tail upstream sent does not verifiably continue the kept copy; fetching the whole document");
+                        if let Some(c) = cache.map.lock().unwrap().get_mut(&key) {
+                            c.ranges = false;
+                        }
+                        drop(doc); // and its share, before the whole takes one
+                        return Box::pin(self.fetch(req, appended)).await;
+                    };
+                    tracing::debug!(url = %doc.url, tail = doc.body.len(), bytes = whole.len(), "appended");
+                    doc.body = whole;
+                }
+                let ranges = match ranged::matches(doc.repr_digest.as_deref(), &doc.body) {
+                    Some(false) if appended => {
+                        return Err(DocError::Failed(format!(
+                            "{}: the document does not match the digest upstream gives of it ({})",
+                            crate::redact::redact(&doc.url),
+                            doc.repr_digest.unwrap_or_default()
+                        )));
+                    }
+                    m => appended && m == Some(true),
+                };
                 let d = Digest::sha256_of(&doc.body);
                 // Without validators upstream, an unchanged body is still recognized.
                 let unchanged = kept.as_ref().is_some_and(|(_, k)| *k == d);
@@ -180,6 +231,7 @@ impl<'a> Source<'a> {
                         etag: doc.etag.clone(),
                         last_modified: doc.last_modified.clone(),
                         sha256: d.hex(),
+                        ranges,
                     };
                     cache.map.lock().unwrap().insert(key, entry);
                 }
@@ -227,7 +279,11 @@ impl Keep for KeepBlob {
 
 impl DocSource for Source<'_> {
     fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
-        Box::pin(self.fetch(req))
+        Box::pin(self.fetch(req, false))
+    }
+
+    fn get_appended(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
+        Box::pin(self.fetch(req, true))
     }
 
     fn keep(&self, sha256: &Digest, size: u64) -> Result<Box<dyn Keep>, String> {

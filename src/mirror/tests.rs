@@ -68,3 +68,67 @@ async fn a_materialization_that_panics_is_not_left_in_flight() {
     assert_eq!(again, Ok(true));
     assert!(mirror.current().resolve("unit/file").is_some());
 }
+
+#[tokio::test]
+async fn an_appended_tail_is_held_under_the_budget_share_of_the_whole_document() {
+    use crate::fetch::fake::{Fake, Reply, ok};
+    use crate::layout::DocRequest;
+    let dir = std::env::temp_dir().join(format!("regfs-mirror-ranged-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = crate::layouts::testing::mirror("rubygems", "http://up.test/", "");
+    let mirror = Arc::new(Mirror::open(config, 1, &dir).unwrap());
+    let fake = Arc::new(Fake::default());
+    let fetcher = Fetcher::new(fake.clone(), crate::config::FetchSettings::default());
+    let digest = |b: &[u8]| {
+        let d = crate::digest::Digest::sha256_of(b);
+        format!("sha-256=:{}:", crate::digest::encode_base64(d.as_bytes()))
+    };
+    // Larger than a small document; the tail alone is small.
+    let kept = vec![b'a'; 3 << 20];
+    let mut whole = kept.clone();
+    whole.extend_from_slice(b"b 1 m\n");
+    let start = kept.len() - 1;
+    let url = "http://up.test/versions";
+    fake.route(
+        url,
+        vec![
+            Reply {
+                repr_digest: Some(digest(&kept)),
+                ..ok(&kept)
+            },
+            Reply {
+                status: 206,
+                content_range: Some(format!("bytes {start}-{}/{}", whole.len() - 1, whole.len())),
+                repr_digest: Some(digest(&whole)),
+                ..ok(&whole[start..])
+            },
+        ],
+    );
+    let src = docs::Source::new(&mirror, &fetcher);
+    let req = || DocRequest {
+        path: "versions".into(),
+        accept: None,
+    };
+    let first = src.get_appended(req()).await.unwrap();
+    assert_eq!(first.body, kept);
+    drop(first);
+    let doc = src.get_appended(req()).await.unwrap();
+    let calls = fake.calls.lock().unwrap().clone();
+    assert!(
+        calls[1].1.contains(&("range", format!("bytes={start}-"))),
+        "the second fetch asked for the tail: {:?}",
+        calls[1].1
+    );
+    assert_eq!(doc.body, whole, "the kept copy and the tail");
+    assert_eq!(
+        doc.hold.kib() as usize,
+        whole.len().div_ceil(1024),
+        "the whole document's share, not the tail's"
+    );
+    drop(doc);
+    assert_eq!(
+        fetcher.doc_budget_free_kib(),
+        (crate::fetch::DOC_BUDGET >> 10) as usize
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -60,6 +60,8 @@ struct State {
     down: AtomicBool,
     /// The `Authorization` value every request must carry, if any (401 otherwise).
     auth: Mutex<Option<String>>,
+    /// Answer `Range: bytes=N-` with a 206, and send `Repr-Digest`.
+    ranges: AtomicBool,
 }
 
 pub struct Upstream {
@@ -78,6 +80,7 @@ impl Upstream {
             log: Mutex::default(),
             down: AtomicBool::new(false),
             auth: Mutex::default(),
+            ranges: AtomicBool::new(false),
         });
         let s = state.clone();
         std::thread::spawn(move || {
@@ -126,6 +129,13 @@ impl Upstream {
     pub fn require_basic_auth(&self, user: &str, password: &str) {
         let token = base64_encode(format!("{user}:{password}").as_bytes());
         *self.state.auth.lock().unwrap() = Some(format!("Basic {token}"));
+    }
+
+    /// Answer `Range: bytes=N-` requests for files with a 206 and the tail,
+    /// and send every file with `Repr-Digest: sha-256=:…:` of the whole (as
+    /// RubyGems' compact index servers do).
+    pub fn serve_ranges(&self, on: bool) {
+        self.state.ranges.store(on, Ordering::SeqCst);
     }
 
     /// Refuse (close) every new connection, as if upstream were unreachable.
@@ -250,6 +260,30 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
     if let Some(Fault::Redirect(to)) = &fault {
         let head = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
         return out.write_all(head.as_bytes()).is_ok();
+    }
+    if s.ranges.load(Ordering::SeqCst) && matches!(fault, None | Some(Fault::Body(_))) {
+        let digest = format!(
+            "sha-256=:{}:",
+            regfs::digest::encode_base64(regfs::digest::Digest::sha256_of(&body).as_bytes())
+        );
+        let from = headers
+            .iter()
+            .find(|(k, _)| k == "range")
+            .and_then(|(_, v)| {
+                v.strip_prefix("bytes=")?
+                    .strip_suffix('-')?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .filter(|&n| n < body.len());
+        return match from {
+            Some(n) => {
+                let range = format!("bytes {n}-{}/{}", body.len() - 1, body.len());
+                let extra = [("Content-Range", range.as_str()), ("Repr-Digest", &digest)];
+                send_with(out, 206, ctype, &body[n..], &extra)
+            }
+            None => send_with(out, 200, ctype, &body, &[("Repr-Digest", &digest)]),
+        };
     }
     match fault {
         Some(Fault::Corrupt) => {
