@@ -376,7 +376,11 @@ impl Fs {
                 Source::Remote { url } => match self.store.size_of(&file.digest) {
                     Some(size) => size,
                     // Invariant 8: learn the true size before answering.
-                    None => self.fetch(mirror, url, &file.digest, None).await?,
+                    None => {
+                        let size = self.fetch(mirror, url, &file.digest, None).await?;
+                        mirror.counters.fetched_by_stat(&file.digest);
+                        size
+                    }
                 },
             },
         };
@@ -530,7 +534,7 @@ impl Fs {
             Source::Stored => self.local(&mirror.meta, &file.digest),
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
                 Some(hit) => {
-                    mirror.counters.hit();
+                    mirror.counters.opened_cached(&file.digest);
                     Some(hit)
                 }
                 None => {

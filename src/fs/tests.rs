@@ -300,3 +300,35 @@ async fn lazy_mirrors_materialize_on_lookup_and_remember_misses() {
     assert_eq!(r.units, 1);
     assert!(h.mirror.current().has_unit("demo"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_stat_fetched_the_file_counts_as_a_miss() {
+    let h = harness(Some(&["demo"]));
+    let path = publish(&h, "demo", "demo-1.0-py3-none-any.whl", b"sizeless");
+    // The same page without sizes: the first stat fetches the file.
+    let sha = Digest::sha256_of(b"sizeless").hex();
+    let page = serde_json::json!({
+        "meta": {"api-version": "1.1"}, "name": "demo", "versions": ["1.0"],
+        "files": [{"filename": "demo-1.0-py3-none-any.whl", "url": format!("../../{path}"), "hashes": {"sha256": sha}}]
+    });
+    h.fake.route(
+        &format!("{BASE}simple/demo/"),
+        vec![Reply {
+            content_type: Some(JSON.into()),
+            ..ok(page.to_string().as_bytes())
+        }],
+    );
+    h.mirror.sync(h.fs.fetcher()).await.unwrap();
+    let file = resolve(&h.fs, &format!("pypi/{path}")).await.unwrap();
+    assert_eq!(file.size, 8, "stat told the true size");
+    assert_eq!(h.fake.hits(&format!("{BASE}{path}")), 1, "by fetching it");
+    let counts = || {
+        let s = h.mirror.counters.snapshot();
+        (s.hits, s.misses)
+    };
+    assert_eq!(counts(), (0, 0), "a stat is not a read");
+    assert_eq!(read_all(&h.fs, file.ino).await.unwrap(), b"sizeless");
+    assert_eq!(counts(), (0, 1), "the read had to fetch: a miss");
+    assert_eq!(read_all(&h.fs, file.ino).await.unwrap(), b"sizeless");
+    assert_eq!(counts(), (1, 1), "then a hit");
+}
