@@ -471,14 +471,15 @@ impl Fs {
                 } else {
                     g.ino(g.parent(id))
                 };
-                let children = g.children(id);
-                let total = 2 + u64::from(children.end - children.start);
+                let total = 2 + g.children(id).len() as u64;
                 for k in offset..total {
                     let (ino, kind, name) = match k {
                         0 => (g.ino(id), Kind::Dir, "."),
                         1 => (parent, Kind::Dir, ".."),
                         _ => {
-                            let c = children.start + (k - 2) as u32;
+                            let Some(c) = g.child_at(id, (k - 2) as usize) else {
+                                break;
+                            };
                             (g.ino(c), g.kind(c), g.name(c))
                         }
                     };

@@ -11,7 +11,11 @@ use crate::store::Store;
 pub struct MirrorStatus {
     pub name: String,
     pub layout: String,
+    /// Syncs that changed the tree.
     pub generation: u64,
+    /// Units materialized by lookups (they change the tree without a sync).
+    #[serde(default)]
+    pub materialized: u64,
     /// Unix seconds the served generation was built.
     pub generation_built: u64,
     pub sync: SyncRecord,
@@ -46,6 +50,7 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
         name: mirror.name().to_string(),
         layout: mirror.config.layout.name.to_string(),
         generation: g.number(),
+        materialized: g.materialized(),
         generation_built: g.created(),
         sync: mirror.sync_record(),
         units: g.units().len() as u64,
@@ -123,8 +128,13 @@ pub fn render(list: &[MirrorStatus]) -> String {
         } else {
             format!("FAILED: {}", s.sync.message)
         };
+        let materialized = if s.materialized > 0 {
+            format!(", {} units materialized by lookups", s.materialized)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{name} ({layout})\n  generation     {gen} (built {built})\n  last sync      {last}, {ms} ms: {result}\n  last success   {succ}\n  packages       {units}\n  artifacts      {arts} listed, {cached} cached ({cb})\n  reads          {hits} hits, {misses} misses, {re} failed\n  upstream       {fetches} fetched ({fb}), {vf} verification failures, {errors} errors{kinds}\n  catalog        {cat}\n",
+            "{name} ({layout})\n  generation     {gen}{materialized} (built {built})\n  last sync      {last}, {ms} ms: {result}\n  last success   {succ}\n  packages       {units}\n  artifacts      {arts} listed, {cached} cached ({cb})\n  reads          {hits} hits, {misses} misses, {re} failed\n  upstream       {fetches} fetched ({fb}), {vf} verification failures, {errors} errors{kinds}\n  catalog        {cat}\n",
             name = s.name,
             layout = s.layout,
             gen = s.generation,
@@ -145,6 +155,9 @@ pub fn render(list: &[MirrorStatus]) -> String {
             kinds = if c.upstream_errors.is_empty() { String::new() } else { format!(" ({})", c.upstream_errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")) },
             cat = human_bytes(s.catalog_bytes),
         ));
+        for f in &s.sync.failed {
+            out.push_str(&format!("  kept previous  {f}\n"));
+        }
         for t in &s.activity {
             out.push_str(&format!("  running        {}\n", activity(t)));
         }
