@@ -30,6 +30,8 @@ pub struct Config {
     pub fetch: FetchSettings,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How often the status page's plots take a sample.
+    pub history_interval: Duration,
     pub mirrors: Vec<MirrorConfig>,
     /// Upstream logins: from the `credentials` file, and the userinfo taken
     /// out of `upstream` URLs (which then hold none).
@@ -176,6 +178,11 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
             .path("state_dir")?
             .unwrap_or_else(|| PathBuf::from("/var/lib/regfs")),
         cache_max_size: top.size("cache_max_size")?,
+        history_interval: match top.duration("history_interval")? {
+            None => crate::history::EVERY,
+            Some(d) if d >= Duration::from_secs(1) => d,
+            Some(_) => return Err("top level: history_interval: must be at least 1s".into()),
+        },
         metrics_listen: match top.string("metrics_listen")? {
             None => None,
             Some(a) => Some(a.parse().map_err(|_| {
@@ -437,6 +444,52 @@ mod tests {
                 .mirrors[0]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_packaged_config_parses_with_every_key_it_shows_uncommented() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/regfs.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let c = Config::parse(path, &text).unwrap();
+        assert!(
+            c.mirrors.is_empty(),
+            "nothing is mirrored until the operator says what"
+        );
+        let creds = std::env::temp_dir().join(format!("regfs-creds-{}", std::process::id()));
+        std::fs::write(&creds, "").unwrap();
+        std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        // Every `#key = …` and `# key = …` line, and every `# [[mirror]]`.
+        let all: String = text
+            .lines()
+            .map(|l| {
+                let t = l.trim_start_matches(['#', ' ']);
+                let key = t.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+                if l.starts_with('#') && (key || t == "[[mirror]]") {
+                    format!("{t}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect::<String>()
+            .replace("/etc/regfs/credentials", &creds.display().to_string())
+            .replace(
+                "/usr/share/keyrings/debian-archive-keyring.gpg",
+                "/dev/null",
+            )
+            .replace("/etc/pki/rpm-gpg/RPM-GPG-KEY-rocky-9", "/dev/null");
+        let c = Config::parse(path, &all).unwrap_or_else(|e| panic!("{e}\n{all}"));
+        let layouts: Vec<&str> = c.mirrors.iter().map(|m| m.layout.name).collect();
+        for l in crate::layouts::ALL {
+            assert!(
+                layouts.contains(&l.name),
+                "the example shows a {} mirror",
+                l.name
+            );
+        }
+        std::fs::remove_file(&creds).unwrap();
     }
 
     #[test]

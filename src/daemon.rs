@@ -268,11 +268,12 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
         .build()
         .map_err(|e| DaemonError::Runtime(e.to_string()))?;
     let app = Arc::new(App::open(config)?);
+    let history = Arc::new(crate::history::History::default());
     let fs = Fs::new(
         app.mirrors(),
         app.store.clone(),
         app.fetcher.clone(),
-        Box::new(crate::status::json),
+        Box::new(crate::status::reports(history.clone())),
     );
     let fuse = FuseFs::new(
         fs.clone(),
@@ -351,9 +352,9 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
             }
         });
         if let Some(addr) = app.config.metrics_listen {
-            let (app, ops) = (app.clone(), fs.ops.clone());
+            let (app, ops, history) = (app.clone(), fs.ops.clone(), history.clone());
             tokio::spawn(async move {
-                if let Err(e) = crate::metrics::serve(addr, app, ops).await {
+                if let Err(e) = crate::metrics::serve(addr, app, ops, history).await {
                     tracing::error!("metrics endpoint on {addr} stopped: {e}");
                 }
             });
@@ -376,6 +377,29 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
                 flush.mirrors().iter().for_each(|m| m.save_status());
             }
         });
+        // The status page's plots: a sample of every mirror once a minute.
+        let (sampled, history) = (app.clone(), history.clone());
+        tokio::spawn(async move {
+            loop {
+                let now = crate::timestamp::now();
+                let mirrors = sampled.mirrors();
+                for m in &mirrors {
+                    let c = m.counters.snapshot();
+                    history.record(
+                        m.name(),
+                        crate::history::Sample {
+                            t: now,
+                            requests: c.hits + c.misses,
+                            fetches: c.fetches,
+                            fetch_ms: c.fetch_ms,
+                        },
+                    );
+                }
+                history.record_cache(now, sampled.store.usage().bytes);
+                history.retain(&mirrors.iter().map(|m| m.name()).collect::<Vec<_>>());
+                tokio::time::sleep(sampled.config.history_interval).await;
+            }
+        });
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("signal handler");
         let mut int = signal(SignalKind::interrupt()).expect("signal handler");
@@ -391,7 +415,11 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
         }
     });
     if let Err(e) = unmounter.unmount() {
-        tracing::warn!("unmount failed ({e}); detaching lazily");
+        // An exporter still holds files open (nginx's open_file_cache keeps
+        // them for minutes): detach now; the mount goes when they close.
+        tracing::info!(
+            "the mount is busy ({e}): detached lazily, it goes away once the last open file is closed (stop the exporter first to avoid this)"
+        );
         lazy_unmount(&mountpoint);
     }
     for m in app.mirrors() {
@@ -471,6 +499,7 @@ impl Supervisor {
             &new.fetch,
             new.metrics_listen,
             &new.credentials,
+            new.history_interval,
         ) != (
             &old.cache_dir,
             &old.state_dir,
@@ -478,6 +507,7 @@ impl Supervisor {
             &old.fetch,
             old.metrics_listen,
             &old.credentials,
+            old.history_interval,
         ) {
             tracing::warn!(
                 "SIGHUP: global settings changed; they take effect at the next restart (mirror changes apply now)"

@@ -20,7 +20,9 @@
 //! is itself a `.gz`, which some servers label so), and an artifact is kept
 //! if either the bytes as sent or their decoding match its digest.
 
+mod bearer;
 mod decode;
+mod document;
 mod download;
 #[cfg(test)]
 pub mod fake;
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+pub use document::{DOC_BUDGET, DocHold, SMALL_DOC};
 pub use futures_util::future::BoxFuture;
 
 use crate::config::FetchSettings;
@@ -51,6 +54,11 @@ pub struct Response {
     pub content_length: Option<u64>,
     /// `Content-Encoding`, if upstream sent one.
     pub content_encoding: Option<String>,
+    /// `WWW-Authenticate`, the challenge of a 401.
+    pub www_authenticate: Option<String>,
+    /// `Docker-Content-Digest`: the digest content-addressed registries
+    /// state for the body.
+    pub content_digest: Option<String>,
     pub body: Box<dyn Body>,
 }
 
@@ -112,6 +120,17 @@ pub enum FetchError {
         expected: u64,
         actual: u64,
     },
+    /// The store holds a verified object of the entry's digest, and its
+    /// size is not the one the entry's metadata promises: the metadata lies.
+    #[error(
+        "{}: size mismatch: metadata promises {promised} bytes, the verified object of its digest has {object}",
+        redact(url)
+    )]
+    Contradicted {
+        url: String,
+        promised: u64,
+        object: u64,
+    },
     #[error("{}: document larger than {limit} bytes", redact(url))]
     TooLarge { url: String, limit: u64 },
     #[error("{}: {what}", redact(url))]
@@ -167,9 +186,10 @@ impl FetchError {
             } => "connect",
             FetchError::Transport { .. } => "transport",
             FetchError::Stalled { .. } | FetchError::TooSlow { .. } => "stalled",
-            FetchError::Digest { .. } | FetchError::Size { .. } | FetchError::Decode { .. } => {
-                "verify"
-            }
+            FetchError::Digest { .. }
+            | FetchError::Size { .. }
+            | FetchError::Contradicted { .. }
+            | FetchError::Decode { .. } => "verify",
             FetchError::TooLarge { .. } | FetchError::ArtifactTooLarge { .. } => "too_large",
             FetchError::NotFound { .. } => "not_found",
             FetchError::Store(_) | FetchError::NoSpace { .. } => "store",
@@ -201,12 +221,26 @@ pub enum DocResponse {
 pub struct FetchedDoc {
     pub url: String,
     pub content_type: Option<String>,
+    pub content_digest: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub body: Vec<u8>,
+    /// Its share of [`DOC_BUDGET`], held until it is dropped.
+    pub hold: DocHold,
 }
 
-type Outcome = Option<Result<u64, FetchError>>;
+/// Where a download stands, for everyone waiting on it.
+#[derive(Clone, Debug)]
+enum Progress {
+    Started,
+    /// Upstream's response headers gave the artifact's length: either the
+    /// verified artifact has exactly this size, or the download fails.
+    Sized(u64),
+    Done(Result<u64, FetchError>),
+}
+
+/// A download in flight: the size its artifact promised, and its outcome.
+type InFlight = (Option<u64>, watch::Receiver<Progress>);
 
 /// Slowest average transfer rate (bytes/s) tolerated once `fetch_timeout` has passed.
 pub const MIN_RATE: u64 = 16 * 1024;
@@ -275,16 +309,35 @@ pub struct Fetcher {
     transport: Arc<dyn Transport>,
     settings: FetchSettings,
     hosts: Mutex<HashMap<String, Host>>,
-    inflight: Mutex<HashMap<Digest, watch::Receiver<Outcome>>>,
+    /// Downloads in flight by digest, with the size their artifact promised.
+    inflight: Mutex<HashMap<Digest, InFlight>>,
+    tokens: bearer::Tokens,
+    /// [`DOC_BUDGET`] in KiB: what documents fetched or being parsed hold.
+    doc_budget: Arc<Semaphore>,
+    doc_budget_kib: usize,
 }
 
 impl Fetcher {
     pub fn new(transport: Arc<dyn Transport>, settings: FetchSettings) -> Arc<Fetcher> {
+        Fetcher::with_doc_budget(transport, settings, DOC_BUDGET)
+    }
+
+    /// A fetcher whose documents may hold `budget` bytes at once (see
+    /// [`DOC_BUDGET`], the default).
+    pub fn with_doc_budget(
+        transport: Arc<dyn Transport>,
+        settings: FetchSettings,
+        budget: u64,
+    ) -> Arc<Fetcher> {
+        let kib = (budget >> 10).max(1) as usize;
         Arc::new(Fetcher {
             transport,
             settings,
             hosts: Mutex::default(),
             inflight: Mutex::default(),
+            tokens: bearer::Tokens::default(),
+            doc_budget: Arc::new(Semaphore::new(kib)),
+            doc_budget_kib: kib,
         })
     }
 
@@ -293,141 +346,109 @@ impl Fetcher {
     }
 
     /// Makes `art` present in `store`, downloading it at most once however
-    /// many callers ask concurrently. Returns its size.
+    /// many callers ask concurrently. Returns its size, which is the size
+    /// `art` promises if it promises one: an object of its digest stored
+    /// for another entry (or another mirror) with another size means this
+    /// entry's metadata lies, a verification failure.
     pub async fn ensure(
         self: &Arc<Self>,
         store: &Arc<Store>,
         art: Artifact,
         counters: Arc<Counters>,
     ) -> Result<u64, FetchError> {
-        if let Some(size) = store.size_of(&art.digest) {
-            return Ok(size);
-        }
-        let mut rx = {
-            let mut inflight = self.inflight.lock().unwrap();
-            match inflight.get(&art.digest) {
-                Some(rx) => rx.clone(),
-                None => {
-                    if let Some(size) = store.size_of(&art.digest) {
-                        return Ok(size);
-                    }
-                    let (tx, rx) = watch::channel(None);
-                    inflight.insert(art.digest.clone(), rx.clone());
-                    let (me, store, art) = (self.clone(), store.clone(), art.clone());
-                    tokio::spawn(async move {
-                        let result = me.download(&store, &art, &counters).await;
-                        me.inflight.lock().unwrap().remove(&art.digest);
-                        let _ = tx.send(Some(result));
-                    });
-                    rx
-                }
-            }
-        };
-        let url = art.urls.first().cloned().unwrap_or_default();
-        let waited = rx.wait_for(Option::is_some).await;
-        match waited {
-            Ok(v) => v
-                .clone()
-                .unwrap_or(Err(FetchError::WaitTimeout { url, secs: 0 })),
-            Err(_) => Err(FetchError::Store(format!(
-                "download of {url} ended without a result"
-            ))),
-        }
+        self.wait(store, art, counters, false).await
     }
 
-    /// Fetches a metadata document, with conditional validators when given.
-    pub async fn get_doc(
-        &self,
-        urls: &[String],
-        accept: Option<&str>,
-        validators: Option<(Option<String>, Option<String>)>,
-        limit: u64,
-    ) -> Result<DocResponse, FetchError> {
-        let mut headers: Vec<(&'static str, String)> =
-            vec![("accept-encoding", "identity".to_string())];
-        if let Some(a) = accept {
-            headers.push(("accept", a.to_string()));
-        }
-        if let Some((etag, lm)) = validators {
-            if let Some(e) = etag {
-                headers.push(("if-none-match", e));
+    /// The artifact's size, as soon as it is known for sure: at once if it
+    /// is cached, when upstream's response headers give its length (the
+    /// download goes on; the verified artifact has exactly that size, or
+    /// the download fails and no byte of it is served), else when the
+    /// download is done. A `stat` of a file whose metadata gives no size
+    /// waits this long, not for the whole body.
+    pub async fn ensure_size(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        art: Artifact,
+        counters: Arc<Counters>,
+    ) -> Result<u64, FetchError> {
+        self.wait(store, art, counters, true).await
+    }
+
+    async fn wait(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        art: Artifact,
+        counters: Arc<Counters>,
+        sized: bool,
+    ) -> Result<u64, FetchError> {
+        let url = art.urls.first().cloned().unwrap_or_default();
+        // A download in flight for the same digest but another promised
+        // size is not this entry's (it fails on size, or stores an object
+        // this entry's promise contradicts): wait for it, then look again.
+        for _ in 0..3 {
+            if let Some(size) = cached_size(store, &url, &art.digest, art.size, &counters)? {
+                return Ok(size);
             }
-            if let Some(l) = lm {
-                headers.push(("if-modified-since", l));
-            }
-        }
-        let mut last = None;
-        for url in urls {
-            let got = self
-                .with_retries(url, |url| async {
-                    let _permit = self.host_permit(url, false).await;
-                    let mut resp = self.send(url, &headers).await?;
-                    match resp.status {
-                        200 => {}
-                        304 => return Ok(DocResponse::NotModified),
-                        404 | 410 => {
-                            return Ok(DocResponse::NotFound {
-                                url: url.to_string(),
-                            });
+            let (mut rx, ours) = {
+                let mut inflight = self.inflight.lock().unwrap();
+                match inflight.get(&art.digest) {
+                    Some((promised, rx)) => (rx.clone(), *promised == art.size),
+                    None => {
+                        if let Some(size) =
+                            cached_size(store, &url, &art.digest, art.size, &counters)?
+                        {
+                            return Ok(size);
                         }
-                        status => {
-                            return Err(FetchError::Status {
-                                url: url.into(),
-                                status,
-                            });
-                        }
-                    }
-                    if resp.content_length.is_some_and(|n| n > limit) {
-                        return Err(FetchError::TooLarge {
-                            url: url.into(),
-                            limit,
+                        let (tx, rx) = watch::channel(Progress::Started);
+                        inflight.insert(art.digest.clone(), (art.size, rx.clone()));
+                        let (me, store, art) = (self.clone(), store.clone(), art.clone());
+                        let counters = counters.clone();
+                        tokio::spawn(async move {
+                            let result = me.download(&store, &art, &counters, &tx).await;
+                            // A length told early must be the verified one.
+                            let result = match (result, &*tx.borrow()) {
+                                (Ok(actual), Progress::Sized(told)) if actual != *told => {
+                                    counters.verify_failure();
+                                    Err(FetchError::Size {
+                                        url: art.urls.first().cloned().unwrap_or_default(),
+                                        expected: *told,
+                                        actual,
+                                    })
+                                }
+                                (r, _) => r,
+                            };
+                            me.inflight.lock().unwrap().remove(&art.digest);
+                            let _ = tx.send(Progress::Done(result));
                         });
+                        (rx, true)
                     }
-                    let mut body =
-                        Vec::with_capacity(resp.content_length.unwrap_or(0).min(limit) as usize);
-                    let pace = Pace::new(&self.settings);
-                    while let Some(chunk) = self
-                        .next_chunk(url, &mut resp, &pace, body.len() as u64)
-                        .await?
-                    {
-                        if body.len() as u64 + chunk.len() as u64 > limit {
-                            return Err(FetchError::TooLarge {
-                                url: url.into(),
-                                limit,
-                            });
-                        }
-                        body.extend_from_slice(&chunk);
-                    }
-                    if let Some(n) = resp.content_length.filter(|&n| n != body.len() as u64) {
-                        return Err(FetchError::Transport {
-                            url: url.into(),
-                            error: TransportError::Other(format!(
-                                "body ended after {} of {n} bytes",
-                                body.len()
-                            )),
-                        });
-                    }
-                    let body =
-                        decode::document(url, resp.content_encoding.as_deref(), body, limit)?;
-                    Ok(DocResponse::Fresh(FetchedDoc {
-                        url: resp.url,
-                        content_type: resp.content_type,
-                        etag: resp.etag,
-                        last_modified: resp.last_modified,
-                        body,
-                    }))
+                }
+            };
+            let waited = rx
+                .wait_for(|p| match p {
+                    Progress::Started => false,
+                    Progress::Sized(_) => sized && ours,
+                    Progress::Done(_) => true,
                 })
                 .await;
-            match got {
-                Ok(DocResponse::NotFound { url }) => last = Some(Ok(DocResponse::NotFound { url })),
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    crate::warn_limited!("upstream request failed: {e}");
-                    last = Some(Err(e));
-                }
+            let result = match waited.as_deref() {
+                Ok(Progress::Sized(n)) => Ok(*n),
+                Ok(Progress::Done(r)) => r.clone(),
+                Ok(Progress::Started) | Err(_) => Err(FetchError::Store(format!(
+                    "download of {} ended without a result",
+                    redact(&url)
+                ))),
+            };
+            if ours {
+                return result;
             }
         }
-        last.unwrap_or_else(|| Err(FetchError::NotFound { url: String::new() }))
+        cached_size(store, &url, &art.digest, art.size, &counters)?.ok_or_else(|| {
+            FetchError::Store(format!(
+                "{}: downloads promising other sizes kept replacing this one",
+                redact(&url)
+            ))
+        })
     }
 
     async fn with_retries<'u, T, F, Fut>(
@@ -453,7 +474,16 @@ impl Fetcher {
         }
     }
 
+    /// One request, answering a registry's bearer challenge (`bearer`).
     async fn send(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<Response, FetchError> {
+        self.send_authorized(url, headers).await
+    }
+
+    async fn send_once(
         &self,
         url: &str,
         headers: &[(&'static str, String)],
@@ -533,6 +563,35 @@ impl Fetcher {
             _all: all.acquire_owned().await.expect(closed),
             _artifact: artifact,
         }
+    }
+}
+
+/// The size of `digest`'s object in `store`, if it is there. When the
+/// entry at `url` promised another size, its metadata contradicts the
+/// verified object: counted as a verification failure, logged (WARN, the
+/// URL and both sizes), and an error, never the object.
+pub fn cached_size(
+    store: &Store,
+    url: &str,
+    digest: &Digest,
+    promised: Option<u64>,
+    counters: &Counters,
+) -> Result<Option<u64>, FetchError> {
+    let Some(object) = store.size_of(digest) else {
+        return Ok(None);
+    };
+    match promised {
+        Some(promised) if promised != object => {
+            let e = FetchError::Contradicted {
+                url: url.to_string(),
+                promised,
+                object,
+            };
+            counters.verify_failure();
+            crate::warn_limited!("verification failed: {e}");
+            Err(e)
+        }
+        _ => Ok(Some(object)),
     }
 }
 

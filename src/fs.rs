@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
-use crate::fetch::{Artifact, Fetcher};
+use crate::fetch::Fetcher;
 use crate::mirror::Mirror;
 use crate::stats::OpCounters;
 use crate::store::Store;
@@ -35,6 +35,9 @@ pub use shared::{Cursors, ObjectKey};
 /// what changed explicitly, so this can be long.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long the kernel may cache a size learnt from response headers.
+pub const PROVISIONAL_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attr {
     pub ino: u64,
@@ -43,11 +46,32 @@ pub struct Attr {
     /// Unix seconds.
     pub mtime: u32,
     pub nlink: u32,
+    /// The size came from upstream's response headers while the download
+    /// goes on: the kernel re-asks soon, so should the download fail after
+    /// all, no stale size outlives it.
+    pub provisional: bool,
 }
 
 /// Inode of `.regfs/` at the mount root, and of `.regfs/status.json`.
 pub const CONTROL_INO: u64 = 2;
 pub const STATUS_INO: u64 = 3;
+/// Inode of `.regfs/status.html`, the status page.
+pub const STATUS_HTML_INO: u64 = 4;
+
+/// The report files in `.regfs/`: inode, name, format.
+const REPORTS: [(u64, &str, Report); 2] = [
+    (STATUS_INO, "status.json", Report::Json),
+    (STATUS_HTML_INO, "status.html", Report::Html),
+];
+
+/// What a report file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// `status.json`: what `regfs status --json` prints.
+    Json,
+    /// `status.html`: the status page.
+    Html,
+}
 
 /// An open file: the verified bytes on local disk, or (for
 /// `.regfs/status.json`) a snapshot in memory.
@@ -72,20 +96,16 @@ pub enum OpenKind {
 enum Handle {
     File(Arc<File>),
     Bytes(Arc<Vec<u8>>),
-    Pending {
-        pending: Arc<PendingFile>,
-        mirror: Arc<Mirror>,
-        url: String,
-        digest: crate::digest::Digest,
-        size: Option<u64>,
-    },
+    Pending(Arc<PendingFile>),
 }
 
 impl Attr {
     /// How long the kernel may cache this attribute: status.json changes.
     pub fn ttl(&self) -> Duration {
-        if self.ino == STATUS_INO {
+        if REPORTS.iter().any(|(i, _, _)| *i == self.ino) {
             Duration::ZERO
+        } else if self.provisional {
+            PROVISIONAL_TTL
         } else {
             TTL
         }
@@ -134,7 +154,7 @@ impl FsError {
 enum Node {
     Root,
     Control,
-    Status,
+    Status(Report),
     InMirror {
         mirror: Arc<Mirror>,
         generation: Arc<Generation>,
@@ -147,8 +167,11 @@ enum Node {
     },
 }
 
+/// A report file's bytes and when they were rendered.
+type Rendered = (std::time::Instant, Arc<Vec<u8>>);
+
 /// Renders the status document of the mirrors served (see `status.rs`).
-pub type StatusRenderer = Box<dyn Fn(&[Arc<Mirror>], &Store) -> Vec<u8> + Send + Sync>;
+pub type StatusRenderer = Box<dyn Fn(&[Arc<Mirror>], &Store, Report) -> Vec<u8> + Send + Sync>;
 
 pub struct Fs {
     /// Mirrors by slot.
@@ -162,15 +185,15 @@ pub struct Fs {
     pub ops: Arc<OpCounters>,
     /// Renders `.regfs/status.json` for the mirrors served.
     render_status: StatusRenderer,
-    /// The last status.json rendering and when it was made.
-    status_json: std::sync::Mutex<(std::time::Instant, Arc<Vec<u8>>)>,
+    /// The last rendering of each report file and when it was made.
+    reports: std::sync::Mutex<HashMap<u64, Rendered>>,
     /// One descriptor per open object, shared by all its handles (reads are
     /// positional), so 10,000 opens of a file cost one fd.
     open_files: std::sync::Mutex<OpenFiles>,
 }
 
 impl Fs {
-    /// `render_status` renders `.regfs/status.json` from the mirrors served.
+    /// `render_status` renders `.regfs/status.json` and `status.html` from the mirrors served.
     pub fn new(
         mirrors: Vec<Arc<Mirror>>,
         store: Arc<Store>,
@@ -186,7 +209,7 @@ impl Fs {
             started: crate::timestamp::now() as u32,
             ops: Arc::default(),
             render_status,
-            status_json: std::sync::Mutex::new((std::time::Instant::now(), Arc::new(Vec::new()))),
+            reports: std::sync::Mutex::default(),
             open_files: std::sync::Mutex::default(),
         })
     }
@@ -214,7 +237,8 @@ impl Fs {
         match ino {
             ROOT_INO => return Ok(Node::Root),
             CONTROL_INO => return Ok(Node::Control),
-            STATUS_INO => return Ok(Node::Status),
+            STATUS_INO => return Ok(Node::Status(Report::Json)),
+            STATUS_HTML_INO => return Ok(Node::Status(Report::Html)),
             _ => {}
         }
         let mirror = self
@@ -262,26 +286,40 @@ impl Fs {
             size: 0,
             mtime: self.started,
             nlink: 2,
+            provisional: false,
         }
     }
 
-    /// The JSON `regfs status --json` prints, re-rendered at most once a second.
-    fn status_json(&self) -> Arc<Vec<u8>> {
-        let mut cached = self.status_json.lock().unwrap();
-        if cached.1.is_empty() || cached.0.elapsed() > Duration::from_secs(1) {
-            let json = (self.render_status)(&self.mirrors(), &self.store);
-            *cached = (std::time::Instant::now(), Arc::new(json));
-        }
-        cached.1.clone()
+    /// A report file's bytes, re-rendered at most once a second.
+    fn report(&self, report: Report) -> Arc<Vec<u8>> {
+        let ino = REPORTS
+            .iter()
+            .find(|r| r.2 == report)
+            .map_or(STATUS_INO, |r| r.0);
+        let mut cached = self.reports.lock().unwrap();
+        let fresh = cached
+            .get(&ino)
+            .filter(|(at, _)| at.elapsed() <= Duration::from_secs(1))
+            .map(|(_, b)| b.clone());
+        fresh.unwrap_or_else(|| {
+            let bytes = Arc::new((self.render_status)(&self.mirrors(), &self.store, report));
+            cached.insert(ino, (std::time::Instant::now(), bytes.clone()));
+            bytes
+        })
     }
 
-    fn status_attr(&self) -> Attr {
+    fn status_attr(&self, report: Report) -> Attr {
+        let ino = REPORTS
+            .iter()
+            .find(|r| r.2 == report)
+            .map_or(STATUS_INO, |r| r.0);
         Attr {
-            ino: STATUS_INO,
+            ino,
             kind: Kind::File,
-            size: self.status_json().len() as u64,
+            size: self.report(report).len() as u64,
             mtime: crate::timestamp::now() as u32,
             nlink: 1,
+            provisional: false,
         }
     }
 
@@ -289,9 +327,14 @@ impl Fs {
         OpCounters::count(&self.ops.lookup);
         let found_nothing = match self.node(parent)? {
             Node::Root if name == ".regfs" => return Ok(self.dir_attr(CONTROL_INO)),
-            Node::Control if name == "status.json" => return Ok(self.status_attr()),
-            Node::Control => return Err(FsError::NotFound),
-            Node::Status => return Err(FsError::NotDir),
+            Node::Control => {
+                return REPORTS
+                    .iter()
+                    .find(|(_, n, _)| *n == name)
+                    .map(|(_, _, r)| self.status_attr(*r))
+                    .ok_or(FsError::NotFound);
+            }
+            Node::Status(_) => return Err(FsError::NotDir),
             Node::Root => {
                 let mirror = self
                     .mirrors()
@@ -342,7 +385,7 @@ impl Fs {
         match self.node(ino)? {
             Node::Root => Ok(self.dir_attr(ROOT_INO)),
             Node::Control => Ok(self.dir_attr(CONTROL_INO)),
-            Node::Status => Ok(self.status_attr()),
+            Node::Status(r) => Ok(self.status_attr(r)),
             Node::Placeholder { .. } => Ok(self.dir_attr(ino)),
             Node::InMirror {
                 mirror,
@@ -367,21 +410,28 @@ impl Fs {
                 size: 0,
                 mtime,
                 nlink: 2,
+                provisional: false,
             });
         };
-        let size = match file.size {
-            Some(size) => size,
-            None => match &file.source {
-                Source::Stored => mirror.meta.size_of(&file.digest).unwrap_or(0),
-                Source::Remote { url } => match self.store.size_of(&file.digest) {
-                    Some(size) => size,
-                    // Invariant 8: learn the true size before answering.
-                    None => {
-                        let size = self.fetch(mirror, url, &file.digest, None).await?;
-                        mirror.counters.fetched_by_stat(&file.digest);
-                        size
-                    }
-                },
+        let (size, provisional) = match &file.source {
+            Source::Stored => (
+                file.size
+                    .unwrap_or_else(|| mirror.meta.size_of(&file.digest).unwrap_or(0)),
+                false,
+            ),
+            Source::Remote { url } => match (self.cached_size(mirror, url, &file)?, file.size) {
+                (Some(size), _) | (None, Some(size)) => (size, false),
+                // Invariant 8: learn the true size before answering, from
+                // upstream's headers if they tell it (an exporter that
+                // stats on its event loop waits for those, not for the
+                // whole body), else from the verified download. The read
+                // that follows is a miss, whether or not the download
+                // has finished by its open.
+                (None, None) => {
+                    let size = self.fetch_size(mirror, url, &file.digest).await?;
+                    mirror.counters.fetched_by_stat(&file.digest);
+                    (size, true)
+                }
             },
         };
         Ok(Attr {
@@ -390,29 +440,8 @@ impl Fs {
             size,
             mtime,
             nlink: 1,
+            provisional,
         })
-    }
-
-    async fn fetch(
-        &self,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &crate::digest::Digest,
-        size: Option<u64>,
-    ) -> Result<u64, FsError> {
-        let art = Artifact {
-            urls: mirror.artifact_urls(url),
-            digest: digest.clone(),
-            size,
-        };
-        self.fetcher
-            .ensure(&self.store, art, mirror.counters.clone())
-            .await
-            .map_err(|e| {
-                crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
-                mirror.counters.read_error();
-                FsError::Upstream(e.to_string())
-            })
     }
 
     /// Lists a directory from `offset`: entry `k` is `.` (0), `..` (1) or
@@ -427,7 +456,7 @@ impl Fs {
             }
         };
         match self.node(ino)? {
-            Node::Status => return Err(FsError::NotDir),
+            Node::Status(_) => return Err(FsError::NotDir),
             // Nothing under it is known yet; `..` is the mirror root, as
             // the parent may itself be a placeholder the kernel has dropped.
             Node::Placeholder { mirror, .. } => {
@@ -445,6 +474,7 @@ impl Fs {
                     (CONTROL_INO, Kind::Dir, ".".into()),
                     (ROOT_INO, Kind::Dir, "..".into()),
                     (STATUS_INO, Kind::File, "status.json".into()),
+                    (STATUS_HTML_INO, Kind::File, "status.html".into()),
                 ],
                 sink,
             ),
@@ -504,12 +534,12 @@ impl Fs {
                 generation,
                 id,
             } => (mirror, generation, id),
-            Node::Status => {
+            Node::Status(r) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.handles
                     .write()
                     .unwrap()
-                    .insert(fh, Handle::Bytes(self.status_json()));
+                    .insert(fh, Handle::Bytes(self.report(r)));
                 return Ok(Opened {
                     fh,
                     ino,
@@ -531,11 +561,18 @@ impl Fs {
                 digest: file.digest.clone(),
             },
         ));
+        if let Source::Remote { url } = &file.source {
+            // A cached object the entry's promised size contradicts is EIO.
+            self.cached_size(&mirror, url, &file)?;
+        }
         let local = match &file.source {
             Source::Stored => self.local(&mirror.meta, &file.digest),
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
                 Some(hit) => {
                     mirror.counters.opened_cached(&file.digest);
+                    if let Some(size) = self.store.size_of(&file.digest) {
+                        mirror.counters.served(size);
+                    }
                     Some(hit)
                 }
                 None => {
@@ -543,22 +580,16 @@ impl Fs {
                     // the verified bytes. An exporter that opens on its event
                     // loop (nginx) is never blocked by upstream; reads run in
                     // its thread pool. The download starts at once.
-                    mirror.counters.miss();
-                    let pending = Arc::new(PendingFile {
-                        cell: tokio::sync::OnceCell::new(),
-                    });
-                    let (me, p) = (self.clone(), pending.clone());
-                    let (m, u, digest, size) =
-                        (mirror.clone(), url.clone(), file.digest.clone(), file.size);
-                    tokio::spawn(async move { p.get(&me, &m, &u, &digest, size).await });
-                    let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                    let handle = Handle::Pending {
-                        pending,
+                    mirror.counters.opened_uncached(&file.digest);
+                    let pending = PendingFile::start(
+                        &self,
                         mirror,
-                        url: url.clone(),
-                        digest: file.digest.clone(),
-                        size: file.size,
-                    };
+                        url.clone(),
+                        file.digest.clone(),
+                        file.size,
+                    );
+                    let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                    let handle = Handle::Pending(pending);
                     self.handles.write().unwrap().insert(fh, handle);
                     return Ok(Opened {
                         fh,
@@ -608,25 +639,11 @@ impl Fs {
                 let end = start.saturating_add(size as usize).min(b.len());
                 return Ok(b[start..end].to_vec());
             }
-            Handle::Pending {
-                pending,
-                mirror,
-                url,
-                digest,
-                size,
-            } => Err((
-                pending.clone(),
-                mirror.clone(),
-                url.clone(),
-                digest.clone(),
-                *size,
-            )),
+            Handle::Pending(pending) => Err(pending.clone()),
         };
         let f = match handle {
             Ok(f) => f,
-            Err((pending, mirror, url, digest, len)) => {
-                pending.get(&self, &mirror, &url, &digest, len).await?
-            }
+            Err(pending) => pending.get(&self).await?,
         };
         read_at(&f, offset, size)
     }
@@ -640,5 +657,6 @@ impl Fs {
     }
 }
 
+/// A read that cannot be served: counted, logged (rate-limited), EIO.
 #[cfg(test)]
 mod tests;

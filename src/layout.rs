@@ -169,12 +169,19 @@ pub struct Doc {
     /// The URL that answered (after redirects); relative links resolve against it.
     pub url: String,
     pub content_type: Option<String>,
+    /// The digest upstream states for the body (`Docker-Content-Digest`),
+    /// if it sent one.
+    pub content_digest: Option<String>,
     pub body: Vec<u8>,
     /// Same bytes as at the last sync (304, or an identical body).
     pub unchanged: bool,
     /// The source keeps these bytes in the mirror's metadata store under
     /// this SHA-256, so an entry can serve them as `Body::Stored`.
     pub stored: Option<crate::digest::Digest>,
+    /// Its share of the document budget ([`crate::fetch::DOC_BUDGET`]),
+    /// given back when the document is dropped: keep the `Doc` until its
+    /// parse is done, and drop a large one before asking for another.
+    pub hold: crate::fetch::DocHold,
 }
 
 impl Doc {
@@ -309,6 +316,13 @@ pub trait Adapter: Send + Sync {
     /// paths, which no upstream document lists).
     fn lazy_dir(&self, _parent: &str, _name: &str) -> bool {
         false
+    }
+
+    /// Upstream base URLs learnt from metadata at sync (the mirrors an RPM
+    /// metalink names): an artifact under one of them is also tried under
+    /// the others, after the configured upstreams.
+    fn fallback_upstreams(&self) -> Vec<Url> {
+        Vec::new()
     }
 
     /// Entries of the previous generation to keep although no unit lists

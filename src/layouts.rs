@@ -24,6 +24,9 @@ layouts! {
     crates,
     npm,
     go,
+    rpm,
+    oci,
+    conda,
 }
 
 #[cfg(test)]

@@ -14,47 +14,84 @@ use regfs::control::{self, Request};
 use regfs::daemon::MountOpts;
 use regfs::redact::Redacting;
 
+/// Where the configuration is unless `--config` or `$REGFS_CONFIG` says otherwise.
+const DEFAULT_CONFIG: &str = "/etc/regfs/regfs.toml";
+
 #[derive(Parser)]
 #[command(
     name = "regfs",
     version,
-    about = "Mount package registries as a verified, lazily fetched, read-only filesystem"
+    about = "Mount package registries as a verified, lazily fetched, read-only filesystem",
+    long_about = "Mount package registries as a verified, lazily fetched, read-only filesystem.\n\n\
+        Every mirror of the configuration appears under the mount point in its ecosystem's \
+        layout; a file is fetched from upstream the first time it is read, verified against \
+        the digest its metadata promised, and kept in a content-addressed cache. Export the \
+        mount with nginx or rsyncd (see /usr/share/regfs/ or scripts/ in the source).",
+    after_help = "The mount helper form, as mount(8) runs it for `mount -t fuse.regfs` and \
+        /etc/fstab (Type=fuse.regfs in a systemd .mount unit):\n\n    \
+        regfs CONFIG MOUNTPOINT [-o OPTIONS]\n\n\
+        checks CONFIG, mounts in the background and returns once the mount is up. \
+        OPTIONS as for `regfs mount -o`. The configuration is read from --config, \
+        else $REGFS_CONFIG, else /etc/regfs/regfs.toml."
 )]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// The configuration file every subcommand reads.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The configuration file (TOML: global keys and one [[mirror]] table per mirror).
+    #[arg(long, short, env = "REGFS_CONFIG", default_value = DEFAULT_CONFIG, value_name = "FILE")]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Mount every configured mirror under MOUNTPOINT (foreground; SIGINT/SIGTERM unmount).
+    /// Mount every configured mirror under MOUNTPOINT, in the foreground.
+    ///
+    /// Serves until SIGINT or SIGTERM (then unmounts, lazily if the mount is
+    /// busy) or until the mount point is unmounted. SIGHUP re-reads the
+    /// configuration: added mirrors appear, removed ones disappear, changed
+    /// ones are reopened and synced, without unmounting. Logs go to stderr
+    /// (RUST_LOG sets the level, REGFS_LOG_FORMAT=json one JSON object a line).
     Mount {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// An existing, empty directory; each mirror appears under it by name,
+        /// beside `.regfs/status.json`.
+        #[arg(value_name = "MOUNTPOINT")]
         mountpoint: PathBuf,
-        /// Extra FUSE mount options, comma separated.
-        #[arg(short = 'o')]
+        /// Mount options, comma separated: `log=PATH` (write the log there instead of
+        /// stderr) and the generic options mount(8) and fstab pass (defaults, noauto,
+        /// nofail, _netdev, ro, nosuid, nodev, noexec, noatime, allow_other,
+        /// x-systemd.*, comment=…); regfs is always read-only, nosuid and nodev.
+        #[arg(short = 'o', value_name = "OPTIONS")]
         options: Option<String>,
     },
-    /// Sync mirrors now (through the running mount if there is one).
+    /// Sync mirrors now: through the running mount if there is one (it serves the
+    /// new generations at once), else directly on the state and cache directories.
     Sync {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Mirror names (default: all).
         mirrors: Vec<String>,
     },
-    /// Show each mirror's generation, last sync, cache and counters.
+    /// Show each mirror's generation, last sync, cache use and counters.
     Status {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON (the same as the mount's `.regfs/status.json`).
         #[arg(long)]
         json: bool,
     },
     /// Re-hash the cache against the catalogs; exit status 1 if anything was wrong.
     Verify {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Remove corrupt objects and objects no mirror owns.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Remove corrupt objects and objects no mirror owns (a running mount stops
+        /// serving them at once and fetches them again on the next read).
         #[arg(long)]
         repair: bool,
         /// Mirrors whose metadata files to check too (default: all).
@@ -62,17 +99,22 @@ enum Cmd {
     },
     /// Download now the artifacts of MIRROR whose paths match GLOBs (default: all).
     Prefetch {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The mirror's name.
         mirror: String,
+        /// Shell-style patterns over mirror-relative paths (`packages/*`, `*.whl`).
         globs: Vec<String>,
     },
+    /// Print this program's manual page (roff), as the package installs it.
+    #[command(hide = true)]
+    Manpage,
     /// Evict least recently used artifacts down to a size.
     Gc {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Target size such as "10GiB" (default: cache_max_size).
-        #[arg(long)]
+        #[arg(long, value_name = "SIZE")]
         max_size: Option<String>,
     },
 }
@@ -132,7 +174,7 @@ fn mount_helper(args: &[String]) -> ExitCode {
                 }
             }
             let mut status = unsafe { std::fs::File::from_raw_fd(fds[1]) };
-            init_logging(opts.log.as_deref(), true);
+            init_logging(opts.log.as_deref(), true, "info");
             let ready: regfs::daemon::Ready = Box::new(move |r| {
                 let msg = match r {
                     Ok(()) => "ok".to_string(),
@@ -183,9 +225,17 @@ impl Write for Syslog {
 
 /// Logs to stderr, to `log` when given, or, for a detached mount helper
 /// without `log=`, to syslog.
-fn init_logging(log: Option<&std::path::Path>, detached: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_logging(log: Option<&std::path::Path>, detached: bool, level: &str) {
+    // fuser's session warns when its own unmount fails at the end, which
+    // it always does after `umount` of the mount point (EINVAL: it is gone
+    // already): a normal stop, not something to warn an operator about.
+    // Its replies fail only when the kernel no longer waits for them (ENOENT:
+    // the client was interrupted, ENODEV: the mount was detached while a
+    // request ran), which it logs as an ERROR; the client has its answer
+    // from the kernel either way.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},fuser::session=error,fuser::reply=off"))
+    });
     let json = std::env::var("REGFS_LOG_FORMAT").is_ok_and(|f| f == "json");
     // Every line passes through redact(): no URL's userinfo reaches a log.
     let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log {
@@ -238,7 +288,7 @@ fn main() -> ExitCode {
     fixed_mmap_threshold();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let commands = [
-        "mount", "sync", "status", "verify", "prefetch", "gc", "help",
+        "mount", "sync", "status", "verify", "prefetch", "gc", "manpage", "help",
     ];
     if args
         .first()
@@ -246,8 +296,11 @@ fn main() -> ExitCode {
     {
         return mount_helper(&args);
     }
-    init_logging(None, false);
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `status` is a report: the INFO lines of opening the state are noise there.
+    let quiet = matches!(cli.cmd, Cmd::Status { .. });
+    init_logging(None, false, if quiet { "warn" } else { "info" });
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("regfs: {}", regfs::redact::redact(&format!("{e:#}")));
@@ -263,13 +316,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mountpoint,
             options,
         } => {
-            let config = Config::load(&config)?;
+            let config = Config::load(&config.config)?;
             MountOpts::parse(options.as_deref().unwrap_or("")).map_err(anyhow::Error::msg)?;
             regfs::daemon::run(config, &mountpoint, None)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sync { config, mirrors } => {
-            let config = Config::load(&config)?;
+            let config = Config::load(&config.config)?;
             let resp = one_shot(&config, Request::Sync { mirrors })?;
             for r in &resp.reports {
                 if r.changed {
@@ -307,7 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             repair,
             mirrors,
         } => maintenance(
-            &Config::load(&config)?,
+            &Config::load(&config.config)?,
             Request::Verify { mirrors, repair },
             "verify",
         ),
@@ -316,7 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mirror,
             globs,
         } => maintenance(
-            &Config::load(&config)?,
+            &Config::load(&config.config)?,
             Request::Prefetch { mirror, globs },
             "prefetch",
         ),
@@ -327,10 +380,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })?),
                 None => None,
             };
-            maintenance(&Config::load(&config)?, Request::Gc { max }, "gc")
+            maintenance(&Config::load(&config.config)?, Request::Gc { max }, "gc")
+        }
+        Cmd::Manpage => {
+            use clap::CommandFactory;
+            print!("{}", regfs::manpage::render(&Cli::command()));
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { config, json } => {
-            let config = Config::load(&config)?;
+            let config = Config::load(&config.config)?;
             let resp = one_shot(&config, Request::Status)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&resp.status)?);
@@ -356,11 +414,11 @@ fn maintenance(config: &Config, req: Request, what: &str) -> anyhow::Result<Exit
             println!("PROBLEM: {p}");
         }
         println!(
-            "{what}: {} checked ({} bytes), {} problems, {} actions",
-            r.checked,
-            r.bytes,
-            r.problems.len(),
-            r.actions.len()
+            "{what}: {} checked ({}), {}, {}",
+            count(r.checked, "object", "objects"),
+            count(r.bytes, "byte", "bytes"),
+            count(r.problems.len() as u64, "problem", "problems"),
+            count(r.actions.len() as u64, "change", "changes"),
         );
     }
     Ok(if resp.ok {
@@ -368,6 +426,11 @@ fn maintenance(config: &Config, req: Request, what: &str) -> anyhow::Result<Exit
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `1 problem`, `2 problems`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Draws a progress line on stderr while `work` runs, if it is a terminal:
@@ -438,4 +501,45 @@ fn one_shot_quiet(config: &Config, req: Request) -> anyhow::Result<control::Resp
         .close()
         .context("cache: recording a clean shutdown")?;
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_option_and_argument_is_described_in_help() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "{}: no description",
+                sub.get_name()
+            );
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "`regfs {} --help` does not describe {id}",
+                    sub.get_name()
+                );
+            }
+        }
+        let mut top = Cli::command();
+        let help = top.render_long_help().to_string();
+        assert!(
+            help.contains("regfs CONFIG MOUNTPOINT [-o OPTIONS]"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "problem", "problems"), "1 problem");
+        assert_eq!(count(0, "problem", "problems"), "0 problems");
+    }
 }

@@ -13,6 +13,8 @@ pub const FUSE_REQUESTS: &str = "regfs_fuse_requests_total";
 pub const READS: &str = "regfs_opens_total";
 pub const FETCHES: &str = "regfs_fetches_total";
 pub const FETCHED_BYTES: &str = "regfs_fetched_bytes_total";
+pub const FETCH_SECONDS: &str = "regfs_fetch_seconds_total";
+pub const SERVED_BYTES: &str = "regfs_served_bytes_total";
 pub const VERIFY_FAILURES: &str = "regfs_verify_failures_total";
 pub const UPSTREAM_ERRORS: &str = "regfs_upstream_errors_total";
 pub const SYNC_DURATION: &str = "regfs_last_sync_duration_seconds";
@@ -101,6 +103,18 @@ pub fn render(app: &App, fuse: Option<&crate::stats::OpCounters>) -> String {
         &per(&|s| s.counters.fetched_bytes as f64),
     );
     family(
+        FETCH_SECONDS,
+        "counter",
+        "Time the verified downloads took (with regfs_fetches_total: the mean cold-fetch time).",
+        &per(&|s| s.counters.fetch_ms as f64 / 1000.0),
+    );
+    family(
+        SERVED_BYTES,
+        "counter",
+        "Bytes of artifacts opened from the cache.",
+        &per(&|s| s.counters.served_bytes as f64),
+    );
+    family(
         VERIFY_FAILURES,
         "counter",
         "Downloads refused because they did not match the promised digest or size.",
@@ -163,12 +177,13 @@ pub async fn serve(
     addr: std::net::SocketAddr,
     app: Arc<App>,
     fuse: Arc<crate::stats::OpCounters>,
+    history: Arc<crate::history::History>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics");
     loop {
         let (mut conn, _) = listener.accept().await?;
-        let (app, fuse) = (app.clone(), fuse.clone());
+        let (app, fuse, history) = (app.clone(), fuse.clone(), history.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let n =
@@ -179,17 +194,82 @@ pub async fn serve(
                     _ => return,
                 };
             let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET / ") {
-                ("200 OK", render(&app, Some(&fuse)))
+            let (status, ctype, body) = if req.starts_with("GET /metrics ") {
+                (
+                    "200 OK",
+                    "text/plain; version=0.0.4",
+                    render(&app, Some(&fuse)),
+                )
+            } else if req.starts_with("GET / ") || req.starts_with("GET /status ") {
+                let list: Vec<_> = app
+                    .mirrors()
+                    .iter()
+                    .map(|m| crate::status::collect(m, &app.store))
+                    .collect();
+                let now = crate::timestamp::now();
+                let page = crate::dashboard::render(&list, &history, app.store.usage().bytes, now);
+                ("200 OK", "text/html; charset=utf-8", page)
             } else {
-                ("404 Not Found", "see /metrics\n".to_string())
+                (
+                    "404 Not Found",
+                    "text/plain",
+                    "see / (the status page) and /metrics\n".to_string(),
+                )
             };
             let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = conn.write_all(head.as_bytes()).await;
             let _ = conn.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every metric the shipped Grafana dashboard plots is one regfs exports.
+    #[test]
+    fn the_grafana_dashboard_names_only_metrics_regfs_exports() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/grafana/regfs-dashboard.json"
+        );
+        let dash: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).expect("valid JSON");
+        let known = [
+            super::FUSE_REQUESTS,
+            super::READS,
+            super::FETCHES,
+            super::FETCHED_BYTES,
+            super::FETCH_SECONDS,
+            super::SERVED_BYTES,
+            super::VERIFY_FAILURES,
+            super::UPSTREAM_ERRORS,
+            super::SYNC_DURATION,
+            super::SYNC_SUCCESS,
+            super::SYNC_TIME,
+            super::GENERATION,
+            super::CATALOG_FILES,
+            super::CACHE_BYTES,
+            super::CACHE_OBJECTS,
+        ];
+        let mut used = std::collections::HashSet::new();
+        for p in dash["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                for (i, _) in expr.match_indices("regfs_") {
+                    let name: String = expr[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    assert!(known.contains(&name.as_str()), "{name} in {expr}");
+                    used.insert(name);
+                }
+            }
+        }
+        for k in known {
+            assert!(used.contains(k), "the dashboard plots {k}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! <state_dir>/mirrors/<name>/blobs/          metadata files served (never evicted)
 //! <state_dir>/mirrors/<name>/docs.json       upstream validators for conditional requests
 //! <state_dir>/mirrors/<name>/status.json     last sync and counters
+//! <state_dir>/mirrors/<name>/built_by        the layout and upstream that built them
 //! ```
 //!
 //! A swap happens only after the new generation's trees and every metadata
@@ -19,6 +20,7 @@
 
 mod compact;
 mod docs;
+mod identity;
 mod lazy;
 mod persist;
 mod state;
@@ -100,6 +102,11 @@ pub struct Mirror {
     /// Metadata blobs written by a sync in progress, not yet referenced by
     /// a generation: garbage collection keeps them.
     pinned: Mutex<std::collections::HashSet<Digest>>,
+    /// Held while a metadata blob is written and made live (kept by the
+    /// document cache or pinned), and while garbage is collected: a blob
+    /// written between the collector's view of what is live and its sweep
+    /// would otherwise be swept (a lookup storm of Maven sidecars did it).
+    pub(crate) gc_lock: Mutex<()>,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -155,6 +162,11 @@ impl Mirror {
         let meta = Store::open(&dir.join("blobs"), None)
             .map(Store::batched)
             .map_err(|e| other(e.to_string()))?;
+        identity::claim(&config, &dir).map_err(|source| MirrorError::Io {
+            mirror: config.name.clone(),
+            path: dir.clone(),
+            source,
+        })?;
         let catalog = Catalog::open(&dir).map_err(|source| MirrorError::Io {
             mirror: config.name.clone(),
             path: dir.join("catalog"),
@@ -228,6 +240,7 @@ impl Mirror {
             on_swap: RwLock::new(None),
             swapped: tokio::sync::Notify::new(),
             pinned: Mutex::default(),
+            gc_lock: Mutex::default(),
             config,
         })
     }
@@ -289,7 +302,17 @@ impl Mirror {
 
     /// Candidate URLs for an artifact (its own, then fallback upstreams).
     pub fn artifact_urls(&self, url: &str) -> Vec<String> {
-        crate::fetch::fallback_urls(url, &self.config.upstreams)
+        let learnt = self.adapter.fallback_upstreams();
+        if learnt.is_empty() {
+            return crate::fetch::fallback_urls(url, &self.config.upstreams);
+        }
+        let mut bases = self.config.upstreams.clone();
+        bases.extend(
+            learnt
+                .into_iter()
+                .filter(|u| !self.config.upstreams.contains(u)),
+        );
+        crate::fetch::fallback_urls(url, &bases)
     }
 
     /// Drops catalog files and metadata blobs that neither the current nor
@@ -305,6 +328,7 @@ impl Mirror {
             }
         }
         self.retired.lock().unwrap().clear();
+        let _gc = self.gc_lock.lock().unwrap();
         let mut live: std::collections::HashSet<Digest> = self.docs.blobs();
         live.extend(self.pinned.lock().unwrap().iter().cloned());
         for g in [cur, prev] {
@@ -324,6 +348,7 @@ impl Mirror {
         for e in entries.iter_mut() {
             if let Body::Inline(bytes) = &e.body {
                 let digest = Digest::sha256_of(bytes);
+                let _gc = self.gc_lock.lock().unwrap();
                 self.meta
                     .put_bytes(&digest, bytes)
                     .map_err(|err| err.to_string())?;
@@ -373,6 +398,24 @@ impl Mirror {
     }
 }
 
+/// A unit's entry in `materializing`, removed however its materialization
+/// ends: a panic in an adapter too (invariant 9 says there is none, but a
+/// unit stuck in flight would answer EIO until a restart).
+struct InFlight<'a> {
+    mirror: &'a Mirror,
+    unit: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.mirror
+            .materializing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(self.unit);
+    }
+}
+
 /// The digests of a tree's stored files.
 fn stored_digests(t: &Tree) -> Vec<Digest> {
     (0..t.node_count())
@@ -385,14 +428,14 @@ fn stored_digests(t: &Tree) -> Vec<Digest> {
 }
 
 /// The segment of the root entries for `g`'s units (their blobs stored,
-/// and pinned in `pin` when given, until a generation names them).
+/// and pinned in `pin`'s mirror when given, until a generation names them).
 fn root_segment(
     adapter: &dyn Adapter,
     meta: &Store,
     slot: u8,
     g: &Generation,
     now: u32,
-    pin: Option<&Mutex<std::collections::HashSet<Digest>>>,
+    pin: Option<&Mirror>,
 ) -> Result<Arc<Tree>, String> {
     let units: Vec<String> = g.units().map(str::to_string).collect();
     let built = catalog::build_tree(
@@ -405,13 +448,18 @@ fn root_segment(
     )
     .map_err(|e| e.to_string())?;
     for (d, bytes) in &built.blobs {
-        if let Some(p) = pin {
-            p.lock().unwrap().insert(d.clone());
+        // Written and pinned at once, between garbage collections.
+        let _gc = pin.map(|m| m.gc_lock.lock().unwrap());
+        if let Some(m) = pin {
+            m.pinned.lock().unwrap().insert(d.clone());
         }
         meta.put_bytes(d, bytes).map_err(|e| e.to_string())?;
     }
     Ok(Arc::new(built.tree))
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Assigns each mirror name a stable slot (the top byte of its inodes),
 /// persisted in `<state_dir>/slots.json`.

@@ -21,6 +21,11 @@ pub struct Counters {
     /// Completed, verified downloads and their bytes.
     fetches: AtomicU64,
     fetched_bytes: AtomicU64,
+    /// Time those downloads took, in milliseconds (for the cold-fetch latency).
+    fetch_ms: AtomicU64,
+    /// Bytes of the artifacts opened from the cache (what the cache spared
+    /// upstream, as far as opens tell: passthrough reads bypass regfs).
+    served_bytes: AtomicU64,
     /// Bodies that did not match the promised digest or size.
     verify_failures: AtomicU64,
     /// Reads answered with EIO.
@@ -57,6 +62,10 @@ pub struct Snapshot {
     pub misses: u64,
     pub fetches: u64,
     pub fetched_bytes: u64,
+    #[serde(default)]
+    pub fetch_ms: u64,
+    #[serde(default)]
+    pub served_bytes: u64,
     pub verify_failures: u64,
     pub read_errors: u64,
     pub upstream_errors: BTreeMap<String, u64>,
@@ -86,9 +95,22 @@ impl Counters {
         }
     }
 
-    pub fn add_fetch(&self, bytes: u64) {
+    /// An open had to wait for `digest`'s download (started by a `stat`
+    /// or by this open): one miss, counted once.
+    pub fn opened_uncached(&self, digest: &Digest) {
+        self.fetched_by_stat.0.remove(digest);
+        self.miss();
+    }
+
+    pub fn add_fetch(&self, bytes: u64, ms: u64) {
         self.fetches.fetch_add(1, Relaxed);
         self.fetched_bytes.fetch_add(bytes, Relaxed);
+        self.fetch_ms.fetch_add(ms, Relaxed);
+    }
+
+    /// An artifact of `bytes` opened from the cache.
+    pub fn served(&self, bytes: u64) {
+        self.served_bytes.fetch_add(bytes, Relaxed);
     }
 
     pub fn verify_failure(&self) {
@@ -114,6 +136,8 @@ impl Counters {
             misses: self.misses.load(Relaxed),
             fetches: self.fetches.load(Relaxed),
             fetched_bytes: self.fetched_bytes.load(Relaxed),
+            fetch_ms: self.fetch_ms.load(Relaxed),
+            served_bytes: self.served_bytes.load(Relaxed),
             verify_failures: self.verify_failures.load(Relaxed),
             read_errors: self.read_errors.load(Relaxed),
             upstream_errors: self
@@ -132,6 +156,8 @@ impl Counters {
         self.misses.store(s.misses, Relaxed);
         self.fetches.store(s.fetches, Relaxed);
         self.fetched_bytes.store(s.fetched_bytes, Relaxed);
+        self.fetch_ms.store(s.fetch_ms, Relaxed);
+        self.served_bytes.store(s.served_bytes, Relaxed);
         self.verify_failures.store(s.verify_failures, Relaxed);
         self.read_errors.store(s.read_errors, Relaxed);
         let mut m = self.upstream_errors.lock().unwrap();

@@ -93,10 +93,11 @@ fn mount_t_fuse_regfs_fstab_and_umount() {
         || regfs::daemon::StateLock::acquire(&dir.join("state")).is_ok(),
         "the daemon to exit",
     );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("unmounted externally"), "{text}");
     assert!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("unmounted externally")
+        !text.contains(" WARN ") && !text.contains(" ERROR "),
+        "a normal umount logs no warning: {text}"
     );
 
     // The same through an fstab line.
@@ -399,4 +400,72 @@ fn state_is_private_to_regfs() {
     );
     // The operator still reads status in the mount.
     assert!(std::fs::read(m.path(".regfs/status.json")).is_ok());
+}
+
+/// Syncs of mirror `name` that have ended so far, by the log.
+fn syncs_ended(m: &Mount, name: &str) -> usize {
+    m.log()
+        .lines()
+        .filter(|l| {
+            (l.contains("sync complete") && l.contains(&format!("mirror={name} ")))
+                || (l.contains("sync failed") && l.contains(&format!("mirror {name}: ")))
+        })
+        .count()
+}
+
+#[test]
+fn a_mirror_whose_layout_changes_never_serves_the_other_layouts_tree() {
+    // A generation is one layout's tree: after a reload to another layout
+    // (and back), a sync that cannot run must leave the mirror empty, not
+    // showing the other layout's files under this one's name.
+    let (fx, npm) = (pypi(), support::npm());
+    let up = Upstream::serve(&fx.root);
+    let npm_up = Upstream::serve(&npm.root);
+    let down = Upstream::serve(&fx.root);
+    down.set_down(true);
+    let dir = scratch("relayout");
+    let cfg = config(
+        &dir,
+        "",
+        &pypi_mirror("m", &up.url(), r#"projects = ["alpha"]"#),
+    );
+    let m = Mount::start(&dir, &cfg, "m");
+    m.wait_generation(1);
+    assert!(m.path("m/simple/alpha/index.html").is_file());
+    let reload = |mirror: String| {
+        let before = syncs_ended(&m, "m");
+        config(&dir, "", &mirror);
+        unsafe { libc::kill(m.pid() as i32, libc::SIGHUP) };
+        m.wait_for(
+            || syncs_ended(&m, "m") > before,
+            "the reloaded mirror's sync",
+        );
+    };
+    let packages = r#"packages = ["regfs-demo-a"]"#;
+    reload(support::npm_mirror("m", &down.url(), packages));
+    assert!(
+        !m.path("m/simple").exists(),
+        "the pypi tree is served as npm's"
+    );
+    reload(support::npm_mirror("m", &npm_up.url(), packages));
+    m.wait_for(
+        || m.path("m/regfs-demo-a/index.json").is_file(),
+        "npm's tree",
+    );
+    reload(pypi_mirror("m", &down.url(), r#"projects = ["alpha"]"#));
+    assert!(
+        !m.path("m/regfs-demo-a").exists(),
+        "the npm tree is served as pypi's"
+    );
+    assert!(
+        m.log().contains("built by layout npm"),
+        "a WARN says why the mirror starts empty:\n{}",
+        m.log()
+    );
+    reload(pypi_mirror("m", &up.url(), r#"projects = ["alpha"]"#));
+    m.wait_for(
+        || m.path("m/simple/alpha/index.html").is_file(),
+        "pypi's tree again",
+    );
+    assert!(!m.path("m/regfs-demo-a").exists());
 }

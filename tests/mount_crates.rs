@@ -5,7 +5,7 @@
 mod support;
 
 use support::upstream::Upstream;
-use support::{Mount, crates, crates_mirror, errno, lookup_storm, mount_over, sha256_hex};
+use support::{Mount, crates, crates_mirror, errno, mount_over, sha256_hex};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &crates().root, "crates", |up| {
@@ -94,20 +94,4 @@ fn a_crate_that_does_not_match_its_cksum_is_eio_and_not_cached() {
     assert_eq!(up.total(), before);
     let log = m.stop();
     assert!(log.contains("digest mismatch"), "logged with both digests");
-}
-
-#[test]
-fn a_storm_of_unknown_crates_asks_upstream_once_each_and_stalls_no_reader() {
-    let (up, m) = mount("crates-storm", "");
-    let cached = m.path("crates/dl/rd/rd-0.3.0.crate");
-    let names: Vec<String> = (0..1000)
-        .map(|i| format!("crates/index/no/-c/no-crate-{i}"))
-        .collect();
-    let (reads, asked) = lookup_storm(&m, &up, &names, &cached);
-    // One request per name, plus config.json at most once.
-    assert!(asked <= 1001, "{asked} upstream requests");
-    eprintln!(
-        "crates storm: 1,000 unknown names, {asked} upstream requests, {reads} cached reads meanwhile"
-    );
-    m.stop();
 }

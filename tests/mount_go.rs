@@ -5,7 +5,7 @@
 mod support;
 
 use support::upstream::{Fault, Upstream};
-use support::{Mount, errno, go, go_mirror, lookup_storm, mount_over};
+use support::{Mount, errno, go, go_mirror, mount_over};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &go().root, "go", |up| go_mirror("go", up, extra))
@@ -121,19 +121,4 @@ fn a_go_sum_file_can_be_the_checksum_source() {
         0
     );
     assert!(m.stop().contains("serving new generation"));
-}
-
-#[test]
-fn a_storm_of_unknown_modules_asks_upstream_once_each_and_stalls_no_reader() {
-    let (up, m) = mount("go-storm", "checksum_db = \"fixture.test\"");
-    let cached = m.path("go/example.com/regfs/leaf/@v/v1.0.0.zip");
-    let names: Vec<String> = (0..1000)
-        .map(|i| format!("go/example.com/nope/m{i}/@v/list"))
-        .collect();
-    let (reads, asked) = lookup_storm(&m, &up, &names, &cached);
-    assert_eq!(asked, 1000, "one request per unknown module");
-    eprintln!(
-        "go storm: 1,000 unknown modules, {asked} upstream requests, {reads} cached reads meanwhile"
-    );
-    m.stop();
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use support::upstream::Upstream;
-use support::{Mount, errno, hex_of, lookup_storm, mount_over, npm, npm_mirror};
+use support::{Mount, errno, hex_of, mount_over, npm, npm_mirror};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &npm().root, "npm", |up| npm_mirror("npm", up, extra))
@@ -114,19 +114,4 @@ fn a_tarball_that_does_not_match_its_integrity_is_eio_and_not_cached() {
     );
     assert_eq!(up.total(), before);
     assert!(m.stop().contains("digest mismatch"));
-}
-
-#[test]
-fn a_storm_of_unknown_names_asks_upstream_once_each_and_stalls_no_reader() {
-    let (up, m) = mount("npm-storm", "");
-    let cached = m.path("npm/regfs-demo-b/-/regfs-demo-b-1.0.0.tgz");
-    let names: Vec<String> = (0..1000)
-        .map(|i| format!("npm/no-such-pkg-{i}/index.json"))
-        .collect();
-    let (reads, asked) = lookup_storm(&m, &up, &names, &cached);
-    assert_eq!(asked, 1000, "one request per unknown name");
-    eprintln!(
-        "npm storm: 1,000 unknown names, {asked} upstream requests, {reads} cached reads meanwhile"
-    );
-    m.stop();
 }

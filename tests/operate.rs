@@ -138,7 +138,7 @@ fn prefetch_downloads_a_chosen_subset_and_gc_evicts_down_to_a_size() {
         let expect = usize::from(f.project == "gamma");
         assert_eq!(up.hits(&f.path), expect, "{}", f.filename);
     }
-    assert!(text.contains("prefetch: 2 checked"), "{text}");
+    assert!(text.contains("prefetch: 2 objects checked"), "{text}");
     let st = &m.status()[0];
     assert_eq!(st["cached"].as_u64(), Some(2));
     // Reads of prefetched files are cache hits.

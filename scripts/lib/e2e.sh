@@ -1,6 +1,9 @@
 # Shared harness of the end-to-end scripts (sourced, not run): a scratch
-# directory cleaned on exit, free loopback ports, a `regfs mount`, and nginx
-# running the shipped scripts/nginx/regfs.conf with workers as www-data.
+# directory cleaned on exit, free loopback ports, the layout's fixture built
+# once per run, a `regfs mount`, nginx running the shipped
+# scripts/nginx/regfs.conf with workers as www-data, and the checks every
+# script makes: a cold run fetched each artifact from upstream once, a warm
+# run asked upstream nothing.
 
 REGFS=${REGFS:-target/debug/regfs}
 [ -x "$REGFS" ] || cargo build --quiet
@@ -24,6 +27,43 @@ fail() {
     echo "$E2E: FAIL: $*" >&2
     [ -f "$work/regfs.log" ] && tail -30 "$work/regfs.log" >&2
     exit 1
+}
+
+# fixture LAYOUT: the layout's fixture (tests/fixtures/LAYOUT/build.py),
+# built once into target/tmp/LAYOUT-fixture (shared with cargo's tests and
+# reused while its builder's version holds), copied to $work/upstream, which
+# the script may change (tamper with) freely.
+fixture() {
+    local built=target/tmp/$1-fixture
+    python3 "tests/fixtures/$1/build.py" "$built" || fail "building the $1 fixture"
+    cp -a "$built" "$work/upstream"
+}
+
+# regfs_config MIRRORS: $work/regfs.toml, a scratch cache and state plus the
+# [[mirror]] tables given.
+regfs_config() {
+    printf 'cache_dir = "%s/cache"\nstate_dir = "%s/state"\n%s\n' "$work" "$work" "$1" >"$work/regfs.toml"
+}
+
+# upstream_mark: where the upstream's request log stands now.
+upstream_mark() { wc -l <"$work/upstream.log"; }
+
+# expect_quiet_upstream MARK WHAT: WHAT (a warm run) made no upstream request since MARK.
+expect_quiet_upstream() {
+    local n=$(($(wc -l <"$work/upstream.log") - $1))
+    [ "$n" = 0 ] || fail "$2 asked upstream $n more times"
+    echo "  ok $2 asked upstream nothing"
+}
+
+# expect_fetched_once PATH...: each upstream path was fetched exactly once
+# (a cold run fetched it, and no second reader fetched it again).
+expect_fetched_once() {
+    local p n
+    for p; do
+        n=$(grep -cF "\"GET /$p HTTP/" "$work/upstream.log" || true)
+        [ "$n" = 1 ] || fail "upstream served /$p $n times, not once"
+    done
+    echo "  ok the cold run fetched each of the $# artifacts from upstream once"
 }
 
 # serve_dir DIR [--throttle GLOB RATE]: a static HTTP upstream; sets $up_port.
@@ -61,7 +101,7 @@ run_nginx() {
     mkdir -p "$dir/nginx-tmp"
     cat >"$dir/nginx.conf" <<CONF
 user www-data;
-worker_processes 2;
+worker_processes ${nginx_workers:-2};
 pid $dir/nginx.pid;
 error_log $dir/nginx-error.log;
 events { worker_connections 512; }

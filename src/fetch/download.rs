@@ -13,9 +13,10 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::decode::Encoding;
-use super::{Artifact, FetchError, Fetcher, Pace, TransportError, redact};
+use super::{Artifact, FetchError, Fetcher, Pace, Progress, TransportError, redact};
 use crate::stats::Counters;
 use crate::store::{Pending, Room, Store, StoreError};
+use tokio::sync::watch;
 
 /// The most a download of unknown size may evict when the disk is full.
 pub const UNKNOWN_SIZE_ROOM: u64 = 16 << 20;
@@ -48,6 +49,7 @@ impl Fetcher {
         store: &Store,
         art: &Artifact,
         counters: &Counters,
+        progress: &watch::Sender<Progress>,
     ) -> Result<u64, FetchError> {
         let first = art.urls.first().cloned().unwrap_or_default();
         let limit = self.size_limit(store);
@@ -58,12 +60,16 @@ impl Fetcher {
             return Err(e);
         }
         let mut last = FetchError::NotFound { url: first };
+        let started = std::time::Instant::now();
         // Room is made for one artifact once, whatever its attempts.
         let made_room = &AtomicBool::new(false);
         for url in &art.urls {
             // Every failed attempt is counted, also those a retry recovers from.
             let attempt = |url| async move {
-                let r = match self.download_once(store, art, url, counters, limit).await {
+                let r = match self
+                    .download_once(store, art, url, counters, limit, progress)
+                    .await
+                {
                     Ok(size) => Ok(size),
                     Err(Failure::Fetch(e)) => Err(e),
                     Err(Failure::NoSpace { known, error }) => {
@@ -77,7 +83,7 @@ impl Fetcher {
             };
             match self.with_retries(url, attempt).await {
                 Ok(size) => {
-                    counters.add_fetch(size);
+                    counters.add_fetch(size, started.elapsed().as_millis() as u64);
                     return Ok(size);
                 }
                 Err(e) => {
@@ -143,6 +149,7 @@ impl Fetcher {
         url: &str,
         counters: &Counters,
         limit: u64,
+        progress: &watch::Sender<Progress>,
     ) -> Result<u64, Failure> {
         let _permit = self.host_permit(url, true).await;
         let headers = [("accept-encoding", "identity".to_string())];
@@ -202,6 +209,16 @@ impl Fetcher {
         if let Some(n) = sent_len.filter(|&n| n > limit) {
             return Err(too_large(url, n, limit).into());
         }
+        if let Some(n) = sent_len {
+            // Whoever waits for the size alone (a `stat`) may go on now.
+            progress.send_if_modified(|p| {
+                let first = matches!(p, Progress::Started);
+                if first {
+                    *p = Progress::Sized(n);
+                }
+                first
+            });
+        }
         let expect = art.digest.clone();
         let raw_size = if encoding.is_some() { None } else { art.size };
         let mut raw = store.begin(expect.clone(), raw_size).map_err(verify)?;
@@ -220,7 +237,7 @@ impl Fetcher {
             if raw_size.is_none() && raw.written() + chunk.len() as u64 > limit {
                 return Err(too_large(url, raw.written() + chunk.len() as u64, limit).into());
             }
-            raw.write(&chunk).map_err(verify)?;
+            raw.write_bytes(chunk.clone()).map_err(verify)?;
             if let Some(d) = decoded.as_mut() {
                 if d.write_all(&chunk).is_err() {
                     // Not (or not validly) encoded: the bytes as sent stand alone.

@@ -30,6 +30,8 @@ pub struct Reply {
     /// Send no Content-Length.
     pub no_length: bool,
     pub content_encoding: Option<String>,
+    pub www_authenticate: Option<String>,
+    pub content_digest: Option<String>,
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -144,6 +146,8 @@ impl Transport for Fake {
                 last_modified: None,
                 content_length: (!reply.no_length).then_some(reply.body.len() as u64),
                 content_encoding: reply.content_encoding.clone(),
+                www_authenticate: reply.www_authenticate.clone(),
+                content_digest: reply.content_digest.clone(),
                 body: Box::new(FakeBody {
                     data: reply.body,
                     pos: 0,

@@ -1,7 +1,8 @@
 //! The real [`Transport`]: reqwest over rustls with the system's roots.
 //! The only place that knows an HTTP client exists. It adds HTTP Basic
 //! credentials to requests for the origins and hosts they are configured
-//! for (reqwest drops the header when a redirect leaves the host).
+//! for (reqwest drops the header when a redirect leaves the host), unless
+//! the fetcher sends a registry's bearer token instead.
 
 use std::time::Duration;
 
@@ -69,8 +70,11 @@ impl Transport for Http {
     ) -> BoxFuture<'a, Result<Response, TransportError>> {
         Box::pin(async move {
             let mut req = self.client.get(url);
+            // A bearer token, when the fetcher has one, replaces the login.
+            let authorized = headers.iter().any(|(k, _)| *k == "authorization");
             if let Some(login) = reqwest::Url::parse(url)
                 .ok()
+                .filter(|_| !authorized)
                 .and_then(|u| self.credentials.for_url(&u))
             {
                 req = req.basic_auth(&login.user, Some(&login.password));
@@ -93,6 +97,8 @@ impl Transport for Http {
                 last_modified: header("last-modified"),
                 content_length: resp.content_length(),
                 content_encoding: header("content-encoding"),
+                www_authenticate: header("www-authenticate"),
+                content_digest: header("docker-content-digest"),
                 body: Box::new(HttpBody(resp)),
             })
         })

@@ -508,3 +508,59 @@ async fn an_encoded_artifact_is_kept_when_the_bytes_sent_or_their_decoding_match
     };
     assert_eq!(d.body, b"{\"files\": []}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promised_size_the_object_contradicts_fails_and_a_liars_download_is_not_shared() {
+    let (fake, fetcher, store) = setup();
+    let body = vec![3u8; 5000];
+    fake.route(
+        URL,
+        vec![Reply {
+            delay: Duration::from_millis(200),
+            ..ok(&body)
+        }],
+    );
+    let c = Arc::new(Counters::default());
+    let liar = Artifact {
+        size: Some(10),
+        ..artifact(URL, &body)
+    };
+    // The liar's download starts first; the truthful reader must not get
+    // its size failure, and the liar must not get the truthful object.
+    let lying = {
+        let (f, s, c, a) = (fetcher.clone(), store.clone(), c.clone(), liar.clone());
+        tokio::spawn(async move { f.ensure(&s, a, c).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let truthful = fetcher
+        .ensure(&store, artifact(URL, &body), c.clone())
+        .await;
+    assert_eq!(truthful.unwrap(), 5000);
+    assert!(matches!(
+        lying.await.unwrap(),
+        Err(FetchError::Size { expected: 10, .. } | FetchError::Contradicted { .. })
+    ));
+    // Cached now: the lie is a verification failure, not the object.
+    let before = c.snapshot().verify_failures;
+    let e = fetcher.ensure(&store, liar, c.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FetchError::Contradicted {
+                promised: 10,
+                object: 5000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.kind(), "verify");
+    assert!(e.to_string().contains(URL), "{e}");
+    assert_eq!(c.snapshot().verify_failures, before + 1);
+    // No size promised: the object's own.
+    let sizeless = Artifact {
+        size: None,
+        ..artifact(URL, &body)
+    };
+    assert_eq!(fetcher.ensure(&store, sizeless, c).await.unwrap(), 5000);
+}

@@ -1,45 +1,176 @@
-//! Files opened before they are cached: reads wait for the one verified
-//! download, then read the local file like any other.
+//! Remote files: the size their metadata promises checked against the
+//! cached object, their one verified download, and files opened before
+//! they are cached (reads wait for the download, then read the local file
+//! like any other).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use super::{Fs, FsError};
+use crate::catalog;
+use crate::digest::Digest;
+use crate::fetch::Artifact;
 use crate::mirror::Mirror;
 
-/// An artifact opened before it was cached: the first to ask fetches it,
-/// everyone gets the same verified local file or the same error.
+impl Fs {
+    /// The size of a remote file's cached object, if cached; EIO when it
+    /// is not the size the file's metadata promises (invariants 1 and 8:
+    /// the object is verified, the entry lies about it).
+    pub(super) fn cached_size(
+        &self,
+        mirror: &Mirror,
+        url: &str,
+        file: &catalog::FileInfo,
+    ) -> Result<Option<u64>, FsError> {
+        crate::fetch::cached_size(&self.store, url, &file.digest, file.size, &mirror.counters)
+            .map_err(|e| {
+                mirror.counters.read_error();
+                FsError::Upstream(e.to_string())
+            })
+    }
+
+    /// The size of an artifact whose metadata has none (see
+    /// [`crate::fetch::Fetcher::ensure_size`]), starting its download.
+    pub(super) async fn fetch_size(
+        &self,
+        mirror: &Arc<Mirror>,
+        url: &str,
+        digest: &Digest,
+    ) -> Result<u64, FsError> {
+        let r = self
+            .fetcher
+            .ensure_size(
+                &self.store,
+                artifact(mirror, url, digest, None),
+                mirror.counters.clone(),
+            )
+            .await;
+        r.map_err(|e| read_error(mirror, url, e))
+    }
+
+    pub(super) async fn fetch(
+        &self,
+        mirror: &Arc<Mirror>,
+        url: &str,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<u64, FsError> {
+        let r = self
+            .fetcher
+            .ensure(
+                &self.store,
+                artifact(mirror, url, digest, size),
+                mirror.counters.clone(),
+            )
+            .await;
+        r.map_err(|e| read_error(mirror, url, e))
+    }
+}
+
+fn artifact(mirror: &Mirror, url: &str, digest: &Digest, size: Option<u64>) -> Artifact {
+    Artifact {
+        urls: mirror.artifact_urls(url),
+        digest: digest.clone(),
+        size,
+    }
+}
+
+fn read_error(mirror: &Mirror, url: &str, e: crate::fetch::FetchError) -> FsError {
+    crate::warn_limited!(mirror = %mirror.name(), url, "read fails with EIO: {e}");
+    mirror.counters.read_error();
+    FsError::Upstream(e.to_string())
+}
+
+/// An artifact opened before it was cached: the open starts its download,
+/// reads wait for it and everyone gets the same verified local file.
+///
+/// A failure is told once, not kept: the read that meets it gets EIO and
+/// the next read tries again (an exporter may keep the descriptor open for
+/// minutes, as nginx's `open_file_cache` does, and must not be served an
+/// old error once upstream has recovered). The open's own attempt has no
+/// reader waiting on it, so its failure waits for the first read, which
+/// would otherwise start a second download at once.
 pub struct PendingFile {
-    pub(super) cell: tokio::sync::OnceCell<Result<Arc<File>, FsError>>,
+    cell: tokio::sync::OnceCell<Arc<File>>,
+    /// The failure of the open's attempt, not yet told to a read.
+    untold: Mutex<Option<FsError>>,
+    /// Attempts begun: the open's attempt runs only if it is the first (a
+    /// read that got in before it already asked upstream).
+    attempts: std::sync::atomic::AtomicU32,
+    mirror: Arc<Mirror>,
+    url: String,
+    digest: Digest,
+    size: Option<u64>,
 }
 
 impl PendingFile {
-    pub(super) async fn get(
-        &self,
-        fs: &Fs,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &crate::digest::Digest,
+    /// Opens `url` and starts its download.
+    pub(super) fn start(
+        fs: &Arc<Fs>,
+        mirror: Arc<Mirror>,
+        url: String,
+        digest: Digest,
         size: Option<u64>,
-    ) -> Result<Arc<File>, FsError> {
+    ) -> Arc<PendingFile> {
+        let pending = Arc::new(PendingFile {
+            cell: tokio::sync::OnceCell::new(),
+            untold: Mutex::new(None),
+            attempts: Default::default(),
+            mirror,
+            url,
+            digest,
+            size,
+        });
+        let (fs, p) = (fs.clone(), pending.clone());
+        tokio::spawn(async move { p.attempt(&fs, true).await });
+        pending
+    }
+
+    /// The verified local file, for a read.
+    pub(super) async fn get(&self, fs: &Fs) -> Result<Arc<File>, FsError> {
+        self.attempt(fs, false).await
+    }
+
+    async fn attempt(&self, fs: &Fs, opening: bool) -> Result<Arc<File>, FsError> {
         self.cell
-            .get_or_init(|| async {
-                // A cache much smaller than the traffic through it can evict
-                // the object between its download and this open (the soak
-                // saw it once in 358k reads): fetch again, a few times.
-                for _ in 0..3 {
-                    fs.fetch(mirror, url, digest, size).await?;
-                    if let Some(f) = fs.local(&fs.store, digest) {
-                        return Ok(f);
-                    }
-                    tracing::info!(%digest, "evicted before it could be opened; fetching it again");
+            .get_or_try_init(|| async {
+                // Attempts run one at a time: a read that waited for the
+                // open's failed attempt is told its failure.
+                let earlier = self.attempts.fetch_add(1, Ordering::Relaxed);
+                if opening && earlier > 0 {
+                    return Err(FsError::Local("a read tried first".into()));
                 }
-                crate::warn_limited!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
-                Err(FsError::Local(format!("{digest}: evicted before it could be opened")))
+                if let Some(e) = self.untold.lock().unwrap().take() {
+                    return Err(e);
+                }
+                let r = self.fetch(fs).await;
+                if let (true, Err(e)) = (opening, &r) {
+                    *self.untold.lock().unwrap() = Some(e.clone());
+                }
+                r
             })
             .await
-            .clone()
+            .cloned()
+    }
+
+    async fn fetch(&self, fs: &Fs) -> Result<Arc<File>, FsError> {
+        let (mirror, url, digest) = (&self.mirror, &self.url, &self.digest);
+        // A cache much smaller than the traffic through it can evict the
+        // object between its download and this open (the soak saw it once
+        // in 358k reads): fetch again, a few times.
+        for _ in 0..3 {
+            fs.fetch(mirror, url, digest, self.size).await?;
+            if let Some(f) = fs.local(&fs.store, digest) {
+                return Ok(f);
+            }
+            tracing::info!(%digest, "evicted before it could be opened; fetching it again");
+        }
+        crate::warn_limited!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
+        Err(FsError::Local(format!(
+            "{digest}: evicted before it could be opened"
+        )))
     }
 }
 

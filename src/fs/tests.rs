@@ -47,7 +47,7 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         vec![mirror.clone()],
         store,
         fetcher,
-        Box::new(crate::status::json),
+        Box::new(crate::status::reports(Default::default())),
     );
     Harness { fake, fs, mirror }
 }
@@ -392,4 +392,56 @@ async fn a_read_whose_stat_fetched_the_file_counts_as_a_miss() {
     assert_eq!(counts(), (0, 1), "the read had to fetch: a miss");
     assert_eq!(read_all(&h.fs, file.ino).await.unwrap(), b"sizeless");
     assert_eq!(counts(), (1, 1), "then a hit");
+}
+
+/// Many units materializing at once, each serving upstream documents as
+/// they are (Maven's checksum sidecars): every file of the final tree is
+/// readable. Garbage collection after each swap once swept a sidecar a
+/// concurrent materialization had just stored and not yet made live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_materializations_lose_no_stored_document() {
+    let dir = tmpdir();
+    let fake = Arc::new(Fake::default());
+    let fetcher = crate::fetch::Fetcher::new(fake.clone(), FetchSettings::default());
+    let base = "http://maven.up.test/maven2/";
+    let config = crate::layouts::testing::mirror("maven", base, "");
+    let mirror = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());
+    let store = Arc::new(Store::open(&dir.join("cache"), None).unwrap());
+    let fs = Fs::new(
+        vec![mirror.clone()],
+        store,
+        fetcher,
+        Box::new(crate::status::reports(Default::default())),
+    );
+    let units = 100;
+    for i in 0..units {
+        let jar = format!("org/test/a{i}/1.0/a{i}-1.0.jar");
+        let sha1 = crate::digest::Hasher::new(crate::digest::Algo::Sha1);
+        let mut h = sha1;
+        h.update(format!("jar {i}").as_bytes());
+        fake.route(
+            &format!("{base}{jar}.sha1"),
+            vec![ok(h.finish().hex().as_bytes())],
+        );
+    }
+    let mut tasks = Vec::new();
+    for i in 0..units {
+        let fs = fs.clone();
+        tasks.push(tokio::spawn(async move {
+            resolve(&fs, &format!("maven/org/test/a{i}/1.0/a{i}-1.0.jar.sha1"))
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let g = mirror.current();
+    let stored: Vec<_> = g.files().filter_map(|id| g.stored_digest(id)).collect();
+    assert_eq!(stored.len(), units, "one sidecar per unit");
+    let missing = stored
+        .iter()
+        .filter(|d| mirror.meta.size_of(d).is_none())
+        .count();
+    assert_eq!(missing, 0, "stored documents the tree serves are all kept");
 }

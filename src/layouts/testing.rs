@@ -36,9 +36,11 @@ impl DocSource for Docs {
             Some(body) => Ok(Doc {
                 url,
                 content_type: None,
+                content_digest: None,
                 body: body.clone(),
                 unchanged: false,
                 stored: None,
+                hold: Default::default(),
             }),
             None => Err(DocError::NotFound { url }),
         };

@@ -32,6 +32,8 @@ use super::Mirror;
 struct Cached {
     url: String,
     content_type: Option<String>,
+    #[serde(default)]
+    content_digest: Option<String>,
     etag: Option<String>,
     last_modified: Option<String>,
     sha256: String,
@@ -137,6 +139,9 @@ impl<'a> Source<'a> {
                     url: urls.first().cloned().unwrap_or_default(),
                 };
                 let (c, d) = kept.ok_or_else(gone)?;
+                // The kept body is parsed like a fetched one: it takes its
+                // share of the document budget before it is read.
+                let hold = self.fetcher.hold_doc(meta.size_of(&d).unwrap_or(0)).await;
                 let body = std::fs::read(meta.object_path(&d)).unwrap_or_default();
                 if Digest::sha256_of(&body) != d {
                     // The kept copy is damaged (a crash before it reached the
@@ -144,14 +149,17 @@ impl<'a> Source<'a> {
                     tracing::warn!(url = %c.url, "kept copy of an upstream document is damaged; fetching it again");
                     meta.remove(&d);
                     cache.map.lock().unwrap().remove(&key);
+                    drop(hold);
                     return Box::pin(self.fetch(req)).await;
                 }
                 Ok(Doc {
                     url: c.url,
                     content_type: c.content_type,
+                    content_digest: c.content_digest,
                     body,
                     unchanged: true,
                     stored: Some(d),
+                    hold,
                 })
             }
             DocResponse::NotFound { url } => {
@@ -162,23 +170,29 @@ impl<'a> Source<'a> {
                 let d = Digest::sha256_of(&doc.body);
                 // Without validators upstream, an unchanged body is still recognized.
                 let unchanged = kept.as_ref().is_some_and(|(_, k)| *k == d);
+                // Written and made live at once, between garbage collections.
+                let _gc = self.mirror.gc_lock.lock().unwrap();
                 let stored = meta.put_bytes(&d, &doc.body).is_ok().then(|| d.clone());
                 if stored.is_some() {
                     let entry = Cached {
                         url: doc.url.clone(),
                         content_type: doc.content_type.clone(),
+                        content_digest: doc.content_digest.clone(),
                         etag: doc.etag.clone(),
                         last_modified: doc.last_modified.clone(),
                         sha256: d.hex(),
                     };
                     cache.map.lock().unwrap().insert(key, entry);
                 }
+                drop(_gc);
                 Ok(Doc {
                     url: doc.url,
                     content_type: doc.content_type,
+                    content_digest: doc.content_digest,
                     body: doc.body,
                     unchanged,
                     stored,
+                    hold: doc.hold,
                 })
             }
         }

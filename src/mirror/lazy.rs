@@ -18,7 +18,7 @@ use crate::fetch::Fetcher;
 
 use super::persist::Durability;
 use super::state::TreeKind;
-use super::{Mirror, MirrorError, ROOTS_EVERY, docs, root_segment, stored_digests};
+use super::{InFlight, Mirror, MirrorError, ROOTS_EVERY, docs, root_segment, stored_digests};
 
 impl Mirror {
     /// Makes `unit` part of the tree if upstream has it; `Ok(false)` if not.
@@ -43,11 +43,15 @@ impl Mirror {
                     m.insert(unit.to_string(), rx.clone());
                     let (me, fetcher, unit) = (self.clone(), fetcher.clone(), unit.to_string());
                     tokio::spawn(async move {
+                        let in_flight = InFlight {
+                            mirror: &me,
+                            unit: &unit,
+                        };
                         let r = me.materialize_now(&fetcher, &unit).await;
                         if let Err(e) = &r {
                             crate::warn_limited!(mirror = %me.name(), unit, "materializing failed: {e}");
                         }
-                        me.materializing.lock().unwrap().remove(&unit);
+                        drop(in_flight);
                         let _ = tx.send(Some(r));
                     });
                     rx
@@ -169,7 +173,7 @@ impl Mirror {
             let b = me.clone();
             let built = tokio::task::spawn_blocking(move || {
                 let now = crate::timestamp::now() as u32;
-                root_segment(&*b.adapter, &b.meta, b.slot, &cur, now, Some(&b.pinned))
+                root_segment(&*b.adapter, &b.meta, b.slot, &cur, now, Some(&*b))
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));

@@ -139,7 +139,9 @@ impl Mirror {
         let (free, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *self.retired.lock().unwrap())
             .into_iter()
             .partition(|(_, at)| *at <= limit);
-        let mut live: std::collections::HashSet<crate::digest::Digest> = Default::default();
+        let _gc = self.gc_lock.lock().unwrap();
+        let mut live: std::collections::HashSet<crate::digest::Digest> = self.docs.blobs();
+        live.extend(self.pinned.lock().unwrap().iter().cloned());
         let mut named: Vec<[u8; 16]> = Vec::new();
         let in_memory = [Some(&cur), prev.as_ref()].into_iter().flatten();
         let roots = in_memory.filter_map(|g| g.info().roots.and_then(|s| g.segment(s)));

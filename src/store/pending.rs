@@ -1,6 +1,9 @@
 //! An object being written: hashed while it streams into a temp file,
 //! verified, made durable and renamed into place by [`Pending::commit`],
-//! removed if dropped uncommitted.
+//! removed if dropped uncommitted. A large download hashes on a thread of
+//! its own ([`Pending::write_bytes`]), so that receiving and hashing
+//! overlap instead of adding up (nothing is served before `commit` either
+//! way).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -10,11 +13,25 @@ use crate::digest::{Digest, Hasher};
 
 use super::{Store, StoreError, io_err};
 
+/// Chunks waiting for the hashing thread: enough to keep it busy, small
+/// enough that a slow hash holds the download back rather than memory.
+const QUEUED_CHUNKS: usize = 64;
+
+/// Bodies at least this large hash on their own thread.
+pub const HASH_THREAD_FROM: u64 = 1 << 20;
+
+/// A hash computed on a thread of its own from the chunks sent to it.
+struct Offloaded {
+    tx: std::sync::mpsc::SyncSender<bytes::Bytes>,
+    done: std::thread::JoinHandle<Digest>,
+}
+
 /// An object being written; removed unless committed.
 pub struct Pending {
     file: File,
     path: PathBuf,
     hasher: Hasher,
+    offloaded: Option<Offloaded>,
     written: u64,
     expect: Digest,
     expected_size: Option<u64>,
@@ -30,6 +47,7 @@ impl Pending {
     ) -> Pending {
         Pending {
             hasher: Hasher::new(expect.algo()),
+            offloaded: None,
             file,
             path,
             written: 0,
@@ -49,8 +67,48 @@ impl Pending {
                 });
             }
         }
-        self.hasher.update(chunk);
+        match &self.offloaded {
+            Some(off) => {
+                let _ = off.tx.send(bytes::Bytes::copy_from_slice(chunk));
+            }
+            None => self.hasher.update(chunk),
+        }
         self.file.write_all(chunk).map_err(io_err(&self.path))
+    }
+
+    /// As [`Pending::write`], for an owned chunk of a download: once the
+    /// body is known to be large (or of unknown size), chunks are hashed on
+    /// a thread of their own while the next ones arrive.
+    pub fn write_bytes(&mut self, chunk: bytes::Bytes) -> Result<(), StoreError> {
+        let large = self.expected_size.is_none_or(|s| s >= HASH_THREAD_FROM);
+        if self.offloaded.is_none() && large && self.expect.algo().streams() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(QUEUED_CHUNKS);
+            let mut hasher = std::mem::replace(&mut self.hasher, Hasher::new(self.expect.algo()));
+            let done = std::thread::Builder::new()
+                .name("regfs-hash".into())
+                .spawn(move || {
+                    for c in rx {
+                        hasher.update(&c);
+                    }
+                    hasher.finish()
+                })
+                .map_err(io_err(&self.path))?;
+            self.offloaded = Some(Offloaded { tx, done });
+        }
+        let Some(off) = &self.offloaded else {
+            return self.write(&chunk);
+        };
+        self.written += chunk.len() as u64;
+        if let Some(max) = self.expected_size.filter(|&m| self.written > m) {
+            return Err(StoreError::Size {
+                expected: max,
+                actual: self.written,
+            });
+        }
+        self.file.write_all(&chunk).map_err(io_err(&self.path))?;
+        // The thread only ends when the sender goes: a send cannot fail.
+        let _ = off.tx.send(chunk);
+        Ok(())
     }
 
     pub fn written(&self) -> u64 {
@@ -68,7 +126,13 @@ impl Pending {
             }
         }
         let hasher = std::mem::replace(&mut self.hasher, Hasher::new(self.expect.algo()));
-        let actual = if self.expect.algo().streams() {
+        let actual = if let Some(Offloaded { tx, done }) = self.offloaded.take() {
+            drop(tx);
+            done.join().map_err(|_| StoreError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("the hashing thread panicked"),
+            })?
+        } else if self.expect.algo().streams() {
             hasher.finish()
         } else {
             match store.digest_file(&self.path, &self.expect) {

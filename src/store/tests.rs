@@ -112,3 +112,29 @@ fn evicts_least_recently_used() {
     assert!(store.size_of(&de).is_some(), "the new object is spared");
     assert!(store.usage().bytes <= 2700);
 }
+
+#[test]
+fn a_large_body_hashed_on_its_own_thread_verifies_like_any_other() {
+    let root = tmp();
+    let store = Store::open(&root, None).unwrap();
+    let body: Vec<u8> = (0..(3usize << 20)).map(|i| (i * 7 % 251) as u8).collect();
+    let d = Digest::sha256_of(&body);
+    // Unknown size, owned chunks: the hash runs on its own thread.
+    let mut p = store.begin(d.clone(), None).unwrap();
+    for c in body.chunks(16 << 10) {
+        p.write_bytes(bytes::Bytes::copy_from_slice(c)).unwrap();
+    }
+    assert_eq!(p.commit(&store).unwrap(), body.len() as u64);
+    assert_eq!(std::fs::read(store.object_path(&d)).unwrap(), body);
+    // A byte off anywhere is a digest mismatch, and nothing is published.
+    let mut bad = body.clone();
+    bad[2 << 20] ^= 1;
+    let mut p = store
+        .begin(Digest::sha256_of(b"other"), Some(bad.len() as u64))
+        .unwrap();
+    for c in bad.chunks(16 << 10) {
+        p.write_bytes(bytes::Bytes::copy_from_slice(c)).unwrap();
+    }
+    assert!(matches!(p.commit(&store), Err(StoreError::Digest { .. })));
+    assert_eq!(store.size_of(&Digest::sha256_of(b"other")), None);
+}

@@ -114,8 +114,11 @@ fn a_tampered_artifact_is_eio_is_not_cached_and_the_mismatch_is_logged() {
             .unwrap_or_else(|| panic!("a WARN names the URL and both digests:\n{log}"));
         assert!(line.contains("WARN"), "{line}");
         let (algo, _) = a.digest.split_once(':').unwrap();
+        // Outside the URL, which may hold a digest itself (OCI blob paths).
         assert_eq!(
-            line.matches(&format!("{algo}:")).count(),
+            line.replace(&a.upstream, "")
+                .matches(&format!("{algo}:"))
+                .count(),
             2,
             "promised and received digests: {line}"
         );
@@ -352,6 +355,27 @@ fn upstream_503_a_stall_and_a_cut_body_give_eio_in_bounded_time_then_reads_succe
                 "{fault:?}: failed within the bound ({took:?})"
             );
         }
+        // A descriptor opened while upstream fails (an exporter keeps it
+        // open for minutes) reads the file once upstream has recovered.
+        up.fault(&a.upstream, Fault::Status(503));
+        match std::fs::File::open(&p) {
+            Ok(mut held) => {
+                let mut buf = Vec::new();
+                let e = held.read_to_end(&mut buf).expect_err("upstream fails");
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+                up.clear(&a.upstream);
+                buf.clear();
+                std::io::Seek::rewind(&mut held).unwrap();
+                held.read_to_end(&mut buf)
+                    .expect("the same descriptor reads once upstream is back");
+                assert!(a.matches(&buf), "{}: the held descriptor's bytes", a.path);
+            }
+            // Without a size in the metadata, the open itself waits for upstream.
+            Err(e) => {
+                assert_ne!(case.caps.sizes, Sizes::Listed, "{e}");
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+            }
+        }
         up.clear(&a.upstream);
         read_verified(&p, a);
         assert_eq!(status(&m, case)["cached"].as_u64(), Some(1));
@@ -454,6 +478,15 @@ fn every_write_is_refused_with_erofs() {
             (-1, Some(libc::EROFS)),
             "setxattr"
         );
+        let node =
+            std::ffi::CString::new(dir.join("fifo.txt").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        let rc = unsafe { libc::mknod(node.as_ptr(), libc::S_IFIFO | 0o644, 0) };
+        assert_eq!(
+            (rc, std::io::Error::last_os_error().raw_os_error()),
+            (-1, Some(libc::EROFS)),
+            "mknod"
+        );
         // SAFETY: a valid NUL-terminated path.
         let rc = unsafe { libc::truncate(c.as_ptr(), 0) };
         assert_eq!(
@@ -461,6 +494,86 @@ fn every_write_is_refused_with_erofs() {
             (-1, Some(libc::EROFS)),
             "truncate"
         );
+        // Other users may read, nobody may write.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o444);
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o555);
         read_verified(&f, a);
+    });
+}
+
+/// Looks `components` up one at a time below `root` (`openat`, so no path
+/// a syscall sees is longer than one name) and `stat`s the last: the errno
+/// of the first step that fails, `None` if all succeed.
+fn lookup_each(root: &std::path::Path, components: &[String]) -> Option<i32> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let errno = || std::io::Error::last_os_error().raw_os_error();
+    let c = CString::new(root.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; the descriptor is owned below.
+    let raw = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
+    assert!(raw >= 0, "open {}", root.display());
+    // SAFETY: `raw` is a descriptor this function just opened.
+    let mut dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    let (last, dirs) = components.split_last().unwrap();
+    for name in dirs {
+        let n = CString::new(name.as_str()).unwrap();
+        // SAFETY: a valid directory descriptor and NUL-terminated name.
+        let raw = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                n.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )
+        };
+        if raw < 0 {
+            return errno();
+        }
+        // SAFETY: `raw` was just opened.
+        dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    }
+    let n = CString::new(last.as_str()).unwrap();
+    // SAFETY: a valid directory descriptor, name and stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstatat(dir.as_raw_fd(), n.as_ptr(), &mut st, 0) };
+    if rc != 0 { errno() } else { None }
+}
+
+#[test]
+fn an_artifact_below_names_too_long_to_represent_is_enoent_and_harms_nothing() {
+    // A client walks hostile directories of 255-byte names down to an
+    // artifact's own path, so that its directory is within PATH_MAX but the
+    // artifact (and its checksum sidecars) are not; upstream answers every
+    // request below the hostile prefix as for the real path. Nothing may
+    // panic (a lazy unit that panics once answered EIO until a restart).
+    each_layout(|case| {
+        let (up, m) = case.mount("deep");
+        let a = case.artifact(0);
+        let parent_len = parent(&a.path).len();
+        let mut left = 4095 - parent_len;
+        let mut deep = Vec::new();
+        while left > 0 {
+            let n = left.min(255);
+            deep.push("d".repeat(n));
+            left = left.saturating_sub(n + 1);
+        }
+        let prefix = deep.join("/");
+        assert!(prefix.len() + 1 + parent_len <= 4096 && prefix.len() + 1 + a.path.len() > 4096);
+        up.remap(&format!("{}{prefix}/", case.fx.upstream), &case.fx.upstream);
+        let mut path: Vec<String> = vec![case.layout.to_string()];
+        path.extend(deep);
+        path.extend(a.path.split('/').map(str::to_string));
+        for attempt in ["first", "second"] {
+            let e = lookup_each(&m.mnt, &path);
+            assert!(
+                matches!(e, Some(libc::ENOENT | libc::ENAMETOOLONG)),
+                "{attempt} lookup of {} below the hostile prefix: {:?}",
+                a.path,
+                e.map(std::io::Error::from_raw_os_error)
+            );
+        }
+        read_verified(&listed(&m, case, a), a);
+        let log = m.log();
+        assert!(!log.contains("panicked"), "{log}");
     });
 }

@@ -115,6 +115,7 @@ const HINTS: &[(&str, &str)] = &[
     ("maven", "is a JDK installed?"),
     ("crates", "is cargo on PATH?"),
     ("npm", "is npm on PATH?"),
+    ("oci", "are umoci, skopeo and docker-registry installed?"),
 ];
 
 /// The fixture of `layout`, built once per test binary into the target's

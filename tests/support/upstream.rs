@@ -1,6 +1,9 @@
 //! A fixture upstream: an HTTP/1.1 server on 127.0.0.1:0 that serves a
 //! directory, negotiates PEP 691 (`simple/<p>/` → `index.v1_json` or
-//! `index.html` by Accept), records every request, and injects faults per
+//! `index.html` by Accept), sends the headers a `<file>.headers` sidecar
+//! holds (`Name: value` lines; a `Content-Type` there replaces the
+//! default: an OCI registry's manifest media types and
+//! `Docker-Content-Digest`), records every request, and injects faults per
 //! path. Threads and blocking I/O keep it independent of the code under test.
 
 use std::collections::HashMap;
@@ -229,6 +232,16 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
         return false;
     }
     let (file, ctype) = resolve(&s.root, mapped.as_deref().unwrap_or(&rel), accept);
+    let sidecar = sidecar_headers(file.as_deref());
+    let ctype = sidecar
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map_or(ctype, |(_, v)| v.as_str());
+    let extra: Vec<(&str, &str)> = sidecar
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut body = match (&fault, file.and_then(|f| std::fs::read(f).ok())) {
         (Some(Fault::Body(b)), _) => b.clone(),
         (_, Some(b)) => b,
@@ -287,9 +300,26 @@ fn respond(out: &mut TcpStream, s: &State, path: &str, headers: &[(String, Strin
             let packed = compress(encoding, &body);
             send_with(out, 200, ctype, &packed, &[("Content-Encoding", encoding)])
         }
-        Some(Fault::Header(name, value)) => send_with(out, 200, ctype, &body, &[(name, &value)]),
-        _ => send(out, 200, ctype, &body, None, 0),
+        Some(Fault::Header(name, value)) => {
+            let mut headers = extra;
+            headers.push((name, &value));
+            send_with(out, 200, ctype, &body, &headers)
+        }
+        _ => send_with(out, 200, ctype, &body, &extra),
     }
+}
+
+/// The `Name: value` lines of `<file>.headers`, if there is one.
+fn sidecar_headers(file: Option<&Path>) -> Vec<(String, String)> {
+    let Some(f) = file else { return Vec::new() };
+    let mut name = f.as_os_str().to_owned();
+    name.push(".headers");
+    std::fs::read_to_string(name)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 fn compress(encoding: &str, body: &[u8]) -> Vec<u8> {

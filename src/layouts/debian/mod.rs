@@ -26,7 +26,7 @@
 //! "Hash Sum mismatch".
 
 mod deb822;
-mod gpg;
+
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -144,7 +144,7 @@ pub struct Debian {
     /// The first upstream base URL; artifact URLs fall back to the others.
     base: String,
     dists: String,
-    gpg: Arc<gpg::Gpgv>,
+    gpg: Arc<crate::gpgv::Gpgv>,
     max_document: u64,
 }
 
@@ -176,7 +176,7 @@ impl Debian {
 
     pub fn new(ctx: &MirrorContext, opts: DebianOptions) -> Debian {
         Debian {
-            gpg: Arc::new(gpg::Gpgv::new(&opts.keyring)),
+            gpg: Arc::new(crate::gpgv::Gpgv::new(&opts.keyring)),
             opts,
             base: ctx.base(),
             dists: ctx.spec.path("dists").to_string(),
@@ -444,7 +444,13 @@ impl Debian {
         }
         for f in &wanted {
             let p = f.path.as_str();
-            let path = RelPath::new(format!("{dists}/{p}")).expect("validated parts");
+            // Invariant 9: a path Release may name but the tree cannot hold
+            // (PATH_MAX below `dists/<suite>/`) is left out.
+            let Ok(path) = RelPath::new(format!("{dists}/{p}")) else {
+                tracing::warn!(suite, file = p, "leaving out an index whose path is too long for the tree");
+                rejected += 1;
+                continue;
+            };
             let dir = p
                 .rsplit_once('/')
                 .map_or(dists.clone(), |(d, _)| format!("{dists}/{d}"));
@@ -475,8 +481,11 @@ impl Debian {
                 ("SHA512", f.sha512.clone()),
             ];
             for (algo, hex) in hashes.into_iter().filter_map(|(a, h)| Some((a, h?))) {
-                let alias_path =
-                    RelPath::new(format!("{dir}/by-hash/{algo}/{hex}")).expect("validated parts");
+                let Ok(alias_path) = RelPath::new(format!("{dir}/by-hash/{algo}/{hex}")) else {
+                    tracing::warn!(suite, file = p, "leaving out a by-hash path too long for the tree");
+                    rejected += 1;
+                    continue;
+                };
                 entries.push(Entry {
                     path: alias_path,
                     mtime: None,

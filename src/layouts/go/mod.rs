@@ -262,9 +262,9 @@ impl Go {
         let Some(list) = self.optional(src, format!("{esc}/@v/list")).await? else {
             return Ok(None);
         };
-        let mut entries = vec![stored(format!("{esc}/@v/list"), list)];
+        let mut entries = vec![stored(format!("{esc}/@v/list"), list)?];
         if let Some(latest) = self.optional(src, format!("{esc}/@latest")).await? {
-            entries.push(stored(format!("{esc}/@latest"), latest));
+            entries.push(stored(format!("{esc}/@latest"), latest)?);
         }
         Ok(Some(UnitOutput {
             entries,
@@ -310,8 +310,8 @@ impl Go {
             });
         }
         let entries = vec![
-            stored(format!("{at}.info"), info),
-            stored(format!("{at}.mod"), modf),
+            stored(format!("{at}.info"), info)?,
+            stored(format!("{at}.mod"), modf)?,
             Entry {
                 path: RelPath::new(format!("{at}.zip")).map_err(|e| SyncError::BadMetadata {
                     url: format!("{}{at}.zip", self.base),
@@ -333,12 +333,18 @@ impl Go {
     }
 }
 
-fn stored(path: String, doc: Doc) -> Entry {
-    Entry {
-        path: RelPath::new(path).expect("validated module path"),
+/// A document served as it came, at `path`; a path the tree cannot hold (a
+/// module path element over 255 bytes once escaped, say) fails the unit.
+fn stored(path: String, doc: Doc) -> Result<Entry, SyncError> {
+    let path = RelPath::new(path).map_err(|e| SyncError::BadMetadata {
+        url: doc.url.clone(),
+        what: format!("cannot be represented in the tree: {e}"),
+    })?;
+    Ok(Entry {
+        path,
         mtime: None,
         body: doc.into_body(),
-    }
+    })
 }
 
 impl Adapter for Go {
@@ -368,7 +374,7 @@ impl Adapter for Go {
                     return Ok(None);
                 };
                 return Ok(Some(UnitOutput {
-                    entries: vec![stored(unit.to_string(), doc)],
+                    entries: vec![stored(unit.to_string(), doc)?],
                     rejected: 0,
                     unchanged: false,
                 }));

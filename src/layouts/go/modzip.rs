@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn h1_of_a_go_mod_matches_go_sum() {
         // go.sum of a module whose go.mod is exactly "module example.com/m\n"
-        // (computed with golang.org/x/mod/sumdb/dirhash semantics).
+        // (computed with the semantics of x/mod's sumdb/dirhash package).
         let d = hash_mod(b"module example.com/m\n");
         let s = format_h1(&d);
         assert_eq!(parse_h1(&s), Some(d));

@@ -126,10 +126,13 @@ impl Maven {
         let (base, _) = split_sidecar(name);
         let dir: Vec<&str> = parent.split('/').collect();
         let segment_ok = |s: &str| check_name(s).is_ok() && !s.starts_with('.');
+        // The longest name the unit's files take (a `.sha512` sidecar) must
+        // be representable: every component, and PATH_MAX for the whole.
         if parent.is_empty()
             || dir.len() >= MAX_DEPTH
             || !dir.iter().all(|s| segment_ok(s))
             || !segment_ok(&format!("{base}.sha512"))
+            || RelPath::new(format!("{parent}/{base}.sha512")).is_err()
         {
             return None;
         }
@@ -194,7 +197,7 @@ impl Maven {
                 }
             }
             entries.push(Entry {
-                path: RelPath::new(format!("{path}{ext}")).expect("checked by the caller"),
+                path: unit_path(&format!("{path}{ext}"))?,
                 mtime: None,
                 body: doc.into_body(),
             });
@@ -230,7 +233,7 @@ impl Maven {
             }
         }
         entries.push(Entry {
-            path: RelPath::new(unit).expect("checked by the caller"),
+            path: unit_path(unit)?,
             mtime: None,
             body: doc.into_body(),
         });
@@ -284,7 +287,7 @@ impl Maven {
             }
         };
         entries.push(Entry {
-            path: RelPath::new(unit).expect("checked by the caller"),
+            path: unit_path(unit)?,
             mtime: None,
             body,
         });
@@ -294,6 +297,16 @@ impl Maven {
             unchanged: false,
         }))
     }
+}
+
+/// A unit's file as a tree path. [`Maven::file_unit`] admits only units
+/// whose every file is representable, so this fails only if that check and
+/// the sidecar list drift apart: an error for the unit, never a panic.
+fn unit_path(path: &str) -> Result<RelPath, SyncError> {
+    RelPath::new(path).map_err(|e| SyncError::BadMetadata {
+        url: path.to_string(),
+        what: format!("cannot be represented in the tree: {e}"),
+    })
 }
 
 /// `data` hashed with the algorithm of `like`.

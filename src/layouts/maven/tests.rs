@@ -266,3 +266,20 @@ fn a_pom_comes_with_its_sidecars_and_is_listed_only_as_verified_bytes() {
         "the bad bytes are not served; a read fetches and verifies (EIO)"
     );
 }
+
+#[test]
+fn a_file_whose_sidecars_pass_path_max_is_no_unit() {
+    // Its directory is within PATH_MAX, its `.md5` is not (4,097 bytes):
+    // it names no unit (ENOENT), where materializing it used to panic.
+    let deep = [vec!["d".repeat(255); 15], vec!["d".repeat(225)]]
+        .concat()
+        .join("/");
+    let parent = format!("{deep}/org/regfs/1.0");
+    let a = adapter(None);
+    assert_eq!(parent.len() + 1 + "regfs-1.0.jar".len(), 4093);
+    assert_eq!(a.lazy_unit(&parent, "regfs-1.0.jar"), None);
+    assert!(!a.lazy_dir(&parent, "regfs-1.0.jar"));
+    // A short enough one still is.
+    let shallow = format!("{}/org/regfs/1.0", "d".repeat(255));
+    assert!(a.lazy_unit(&shallow, "regfs-1.0.jar").is_some());
+}

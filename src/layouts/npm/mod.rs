@@ -14,6 +14,10 @@
 //! The shipped nginx config maps npm's URLs (`/<name>`, `/@scope%2f<name>`,
 //! the Accept header) onto this tree.
 
+mod packument;
+
+pub use packument::Rewritten;
+
 use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
@@ -135,113 +139,6 @@ impl Npm {
                 .as_ref()
                 .is_none_or(|globs| globs.iter().any(|g| g.matches(name)))
     }
-
-    /// Rewrites a packument: tarballs point at the mirror, versions without a
-    /// usable digest are dropped. Returns the document, the tarball entries
-    /// and the reasons for what was dropped.
-    pub fn rewrite(
-        &self,
-        name: &str,
-        doc_url: &str,
-        mut doc: serde_json::Value,
-    ) -> Result<(serde_json::Value, Vec<Entry>, Vec<String>), String> {
-        if doc.get("name").and_then(|n| n.as_str()) != Some(name) {
-            return Err(format!("is not the packument of {name:?}"));
-        }
-        let base = reqwest::Url::parse(doc_url).map_err(|e| e.to_string())?;
-        let mut entries = Vec::new();
-        let mut dropped = Vec::new();
-        let mut kept_versions = Vec::new();
-        let versions = doc
-            .get_mut("versions")
-            .and_then(|v| v.as_object_mut())
-            .ok_or("has no `versions` object")?;
-        versions.retain(|vers, meta| {
-            let Some(dist) = meta.get_mut("dist") else {
-                dropped.push(format!("{vers}: no dist"));
-                return false;
-            };
-            let digest = dist_digest(dist);
-            let tarball = dist
-                .get("tarball")
-                .and_then(|t| t.as_str())
-                .and_then(|t| base.join(t).ok());
-            let (Some(digest), Some(tarball)) = (digest, tarball) else {
-                dropped.push(format!("{vers}: no usable integrity, shasum or tarball"));
-                return false;
-            };
-            let file = tarball
-                .path_segments()
-                .and_then(|mut s| s.next_back())
-                .map(str::to_string)
-                .filter(|f| f.ends_with(".tgz") && check_name(f).is_ok() && !f.starts_with('.'));
-            let Some(file) = file else {
-                dropped.push(format!("{vers}: tarball URL {tarball} names no .tgz file"));
-                return false;
-            };
-            let Ok(path) = RelPath::new(format!("{name}/-/{file}")) else {
-                dropped.push(format!("{vers}: unusable tarball name {file:?}"));
-                return false;
-            };
-            dist["tarball"] =
-                serde_json::Value::String(format!("{}/{name}/-/{file}", self.public_url));
-            entries.push(Entry {
-                path,
-                mtime: None,
-                body: Body::Remote {
-                    url: tarball.to_string(),
-                    size: None,
-                    digest,
-                },
-            });
-            kept_versions.push(vers.clone());
-            true
-        });
-        if let Some(tags) = doc.get_mut("dist-tags").and_then(|t| t.as_object_mut()) {
-            tags.retain(|_, v| {
-                v.as_str()
-                    .is_some_and(|v| kept_versions.iter().any(|k| k == v))
-            });
-        }
-        Ok((doc, entries, dropped))
-    }
-}
-
-/// npm's install document: per version only what installing needs.
-pub fn abbreviate(full: &serde_json::Value) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for k in ["name", "dist-tags"] {
-        if let Some(v) = full.get(k) {
-            out.insert(k.to_string(), v.clone());
-        }
-    }
-    if let Some(m) = full.get("time").and_then(|t| t.get("modified")) {
-        out.insert("modified".into(), m.clone());
-    }
-    let mut versions = serde_json::Map::new();
-    for (vers, meta) in full
-        .get("versions")
-        .and_then(|v| v.as_object())
-        .into_iter()
-        .flatten()
-    {
-        let mut v = serde_json::Map::new();
-        for k in ABBREVIATED_FIELDS {
-            if let Some(x) = meta.get(*k) {
-                v.insert(k.to_string(), x.clone());
-            }
-        }
-        let scripts = meta.get("scripts");
-        let installs = ["preinstall", "install", "postinstall"]
-            .iter()
-            .any(|s| scripts.and_then(|sc| sc.get(*s)).is_some());
-        if installs && !v.contains_key("hasInstallScript") {
-            v.insert("hasInstallScript".into(), serde_json::Value::Bool(true));
-        }
-        versions.insert(vers.clone(), serde_json::Value::Object(v));
-    }
-    out.insert("versions".into(), serde_json::Value::Object(versions));
-    serde_json::Value::Object(out)
 }
 
 impl Adapter for Npm {
@@ -279,18 +176,20 @@ impl Adapter for Npm {
                 url: doc.url.clone(),
                 what,
             };
-            let json: serde_json::Value =
-                serde_json::from_slice(&doc.body).map_err(|e| bad(format!("not JSON ({e})")))?;
-            let (full, mut entries, dropped) = self.rewrite(unit, &doc.url, json).map_err(bad)?;
+            let packument::Rewritten {
+                full,
+                abbreviated,
+                mut entries,
+                dropped,
+            } = self.rewrite(unit, &doc.url, &doc.body).map_err(bad)?;
             for d in &dropped {
                 tracing::warn!(url = %doc.url, "leaving out version {d}");
             }
-            let abbreviated = abbreviate(&full);
-            for (file, value) in [(FULL, &full), (ABBREVIATED, &abbreviated)] {
+            for (file, bytes) in [(FULL, full), (ABBREVIATED, abbreviated)] {
                 entries.push(Entry {
                     path: RelPath::new(format!("{unit}/{file}")).expect("validated name"),
                     mtime: None,
-                    body: Body::Inline(serde_json::to_vec(value).expect("JSON values serialize")),
+                    body: Body::Inline(bytes),
                 });
             }
             Ok(Some(UnitOutput {

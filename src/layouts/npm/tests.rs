@@ -74,9 +74,19 @@ fn packuments_point_at_the_mirror_and_drop_what_cannot_be_verified() {
         }
     });
     let a = adapter(None);
-    let (full, entries, dropped) = a
-        .rewrite("@s/demo", "https://registry.upstream.test/@s%2fdemo", doc)
+    let Rewritten {
+        full,
+        abbreviated,
+        entries,
+        dropped,
+    } = a
+        .rewrite(
+            "@s/demo",
+            "https://registry.upstream.test/@s%2fdemo",
+            doc.to_string().as_bytes(),
+        )
         .unwrap();
+    let full: serde_json::Value = serde_json::from_slice(&full).expect("the served packument is JSON");
     assert_eq!(dropped.len(), 2, "{dropped:?}");
     let v = &full["versions"];
     assert!(v.get("2.0.0").is_none() && v.get("3.0.0").is_none());
@@ -108,13 +118,44 @@ fn packuments_point_at_the_mirror_and_drop_what_cannot_be_verified() {
         "relative tarball URLs resolve"
     );
 
-    let ab = abbreviate(&full);
+    let ab: serde_json::Value = serde_json::from_slice(&abbreviated).expect("JSON");
+    assert_eq!(ab["name"], "@s/demo");
+    assert_eq!(ab["dist-tags"], serde_json::json!({"latest": "1.1.0"}));
+    assert_eq!(
+        ab["versions"]["1.0.0"]["dist"]["tarball"],
+        "http://mirror.example/npm/@s/demo/-/demo-1.0.0.tgz"
+    );
+    assert!(ab["versions"].get("2.0.0").is_none());
+    // What the mirror does not change is as upstream had it.
+    assert_eq!(full["versions"]["1.0.0"]["readme"], "long");
+    assert_eq!(full["time"], doc["time"]);
     assert_eq!(ab["modified"], "2026-01-01T00:00:00Z");
     assert!(ab["versions"]["1.0.0"].get("readme").is_none());
     assert_eq!(ab["versions"]["1.0.0"]["hasInstallScript"], true);
+    assert!(ab["versions"]["1.1.0"].get("hasInstallScript").is_none());
     assert_eq!(ab["versions"]["1.0.0"]["dependencies"]["a"], "^1");
     assert!(
-        a.rewrite("other", "https://r/other", full.clone()).is_err(),
+        a.rewrite("other", "https://r/other", full.to_string().as_bytes())
+            .is_err(),
         "a packument of another name"
     );
+}
+
+#[test]
+fn duplicate_keys_keep_the_last_and_escapes_survive() {
+    let sri_ = format!("sha512-{}", sri(&[9; 64]));
+    let text = format!(
+        r#"{{"name":"dup","name":"dup","versions":{{"1.0.0":{{"version":"0","version":"1.0.0","description":"a \"quoted\" \u00e9 line\n","dist":{{"tarball":"https://registry.upstream.test/dup/-/dup-1.0.0.tgz","integrity":"{sri_}"}}}},"1.0.0":{{"version":"1.0.0","dist":{{"tarball":"https://registry.upstream.test/dup/-/dup-1.0.0.tgz","integrity":"{sri_}"}},"weird\"key":1}}}},"dist-tags":{{"latest":"1.0.0"}}}}"#
+    );
+    let r = adapter(None)
+        .rewrite("dup", "https://registry.upstream.test/dup", text.as_bytes())
+        .unwrap();
+    let full: serde_json::Value = serde_json::from_slice(&r.full).unwrap();
+    assert_eq!(r.entries.len(), 1);
+    assert_eq!(full["versions"]["1.0.0"]["weird\"key"], 1, "the last 1.0.0 wins");
+    assert!(full["versions"]["1.0.0"].get("description").is_none());
+    let ab: serde_json::Value = serde_json::from_slice(&r.abbreviated).unwrap();
+    assert_eq!(ab["dist-tags"]["latest"], "1.0.0");
+    assert!(adapter(None).rewrite("dup", "https://r/dup", b"[1]").is_err());
+    assert!(adapter(None).rewrite("dup", "https://r/dup", b"{\"name\":\"dup\"}").is_err());
 }

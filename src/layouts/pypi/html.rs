@@ -130,8 +130,7 @@ fn decode_entities(s: &str) -> String {
 }
 
 /// Escapes text for HTML content and double-quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -141,7 +140,6 @@ pub fn escape(s: &str) -> String {
             _ => out.push(c),
         }
     }
-    out
 }
 
 /// One anchor of a page the mirror writes.
@@ -151,25 +149,58 @@ pub struct Link {
     pub text: String,
 }
 
-/// A PEP 503 page: a title and one anchor per link.
-pub fn page(title: &str, api_version: &str, links: &[Link]) -> String {
-    let mut s = format!(
-        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{api_version}\">\n    <title>{t}</title>\n  </head>\n  <body>\n    <h1>{t}</h1>\n",
-        t = escape(title)
-    );
-    for Link { href, attrs, text } in links {
+/// A PEP 503 page written link by link into one buffer (project pages
+/// have tens of thousands of links: no list of them is built first).
+pub struct Page(String);
+
+impl Page {
+    /// Starts a page; `capacity` is a guess of its final size.
+    pub fn new(title: &str, api_version: &str, capacity: usize) -> Page {
+        let mut s = String::with_capacity(capacity);
+        s.push_str("<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"");
+        escape_into(&mut s, api_version);
+        s.push_str("\">\n    <title>");
+        escape_into(&mut s, title);
+        s.push_str("</title>\n  </head>\n  <body>\n    <h1>");
+        escape_into(&mut s, title);
+        s.push_str("</h1>\n");
+        Page(s)
+    }
+
+    /// An anchor: `href` (its parts concatenated), attributes, text.
+    pub fn link(&mut self, href: &[&str], attrs: &[(&str, &str)], text: &str) {
+        let s = &mut self.0;
         s.push_str("    <a href=\"");
-        s.push_str(&escape(href));
+        for part in href {
+            escape_into(s, part);
+        }
         s.push('"');
         for (k, v) in attrs {
-            s.push_str(&format!(" {k}=\"{}\"", escape(v)));
+            s.push(' ');
+            s.push_str(k);
+            s.push_str("=\"");
+            escape_into(s, v);
+            s.push('"');
         }
         s.push('>');
-        s.push_str(&escape(text));
+        escape_into(s, text);
         s.push_str("</a><br />\n");
     }
-    s.push_str("  </body>\n</html>\n");
-    s
+
+    pub fn finish(mut self) -> String {
+        self.0.push_str("  </body>\n</html>\n");
+        self.0
+    }
+}
+
+/// A PEP 503 page: a title and one anchor per link.
+pub fn page(title: &str, api_version: &str, links: &[Link]) -> String {
+    let mut p = Page::new(title, api_version, 256 + 128 * links.len());
+    for Link { href, attrs, text } in links {
+        let attrs: Vec<(&str, &str)> = attrs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        p.link(&[href], &attrs, text);
+    }
+    p.finish()
 }
 
 #[cfg(test)]

@@ -15,9 +15,15 @@
 
 mod html;
 mod json;
+mod parse;
+mod render;
+
+use std::borrow::Cow;
+
+pub use parse::{parse_index, parse_project};
 
 use crate::catalog::{Body, Entry};
-use crate::digest::{Algo, Digest};
+use crate::digest::Digest;
 use crate::keys::{Glob, Section};
 use crate::layout::{
     Adapter, BoxFuture, Capabilities, Sizes, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
@@ -51,33 +57,44 @@ pub struct Pypi {
     file_template: String,
 }
 
-/// A project page, whichever format it came in.
+/// A project page, whichever format it came in; strings borrow from the
+/// upstream page where they can (large pages are 100 MiB).
 #[derive(Debug, Default)]
-pub struct Project {
+pub struct Project<'a> {
     pub last_serial: Option<u64>,
     /// PEP 700 `versions`, when upstream sent them.
     pub versions: Option<Vec<String>>,
-    pub files: Vec<File>,
+    pub files: Vec<File<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Yanked {
+pub enum Yanked<'a> {
     No,
-    Yes(String),
+    Yes(Cow<'a, str>),
 }
 
 #[derive(Debug, Clone)]
-pub struct File {
-    pub filename: String,
+pub struct File<'a> {
+    pub filename: Cow<'a, str>,
     /// Absolute, fragment removed.
     pub url: String,
     pub sha256: Option<Digest>,
-    pub requires_python: Option<String>,
-    pub yanked: Yanked,
+    pub requires_python: Option<Cow<'a, str>>,
+    pub yanked: Yanked<'a>,
     /// `Some(None)`: upstream has metadata but gave no hash for it.
     pub core_metadata: Option<Option<Digest>>,
     pub size: Option<u64>,
-    pub upload_time: Option<String>,
+    pub upload_time: Option<Cow<'a, str>>,
+}
+
+/// A file the mirror lists, as its pages show it.
+struct Kept<'p, 'a> {
+    file: &'p File<'a>,
+    /// Its path relative to the project page.
+    href: String,
+    /// The PEP 658 metadata advertised: only with a hash, under a
+    /// representable name.
+    metadata: Option<&'p Digest>,
 }
 
 /// PEP 503 normalization: lowercase, runs of `-`, `_`, `.` become `-`.
@@ -111,7 +128,8 @@ fn is_project_name(name: &str) -> bool {
 
 impl Pypi {
     /// Reads `projects` (names or globs; none: lazy) and `cooldown` (hide
-    /// files uploaded less than this long ago).
+    /// files uploaded less than this long ago, and files whose upload time
+    /// is unknown).
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Pypi, String> {
         Ok(Pypi {
             filter: keys.globs("projects")?,
@@ -161,25 +179,26 @@ impl Pypi {
     }
 
     /// Turns a parsed project page into tree entries and the rewritten pages.
-    pub fn project_entries(&self, project: &str, page: &Project, now: u64) -> UnitOutput {
+    pub fn project_entries(&self, project: &str, page: &Project<'_>, now: u64) -> UnitOutput {
         let dir = self.project_path(project);
         let up = "../".repeat(dir.split('/').count());
-        let mut entries = Vec::new();
-        let mut kept: Vec<(File, String)> = Vec::new();
+        let mut entries = Vec::with_capacity(2 * page.files.len() + 3);
+        let mut kept: Vec<Kept> = Vec::with_capacity(page.files.len());
         let mut rejected = 0;
+        let mut ageless = 0;
         // A filename claimed with two digests: neither claim can be believed.
-        let mut digests: std::collections::HashMap<&str, Vec<&Digest>> =
-            std::collections::HashMap::new();
+        let mut digests: std::collections::HashMap<&str, &Digest> =
+            std::collections::HashMap::with_capacity(page.files.len());
+        let mut disputed = std::collections::HashSet::new();
         for f in &page.files {
             if let Some(d) = &f.sha256 {
-                digests.entry(&f.filename).or_default().push(d);
+                if *digests.entry(&f.filename).or_insert(d) != d {
+                    disputed.insert(&*f.filename);
+                }
             }
         }
         for f in &page.files {
-            if digests
-                .get(f.filename.as_str())
-                .is_some_and(|ds| ds.iter().any(|d| Some(*d) != f.sha256.as_ref()))
-            {
+            if disputed.contains(&*f.filename) {
                 tracing::warn!(project, file = %f.filename, "withholding a file listed twice with different digests");
                 rejected += 1;
                 continue;
@@ -192,11 +211,21 @@ impl Pypi {
             let uploaded = f
                 .upload_time
                 .as_deref()
-                .and_then(crate::timestamp::parse_rfc3339);
-            if let (Some(cool), Some(t)) = (self.cooldown, uploaded) {
-                if t > 0 && (t as u64).saturating_add(cool) > now {
-                    tracing::debug!(project, file = %f.filename, "hidden by cooldown");
-                    continue;
+                .and_then(crate::timestamp::parse_rfc3339)
+                .filter(|&t| t > 0);
+            if let Some(cool) = self.cooldown {
+                // A file whose age cannot be established is hidden: a
+                // cooldown vouches for the age of what it serves.
+                match uploaded {
+                    None => {
+                        ageless += 1;
+                        continue;
+                    }
+                    Some(t) if (t as u64).saturating_add(cool) > now => {
+                        tracing::debug!(project, file = %f.filename, "hidden by cooldown");
+                        continue;
+                    }
+                    Some(_) => {}
                 }
             }
             let Some(path) = check_name(&f.filename)
@@ -208,8 +237,32 @@ impl Pypi {
                 continue;
             };
             let mtime = uploaded.and_then(|t| u32::try_from(t).ok());
+            let mut metadata = None;
+            if let Some(Some(md)) = &f.core_metadata {
+                // Without a hash the metadata cannot be verified: it is not
+                // advertised (above); invariant 9: nor under a name that
+                // cannot be represented.
+                match RelPath::new(format!("{path}.metadata")) {
+                    Ok(md_path) => {
+                        entries.push(Entry {
+                            path: md_path,
+                            mtime,
+                            body: Body::Remote {
+                                url: format!("{}.metadata", f.url),
+                                size: None,
+                                digest: md.clone(),
+                            },
+                        });
+                        metadata = Some(md);
+                    }
+                    Err(e) => {
+                        tracing::warn!(project, file = %f.filename, "leaving out its core metadata ({path}.metadata): {e}")
+                    }
+                }
+            }
+            let href = format!("{up}{path}");
             entries.push(Entry {
-                path: path.clone(),
+                path,
                 mtime,
                 body: Body::Remote {
                     url: f.url.clone(),
@@ -217,291 +270,48 @@ impl Pypi {
                     digest: sha256.clone(),
                 },
             });
-            let mut f = f.clone();
-            if let Some(Some(md)) = &f.core_metadata {
-                let md_path =
-                    RelPath::new(format!("{path}.metadata")).expect("file path plus suffix");
-                entries.push(Entry {
-                    path: md_path,
-                    mtime,
-                    body: Body::Remote {
-                        url: format!("{}.metadata", f.url),
-                        size: None,
-                        digest: md.clone(),
-                    },
-                });
-            } else {
-                // Without a hash the metadata cannot be verified: do not advertise it.
-                f.core_metadata = None;
-            }
-            kept.push((f, format!("{up}{path}")));
+            kept.push(Kept {
+                file: f,
+                href,
+                metadata,
+            });
         }
-        let all_sized = kept.iter().all(|(f, _)| f.size.is_some());
+        if ageless > 0 {
+            tracing::warn!(
+                project,
+                "cooldown: hiding {ageless} file{} with no upload time (or none that parses; PEP 503 HTML pages have none): their age cannot be established",
+                if ageless == 1 { "" } else { "s" }
+            );
+        }
+        let all_sized = kept.iter().all(|k| k.file.size.is_some());
         let api = if all_sized && page.versions.is_some() {
             "1.1"
         } else {
             "1.0"
         };
-        let html = self.render_html(project, api, &kept);
-        let json = render_json(project, api, page, &kept);
-        for (name, body) in [
-            ("index.html", html.clone()),
-            ("index.v1_html", html),
-            ("index.v1_json", json),
-        ] {
-            entries.push(Entry {
-                path: RelPath::new(format!("{dir}/{name}")).expect("validated project name"),
-                mtime: None,
-                body: Body::Inline(body.into_bytes()),
-            });
-        }
+        let json = render::json(project, api, page, &kept);
+        let html = render::html(project, api, &kept).into_bytes();
+        drop(kept);
+        let page_entry = |name: &str, body| Entry {
+            path: RelPath::new(format!("{dir}/{name}")).expect("validated project name"),
+            mtime: None,
+            body,
+        };
+        // index.v1_html is the same bytes as index.html: one copy, kept
+        // once in the metadata store and served under both names.
+        let same = Body::Stored {
+            digest: Digest::sha256_of(&html),
+            size: html.len() as u64,
+        };
+        entries.push(page_entry("index.v1_json", Body::Inline(json)));
+        entries.push(page_entry("index.html", Body::Inline(html)));
+        entries.push(page_entry("index.v1_html", same));
         UnitOutput {
             entries,
             rejected,
             unchanged: false,
         }
     }
-
-    fn render_html(&self, project: &str, api: &str, files: &[(File, String)]) -> String {
-        let links: Vec<_> = files
-            .iter()
-            .map(|(f, href)| {
-                let mut attrs = Vec::new();
-                if let Some(rp) = &f.requires_python {
-                    attrs.push(("data-requires-python", rp.clone()));
-                }
-                if let Some(Some(md)) = &f.core_metadata {
-                    let v = format!("sha256={}", md.hex());
-                    attrs.push(("data-dist-info-metadata", v.clone()));
-                    attrs.push(("data-core-metadata", v));
-                }
-                if let Yanked::Yes(reason) = &f.yanked {
-                    attrs.push(("data-yanked", reason.clone()));
-                }
-                let sha = f.sha256.as_ref().map(|d| d.hex()).unwrap_or_default();
-                html::Link {
-                    href: format!("{href}#sha256={sha}"),
-                    attrs,
-                    text: f.filename.clone(),
-                }
-            })
-            .collect();
-        html::page(&format!("Links for {project}"), api, &links)
-    }
-}
-
-fn render_json(project: &str, api: &str, page: &Project, files: &[(File, String)]) -> String {
-    use serde_json::{Map, Value, json};
-    let v11 = api == "1.1";
-    let files: Vec<Value> = files
-        .iter()
-        .map(|(f, href)| {
-            let mut o = Map::new();
-            o.insert("filename".into(), json!(f.filename));
-            o.insert("url".into(), json!(href));
-            o.insert(
-                "hashes".into(),
-                json!({"sha256": f.sha256.as_ref().map(|d| d.hex())}),
-            );
-            if let Some(rp) = &f.requires_python {
-                o.insert("requires-python".into(), json!(rp));
-            }
-            if v11 {
-                o.insert("size".into(), json!(f.size));
-                if let Some(t) = &f.upload_time {
-                    o.insert("upload-time".into(), json!(t));
-                }
-            }
-            o.insert(
-                "yanked".into(),
-                match &f.yanked {
-                    Yanked::No => json!(false),
-                    Yanked::Yes(r) if r.is_empty() => json!(true),
-                    Yanked::Yes(r) => json!(r),
-                },
-            );
-            let md = match &f.core_metadata {
-                Some(Some(d)) => json!({"sha256": d.hex()}),
-                _ => json!(false),
-            };
-            o.insert("core-metadata".into(), md.clone());
-            o.insert("dist-info-metadata".into(), md);
-            Value::Object(o)
-        })
-        .collect();
-    let mut doc = Map::new();
-    let mut meta = Map::new();
-    meta.insert("api-version".into(), json!(api));
-    if let Some(s) = page.last_serial {
-        meta.insert("_last-serial".into(), json!(s));
-    }
-    doc.insert("meta".into(), Value::Object(meta));
-    doc.insert("name".into(), json!(project));
-    if v11 {
-        doc.insert("versions".into(), json!(page.versions));
-    }
-    doc.insert("files".into(), Value::Array(files));
-    serde_json::to_string(&Value::Object(doc)).expect("JSON values serialize")
-}
-
-/// Parses an upstream project page (JSON or HTML by content type).
-pub fn parse_project(
-    url: &str,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<Project, String> {
-    let text =
-        std::str::from_utf8(body).map_err(|_| "project page is not valid UTF-8".to_string())?;
-    let is_json = content_type.map_or_else(
-        || text.trim_start().starts_with('{'),
-        |t| t.starts_with(JSON_TYPE) || t.starts_with("application/json"),
-    );
-    if is_json {
-        parse_project_json(url, text)
-    } else {
-        parse_project_html(url, text)
-    }
-}
-
-fn resolve(base: &reqwest::Url, href: &str) -> Result<(String, Option<String>), String> {
-    let mut u = base
-        .join(href)
-        .map_err(|e| format!("bad file URL `{href}`: {e}"))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!("file URL `{href}` is not http(s)"));
-    }
-    let frag = u.fragment().map(str::to_string);
-    u.set_fragment(None);
-    Ok((u.to_string(), frag))
-}
-
-fn parse_project_json(url: &str, text: &str) -> Result<Project, String> {
-    let base = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
-    let p: json::Project =
-        serde_json::from_str(text).map_err(|e| format!("invalid PEP 691 JSON: {e}"))?;
-    let mut files = Vec::with_capacity(p.files.len());
-    for f in p.files {
-        let (abs, _) = match resolve(&base, &f.url) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(url, "skipping file: {e}");
-                continue;
-            }
-        };
-        let sha256 = match f
-            .hashes
-            .get("sha256")
-            .map(|h| Digest::from_hex(Algo::Sha256, h))
-        {
-            Some(Ok(d)) => Some(d),
-            Some(Err(e)) => {
-                tracing::warn!(url, file = %f.filename, "ignoring bad sha256: {e}");
-                None
-            }
-            None => None,
-        };
-        let md = f.core_metadata.or(f.dist_info_metadata);
-        files.push(File {
-            filename: f.filename,
-            url: abs,
-            sha256,
-            requires_python: f.requires_python.filter(|s| !s.is_empty()),
-            yanked: match f.yanked {
-                Some(serde_json::Value::Bool(true)) => Yanked::Yes(String::new()),
-                Some(serde_json::Value::String(r)) => Yanked::Yes(r),
-                _ => Yanked::No,
-            },
-            core_metadata: match md {
-                Some(serde_json::Value::Bool(true)) => Some(None),
-                Some(serde_json::Value::Object(h)) => Some(
-                    h.get("sha256")
-                        .and_then(|v| v.as_str())
-                        .and_then(|h| Digest::from_hex(Algo::Sha256, h).ok()),
-                ),
-                _ => None,
-            },
-            size: f.size,
-            upload_time: f.upload_time,
-        });
-    }
-    let last_serial = p
-        .meta
-        .last_serial
-        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
-    Ok(Project {
-        last_serial,
-        versions: p.versions,
-        files,
-    })
-}
-
-fn parse_project_html(url: &str, text: &str) -> Result<Project, String> {
-    let base = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
-    let mut files = Vec::new();
-    for a in html::anchors(text) {
-        let Some(href) = a.attr("href") else { continue };
-        let (abs, frag) = match resolve(&base, href) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(url, "skipping file: {e}");
-                continue;
-            }
-        };
-        let sha256 = frag
-            .as_deref()
-            .and_then(|f| f.strip_prefix("sha256="))
-            .and_then(|h| Digest::from_hex(Algo::Sha256, h).ok());
-        let md = a
-            .attr("data-core-metadata")
-            .or(a.attr("data-dist-info-metadata"));
-        files.push(File {
-            filename: a.text.clone(),
-            url: abs,
-            sha256,
-            requires_python: a
-                .attr("data-requires-python")
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            yanked: a
-                .attr("data-yanked")
-                .map_or(Yanked::No, |r| Yanked::Yes(r.to_string())),
-            core_metadata: md.map(|v| {
-                Digest::parse_tagged(v)
-                    .ok()
-                    .filter(|d| d.algo() == Algo::Sha256)
-            }),
-            size: None,
-            upload_time: None,
-        });
-    }
-    Ok(Project {
-        files,
-        ..Project::default()
-    })
-}
-
-/// Parses the upstream root listing into normalized project names.
-pub fn parse_index(content_type: Option<&str>, body: &[u8]) -> Result<Vec<String>, String> {
-    let text =
-        std::str::from_utf8(body).map_err(|_| "project listing is not valid UTF-8".to_string())?;
-    let is_json = content_type.map_or_else(
-        || text.trim_start().starts_with('{'),
-        |t| t.starts_with(JSON_TYPE) || t.starts_with("application/json"),
-    );
-    let names: Vec<String> = if is_json {
-        let idx: json::Index =
-            serde_json::from_str(text).map_err(|e| format!("invalid PEP 691 JSON: {e}"))?;
-        idx.projects
-            .into_iter()
-            .map(|p| normalize(&p.name))
-            .collect()
-    } else {
-        html::anchors(text)
-            .into_iter()
-            .map(|a| normalize(&a.text))
-            .collect()
-    };
-    Ok(names.into_iter().filter(|n| is_project_name(n)).collect())
 }
 
 impl Adapter for Pypi {

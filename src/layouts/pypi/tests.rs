@@ -214,6 +214,16 @@ fn cooldown_hides_fresh_uploads() {
                 size: Some(1),
                 upload_time: Some("2024-01-01T00:00:00Z".into()),
             },
+            File {
+                filename: "a-3.whl".into(),
+                url: "https://f.test/a-3.whl".into(),
+                sha256: Some(Digest::sha256_of(b"3")),
+                requires_python: None,
+                yanked: Yanked::No,
+                core_metadata: None,
+                size: Some(1),
+                upload_time: None,
+            },
         ],
         ..Project::default()
     };
@@ -228,6 +238,7 @@ fn cooldown_hides_fresh_uploads() {
         hidden.contains(&"a-1.whl".to_string()) && !hidden.contains(&"a-2.whl".to_string()),
         "{hidden:?}"
     );
+    assert!(!hidden.contains(&"a-3.whl".to_string()), "no upload time: {hidden:?}");
     let shown = names(adapter(None, None).project_entries("a", &page, now));
     assert!(shown.contains(&"a-2.whl".to_string()));
 }

@@ -1,4 +1,5 @@
-//! Release signatures, checked with `gpgv` against the configured keyring.
+//! Signed metadata (Debian's Release, an RPM repomd.xml), checked with
+//! `gpgv` against the keyring a mirror configures.
 //!
 //! `gpgv` is what apt itself and debmirror use: a small, audited verifier
 //! that only answers "is this signed by a key in that keyring". Shelling out

@@ -1,0 +1,320 @@
+//! Packuments read as raw JSON and written back the same way: a member is
+//! its key and the unparsed slice of its value, and only what the mirror
+//! changes (`versions`, each `dist`, `dist-tags`) is opened. A packument
+//! can be tens of MiB (every version's metadata, readmes included): no
+//! generic JSON tree of it is ever built, and everything the mirror does
+//! not change reaches clients exactly as upstream wrote it.
+//!
+//! Of a key that appears twice in one object the last is kept (as JSON
+//! parsers commonly do).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::{ABBREVIATED_FIELDS, Npm, dist_digest};
+use crate::catalog::{Body, Entry};
+use crate::path::{RelPath, check_name};
+
+/// A string borrowed from the document where it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON object's members in order, values unparsed.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Members<'de>, M::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(0));
+                while let Some((Str(k), raw)) = m.next_entry::<Str<'de>, &'de RawValue>()? {
+                    v.push((k, raw));
+                }
+                Ok(Members(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'a> Members<'a> {
+    /// The object in `raw`, if it is one, duplicates removed.
+    fn of(raw: &'a RawValue) -> Option<Members<'a>> {
+        serde_json::from_str::<Members<'a>>(raw.get())
+            .ok()
+            .map(Members::dedup)
+    }
+
+    /// Keeps the last of each key, in the order of the kept ones.
+    fn dedup(mut self) -> Members<'a> {
+        if self.0.len() < 2 {
+            return self;
+        }
+        let mut seen = HashSet::with_capacity(self.0.len());
+        let mut keep = vec![false; self.0.len()];
+        for (i, (k, _)) in self.0.iter().enumerate().rev() {
+            keep[i] = seen.insert(k.as_ref());
+        }
+        drop(seen);
+        let mut keep = keep.into_iter();
+        self.0.retain(|_| keep.next().unwrap_or(true));
+        self
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+/// The string in `raw`, if it is one.
+fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Str>(raw.get()).ok().map(|s| s.0)
+}
+
+/// Appends `"key":` (escaped).
+fn key(out: &mut Vec<u8>, k: &str) {
+    serde_json::to_writer(&mut *out, k).expect("a string serializes into a Vec");
+    out.push(b':');
+}
+
+/// Appends `{` members `}`, each written by `member` (which returns false
+/// to leave one out).
+fn object<T>(
+    out: &mut Vec<u8>,
+    members: impl IntoIterator<Item = T>,
+    mut member: impl FnMut(&mut Vec<u8>, T) -> bool,
+) {
+    out.push(b'{');
+    let mut first = true;
+    for m in members {
+        let mark = out.len();
+        if !first {
+            out.push(b',');
+        }
+        if member(out, m) {
+            first = false;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.push(b'}');
+}
+
+/// A version the mirror serves: its metadata and its tarball's new URL.
+struct Kept<'a> {
+    version: &'a str,
+    meta: Members<'a>,
+    tarball: String,
+}
+
+/// A rewritten packument: both documents served, the tarballs, and why
+/// versions were left out.
+pub struct Rewritten {
+    pub full: Vec<u8>,
+    pub abbreviated: Vec<u8>,
+    pub entries: Vec<Entry>,
+    pub dropped: Vec<String>,
+}
+
+impl Npm {
+    /// Rewrites a packument: tarballs point at the mirror, versions without
+    /// a usable digest are dropped (and dist-tags naming them), and the
+    /// install document is derived.
+    pub fn rewrite(&self, name: &str, doc_url: &str, body: &[u8]) -> Result<Rewritten, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
+        let top = serde_json::from_str::<Members>(text)
+            .map_err(|e| format!("not a JSON object ({e})"))?
+            .dedup();
+        if top.get("name").and_then(string).as_deref() != Some(name) {
+            return Err(format!("is not the packument of {name:?}"));
+        }
+        let base = reqwest::Url::parse(doc_url).map_err(|e| e.to_string())?;
+        let versions = top
+            .get("versions")
+            .and_then(Members::of)
+            .ok_or("has no `versions` object")?;
+        let mut entries = Vec::with_capacity(versions.0.len());
+        let mut dropped = Vec::new();
+        let mut kept: Vec<Kept> = Vec::with_capacity(versions.0.len());
+        for (vers, raw) in &versions.0 {
+            let Some((meta, dist)) = Members::of(raw).and_then(|m| {
+                let dist = m.get("dist")?;
+                Some((m, dist))
+            }) else {
+                dropped.push(format!("{vers}: no dist"));
+                continue;
+            };
+            // A dist is small: read it whole.
+            let dist: serde_json::Value = serde_json::from_str(dist.get()).unwrap_or_default();
+            let digest = dist_digest(&dist);
+            let tarball = dist
+                .get("tarball")
+                .and_then(|t| t.as_str())
+                .and_then(|t| base.join(t).ok());
+            let (Some(digest), Some(tarball)) = (digest, tarball) else {
+                dropped.push(format!("{vers}: no usable integrity, shasum or tarball"));
+                continue;
+            };
+            let file = tarball
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .map(str::to_string)
+                .filter(|f| f.ends_with(".tgz") && check_name(f).is_ok() && !f.starts_with('.'));
+            let Some(file) = file else {
+                dropped.push(format!("{vers}: tarball URL {tarball} names no .tgz file"));
+                continue;
+            };
+            let Ok(path) = RelPath::new(format!("{name}/-/{file}")) else {
+                dropped.push(format!("{vers}: unusable tarball name {file:?}"));
+                continue;
+            };
+            entries.push(Entry {
+                path,
+                mtime: None,
+                body: Body::Remote {
+                    url: tarball.to_string(),
+                    size: None,
+                    digest,
+                },
+            });
+            kept.push(Kept {
+                version: vers,
+                meta,
+                tarball: format!("{}/{name}/-/{file}", self.public_url),
+            });
+        }
+        let served: HashSet<&str> = kept.iter().map(|k| k.version).collect();
+        let tags = top.get("dist-tags").and_then(Members::of);
+        let write_tags = |out: &mut Vec<u8>, tags: &Members| {
+            object(out, &tags.0, |out, (tag, v)| {
+                let keep = string(v).is_some_and(|v| served.contains(&*v));
+                if keep {
+                    key(out, tag);
+                    out.extend_from_slice(v.get().as_bytes());
+                }
+                keep
+            })
+        };
+        let write_version = |out: &mut Vec<u8>, k: &Kept, all: bool| {
+            let scripts = k.meta.get("scripts").and_then(Members::of);
+            let installs = ["preinstall", "install", "postinstall"]
+                .iter()
+                .any(|s| scripts.as_ref().is_some_and(|sc| sc.get(s).is_some()));
+            let flag = installs && k.meta.get("hasInstallScript").is_none();
+            let extra = (!all && flag).then_some(("hasInstallScript", None));
+            let members = k.meta.0.iter().map(|(f, v)| (f.as_ref(), Some(*v)));
+            object(out, members.chain(extra), |out, (field, v)| {
+                if !all && !ABBREVIATED_FIELDS.contains(&field) && field != "hasInstallScript" {
+                    return false;
+                }
+                key(out, field);
+                match (field, v) {
+                    ("dist", Some(v)) => write_dist(out, v, &k.tarball),
+                    (_, Some(v)) => out.extend_from_slice(v.get().as_bytes()),
+                    (_, None) => out.extend_from_slice(b"true"),
+                }
+                true
+            })
+        };
+        let write_versions = |out: &mut Vec<u8>, all: bool| {
+            object(out, &kept, |out, k| {
+                key(out, k.version);
+                write_version(out, k, all);
+                true
+            })
+        };
+        let mut full = Vec::with_capacity(body.len() + 64 * kept.len());
+        object(&mut full, &top.0, |out, (k, v)| {
+            key(out, k);
+            match (k.as_ref(), &tags) {
+                ("versions", _) => write_versions(out, true),
+                ("dist-tags", Some(tags)) => write_tags(out, tags),
+                _ => out.extend_from_slice(v.get().as_bytes()),
+            }
+            true
+        });
+        // npm's install document: per version only what installing needs.
+        let mut abbreviated = Vec::with_capacity(body.len() / 2);
+        let modified = top
+            .get("time")
+            .and_then(Members::of)
+            .and_then(|t| t.get("modified"));
+        let parts = ["name", "dist-tags", "modified", "versions"];
+        object(&mut abbreviated, parts, |out, part| {
+            match (part, &tags, modified) {
+                ("name", ..) => {
+                    key(out, "name");
+                    out.extend_from_slice(top.get("name").map_or("null", |v| v.get()).as_bytes());
+                }
+                ("dist-tags", Some(tags), _) => {
+                    key(out, "dist-tags");
+                    write_tags(out, tags);
+                }
+                ("modified", _, Some(m)) => {
+                    key(out, "modified");
+                    out.extend_from_slice(m.get().as_bytes());
+                }
+                ("versions", ..) => {
+                    key(out, "versions");
+                    write_versions(out, false);
+                }
+                _ => return false,
+            }
+            true
+        });
+        Ok(Rewritten {
+            full,
+            abbreviated,
+            entries,
+            dropped,
+        })
+    }
+}
+
+/// Writes a version's `dist` with `tarball` replaced.
+fn write_dist(out: &mut Vec<u8>, raw: &RawValue, tarball: &str) {
+    let Some(dist) = Members::of(raw) else {
+        out.extend_from_slice(raw.get().as_bytes());
+        return;
+    };
+    object(out, &dist.0, |out, (k, v)| {
+        key(out, k);
+        if k == "tarball" {
+            serde_json::to_writer(&mut *out, tarball).expect("a string serializes into a Vec");
+        } else {
+            out.extend_from_slice(v.get().as_bytes());
+        }
+        true
+    });
+}
