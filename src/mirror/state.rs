@@ -235,11 +235,10 @@ impl Catalog {
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|a| a < IN_FLIGHT));
-            if ours
-                && !live.contains(&name)
-                && !(recent && name.starts_with("seg-"))
-                && !fresh.contains(&name)
-            {
+            let keep = live.contains(&name)
+                || fresh.contains(&name)
+                || (recent && name.starts_with("seg-"));
+            if ours && !keep {
                 let _ = std::fs::remove_file(e.path());
             }
         }
