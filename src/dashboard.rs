@@ -231,6 +231,7 @@ mod tests {
             name: "m<1>".into(),
             layout: "pypi".into(),
             generation: 3,
+            materialized: 0,
             generation_built: 900,
             sync: Default::default(),
             units: 1,

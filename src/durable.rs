@@ -25,6 +25,35 @@ pub fn private_dir(dir: &Path) -> io::Result<Option<u32>> {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_unsynced_dir(path, bytes)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// [`write_atomic`] without the directory `fsync`: the file's bytes are on
+/// disk, its name only once something syncs the directory (a caller
+/// writing several files into one directory syncs it once, last).
+pub fn write_unsynced_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_renamed(path, bytes, true)
+}
+
+/// Writes `path` through a temp file and a rename, syncing nothing: the
+/// caller makes it durable with [`sync_fs`] before anything durable names it
+/// (one filesystem sync for many files).
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_renamed(path, bytes, false)
+}
+
+/// Flushes everything written to the filesystem holding `dir` (`syncfs`).
+pub fn sync_fs(dir: &Path) -> io::Result<()> {
+    let d = File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn write_renamed(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -39,14 +68,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if sync {
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Makes the names written into `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Removes temp files an interrupted [`write_atomic`] may have left in `dir`.

@@ -424,8 +424,14 @@ impl Fs {
                 // Invariant 8: learn the true size before answering, from
                 // upstream's headers if they tell it (an exporter that
                 // stats on its event loop waits for those, not for the
-                // whole body), else from the verified download.
-                (None, None) => (self.fetch_size(mirror, url, &file.digest).await?, true),
+                // whole body), else from the verified download. The read
+                // that follows is a miss, whether or not the download
+                // has finished by its open.
+                (None, None) => {
+                    let size = self.fetch_size(mirror, url, &file.digest).await?;
+                    mirror.counters.fetched_by_stat(&file.digest);
+                    (size, true)
+                }
             },
         };
         Ok(Attr {
@@ -495,14 +501,15 @@ impl Fs {
                 } else {
                     g.ino(g.parent(id))
                 };
-                let children = g.children(id);
-                let total = 2 + u64::from(children.end - children.start);
+                let total = 2 + g.children(id).len() as u64;
                 for k in offset..total {
                     let (ino, kind, name) = match k {
                         0 => (g.ino(id), Kind::Dir, "."),
                         1 => (parent, Kind::Dir, ".."),
                         _ => {
-                            let c = children.start + (k - 2) as u32;
+                            let Some(c) = g.child_at(id, (k - 2) as usize) else {
+                                break;
+                            };
                             (g.ino(c), g.kind(c), g.name(c))
                         }
                     };
@@ -562,7 +569,7 @@ impl Fs {
             Source::Stored => self.local(&mirror.meta, &file.digest),
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
                 Some(hit) => {
-                    mirror.counters.hit();
+                    mirror.counters.opened_cached(&file.digest);
                     if let Some(size) = self.store.size_of(&file.digest) {
                         mirror.counters.served(size);
                     }
@@ -573,7 +580,7 @@ impl Fs {
                     // the verified bytes. An exporter that opens on its event
                     // loop (nginx) is never blocked by upstream; reads run in
                     // its thread pool. The download starts at once.
-                    mirror.counters.miss();
+                    mirror.counters.opened_uncached(&file.digest);
                     let pending = PendingFile::start(
                         &self,
                         mirror,

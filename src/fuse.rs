@@ -355,7 +355,7 @@ impl Filesystem for FuseFs {
             .fs
             .mirrors()
             .iter()
-            .map(|m| u64::from(m.current().node_count()))
+            .map(|m| m.current().node_count())
             .sum();
         reply.statfs(usage.bytes.div_ceil(4096), 0, 0, files, 0, 4096, 255, 4096);
     }

@@ -339,6 +339,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for m in &r.missing {
                     println!("{}: warning: {m} not found upstream", r.mirror);
                 }
+                for f in &r.failed {
+                    eprintln!(
+                        "regfs: {}: warning: {} kept its previous contents: {}",
+                        r.mirror, f.unit, f.error
+                    );
+                }
             }
             for e in &resp.errors {
                 eprintln!("regfs: sync failed: {e}");

@@ -1,46 +1,61 @@
 //! One mirror at run time: its current generation (and the previous one,
 //! for handles and lookups that raced a swap), its metadata store, its
-//! counters, and the two ways a generation changes: a full sync
-//! (`mirror/sync.rs`) or the materialization of one unit on lookup.
+//! counters, and the ways a generation changes: a full sync
+//! (`mirror/sync.rs`), the materialization of units on lookup, and the
+//! merge of materialized units into the base (`mirror/compact.rs`).
 //!
 //! ```text
-//! <state_dir>/mirrors/<name>/generations/<n>.cat   persisted generations
-//! <state_dir>/mirrors/<name>/current               number of the served one
-//! <state_dir>/mirrors/<name>/blobs/                metadata files served (never evicted)
-//! <state_dir>/mirrors/<name>/docs.json             upstream validators for conditional requests
-//! <state_dir>/mirrors/<name>/status.json           last sync and counters
-//! <state_dir>/mirrors/<name>/built_by              the layout and upstream that built them
+//! <state_dir>/mirrors/<name>/catalog/        segments, bases, roots (mirror/state.rs)
+//! <state_dir>/mirrors/<name>/blobs/          metadata files served (never evicted)
+//! <state_dir>/mirrors/<name>/docs.json       upstream validators for conditional requests
+//! <state_dir>/mirrors/<name>/status.json     last sync and counters
+//! <state_dir>/mirrors/<name>/built_by        the layout and upstream that built them
 //! ```
 //!
-//! A swap happens only after the new generation and every metadata file it
-//! serves are durable on disk (invariant 2); then one pointer write makes it
-//! current, in memory and on disk.
+//! A swap happens only after the new generation's trees and every metadata
+//! file it serves are durable on disk (invariant 2); then its root is
+//! written and it becomes current, in memory and on disk. Materializing a
+//! unit writes its segment, the root entries' segment and a root: its cost
+//! does not grow with the units already there.
 
+mod compact;
 mod docs;
 mod identity;
+mod lazy;
+mod persist;
+mod state;
 mod sync;
 
-pub use sync::{SyncReport, jittered};
+pub use sync::{SyncReport, UnitFailure, jittered};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::catalog::{self, Body, Entry, Generation, Invalidations, Source};
+use crate::catalog::{self, Body, Entry, Generation, Info, Invalidations, Tree, Units};
 use crate::config::MirrorConfig;
-use crate::fetch::Fetcher;
+use crate::digest::Digest;
 use crate::layout::{Adapter, LayoutSpec};
 use crate::stats::{Counters, Snapshot};
 use crate::store::Store;
+
+use state::{Catalog, Loaded};
 
 /// Where lookups wait for a unit being materialized: `Ok(false)` = upstream does not have it.
 type Waiter = watch::Receiver<Option<Result<bool, String>>>;
 
 /// Called with what the kernel must forget after a swap.
 pub type SwapHook = Box<dyn Fn(Invalidations) + Send + Sync>;
+
+/// The label of the root entries' segment (units are named otherwise).
+const ROOTS_LABEL: &str = ":root entries";
+
+/// How long root entries may lag behind materialized units.
+const ROOTS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct Mirror {
     pub config: MirrorConfig,
@@ -50,16 +65,32 @@ pub struct Mirror {
     dir: PathBuf,
     /// Metadata files the generations serve, by SHA-256.
     pub meta: Arc<Store>,
+    catalog: Catalog,
     current: RwLock<Arc<Generation>>,
     previous: RwLock<Option<Arc<Generation>>>,
     pub counters: Arc<Counters>,
-    /// Serializes generation changes (syncs and materializations).
+    /// Serializes generation changes (syncs, materializations, merges).
     swap_lock: tokio::sync::Mutex<()>,
     /// One sync of this mirror at a time (a second request waits its turn).
     sync_lock: tokio::sync::Mutex<()>,
     /// Units upstream does not have, remembered for `negative_ttl`.
     negative: moka::sync::Cache<String, ()>,
     materializing: Mutex<HashMap<String, Waiter>>,
+    /// Segments of materialized units waiting for a swap: whoever swaps
+    /// next takes them all (materializations that arrive together share
+    /// one root write).
+    pending: Mutex<Vec<(String, Arc<Tree>)>>,
+    /// A merge of the overlay into the base is running.
+    compacting: AtomicBool,
+    /// A rebuild of the root entries is scheduled.
+    roots_due: AtomicBool,
+    /// Root entries' segments replaced, with the first generation that
+    /// does not name them (see `persist.rs`).
+    retired: Mutex<Vec<(Arc<Tree>, u64)>>,
+    /// The roots on disk.
+    persisted: Mutex<persist::Persisted>,
+    /// A write of the current root is scheduled.
+    persist_due: AtomicBool,
     /// Placeholder directories handed out by lookups (see
     /// [`Adapter::lazy_dir`]): inode to mirror-relative path.
     placeholders: moka::sync::Cache<u64, Arc<str>>,
@@ -70,7 +101,7 @@ pub struct Mirror {
     pub swapped: tokio::sync::Notify,
     /// Metadata blobs written by a sync in progress, not yet referenced by
     /// a generation: garbage collection keeps them.
-    pinned: Mutex<std::collections::HashSet<crate::digest::Digest>>,
+    pinned: Mutex<std::collections::HashSet<Digest>>,
     /// Held while a metadata blob is written and made live (kept by the
     /// document cache or pinned), and while garbage is collected: a blob
     /// written between the collector's view of what is live and its sweep
@@ -88,6 +119,10 @@ pub struct SyncRecord {
     pub duration_ms: u64,
     /// Unix seconds of the last successful sync.
     pub last_success: u64,
+    /// Units whose refresh failed in the last sync, each "unit: reason";
+    /// they kept their previous contents (invariant 10).
+    #[serde(default)]
+    pub failed: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -114,58 +149,65 @@ impl Mirror {
     /// Opens a mirror's state, loading the last good generation (or an empty one).
     pub fn open(config: MirrorConfig, slot: u8, state_dir: &Path) -> Result<Mirror, MirrorError> {
         let dir = state_dir.join("mirrors").join(&config.name);
-        let io = |path: &Path| {
-            let (mirror, path) = (config.name.clone(), path.to_owned());
-            move |source| MirrorError::Io {
-                mirror,
-                path,
-                source,
-            }
+        let other = |what: String| MirrorError::Other {
+            mirror: config.name.clone(),
+            what,
         };
-        let gens = dir.join("generations");
-        std::fs::create_dir_all(&gens).map_err(io(&gens))?;
+        std::fs::create_dir_all(&dir).map_err(|source| MirrorError::Io {
+            mirror: config.name.clone(),
+            path: dir.clone(),
+            source,
+        })?;
         crate::durable::clean_temps(&dir);
-        crate::durable::clean_temps(&gens);
         let meta = Store::open(&dir.join("blobs"), None)
             .map(Store::batched)
-            .map_err(|e| MirrorError::Other {
-                mirror: config.name.clone(),
-                what: e.to_string(),
-            })?;
-        identity::claim(&config, &dir).map_err(io(&dir))?;
+            .map_err(|e| other(e.to_string()))?;
+        identity::claim(&config, &dir).map_err(|source| MirrorError::Io {
+            mirror: config.name.clone(),
+            path: dir.clone(),
+            source,
+        })?;
+        let catalog = Catalog::open(&dir).map_err(|source| MirrorError::Io {
+            mirror: config.name.clone(),
+            path: dir.join("catalog"),
+            source,
+        })?;
         let spec = config.spec.clone();
         let adapter = config.adapter.clone();
-        let current = match load_current(&dir) {
-            Some(g) => g,
-            None => {
-                let out = catalog::build(
-                    slot,
-                    0,
-                    crate::timestamp::now() as u32,
-                    adapter.root_entries(&[]),
-                    Vec::new(),
-                    None,
-                )
-                .map_err(|e| MirrorError::Other {
-                    mirror: config.name.clone(),
-                    what: e.to_string(),
-                })?;
-                for (d, bytes) in &out.blobs {
-                    meta.put_bytes(d, bytes).map_err(|e| MirrorError::Other {
-                        mirror: config.name.clone(),
-                        what: e.to_string(),
-                    })?;
-                }
-                out.generation
+        let loaded = catalog.load(slot, &config.name);
+        if matches!(loaded, Loaded::OldFormat) {
+            tracing::info!(mirror = %config.name, "the catalog on disk is from an older regfs (format 1) and is not read: starting empty, the first sync rebuilds it");
+            let _ = std::fs::remove_file(dir.join("current"));
+            let _ = std::fs::remove_dir_all(dir.join("generations"));
+        }
+        let current = match loaded {
+            Loaded::Generation(g) => g,
+            Loaded::Nothing | Loaded::OldFormat => {
+                let now = crate::timestamp::now();
+                let base = state::empty_base(slot, now as u32);
+                let info = Info {
+                    created: now,
+                    ..Info::default()
+                };
+                let g = Generation::of_base(slot, base, info, Units::default());
+                let roots =
+                    root_segment(&*adapter, &meta, slot, &g, now as u32, None).map_err(other)?;
+                let (g, srcs, _) = catalog::extend(&g, &[], vec![roots]);
+                let info = Info {
+                    roots: srcs.first().copied(),
+                    ..g.info().clone()
+                };
+                g.with(info, Units::default())
             }
         };
+        let seq = current.info().seq;
         let status: StatusFile = std::fs::read(dir.join("status.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let counters = Arc::new(Counters::default());
         counters.restore(&status.counters);
-        tracing::info!(mirror = %config.name, generation = current.number(), nodes = current.node_count(), "loaded generation");
+        tracing::info!(mirror = %config.name, generation = current.number(), units = current.units().len(), nodes = current.node_count(), "loaded generation");
         Ok(Mirror {
             negative: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -178,12 +220,22 @@ impl Mirror {
             adapter,
             dir,
             meta: Arc::new(meta),
+            catalog,
             current: RwLock::new(Arc::new(current)),
             previous: RwLock::new(None),
             counters,
             swap_lock: tokio::sync::Mutex::new(()),
             sync_lock: tokio::sync::Mutex::new(()),
             materializing: Mutex::default(),
+            pending: Mutex::default(),
+            compacting: AtomicBool::new(false),
+            roots_due: AtomicBool::new(false),
+            retired: Mutex::default(),
+            persisted: Mutex::new(persist::Persisted {
+                newest: seq,
+                before: 0,
+            }),
+            persist_due: AtomicBool::new(false),
             record: Mutex::new(status.sync),
             on_swap: RwLock::new(None),
             swapped: tokio::sync::Notify::new(),
@@ -269,161 +321,21 @@ impl Mirror {
         crate::fetch::fallback_urls(url, &bases)
     }
 
-    /// Makes `unit` part of the tree if upstream has it; `Ok(false)` if not.
-    /// Concurrent calls for one unit share one upstream request.
-    pub async fn materialize(
-        self: &Arc<Self>,
-        fetcher: &Arc<Fetcher>,
-        unit: &str,
-    ) -> Result<bool, String> {
-        if self.current().has_unit(unit) {
-            return Ok(true);
-        }
-        if self.negative.contains_key(unit) {
-            return Ok(false);
-        }
-        let mut rx = {
-            let mut m = self.materializing.lock().unwrap();
-            match m.get(unit) {
-                Some(rx) => rx.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    m.insert(unit.to_string(), rx.clone());
-                    let (me, fetcher, unit) = (self.clone(), fetcher.clone(), unit.to_string());
-                    tokio::spawn(async move {
-                        let in_flight = InFlight {
-                            mirror: &me,
-                            unit: &unit,
-                        };
-                        let r = me.materialize_now(&fetcher, &unit).await;
-                        if let Err(e) = &r {
-                            crate::warn_limited!(mirror = %me.name(), unit, "materializing failed: {e}");
-                        }
-                        drop(in_flight);
-                        let _ = tx.send(Some(r));
-                    });
-                    rx
-                }
-            }
-        };
-        match tokio::time::timeout(self.spec.lookup_timeout, rx.wait_for(Option::is_some)).await {
-            Ok(Ok(v)) => v.clone().unwrap_or(Ok(false)),
-            Ok(Err(_)) => Err("materialization ended without a result".into()),
-            Err(_) => Err(format!(
-                "upstream did not answer within {:?}",
-                self.spec.lookup_timeout
-            )),
-        }
-    }
-
-    async fn materialize_now(&self, fetcher: &Arc<Fetcher>, unit: &str) -> Result<bool, String> {
-        let src = docs::Source::new(self, fetcher);
-        let out = match self
-            .adapter
-            .unit(unit, &src, crate::timestamp::now(), true)
-            .await
-        {
-            Ok(Some(out)) => out,
-            Ok(None) => {
-                self.negative.insert(unit.to_string(), ());
-                return Ok(false);
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        let _guard = self.swap_lock.lock().await;
-        let cur = self.current();
-        if cur.has_unit(unit) {
-            return Ok(true);
-        }
-        let mut units: Vec<String> = cur.units().map(str::to_string).collect();
-        units.push(unit.to_string());
-        let mut entries: Vec<Entry> = entries_of(&cur)
-            .into_iter()
-            .filter(|e| !self.adapter.is_root_entry(e.path.as_str()))
-            .collect();
-        entries.extend(out.entries);
-        entries.extend(self.adapter.root_entries(&sorted(units.clone())));
-        self.docs.save();
-        self.install(entries, units)
-            .map(|_| true)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Builds, persists and swaps in a new generation. Call with `swap_lock` held.
-    fn install(
-        &self,
-        entries: Vec<Entry>,
-        units: Vec<String>,
-    ) -> Result<Arc<Generation>, MirrorError> {
-        let other = |what: String| MirrorError::Other {
-            mirror: self.name().to_string(),
-            what,
-        };
-        let started = std::time::Instant::now();
-        let old = self.current();
-        let out = catalog::build(
-            self.slot,
-            old.number() + 1,
-            crate::timestamp::now() as u32,
-            entries,
-            units,
-            Some(&old),
-        )
-        .map_err(|e| other(e.to_string()))?;
-        for c in &out.conflicts {
-            tracing::warn!(mirror = %self.name(), "conflict: {c}");
-        }
-        for (d, bytes) in &out.blobs {
-            self.meta
-                .put_bytes(d, bytes)
-                .map_err(|e| other(e.to_string()))?;
-        }
-        let built = started.elapsed();
-        // Every blob the new generation serves is on disk before it is.
-        self.meta.sync_all().map_err(|e| other(e.to_string()))?;
-        let synced = started.elapsed();
-        let generation = Arc::new(out.generation);
-        let n = generation.number();
-        let path = self.dir.join("generations").join(format!("{n}.cat"));
-        let io = |p: &Path| {
-            let (mirror, path) = (self.name().to_string(), p.to_owned());
-            move |source| MirrorError::Io {
-                mirror,
-                path,
-                source,
-            }
-        };
-        crate::durable::write_atomic(&path, generation.as_bytes()).map_err(io(&path))?;
-        let ptr = self.dir.join("current");
-        crate::durable::write_atomic(&ptr, n.to_string().as_bytes()).map_err(io(&ptr))?;
-        *self.previous.write().unwrap() = Some(old.clone());
-        *self.current.write().unwrap() = generation.clone();
-        tracing::info!(mirror = %self.name(), generation = n, nodes = generation.node_count(), bytes = generation.byte_len(), build_ms = built.as_millis() as u64, sync_ms = (synced - built).as_millis() as u64, persist_ms = (started.elapsed() - synced).as_millis() as u64, "serving new generation");
-        if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
-            hook(catalog::diff(&old, &generation));
-        }
-        self.collect_garbage(&generation, &old);
-        self.swapped.notify_waiters();
-        Ok(generation)
-    }
-
-    /// Drops generation files and metadata blobs that neither the current
-    /// nor the previous generation (nor the document cache) needs.
+    /// Drops catalog files and metadata blobs that neither the current nor
+    /// the previous generation (nor the document cache) needs. Call after a
+    /// swap that wrote its root.
     fn collect_garbage(&self, cur: &Generation, prev: &Generation) {
-        let keep = [cur.number(), prev.number()];
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("generations")) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let n = name
-                    .strip_suffix(".cat")
-                    .and_then(|n| n.parse::<u64>().ok());
-                if n.is_some_and(|n| !keep.contains(&n)) {
-                    let _ = std::fs::remove_file(e.path());
-                }
+        self.catalog.collect_garbage(&[cur, prev]);
+        {
+            // Only the roots of `cur` and `prev` are left on disk.
+            let mut p = self.persisted.lock().unwrap();
+            if p.before != prev.info().seq {
+                p.before = 0;
             }
         }
+        self.retired.lock().unwrap().clear();
         let _gc = self.gc_lock.lock().unwrap();
-        let mut live: std::collections::HashSet<crate::digest::Digest> = self.docs.blobs();
+        let mut live: std::collections::HashSet<Digest> = self.docs.blobs();
         live.extend(self.pinned.lock().unwrap().iter().cloned());
         for g in [cur, prev] {
             live.extend(g.files().filter_map(|id| g.stored_digest(id)));
@@ -436,23 +348,32 @@ impl Mirror {
 
     /// Writes a unit's generated files to the metadata store as soon as the
     /// unit is done (rather than holding them all until the build), pinned
-    /// until the sync ends.
-    pub(crate) fn spool(&self, entries: &mut [Entry]) -> Result<(), String> {
+    /// until the generation that names them is served.
+    pub(crate) fn spool(&self, entries: &mut [Entry]) -> Result<Vec<Digest>, String> {
+        let mut spooled = Vec::new();
         for e in entries.iter_mut() {
             if let Body::Inline(bytes) = &e.body {
-                let digest = crate::digest::Digest::sha256_of(bytes);
+                let digest = Digest::sha256_of(bytes);
                 let _gc = self.gc_lock.lock().unwrap();
                 self.meta
                     .put_bytes(&digest, bytes)
                     .map_err(|err| err.to_string())?;
                 self.pinned.lock().unwrap().insert(digest.clone());
+                spooled.push(digest.clone());
                 e.body = Body::Stored {
                     digest,
                     size: bytes.len() as u64,
                 };
             }
         }
-        Ok(())
+        Ok(spooled)
+    }
+
+    fn unpin(&self, digests: &[Digest]) {
+        let mut p = self.pinned.lock().unwrap();
+        for d in digests {
+            p.remove(d);
+        }
     }
 
     pub(crate) fn unpin_all(&self) {
@@ -464,8 +385,11 @@ impl Mirror {
         self.save_status();
     }
 
-    /// Persists the sync record and counters.
+    /// Persists the sync record and counters, and the current generation
+    /// if a materialization left it unwritten (the daemon calls this every
+    /// 30 s and at shutdown).
     pub fn save_status(&self) {
+        self.persist_now();
         let status = StatusFile {
             sync: self.sync_record(),
             counters: self.counters.snapshot(),
@@ -498,64 +422,46 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
-
-fn load_current(dir: &Path) -> Option<Generation> {
-    let n: u64 = std::fs::read_to_string(dir.join("current"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    // Fall back to older generations if the newest is unreadable.
-    let mut candidates: Vec<u64> = std::fs::read_dir(dir.join("generations"))
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_suffix(".cat")?
-                .parse()
-                .ok()
+/// The digests of a tree's stored files.
+fn stored_digests(t: &Tree) -> Vec<Digest> {
+    (0..t.node_count())
+        .filter(|&id| {
+            t.file(id)
+                .is_some_and(|f| f.source == catalog::Source::Stored)
         })
-        .filter(|&g| g <= n)
-        .collect();
-    candidates.sort_unstable_by(|a, b| b.cmp(a));
-    for g in candidates {
-        match Generation::load(&dir.join("generations").join(format!("{g}.cat"))) {
-            Ok(gen_) => return Some(gen_),
-            Err(e) => tracing::error!("{e}; trying an older generation"),
-        }
-    }
-    None
-}
-
-/// The entries that rebuild `g`'s files.
-pub fn entries_of(g: &Generation) -> Vec<Entry> {
-    g.files()
-        .filter_map(|id| {
-            let f = g.file(id)?;
-            let path = crate::path::RelPath::new(g.path(id)).ok()?;
-            let body = match f.source {
-                Source::Remote { url } => Body::Remote {
-                    url,
-                    size: f.size,
-                    digest: f.digest,
-                },
-                Source::Stored => Body::Stored {
-                    digest: f.digest,
-                    size: f.size.unwrap_or(0),
-                },
-            };
-            Some(Entry {
-                path,
-                mtime: Some(g.mtime(id)),
-                body,
-            })
-        })
+        .map(|id| t.digest_of(id))
         .collect()
+}
+
+/// The segment of the root entries for `g`'s units (their blobs stored,
+/// and pinned in `pin`'s mirror when given, until a generation names them).
+fn root_segment(
+    adapter: &dyn Adapter,
+    meta: &Store,
+    slot: u8,
+    g: &Generation,
+    now: u32,
+    pin: Option<&Mirror>,
+) -> Result<Arc<Tree>, String> {
+    let units: Vec<String> = g.units().map(str::to_string).collect();
+    let built = catalog::build_tree(
+        slot,
+        now,
+        ROOTS_LABEL,
+        adapter.root_entries(&units),
+        Some(g),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
+    for (d, bytes) in &built.blobs {
+        // Written and pinned at once, between garbage collections.
+        let _gc = pin.map(|m| m.gc_lock.lock().unwrap());
+        if let Some(m) = pin {
+            m.pinned.lock().unwrap().insert(d.clone());
+        }
+        meta.put_bytes(d, bytes).map_err(|e| e.to_string())?;
+    }
+    Ok(Arc::new(built.tree))
 }
 
 #[cfg(test)]

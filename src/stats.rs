@@ -7,12 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
+
 #[derive(Default, Debug)]
 pub struct Counters {
     /// Opens of artifacts already in the cache.
     hits: AtomicU64,
-    /// Opens that had to wait for upstream.
+    /// Opens of artifacts that had to be fetched, by the open itself or by
+    /// the `stat` before it (sizeless metadata, invariant 8).
     misses: AtomicU64,
+    /// Artifacts a `stat` fetched that no open has counted yet.
+    fetched_by_stat: FetchedByStat,
     /// Completed, verified downloads and their bytes.
     fetches: AtomicU64,
     fetched_bytes: AtomicU64,
@@ -27,6 +32,27 @@ pub struct Counters {
     read_errors: AtomicU64,
     /// Upstream failures by kind (status, timeout, connect, verify, …).
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Digests fetched by a `stat` and not opened since, at most 10,000 for at
+/// most an hour (a `stat` without a read is no read to count).
+struct FetchedByStat(moka::sync::Cache<Digest, ()>);
+
+impl Default for FetchedByStat {
+    fn default() -> FetchedByStat {
+        FetchedByStat(
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(3600))
+                .build(),
+        )
+    }
+}
+
+impl std::fmt::Debug for FetchedByStat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FetchedByStat({})", self.0.entry_count())
+    }
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -52,6 +78,28 @@ impl Counters {
 
     pub fn miss(&self) {
         self.misses.fetch_add(1, Relaxed);
+    }
+
+    /// A `stat` had to fetch `digest` to learn its size.
+    pub fn fetched_by_stat(&self, digest: &Digest) {
+        self.fetched_by_stat.0.insert(digest.clone(), ());
+    }
+
+    /// An open found `digest` in the cache: a hit, unless it is there
+    /// because the `stat` before this read fetched it.
+    pub fn opened_cached(&self, digest: &Digest) {
+        if self.fetched_by_stat.0.remove(digest).is_some() {
+            self.miss();
+        } else {
+            self.hit();
+        }
+    }
+
+    /// An open had to wait for `digest`'s download (started by a `stat`
+    /// or by this open): one miss, counted once.
+    pub fn opened_uncached(&self, digest: &Digest) {
+        self.fetched_by_stat.0.remove(digest);
+        self.miss();
     }
 
     pub fn add_fetch(&self, bytes: u64, ms: u64) {

@@ -11,7 +11,11 @@ use crate::store::Store;
 pub struct MirrorStatus {
     pub name: String,
     pub layout: String,
+    /// Syncs that changed the tree.
     pub generation: u64,
+    /// Units materialized by lookups (they change the tree without a sync).
+    #[serde(default)]
+    pub materialized: u64,
     /// Unix seconds the served generation was built.
     pub generation_built: u64,
     pub sync: SyncRecord,
@@ -50,6 +54,7 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
         name: mirror.name().to_string(),
         layout: mirror.config.layout.name.to_string(),
         generation: g.number(),
+        materialized: g.materialized(),
         generation_built: g.created(),
         sync: mirror.sync_record(),
         units: g.units().len() as u64,
@@ -143,8 +148,13 @@ pub fn render(list: &[MirrorStatus]) -> String {
         } else {
             format!("FAILED: {}", s.sync.message)
         };
+        let materialized = if s.materialized > 0 {
+            format!(", {} units materialized by lookups", s.materialized)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{name} ({layout})\n  generation     {gen} (built {built})\n  last sync      {last}, {ms} ms: {result}\n  last success   {succ}\n  packages       {units}\n  artifacts      {arts} listed, {cached} cached ({cb})\n  reads          {hits} hits, {misses} misses, {re} failed\n  upstream       {fetches} fetched ({fb}), {vf} verification failures, {errors} errors{kinds}\n  catalog        {cat}\n",
+            "{name} ({layout})\n  generation     {gen}{materialized} (built {built})\n  last sync      {last}, {ms} ms: {result}\n  last success   {succ}\n  packages       {units}\n  artifacts      {arts} listed, {cached} cached ({cb})\n  reads          {hits} hits, {misses} misses, {re} failed\n  upstream       {fetches} fetched ({fb}), {vf} verification failures, {errors} errors{kinds}\n  catalog        {cat}\n",
             name = s.name,
             layout = s.layout,
             gen = s.generation,
@@ -170,6 +180,9 @@ pub fn render(list: &[MirrorStatus]) -> String {
                 "  no digest      {} files served as upstream sent them\n",
                 s.unverified
             ));
+        }
+        for f in &s.sync.failed {
+            out.push_str(&format!("  kept previous  {f}\n"));
         }
         for t in &s.activity {
             out.push_str(&format!("  running        {}\n", activity(t)));

@@ -356,11 +356,22 @@ fn hostile_metadata_is_rejected_and_the_rest_keeps_working() {
     );
     let out = run(&cfg, &["sync"]);
     let err = String::from_utf8_lossy(&out.stderr);
+    // Invariant 10: the unparsable project keeps its contents, is named,
+    // and the others update.
     assert!(
-        !out.status.success() && err.contains("simple/gamma/"),
-        "an unparsable page fails the sync, naming it: {err}"
+        out.status.success()
+            && err.contains("gamma kept its previous contents")
+            && err.contains("simple/gamma/"),
+        "an unparsable page fails its project alone, naming it: {err}"
     );
-    assert_eq!(m.status()[0]["generation"].as_u64(), Some(1));
+    assert_eq!(m.status()[0]["generation"].as_u64(), Some(2));
+    assert!(
+        std::fs::read_dir(m.path("pypi/simple/gamma"))
+            .unwrap()
+            .count()
+            > 0,
+        "gamma is still served from the generation before"
+    );
     up.clear("simple/gamma/");
     let out = run(&cfg, &["sync"]);
     assert!(

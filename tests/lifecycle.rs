@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -372,12 +372,20 @@ fn state_is_private_to_regfs() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700, "tightened at startup");
     let mirror = state.join("mirrors/pypi");
-    let written = [
-        mirror.join("docs.json"),
-        mirror.join("current"),
-        mirror.join("generations/1.cat"),
-        state.join("slots.json"),
-    ];
+    let catalog: Vec<PathBuf> = std::fs::read_dir(mirror.join("catalog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for kind in ["root-", "base-", "seg-"] {
+        assert!(
+            catalog
+                .iter()
+                .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(kind)),
+            "{kind}* in {catalog:?}"
+        );
+    }
+    let mut written = vec![mirror.join("docs.json"), state.join("slots.json")];
+    written.extend(catalog);
     for f in &written {
         assert_eq!(mode(f), 0o600, "{}", f.display());
     }

@@ -162,20 +162,31 @@ fn restart_offline_keeps_serving_the_last_generation_and_the_cache() {
 }
 
 #[test]
-fn a_failed_sync_keeps_the_served_generation() {
+fn a_project_that_fails_to_sync_keeps_its_files_and_is_reported() {
     let fx = pypi();
     let (up, m) = mount("failsync", ALL);
     up.fault("simple/gamma/", Fault::Status(500));
     let out = run(&m.config, &["sync"]);
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the other projects synced: {stderr}");
     assert!(
-        stderr.contains("HTTP 500") && stderr.contains("simple/gamma/"),
+        stderr.contains("gamma kept its previous contents")
+            && stderr.contains("HTTP 500")
+            && stderr.contains("simple/gamma/"),
         "{stderr}"
     );
     let st = &m.status()[0];
-    assert_eq!(st["generation"].as_u64(), Some(1));
-    assert_eq!(st["sync"]["ok"], false);
+    assert_eq!(st["generation"].as_u64(), Some(1), "nothing else changed");
+    assert_eq!(st["sync"]["ok"], true);
+    let failed = st["sync"]["failed"].as_array().unwrap();
+    assert!(
+        failed.len() == 1 && failed[0].as_str().unwrap().starts_with("gamma: "),
+        "{st}"
+    );
+    assert!(
+        m.log()
+            .contains("refresh failed, keeping its previous contents")
+    );
     let f = fx.file("gamma-0.1-py3-none-any.whl");
     assert_eq!(
         std::fs::metadata(m.path(&format!("pypi/{}", f.path)))

@@ -109,6 +109,9 @@ status_field() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)[0][sys.argv[1]])' "$1"
 }
 
+# json_field JSON NAME: a field of a JSON object ("None" when absent).
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2]))' "$1" "$2"; }
+
 # object_path SHA256 CACHE_DIR: where the cache keeps a verified artifact.
 object_path() { echo "$2/objects/sha256/${1:0:2}/${1:2}"; }
 

@@ -1,4 +1,4 @@
-//! Building a generation from the entries a sync produced.
+//! Building a tree from the entries of one unit (its segment).
 //!
 //! Entries arrive in any order from the layout adapters; the builder sorts
 //! them into a tree, withholds conflicting claims on one path, derives inode
@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 use crate::digest::Digest;
 use crate::path::RelPath;
 
-use super::format::{self, Counts};
-use super::{Generation, INO_HASH_MASK, Kind};
+use super::format::{self, BuildError, Rec, Writer, push_digest, push_string};
+use super::tree::Tree;
+use super::{INO_HASH_MASK, Kind};
 
 /// One file a sync wants in the tree. Directories are implied by paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,21 +37,21 @@ pub enum Body {
     Stored { digest: Digest, size: u64 },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("catalog too large: {0}")]
-    TooLarge(&'static str),
-    #[error("internal error: the encoded catalog does not validate: {0}")]
-    Internal(String),
-}
-
-/// A built generation plus what must happen before it is served.
-pub struct BuildOutput {
-    pub generation: Generation,
+/// A built tree plus what must happen before it is served.
+pub struct Built {
+    pub tree: Tree,
     /// Inline bodies to put into the metadata store, by SHA-256.
     pub blobs: Vec<(Digest, Vec<u8>)>,
     /// Paths withheld because entries disagreed about them.
     pub conflicts: Vec<String>,
+}
+
+/// What a previous generation says about a file, for carrying its
+/// modification time over (a file with the same inode) when upstream gives
+/// none. A directory's time is its newest descendant's, so equal entries
+/// always build equal trees.
+pub trait Prev {
+    fn file_mtime(&self, ino: u64) -> Option<u32>;
 }
 
 struct TmpFile {
@@ -72,8 +73,6 @@ struct Flat<'a> {
     ino: u64,
     parent: u32,
     name: &'a str,
-    mtime: u32,
-    /// Directory children range.
     first_child: u32,
     n_children: u32,
     /// The item of a file node.
@@ -107,15 +106,16 @@ fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
         .cmp(b.as_bytes().iter().map(key))
 }
 
-/// Builds generation `number` of the mirror in `slot`.
-pub fn build(
+/// Builds the tree of `entries` for the mirror in `slot`, labelled `label`
+/// (the unit); `indexed` adds the inode index a base needs.
+pub fn build_tree(
     slot: u8,
-    number: u64,
     now: u32,
+    label: &str,
     entries: Vec<Entry>,
-    units: Vec<String>,
-    prev: Option<&Generation>,
-) -> Result<BuildOutput, BuildError> {
+    prev: Option<&dyn Prev>,
+    indexed: bool,
+) -> Result<Built, BuildError> {
     let mut blobs = Vec::new();
     let mut blob_seen: HashSet<Digest> = HashSet::new();
     let mut items: Vec<Item> = entries
@@ -157,13 +157,20 @@ pub fn build(
     drop(blob_seen);
     items.sort_by(|a, b| path_order(&a.path, &b.path));
     let conflicts = withhold_conflicts(&mut items);
+    let flat = flatten(slot, &items)?;
+    encode(slot, now, label, &flat, &items, prev, indexed).map(|tree| Built {
+        tree,
+        blobs,
+        conflicts,
+    })
+}
 
-    // Breadth-first layout: the children of each directory become contiguous.
+/// Breadth-first layout: the children of each directory become contiguous.
+fn flatten(slot: u8, items: &[Item]) -> Result<Vec<Flat<'_>>, BuildError> {
     let mut flat: Vec<Flat> = vec![Flat {
         ino: ino_for(slot, "", None, 0),
         parent: 0,
         name: "",
-        mtime: now,
         first_child: 0,
         n_children: 0,
         item: None,
@@ -197,7 +204,6 @@ pub fn build(
                 ino,
                 parent: idx,
                 name: comp,
-                mtime: 0,
                 first_child: 0,
                 n_children: 0,
                 item: is_file.then_some(i),
@@ -210,43 +216,7 @@ pub fn build(
         flat[idx as usize].first_child = first;
         flat[idx as usize].n_children = flat.len() as u32 - first;
     }
-    drop(used);
-
-    // Listing hashes, then modification times (carried over when unchanged).
-    let dir_hashes: Vec<u64> = flat
-        .iter()
-        .map(|n| {
-            if n.item.is_some() {
-                0
-            } else {
-                listing_hash(&flat, n)
-            }
-        })
-        .collect();
-    for (i, n) in flat.iter_mut().enumerate() {
-        let carried = prev
-            .and_then(|p| p.find_ino(n.ino).map(|id| (p, id)))
-            .filter(|(p, id)| match n.item {
-                Some(_) => p.kind(*id) == Kind::File,
-                None => p.kind(*id) == Kind::Dir && p.dir_hash(*id) == dir_hashes[i],
-            })
-            .map(|(p, id)| p.mtime(id));
-        let own = n.item.and_then(|it| items[it].file.mtime);
-        n.mtime = if i == 0 {
-            carried.unwrap_or(now)
-        } else {
-            own.or(carried).unwrap_or(now)
-        };
-    }
-
-    let mut units = units;
-    units.sort();
-    units.dedup();
-    encode(number, now, &flat, &items, &dir_hashes, &units).map(|generation| BuildOutput {
-        generation,
-        blobs,
-        conflicts,
-    })
+    Ok(flat)
 }
 
 /// Drops paths claimed twice with different content (every claim: neither
@@ -295,193 +265,112 @@ fn withhold_conflicts(items: &mut Vec<Item>) -> Vec<String> {
     conflicts
 }
 
-fn listing_hash(flat: &[Flat], dir: &Flat) -> u64 {
-    let mut h = crate::digest::Hasher::new(crate::digest::Algo::Sha256);
-    for c in &flat[dir.first_child as usize..(dir.first_child + dir.n_children) as usize] {
-        h.update(c.name.as_bytes());
-        h.update(&[0]);
-        h.update(&c.ino.to_le_bytes());
-    }
-    u64::from_le_bytes(h.finish().as_bytes()[..8].try_into().unwrap())
-}
-
 fn same(a: &TmpFile, b: &TmpFile) -> bool {
     a.digest == b.digest
         && a.url == b.url
         && (a.size == b.size || a.size.is_none() || b.size.is_none())
 }
 
-/// Appends `s` to the string arena and returns its offset.
-fn append(strings: &mut Vec<u8>, s: &str) -> Result<u32, BuildError> {
-    let off = u32::try_from(strings.len()).map_err(|_| BuildError::TooLarge("strings"))?;
-    strings.extend_from_slice(s.as_bytes());
-    Ok(off)
-}
-
 fn encode(
-    number: u64,
+    slot: u8,
     now: u32,
+    label: &str,
     flat: &[Flat],
     items: &[Item],
-    dir_hashes: &[u64],
-    units: &[String],
-) -> Result<Generation, BuildError> {
-    // Strings (deduplicated), URL prefixes and digests first, to size the buffer.
-    let mut strings: Vec<u8> = Vec::new();
+    prev: Option<&dyn Prev>,
+    indexed: bool,
+) -> Result<Tree, BuildError> {
+    let mut w = Writer::new(flat.len(), 0);
+    let mut strings = Vec::new();
+    let mut digests = Vec::new();
     // Names repeat (index.html, by-hash, SHA256…): each is stored once.
     let mut interned: HashMap<&str, u32> = HashMap::new();
-    let mut prefixes: Vec<(u32, u32)> = Vec::new();
-    let mut prefix_ids: HashMap<&str, u32> = HashMap::new();
-    let mut digests: Vec<u8> = Vec::new();
+    let mut prefix_ids: HashMap<&str, u8> = HashMap::new();
     let mut digest_ids: HashMap<&Digest, u32> = HashMap::new();
-
-    struct Rec {
-        name: u32,
-        a: u32,
-        b: u32,
-        c: u32,
-        flags: u8,
-        kind: u8,
-        size: u64,
-    }
-    let mut recs = Vec::with_capacity(flat.len());
     for (i, n) in flat.iter().enumerate() {
         let name = match interned.get(n.name) {
             Some(&off) => off,
             None => {
-                let off = append(&mut strings, n.name)?;
+                let off = push_string(&mut strings, n.name)?;
                 interned.insert(n.name, off);
                 off
             }
         };
+        let mut rec = Rec {
+            ino: n.ino,
+            parent: n.parent,
+            name,
+            name_len: n.name.len() as u8,
+            ..Rec::default()
+        };
         let Some(item) = n.item.map(|it| &items[it]) else {
-            recs.push(Rec {
-                name,
-                a: n.first_child,
-                b: n.n_children,
-                c: 0,
-                flags: 0,
-                kind: format::KIND_DIR,
-                size: dir_hashes[i],
-            });
+            rec.kind = format::KIND_DIR;
+            rec.payload = Rec::dir_payload(n.first_child, n.n_children);
+            w.push(&rec)?;
             continue;
         };
         let f = &item.file;
-        let a = match digest_ids.get(&f.digest) {
+        rec.digest = match digest_ids.get(&f.digest) {
             Some(&off) => off,
             None => {
-                let off =
-                    u32::try_from(digests.len()).map_err(|_| BuildError::TooLarge("digests"))?;
-                digests.push(f.digest.algo().code());
-                digests.extend_from_slice(f.digest.as_bytes());
+                let off = push_digest(&mut digests, &f.digest)?;
                 digest_ids.insert(&f.digest, off);
                 off
             }
         };
-        let size = f.size.unwrap_or(format::SIZE_UNKNOWN);
-        let rec = match &f.url {
-            None => Rec {
-                name,
-                a,
-                b: 0,
-                c: 0,
-                flags: 0,
-                kind: format::KIND_STORED,
-                size,
-            },
-            Some(url) => match url
-                .strip_suffix(item.path.as_str())
-                .filter(|p| !p.is_empty())
-            {
-                Some(prefix) => {
-                    let id = match prefix_ids.get(prefix) {
-                        Some(&id) => id,
-                        None => {
-                            let id = prefixes.len() as u32;
-                            prefixes.push((append(&mut strings, prefix)?, prefix.len() as u32));
-                            prefix_ids.insert(prefix, id);
-                            id
+        rec.payload = f.size.unwrap_or(format::SIZE_UNKNOWN);
+        rec.mtime = f
+            .mtime
+            .or_else(|| prev.and_then(|p| p.file_mtime(n.ino)))
+            .unwrap_or(now);
+        match &f.url {
+            None => rec.kind = format::KIND_STORED,
+            Some(url) => {
+                rec.kind = format::KIND_REMOTE;
+                let prefix = url
+                    .strip_suffix(item.path.as_str())
+                    .filter(|p| !p.is_empty());
+                let id = match prefix {
+                    Some(p) => match prefix_ids.get(p) {
+                        Some(&id) => Some(id),
+                        None if w.prefixes.len() < format::MAX_PREFIXES => {
+                            let id = w.prefixes.len() as u8;
+                            let off = push_string(&mut strings, p)?;
+                            w.prefixes.push((off, p.len() as u32));
+                            prefix_ids.insert(p, id);
+                            Some(id)
                         }
-                    };
-                    Rec {
-                        name,
-                        a,
-                        b: id,
-                        c: 0,
-                        flags: format::FLAG_URL_PREFIX,
-                        kind: format::KIND_REMOTE,
-                        size,
+                        None => None,
+                    },
+                    None => None,
+                };
+                match id {
+                    Some(id) => {
+                        rec.flags = format::FLAG_URL_PREFIX;
+                        rec.prefix = id;
+                    }
+                    None => {
+                        rec.flags = format::FLAG_URL_EXPLICIT;
+                        let off = push_string(&mut strings, url)?;
+                        let len =
+                            u32::try_from(url.len()).map_err(|_| BuildError::TooLarge("URL"))?;
+                        w.urls.push((i as u32, off, len));
                     }
                 }
-                None => {
-                    let off = append(&mut strings, url)?;
-                    Rec {
-                        name,
-                        a,
-                        b: off,
-                        c: url.len() as u32,
-                        flags: 0,
-                        kind: format::KIND_REMOTE,
-                        size,
-                    }
-                }
-            },
-        };
-        recs.push(rec);
+            }
+        }
+        w.push(&rec)?;
     }
     drop(digest_ids);
     drop(prefix_ids);
     drop(interned);
-    let mut unit_refs = Vec::with_capacity(units.len());
-    for u in units {
-        unit_refs.push((append(&mut strings, u)?, u.len() as u32));
-    }
+    w.lift_dir_mtimes(now);
+    w.finish(slot, label, &[&strings], &[&digests], indexed)
+}
 
-    let counts = Counts {
-        number,
-        created: u64::from(now),
-        nodes: flat.len() as u32,
-        prefixes: prefixes.len() as u32,
-        units: units.len() as u32,
-        strings: u32::try_from(strings.len()).map_err(|_| BuildError::TooLarge("strings"))?,
-        digests: digests.len() as u32,
-    };
-    let (mut buf, hdr) = format::new_buffer(&counts);
-    for (i, (n, r)) in flat.iter().zip(&recs).enumerate() {
-        let at = hdr.nodes.start + i * format::NODE_LEN;
-        let rec = &mut buf[at..at + format::NODE_LEN];
-        rec[0..8].copy_from_slice(&n.ino.to_le_bytes());
-        rec[format::OFF_SIZE..format::OFF_SIZE + 8].copy_from_slice(&r.size.to_le_bytes());
-        rec[format::OFF_PARENT..format::OFF_PARENT + 4].copy_from_slice(&n.parent.to_le_bytes());
-        rec[format::OFF_NAME..format::OFF_NAME + 4].copy_from_slice(&r.name.to_le_bytes());
-        rec[format::OFF_NAME_LEN..format::OFF_NAME_LEN + 2]
-            .copy_from_slice(&(n.name.len() as u16).to_le_bytes());
-        rec[format::OFF_KIND] = r.kind;
-        rec[format::OFF_FLAGS] = r.flags;
-        rec[format::OFF_MTIME..format::OFF_MTIME + 4].copy_from_slice(&n.mtime.to_le_bytes());
-        rec[format::OFF_A..format::OFF_A + 4].copy_from_slice(&r.a.to_le_bytes());
-        rec[format::OFF_B..format::OFF_B + 4].copy_from_slice(&r.b.to_le_bytes());
-        rec[format::OFF_C..format::OFF_C + 4].copy_from_slice(&r.c.to_le_bytes());
+impl Prev for Tree {
+    fn file_mtime(&self, ino: u64) -> Option<u32> {
+        let id = self.find_ino(ino)?;
+        (self.kind(id) == Kind::File).then(|| self.mtime(id))
     }
-    drop(recs);
-    let mut inos: Vec<(u64, u32)> = flat
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.ino, i as u32))
-        .collect();
-    inos.sort_unstable();
-    for (i, (ino, id)) in inos.iter().enumerate() {
-        let at = hdr.inos.start + i * 12;
-        buf[at..at + 8].copy_from_slice(&ino.to_le_bytes());
-        buf[at + 8..at + 12].copy_from_slice(&id.to_le_bytes());
-    }
-    for (i, (off, len)) in prefixes.iter().chain(&unit_refs).enumerate() {
-        let at = hdr.prefixes.start + i * 8;
-        buf[at..at + 4].copy_from_slice(&off.to_le_bytes());
-        buf[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
-    }
-    buf[hdr.strings.clone()].copy_from_slice(&strings);
-    buf[hdr.digests.clone()].copy_from_slice(&digests);
-    format::seal(&mut buf);
-    Generation::from_bytes(buf).map_err(BuildError::Internal)
 }

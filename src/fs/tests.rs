@@ -210,22 +210,83 @@ async fn writes_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_keeps_serving_the_previous_generation() {
-    let h = harness(Some(&["demo"]));
+    let h = harness(Some(&["d*"]));
+    let listing =
+        serde_json::json!({"meta": {"api-version": "1.1"}, "projects": [{"name": "demo"}]});
+    let index = |reply: Reply| h.fake.route(&format!("{BASE}simple/"), vec![reply]);
+    index(Reply {
+        content_type: Some(JSON.into()),
+        ..ok(listing.to_string().as_bytes())
+    });
     let path = publish(&h, "demo", "demo-1.0-py3-none-any.whl", b"v1");
     h.mirror.sync(h.fs.fetcher()).await.unwrap();
     let generation = h.mirror.current().number();
-    h.fake.route(
-        &format!("{BASE}simple/demo/"),
-        vec![Reply {
-            status: 503,
-            ..Reply::default()
-        }],
-    );
+    // The listing that selects the units fails: nothing can be synced.
+    index(Reply {
+        status: 503,
+        ..Reply::default()
+    });
     assert!(h.mirror.sync(h.fs.fetcher()).await.is_err());
     assert_eq!(h.mirror.current().number(), generation);
     assert!(!h.mirror.sync_record().ok);
     let file = resolve(&h.fs, &format!("pypi/{path}")).await.unwrap();
     assert_eq!(read_all(&h.fs, file.ino).await.unwrap(), b"v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_whose_refresh_fails_keeps_its_files_while_the_others_update() {
+    let h = harness(Some(&["demo", "other"]));
+    let kept = publish(&h, "demo", "demo-1.0-py3-none-any.whl", b"v1");
+    publish(&h, "other", "other-1.0-py3-none-any.whl", b"o1");
+    h.mirror.sync(h.fs.fetcher()).await.unwrap();
+    let page = format!("{BASE}simple/demo/");
+    // A 503, then a page with a mistyped field: demo fails, other updates.
+    let broken = [
+        Reply {
+            status: 503,
+            ..Reply::default()
+        },
+        Reply {
+            content_type: Some(JSON.into()),
+            ..ok(br#"{"meta": {"api-version": "1.1"}, "name": "demo", "files": [{"filename": "demo-2.0.tar.gz", "url": "x", "hashes": {}, "size": "1000"}]}"#)
+        },
+    ];
+    for (i, reply) in broken.into_iter().enumerate() {
+        let generation = h.mirror.current().number();
+        h.fake.route(&page, vec![reply]);
+        let file = format!("other-{}.0-py3-none-any.whl", i + 2);
+        let body = format!("o{}", i + 2);
+        let newer = publish(&h, "other", &file, body.as_bytes());
+        let report = h.mirror.sync(h.fs.fetcher()).await.unwrap();
+        assert!(report.changed, "{report:?}");
+        assert_eq!(
+            report
+                .failed
+                .iter()
+                .map(|f| f.unit.as_str())
+                .collect::<Vec<_>>(),
+            ["demo"],
+            "{report:?}"
+        );
+        let rec = h.mirror.sync_record();
+        assert!(
+            rec.ok && rec.failed.len() == 1 && rec.failed[0].starts_with("demo: "),
+            "{rec:?}"
+        );
+        assert!(h.mirror.current().number() > generation);
+        let f = resolve(&h.fs, &format!("pypi/{kept}")).await.unwrap();
+        assert_eq!(
+            read_all(&h.fs, f.ino).await.unwrap(),
+            b"v1",
+            "demo kept its file"
+        );
+        let f = resolve(&h.fs, &format!("pypi/{newer}")).await.unwrap();
+        assert_eq!(
+            read_all(&h.fs, f.ino).await.unwrap(),
+            body.as_bytes(),
+            "other updated"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,6 +360,38 @@ async fn lazy_mirrors_materialize_on_lookup_and_remember_misses() {
     let r = h.mirror.sync(h.fs.fetcher()).await.unwrap();
     assert_eq!(r.units, 1);
     assert!(h.mirror.current().has_unit("demo"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_stat_fetched_the_file_counts_as_a_miss() {
+    let h = harness(Some(&["demo"]));
+    let path = publish(&h, "demo", "demo-1.0-py3-none-any.whl", b"sizeless");
+    // The same page without sizes: the first stat fetches the file.
+    let sha = Digest::sha256_of(b"sizeless").hex();
+    let page = serde_json::json!({
+        "meta": {"api-version": "1.1"}, "name": "demo", "versions": ["1.0"],
+        "files": [{"filename": "demo-1.0-py3-none-any.whl", "url": format!("../../{path}"), "hashes": {"sha256": sha}}]
+    });
+    h.fake.route(
+        &format!("{BASE}simple/demo/"),
+        vec![Reply {
+            content_type: Some(JSON.into()),
+            ..ok(page.to_string().as_bytes())
+        }],
+    );
+    h.mirror.sync(h.fs.fetcher()).await.unwrap();
+    let file = resolve(&h.fs, &format!("pypi/{path}")).await.unwrap();
+    assert_eq!(file.size, 8, "stat told the true size");
+    assert_eq!(h.fake.hits(&format!("{BASE}{path}")), 1, "by fetching it");
+    let counts = || {
+        let s = h.mirror.counters.snapshot();
+        (s.hits, s.misses)
+    };
+    assert_eq!(counts(), (0, 0), "a stat is not a read");
+    assert_eq!(read_all(&h.fs, file.ino).await.unwrap(), b"sizeless");
+    assert_eq!(counts(), (0, 1), "the read had to fetch: a miss");
+    assert_eq!(read_all(&h.fs, file.ino).await.unwrap(), b"sizeless");
+    assert_eq!(counts(), (1, 1), "then a hit");
 }
 
 /// Many units materializing at once, each serving upstream documents as

@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +47,13 @@ struct Cached {
 pub struct DocCache {
     path: PathBuf,
     map: Mutex<HashMap<String, Cached>>,
+    /// When the file was last written: lookups that materialize units save
+    /// it at most every [`SAVE_EVERY`] (losing the newest validators in a
+    /// crash costs one full fetch of those documents, nothing more).
+    saved: Mutex<std::time::Instant>,
 }
+
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl DocCache {
     pub fn load(path: &Path) -> DocCache {
@@ -59,10 +64,19 @@ impl DocCache {
         DocCache {
             path: path.to_owned(),
             map: Mutex::new(map),
+            saved: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Saves unless it was saved less than [`SAVE_EVERY`] ago.
+    pub fn save_soon(&self) {
+        if self.saved.lock().unwrap().elapsed() >= SAVE_EVERY {
+            self.save();
         }
     }
 
     pub fn save(&self) {
+        *self.saved.lock().unwrap() = std::time::Instant::now();
         let bytes = serde_json::to_vec(&*self.map.lock().unwrap()).unwrap_or_default();
         if let Err(e) = crate::durable::write_atomic(&self.path, &bytes) {
             tracing::warn!("cannot save {}: {e}", self.path.display());
@@ -84,21 +98,11 @@ impl DocCache {
 pub struct Source<'a> {
     mirror: &'a Mirror,
     fetcher: &'a Arc<Fetcher>,
-    fresh: AtomicUsize,
 }
 
 impl<'a> Source<'a> {
     pub fn new(mirror: &'a Mirror, fetcher: &'a Arc<Fetcher>) -> Source<'a> {
-        Source {
-            mirror,
-            fetcher,
-            fresh: AtomicUsize::new(0),
-        }
-    }
-
-    /// How many documents came back changed (not 304).
-    pub fn fresh(&self) -> usize {
-        self.fresh.load(Ordering::Relaxed)
+        Source { mirror, fetcher }
     }
 
     fn urls(&self, path: &str) -> Vec<String> {
@@ -217,9 +221,6 @@ impl<'a> Source<'a> {
                 let d = Digest::sha256_of(&doc.body);
                 // Without validators upstream, an unchanged body is still recognized.
                 let unchanged = kept.as_ref().is_some_and(|(_, k)| *k == d);
-                if !unchanged {
-                    self.fresh.fetch_add(1, Ordering::Relaxed);
-                }
                 // Written and made live at once, between garbage collections.
                 let _gc = self.mirror.gc_lock.lock().unwrap();
                 let stored = meta.put_bytes(&d, &doc.body).is_ok().then(|| d.clone());

@@ -47,8 +47,9 @@ impl Identity {
 }
 
 /// Makes `dir`'s persisted state this configuration's: when another layout
-/// or upstream built it, forgets its generations (the `current` pointer)
-/// and the upstream documents' validators, so the mirror starts empty.
+/// or upstream built it, forgets its generations (the catalog, and the
+/// `current` pointer of an older regfs) and the upstream documents'
+/// validators, so the mirror starts empty.
 /// State written before this file existed is taken as this configuration's.
 pub fn claim(config: &MirrorConfig, dir: &Path) -> std::io::Result<()> {
     let me = Identity::of(config);
@@ -72,6 +73,12 @@ pub fn claim(config: &MirrorConfig, dir: &Path) -> std::io::Result<()> {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
+            }
+            // The catalog's roots and trees (`mirror/state.rs`) are that
+            // configuration's tree: none of them is loaded again.
+            match std::fs::remove_dir_all(dir.join("catalog")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
             }
         }
         None => {}

@@ -1,6 +1,13 @@
-//! A full sync: select units, fetch and parse them concurrently, build the
-//! next generation and swap it in, or keep serving the current one if
-//! anything fails (invariant 2).
+//! A full sync: select units, fetch and parse them concurrently into
+//! segments, merge those into the next base and swap it in.
+//!
+//! Each unit's entries become its segment as soon as the unit is parsed (no
+//! sync holds every file's entry at once), and a unit whose upstream
+//! documents are unchanged keeps its segment without being parsed. A unit
+//! whose refresh fails keeps its previous segment while the others update,
+//! and the sync reports it (invariant 10); where the layout's units are
+//! signed together (`Capabilities::signed`) any failure fails the sync and
+//! the served generation stays (invariant 2).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::catalog::Entry;
+use crate::catalog::{self, Entry, Generation, Info, Place, Tree, Unit, Units};
 use crate::fetch::Fetcher;
-use crate::layout::{Selection, UnitOutput};
+use crate::layout::{Selection, SyncError};
 
+use super::persist::Durability;
+use super::state::TreeKind;
 use super::{Mirror, MirrorError, SyncRecord, docs};
 
 /// What a sync did.
@@ -25,9 +34,30 @@ pub struct SyncReport {
     pub files: u64,
     /// Units upstream does not have (skipped).
     pub missing: Vec<String>,
+    /// Units whose refresh failed: they kept their previous contents.
+    #[serde(default)]
+    pub failed: Vec<UnitFailure>,
     /// Entries dropped as malformed.
     pub rejected: usize,
     pub duration_ms: u64,
+}
+
+/// A unit whose refresh failed, and why.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct UnitFailure {
+    pub unit: String,
+    pub error: String,
+}
+
+/// One unit's refresh.
+enum Fetched {
+    /// A new segment (possibly identical to the previous one), and the
+    /// unit's entries when the layout carries entries over.
+    Fresh(Arc<Tree>, usize, Vec<Entry>),
+    /// Upstream unchanged: the previous segment stays.
+    Unchanged,
+    Missing,
+    Failed(SyncError),
 }
 
 impl Mirror {
@@ -38,6 +68,7 @@ impl Mirror {
         let span = tracing::info_span!("sync", mirror = %self.name());
         let result = tracing::Instrument::instrument(self.sync_inner(fetcher, started), span).await;
         self.unpin_all();
+        self.catalog.settle();
         // A sync's transient memory (pages, entries) is large; give it back.
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only releases free heap memory.
@@ -49,17 +80,31 @@ impl Mirror {
         let duration_ms = started.elapsed().as_millis() as u64;
         let rec = match &result {
             Ok(r) => {
-                tracing::info!(mirror = %self.name(), generation = r.generation, changed = r.changed, units = r.units, files = r.files, ms = duration_ms, "sync complete");
+                tracing::info!(mirror = %self.name(), generation = r.generation, changed = r.changed, units = r.units, files = r.files, failed = r.failed.len(), ms = duration_ms, "sync complete");
+                let mut message = if r.changed {
+                    format!("generation {}", r.generation)
+                } else {
+                    "unchanged".into()
+                };
+                if !r.failed.is_empty() {
+                    message.push_str(&format!(
+                        "; {} unit(s) kept their previous contents",
+                        r.failed.len()
+                    ));
+                }
                 SyncRecord {
                     last_sync: now,
                     ok: true,
-                    message: if r.changed {
-                        format!("generation {}", r.generation)
-                    } else {
-                        "unchanged".into()
-                    },
+                    message,
                     duration_ms,
                     last_success: now,
+                    failed: r
+                        .failed
+                        .iter()
+                        .map(|f| {
+                            crate::redact::redact(&format!("{}: {}", f.unit, f.error)).into_owned()
+                        })
+                        .collect(),
                 }
             }
             Err(e) => {
@@ -74,6 +119,7 @@ impl Mirror {
                     message: crate::redact::redact(&e.to_string()).into_owned(),
                     duration_ms,
                     last_success: prev.last_success,
+                    failed: Vec::new(),
                 }
             }
         };
@@ -88,6 +134,11 @@ impl Mirror {
     ) -> Result<SyncReport, MirrorError> {
         let src = docs::Source::new(self, fetcher);
         let fail = |e| MirrorError::Sync(e, self.name().to_string());
+        let other = |what: String| MirrorError::Other {
+            mirror: self.name().to_string(),
+            what,
+        };
+        let signed = self.config.layout.capabilities.signed;
         let selection = self.adapter.select(&src).await.map_err(fail)?;
         let lazy = matches!(selection, Selection::Lazy(_));
         let mut units = match selection {
@@ -99,114 +150,308 @@ impl Mirror {
                 units
             }
         };
-        let mut outputs = self.fetch_units(&src, &units, false).await.map_err(fail)?;
+        units.sort();
+        units.dedup();
+        let mut fetched = self.fetch_units(&src, &units, false, signed).await;
+        if signed {
+            if let Some(i) = fetched
+                .iter()
+                .position(|(_, f)| matches!(f, Fetched::Failed(_)))
+            {
+                let Fetched::Failed(e) = fetched.swap_remove(i).1 else {
+                    unreachable!("matched")
+                };
+                return Err(fail(e));
+            }
+            // Carried-over entries are worked out from every unit's: if
+            // anything changed, the unchanged units give theirs too.
+            let any_fresh = fetched.iter().any(|(_, f)| matches!(f, Fetched::Fresh(..)));
+            let stubs: Vec<String> = fetched
+                .iter()
+                .filter(|(_, f)| matches!(f, Fetched::Unchanged))
+                .map(|(u, _)| u.clone())
+                .collect();
+            if any_fresh && !stubs.is_empty() {
+                fetched.retain(|(_, f)| !matches!(f, Fetched::Unchanged));
+                let mut again = self.fetch_units(&src, &stubs, true, signed).await;
+                if let Some(i) = again
+                    .iter()
+                    .position(|(_, f)| matches!(f, Fetched::Failed(_)))
+                {
+                    let Fetched::Failed(e) = again.swap_remove(i).1 else {
+                        unreachable!("matched")
+                    };
+                    return Err(fail(e));
+                }
+                fetched.extend(again);
+            }
+        }
+        // Nothing refreshed at all is upstream's trouble, not a unit's.
+        if !fetched.is_empty() && fetched.iter().all(|(_, f)| matches!(f, Fetched::Failed(_))) {
+            let Some((_, Fetched::Failed(e))) = fetched.into_iter().next() else {
+                unreachable!("all failed")
+            };
+            return Err(fail(e));
+        }
         let _guard = self.swap_lock.lock().await;
         let cur = self.current();
-        if lazy {
-            // Units materialized while this sync was fetching.
-            let known: HashSet<&String> = units.iter().collect();
-            let extra: Vec<String> = cur
-                .units()
-                .filter(|u| !known.contains(&u.to_string()))
-                .map(str::to_string)
-                .collect();
-            if !extra.is_empty() {
-                outputs.extend(self.fetch_units(&src, &extra, true).await.map_err(fail)?);
-                units.extend(extra);
-            }
-        }
-        let same_units = units.len() == cur.units().len() && units.iter().all(|u| cur.has_unit(u));
-        if src.fresh() == 0 && same_units && !self.adapter.changes_with_time() && cur.number() > 0 {
-            self.docs.save();
-            return Ok(SyncReport {
-                mirror: self.name().to_string(),
-                generation: cur.number(),
-                changed: false,
-                units: units.len(),
-                files: cur.files().count() as u64,
-                missing: Vec::new(),
-                rejected: 0,
-                duration_ms: started.elapsed().as_millis() as u64,
-            });
-        }
-        // Something changed: units that answered "unchanged" must now give their entries.
-        let stubs: Vec<String> = outputs
-            .iter()
-            .filter(|(_, o)| o.as_ref().is_some_and(|o| o.unchanged))
-            .map(|(u, _)| u.clone())
-            .collect();
-        if !stubs.is_empty() {
-            outputs.retain(|(_, o)| !o.as_ref().is_some_and(|o| o.unchanged));
-            outputs.extend(self.fetch_units(&src, &stubs, true).await.map_err(fail)?);
-        }
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut kept = Vec::new();
-        let mut missing = Vec::new();
+        let now = crate::timestamp::now();
+        let mut next_units: Vec<(String, Arc<Tree>)> = Vec::new();
+        let (mut missing, mut failed) = (Vec::new(), Vec::new());
         let mut rejected = 0;
-        for (unit, out) in outputs {
-            match out {
-                Some(out) => {
-                    rejected += out.rejected;
-                    entries.extend(out.entries);
-                    kept.push(unit);
+        let mut changed = false;
+        let mut touched: Vec<Arc<Tree>> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        for (unit, f) in fetched {
+            match f {
+                Fetched::Fresh(seg, r, e) => {
+                    rejected += r;
+                    entries.extend(e);
+                    let old = cur.units_table().get(&unit).map(|u| u.seg);
+                    if old != Some(seg.hash()) {
+                        changed = true;
+                        touched.push(seg.clone());
+                        if old.is_some() {
+                            touched.push(self.segment_of(&cur, &unit).map_err(&other)?);
+                        }
+                    }
+                    next_units.push((unit, seg));
                 }
-                None => {
+                Fetched::Unchanged => match self.segment_of(&cur, &unit) {
+                    Ok(seg) => next_units.push((unit, seg)),
+                    Err(e) => failed.push(UnitFailure {
+                        unit,
+                        error: format!("its kept segment cannot be read: {e}"),
+                    }),
+                },
+                Fetched::Missing => {
                     tracing::warn!(mirror = %self.name(), unit, "not found upstream; skipped");
+                    if cur.has_unit(&unit) {
+                        changed = true;
+                        touched.push(self.segment_of(&cur, &unit).map_err(&other)?);
+                    }
                     missing.push(unit);
                 }
+                Fetched::Failed(e) => {
+                    let error = e.to_string();
+                    if cur.has_unit(&unit) {
+                        tracing::warn!(mirror = %self.name(), unit, "refresh failed, keeping its previous contents: {error}");
+                        next_units
+                            .push((unit.clone(), self.segment_of(&cur, &unit).map_err(&other)?));
+                    } else {
+                        tracing::warn!(mirror = %self.name(), unit, "refresh failed, not served: {error}");
+                    }
+                    failed.push(UnitFailure { unit, error });
+                }
             }
         }
-        kept.sort();
-        entries.extend(self.adapter.root_entries(&kept));
-        let carried = self
-            .adapter
-            .carry_over(&cur, &entries, crate::timestamp::now());
-        entries.extend(carried);
-        self.docs.save();
-        let n_units = kept.len();
-        let g = self.install(entries, kept)?;
-        Ok(SyncReport {
+        if lazy {
+            // Units materialized while this sync was fetching keep their segments.
+            let known: HashSet<&str> = units.iter().map(String::as_str).collect();
+            for u in cur.units_table().iter().filter(|u| !known.contains(u.name)) {
+                next_units.push((
+                    u.name.to_string(),
+                    self.segment_of(&cur, u.name).map_err(&other)?,
+                ));
+            }
+        }
+        next_units.sort_by(|a, b| a.0.cmp(&b.0));
+        // Units no longer selected (a filter changed) leave the tree.
+        for u in cur.units_table().iter() {
+            if next_units
+                .binary_search_by(|(n, _)| n.as_str().cmp(u.name))
+                .is_err()
+                && !failed.iter().any(|f| f.unit == u.name)
+            {
+                changed = true;
+                touched.push(self.segment_of(&cur, u.name).map_err(&other)?);
+            }
+        }
+        let report = |g: &Generation, changed| SyncReport {
             mirror: self.name().to_string(),
             generation: g.number(),
-            changed: true,
-            units: n_units,
+            changed,
+            units: g.units().len(),
             files: g.files().count() as u64,
-            missing,
+            missing: missing.clone(),
+            failed: failed.clone(),
             rejected,
             duration_ms: started.elapsed().as_millis() as u64,
-        })
+        };
+        if !changed && !self.adapter.changes_with_time() && cur.number() > 0 {
+            self.docs.save();
+            return Ok(report(&cur, false));
+        }
+        let carry = match signed {
+            true => {
+                let carried = self.adapter.carry_over(&cur, &entries, now);
+                drop(entries);
+                let b = catalog::build_tree(
+                    self.slot,
+                    now as u32,
+                    ":carried over",
+                    carried,
+                    Some(&*cur),
+                    false,
+                )
+                .map_err(|e| other(e.to_string()))?;
+                self.catalog
+                    .put_tree(TreeKind::Segment, &b.tree)
+                    .map_err(|e| other(e.to_string()))?;
+                Some(Arc::new(b.tree))
+            }
+            false => None,
+        };
+        let build_started = Instant::now();
+        let mut sources: Vec<&Tree> = next_units.iter().map(|(_, s)| &**s).collect();
+        sources.extend(carry.as_deref());
+        let merged =
+            catalog::merge(self.slot, now as u32, &sources).map_err(|e| other(e.to_string()))?;
+        drop(sources);
+        for c in &merged.conflicts {
+            tracing::warn!(mirror = %self.name(), "conflict: {c}");
+        }
+        self.catalog
+            .put_tree(TreeKind::Base, &merged.tree)
+            .map_err(|e| other(format!("cannot write the base: {e}")))?;
+        let table = Units::new(next_units.iter().map(|(u, s)| Unit {
+            name: u,
+            seg: s.hash(),
+            place: Place::Base,
+        }));
+        let info = Info {
+            number: cur.number() + 1,
+            seq: cur.info().seq + 1,
+            created: now,
+            roots: None,
+            carry: carry.as_ref().map(|c| c.hash()),
+            materialized: cur.info().materialized,
+        };
+        let draft = Generation::of_base(self.slot, merged.tree, info.clone(), table.clone());
+        let roots = super::root_segment(
+            &*self.adapter,
+            &self.meta,
+            self.slot,
+            &draft,
+            now as u32,
+            None,
+        )
+        .map_err(&other)?;
+        self.catalog
+            .put_tree(TreeKind::Segment, &roots)
+            .map_err(|e| other(e.to_string()))?;
+        let (next, srcs, _) = catalog::extend(&draft, &[], vec![roots.clone()]);
+        let next = next.with(
+            Info {
+                roots: srcs.first().copied(),
+                ..info
+            },
+            table,
+        );
+        touched.push(roots);
+        touched.extend(cur.info().roots.and_then(|s| cur.segment(s)).cloned());
+        if let Some(c) = carry {
+            touched.push(c);
+        }
+        if let Some(h) = cur.info().carry {
+            if let Ok(t) = self.catalog.load_tree(TreeKind::Segment, &h) {
+                touched.push(Arc::new(t));
+            }
+        }
+        self.docs.save();
+        let refs: Vec<&Tree> = touched.iter().map(|t| &**t).collect();
+        let g = self.swap_in(next, &refs, build_started.elapsed(), Durability::Now)?;
+        drop(refs);
+        drop(touched);
+        drop(next_units);
+        self.collect_garbage(&g, &cur);
+        Ok(report(&g, true))
     }
 
+    /// The segment of `unit` in `g`: its overlay tree, or read from disk.
+    fn segment_of(&self, g: &Generation, unit: &str) -> Result<Arc<Tree>, String> {
+        let u = g
+            .units_table()
+            .get(unit)
+            .ok_or_else(|| format!("{unit} is not in generation {}", g.number()))?;
+        if let Place::Overlay(src) = u.place {
+            if let Some(t) = g.segment(src) {
+                return Ok(t.clone());
+            }
+        }
+        self.catalog
+            .load_tree(TreeKind::Segment, &u.seg)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Refreshes `units` a few at a time, each into its segment. Unless
+    /// `full`, a unit upstream reports unchanged keeps its segment unparsed.
     async fn fetch_units(
         &self,
         src: &docs::Source<'_>,
         units: &[String],
         full: bool,
-    ) -> Result<Vec<(String, Option<UnitOutput>)>, crate::layout::SyncError> {
+        keep_entries: bool,
+    ) -> Vec<(String, Fetched)> {
         let now = crate::timestamp::now();
         let running = crate::progress::board().start(Some(self.name()), "sync", units.len() as u64);
         let task = &running.task;
-        let results: Vec<_> = futures_util::stream::iter(units.iter().cloned())
+        futures_util::stream::iter(units.iter().cloned())
             .map(|u| async move {
-                let mut r = self.adapter.unit(&u, src, now, full).await;
-                if let Ok(Some(out)) = &mut r {
-                    if let Err(e) = self.spool(&mut out.entries) {
-                        r = Err(crate::layout::SyncError::BadMetadata {
-                            url: u.clone(),
-                            what: format!("cannot keep its files: {e}"),
-                        });
+                let cur = self.current();
+                let r = match self.adapter.unit(&u, src, now, full).await {
+                    Ok(Some(out)) if out.unchanged && cur.has_unit(&u) => Ok(Fetched::Unchanged),
+                    Ok(Some(out)) if out.unchanged => {
+                        // Unchanged upstream, but nothing kept here: parse it.
+                        match self.adapter.unit(&u, src, now, true).await {
+                            Ok(Some(out)) => self.segment(&u, out, &cur, now, keep_entries),
+                            Ok(None) => Ok(Fetched::Missing),
+                            Err(e) => Err(e),
+                        }
                     }
-                }
-                task.step(0, r.is_ok());
-                (u, r)
+                    Ok(Some(out)) => self.segment(&u, out, &cur, now, keep_entries),
+                    Ok(None) => Ok(Fetched::Missing),
+                    Err(e) => Err(e),
+                };
+                let f = r.unwrap_or_else(Fetched::Failed);
+                task.step(0, !matches!(f, Fetched::Failed(_)));
+                (u, f)
             })
             .buffer_unordered(self.spec.sync_concurrency.max(1))
             .collect()
-            .await;
-        results
-            .into_iter()
-            .map(|(u, r)| r.map(|o| (u, o)))
-            .collect()
+            .await
+    }
+
+    /// Builds and writes unit `u`'s segment from its entries.
+    fn segment(
+        &self,
+        u: &str,
+        mut out: crate::layout::UnitOutput,
+        cur: &Generation,
+        now: u64,
+        keep_entries: bool,
+    ) -> Result<Fetched, SyncError> {
+        let bad = |what: String| SyncError::BadMetadata {
+            url: u.to_string(),
+            what,
+        };
+        self.spool(&mut out.entries)
+            .map_err(|e| bad(format!("cannot keep its files: {e}")))?;
+        let kept = if keep_entries {
+            out.entries.clone()
+        } else {
+            Vec::new()
+        };
+        let built = catalog::build_tree(self.slot, now as u32, u, out.entries, Some(cur), false)
+            .map_err(|e| bad(e.to_string()))?;
+        for c in &built.conflicts {
+            tracing::warn!(mirror = %self.name(), unit = u, "conflict: {c}");
+        }
+        self.catalog
+            .put_tree(TreeKind::Segment, &built.tree)
+            .map_err(|e| bad(format!("cannot write its segment: {e}")))?;
+        Ok(Fetched::Fresh(Arc::new(built.tree), out.rejected, kept))
     }
 }
 

@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::catalog::Body;
+use crate::fetch::Fetcher;
 use crate::layout::{BoxFuture, DocSource, Selection, SyncError, UnitOutput};
 use crate::path::RelPath;
 

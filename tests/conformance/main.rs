@@ -257,6 +257,83 @@ fn a_sync_swaps_atomically_while_a_reader_holds_an_old_file_open() {
     });
 }
 
+#[test]
+fn a_unit_whose_refresh_fails_keeps_its_files_while_the_others_update() {
+    each_layout(|case| {
+        let (up, m) = case.mount("isolate");
+        let i = &case.fx.manifest["isolate"];
+        let u = &case.fx.manifest["update"];
+        let (fail, kept_rel) = (i["fail"].as_str().unwrap(), i["kept"].as_str().unwrap());
+        let visit: Vec<String> = i["visit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        list(&m, case, &visit, kept_rel);
+        let kept = at(&m, case, kept_rel);
+        let kept_old = std::fs::read(&kept).unwrap_or_else(|e| panic!("{kept_rel}: {e}"));
+        let held_rel = u["held"].as_str().unwrap();
+        let held = at(&m, case, held_rel);
+        let held_old = std::fs::read(&held).unwrap_or_else(|e| panic!("{held_rel}: {e}"));
+        for r in u["remap"].as_array().unwrap() {
+            up.remap(r[0].as_str().unwrap(), r[1].as_str().unwrap());
+        }
+        let garbage = i["garbage"].as_str().unwrap().as_bytes().to_vec();
+        for fault in [Fault::Status(503), Fault::Body(garbage)] {
+            up.fault(fail, fault.clone());
+            let out = run(&m.config, &["sync", case.layout]);
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if case.caps.signed {
+                // Signed together: all or nothing, and this is nothing.
+                assert!(!out.status.success(), "{fault:?}: the sync fails: {said}");
+                assert_eq!(
+                    std::fs::read(&held).unwrap(),
+                    held_old,
+                    "{fault:?}: {held_rel} stays as it was"
+                );
+            } else {
+                assert!(
+                    out.status.success() && said.contains("kept its previous contents"),
+                    "{fault:?}: the sync succeeds and names the unit: {said}"
+                );
+                let failed = &status(&m, case)["sync"]["failed"];
+                assert_eq!(
+                    failed.as_array().map(Vec::len),
+                    Some(1),
+                    "{fault:?}: status names one failed unit: {failed}"
+                );
+                m.wait_for(
+                    || std::fs::read(&held).unwrap() != held_old,
+                    &format!("{fault:?}: {held_rel} to update"),
+                );
+            }
+            assert_eq!(
+                std::fs::read(&kept).unwrap_or_else(|e| panic!("{fault:?}: {kept_rel}: {e}")),
+                kept_old,
+                "{fault:?}: {kept_rel} is served as before"
+            );
+        }
+        up.clear(fail);
+        let out = run(&m.config, &["sync", case.layout]);
+        assert!(
+            out.status.success(),
+            "with upstream whole again: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let failed = &status(&m, case)["sync"]["failed"];
+        assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
+        m.wait_for(
+            || std::fs::read(&held).unwrap() != held_old,
+            &format!("{held_rel} to update"),
+        );
+    });
+}
+
 fn parent(p: &str) -> &str {
     p.rsplit_once('/').map_or("", |(d, _)| d)
 }
