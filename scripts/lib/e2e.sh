@@ -31,7 +31,7 @@ fail() {
 
 # fixture LAYOUT: the layout's fixture (tests/fixtures/LAYOUT/build.py),
 # built once into target/tmp/LAYOUT-fixture (shared with cargo's tests and
-# reused while its builder's version holds), copied to $work/upstream, which
+# reused while its builder, its version and fixturelib.py are unchanged), copied to $work/upstream, which
 # the script may change (tamper with) freely.
 fixture() {
     local built=target/tmp/$1-fixture
