@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-pub use document::{DOC_BUDGET, DocHold, SMALL_DOC};
+pub use crate::layout::DocHold;
+pub use document::{DOC_BUDGET, SMALL_DOC};
 pub use futures_util::future::BoxFuture;
 
 use crate::config::FetchSettings;

@@ -181,7 +181,24 @@ pub struct Doc {
     /// Its share of the document budget ([`crate::fetch::DOC_BUDGET`]),
     /// given back when the document is dropped: keep the `Doc` until its
     /// parse is done, and drop a large one before asking for another.
-    pub hold: crate::fetch::DocHold,
+    pub hold: DocHold,
+}
+
+/// A document's share of the fetcher's memory budget for upstream
+/// documents ([`crate::fetch::DOC_BUDGET`]); clones share it, and it
+/// returns when the last is dropped.
+#[derive(Clone, Debug, Default)]
+pub struct DocHold(Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>);
+
+impl DocHold {
+    pub(crate) fn new(share: Option<tokio::sync::OwnedSemaphorePermit>) -> DocHold {
+        DocHold(share.map(std::sync::Arc::new))
+    }
+
+    /// The budget's KiB it holds.
+    pub fn kib(&self) -> u32 {
+        self.0.as_ref().map_or(0, |p| p.num_permits() as u32)
+    }
 }
 
 impl Doc {

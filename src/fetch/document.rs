@@ -24,11 +24,10 @@
 //! another such document (none keeps two), or two units waiting for each
 //! other's share could wait for ever.
 
-use std::sync::Arc;
-
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{DocResponse, FetchError, FetchedDoc, Fetcher, Pace, TransportError, decode};
+use crate::layout::DocHold;
 
 /// Upstream document bytes held at once, fetched or being parsed, by all
 /// of a process's syncs and lookups together.
@@ -38,18 +37,6 @@ pub const DOC_BUDGET: u64 = 128 << 20;
 /// small index files: their parses are small, and they are often fetched
 /// while a unit holds a larger one).
 pub const SMALL_DOC: u64 = 1 << 20;
-
-/// A document's share of [`DOC_BUDGET`]; clones share it, and it returns
-/// when the last is dropped.
-#[derive(Clone, Debug, Default)]
-pub struct DocHold(Option<Arc<OwnedSemaphorePermit>>);
-
-impl DocHold {
-    /// The budget's KiB it holds.
-    pub fn kib(&self) -> u32 {
-        self.0.as_ref().map_or(0, |p| p.num_permits() as u32)
-    }
-}
 
 impl Fetcher {
     /// The KiB of the budget a document of `bytes` takes.
@@ -63,7 +50,7 @@ impl Fetcher {
     /// Waits for the share of [`DOC_BUDGET`] a document of `bytes` takes
     /// (nothing for a small one). Hold no connection permit while waiting.
     pub async fn hold_doc(&self, bytes: u64) -> DocHold {
-        DocHold(self.wait_share(None, bytes).await.map(Arc::new))
+        DocHold::new(self.wait_share(None, bytes).await)
     }
 
     /// Grows `held` to the share of a document of `bytes` if the budget has
@@ -262,7 +249,7 @@ impl Fetcher {
                 content_range: resp.content_range,
                 repr_digest: resp.repr_digest,
                 body,
-                hold: DocHold(held.map(Arc::new)),
+                hold: DocHold::new(held),
             }));
         }
     }
