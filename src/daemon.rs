@@ -273,7 +273,7 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
         app.mirrors(),
         app.store.clone(),
         app.fetcher.clone(),
-        Box::new(crate::status::reports(history.clone())),
+        Box::new(crate::dashboard::reports(history.clone())),
     );
     let fuse = FuseFs::new(
         fs.clone(),

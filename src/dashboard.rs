@@ -7,9 +7,13 @@
 //! cold-fetch time); the cache's size for the whole mount.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
+use crate::fs::Report;
 use crate::history::{History, Sample, fetch_latency, request_rate};
+use crate::mirror::Mirror;
 use crate::status::{MirrorStatus, human_bytes};
+use crate::store::Store;
 
 /// HTML-escapes text.
 fn esc(s: &str) -> String {
@@ -207,6 +211,24 @@ svg{background:#f4f7f4;border:1px solid #e2e8e2}svg text{font-size:11px;fill:#66
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// The mount's report files (`.regfs/status.json`, `status.html`), the
+/// page's plots drawn from `history`.
+pub fn reports(
+    history: Arc<History>,
+) -> impl Fn(&[Arc<Mirror>], &Store, Report) -> Vec<u8> + Send + Sync {
+    move |mirrors, store, report| match report {
+        Report::Json => crate::status::json(mirrors, store),
+        Report::Html => {
+            let list: Vec<_> = mirrors
+                .iter()
+                .map(|m| crate::status::collect(m, store))
+                .collect();
+            let now = crate::timestamp::now();
+            render(&list, &history, store.usage().bytes, now).into_bytes()
+        }
+    }
 }
 
 #[cfg(test)]

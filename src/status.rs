@@ -80,21 +80,6 @@ pub fn json(mirrors: &[std::sync::Arc<Mirror>], store: &Store) -> Vec<u8> {
     json
 }
 
-/// The mount's report files (`.regfs/status.json`, `status.html`), the
-/// page's plots drawn from `history`.
-pub fn reports(
-    history: std::sync::Arc<crate::history::History>,
-) -> impl Fn(&[std::sync::Arc<Mirror>], &Store, crate::fs::Report) -> Vec<u8> + Send + Sync {
-    move |mirrors, store, report| match report {
-        crate::fs::Report::Json => json(mirrors, store),
-        crate::fs::Report::Html => {
-            let list: Vec<_> = mirrors.iter().map(|m| collect(m, store)).collect();
-            let now = crate::timestamp::now();
-            crate::dashboard::render(&list, &history, store.usage().bytes, now).into_bytes()
-        }
-    }
-}
-
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

@@ -47,7 +47,7 @@ fn harness(filter: Option<&[&str]>) -> Harness {
         vec![mirror.clone()],
         store,
         fetcher,
-        Box::new(crate::status::reports(Default::default())),
+        Box::new(crate::dashboard::reports(Default::default())),
     );
     Harness { fake, fs, mirror }
 }
@@ -411,7 +411,7 @@ async fn concurrent_materializations_lose_no_stored_document() {
         vec![mirror.clone()],
         store,
         fetcher,
-        Box::new(crate::status::reports(Default::default())),
+        Box::new(crate::dashboard::reports(Default::default())),
     );
     let units = 100;
     for i in 0..units {
