@@ -38,6 +38,7 @@ mod overlay;
 mod root;
 mod tree;
 mod units;
+mod validate;
 mod view;
 
 pub use build::{Body, Built, Entry, Prev, build_tree, ino_for};

@@ -365,7 +365,7 @@ fn encode(
     drop(prefix_ids);
     drop(interned);
     w.lift_dir_mtimes(now);
-    w.finish(slot, label, &[&strings], &[&digests], indexed)
+    Tree::sealed(w.finish(slot, label, &[&strings], &[&digests], indexed)?)
 }
 
 impl Prev for Tree {

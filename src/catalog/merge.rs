@@ -123,7 +123,7 @@ pub fn merge(slot: u8, now: u32, sources: &[&Tree]) -> Result<Merged, BuildError
         .iter()
         .map(|t| &t.buf[t.hdr.digests.clone()])
         .collect();
-    let tree = w.finish(slot, "", &strings, &digests, true)?;
+    let tree = Tree::sealed(w.finish(slot, "", &strings, &digests, true)?)?;
     Ok(Merged { tree, conflicts })
 }
 

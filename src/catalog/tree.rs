@@ -42,6 +42,11 @@ impl Tree {
         })
     }
 
+    /// The tree `format::Writer` just sealed in `buf`.
+    pub(super) fn sealed(buf: Vec<u8>) -> Result<Tree, format::BuildError> {
+        Tree::from_bytes(buf).map_err(format::BuildError::Internal)
+    }
+
     /// Validates an encoded tree.
     pub fn from_bytes(buf: Vec<u8>) -> Result<Tree, String> {
         let hdr = format::header(&buf)?;
