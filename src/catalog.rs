@@ -91,6 +91,24 @@ pub struct FileInfo {
     pub source: Source,
 }
 
+impl FileInfo {
+    /// How an entry serves this file again in a later generation (signed
+    /// layouts keep superseded files reachable for a grace period).
+    pub fn into_body(self) -> Body {
+        match self.source {
+            Source::Stored => Body::Stored {
+                digest: self.digest,
+                size: self.size.unwrap_or(0),
+            },
+            Source::Remote { url } => Body::Remote {
+                url,
+                size: self.size,
+                digest: self.digest,
+            },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Dir,

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::{Body, Entry, Generation, Kind, Source};
+use crate::catalog::{Body, Entry, Generation, Kind};
 use crate::digest::Digest;
 use crate::keys::Section;
 use crate::layout::{
@@ -684,17 +684,7 @@ impl Adapter for Debian {
                 if now.saturating_sub(retired) > grace {
                     continue;
                 }
-                let body = match f.source {
-                    Source::Stored => Body::Stored {
-                        digest: f.digest,
-                        size: f.size.unwrap_or(0),
-                    },
-                    Source::Remote { url } => Body::Remote {
-                        url,
-                        size: f.size,
-                        digest: f.digest,
-                    },
-                };
+                let body = f.into_body();
                 let Ok(path) = RelPath::new(path) else {
                     continue;
                 };

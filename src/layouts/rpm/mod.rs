@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::catalog::{Body, Entry, Generation, Kind, Source};
+use crate::catalog::{Entry, Generation, Kind};
 use crate::keys::Section;
 // Debian's gpgv verifier: repomd.xml.asc is checked as Release.gpg is.
 use crate::layout::{
@@ -285,17 +285,7 @@ impl Adapter for Rpm {
                 if now.saturating_sub(retired) > grace {
                     continue;
                 }
-                let body = match f.source {
-                    Source::Stored => Body::Stored {
-                        digest: f.digest,
-                        size: f.size.unwrap_or(0),
-                    },
-                    Source::Remote { url } => Body::Remote {
-                        url,
-                        size: f.size,
-                        digest: f.digest,
-                    },
-                };
+                let body = f.into_body();
                 let Ok(path) = RelPath::new(path) else {
                     continue;
                 };

@@ -8,6 +8,7 @@ use super::primary::{Package, PrimaryHandler, resolve};
 use super::repomd::{parse_metalink, parse_repomd};
 use super::xml::{self, Handler, Reader};
 use super::*;
+use crate::catalog::Body;
 use crate::catalog::build;
 use crate::digest::{Algo, Digest};
 use crate::layouts::testing::{Docs, block_on, configure};
