@@ -42,6 +42,23 @@ impl Section {
         format!("{}: {key}: {what}", self.label)
     }
 
+    /// Refuses `paths` under `key` when one equals or lies inside another
+    /// (`what`: what each names, for the message).
+    pub fn disjoint(&self, key: &str, paths: &[String], what: &str) -> Result<(), String> {
+        let nested = |x: &str, y: &str| x == y || y.starts_with(&format!("{x}/"));
+        for (i, a) in paths.iter().enumerate() {
+            for b in &paths[i + 1..] {
+                if nested(a, b) || nested(b, a) {
+                    return Err(self.error(
+                        key,
+                        format!("\"{a}\" and \"{b}\" overlap; give each {what} once, none inside another"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn take(&mut self, key: &'static str) -> Option<toml::Value> {
         if !self.known.contains(&key) {
             self.known.push(key);

@@ -141,17 +141,7 @@ impl CondaOptions {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        for (i, a) in channels.iter().enumerate() {
-            for b in &channels[i + 1..] {
-                let nested = |x: &str, y: &str| x == y || y.starts_with(&format!("{x}/"));
-                if nested(a, b) || nested(b, a) {
-                    return Err(keys.error(
-                        "channels",
-                        format!("\"{a}\" and \"{b}\" overlap; give each channel once, none inside another"),
-                    ));
-                }
-            }
-        }
+        keys.disjoint("channels", &channels, "channel")?;
         let subdirs = keys.string_or_list("subdirs")?;
         let subdirs = keys.required(
             "subdirs",

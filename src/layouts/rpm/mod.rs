@@ -110,17 +110,7 @@ impl RpmOptions {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        for (i, a) in repos.iter().enumerate() {
-            for b in &repos[i + 1..] {
-                let nested = |x: &str, y: &str| x == y || y.starts_with(&format!("{x}/"));
-                if nested(a, b) || nested(b, a) {
-                    return Err(keys.error(
-                        "repos",
-                        format!("\"{a}\" and \"{b}\" overlap; give each repository once, none inside another"),
-                    ));
-                }
-            }
-        }
+        keys.disjoint("repos", &repos, "repository")?;
         let keyring = keys.path("keyring")?;
         if let Some(k) = &keyring {
             if let Err(e) = std::fs::File::open(k) {
