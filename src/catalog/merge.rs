@@ -183,13 +183,9 @@ impl<'a> Sources<'a> {
         conflicts: &mut Vec<String>,
     ) -> Result<Placed, BuildError> {
         let t = |o: &Occ| self.trees[o.0 as usize];
-        let dirs = group.iter().filter(|o| t(o).kind(o.1) == Kind::Dir).count();
-        if dirs > 0 {
-            let d = *group
-                .iter()
-                .find(|o| t(o).kind(o.1) == Kind::Dir)
-                .expect("counted");
-            if dirs < group.len() {
+        let is_dir = |o: &&Occ| t(o).kind(o.1) == Kind::Dir;
+        if let Some(&d) = group.iter().find(is_dir) {
+            if !group.iter().all(|o| is_dir(&o)) {
                 let why = format!(
                     "{}: is a file in one unit, a directory in another",
                     t(&d).path(d.1)
@@ -200,14 +196,10 @@ impl<'a> Sources<'a> {
             // Its sources' times already count every descendant (also any
             // withheld here), as the overlay's merged directories do.
             let mut rec = self.rec(d, parent, format::KIND_DIR);
-            rec.mtime = group
-                .iter()
-                .filter(|o| t(o).kind(o.1) == Kind::Dir)
-                .map(|o| t(o).mtime(o.1))
-                .max()
-                .unwrap_or(0);
+            let dirs = group.iter().filter(is_dir);
+            rec.mtime = dirs.clone().map(|o| t(o).mtime(o.1)).max().unwrap_or(0);
             let id = w.push(&rec)?;
-            next.extend(group.iter().filter(|o| t(o).kind(o.1) == Kind::Dir));
+            next.extend(dirs);
             return Ok(Placed::Dir(id));
         }
         let first = group[0];
