@@ -42,9 +42,35 @@ impl Section {
         format!("{}: {key}: {what}", self.label)
     }
 
-    /// Refuses `paths` under `key` when one equals or lies inside another
-    /// (`what`: what each names, for the message).
-    pub fn disjoint(&self, key: &str, paths: &[String], what: &str) -> Result<(), String> {
+    /// Paths under the upstream base named by `key` (`what`: what each is,
+    /// `example`: one for the message), each with room for the path `below`
+    /// under it (unless empty), none equal to or inside another. Absent: the base itself (`""`).
+    pub fn subpaths(
+        &mut self,
+        key: &'static str,
+        what: &str,
+        example: &str,
+        below: &str,
+    ) -> Result<Vec<String>, String> {
+        let Some(list) = self.string_or_list(key)? else {
+            return Ok(vec![String::new()]);
+        };
+        if list.is_empty() {
+            return Err(self.error(key, format!("give at least one {what} path")));
+        }
+        let mut paths = Vec::with_capacity(list.len());
+        for p in &list {
+            let p = p.trim_matches('/');
+            let fits =
+                below.is_empty() || crate::path::RelPath::new(format!("{p}/{below}")).is_ok();
+            if crate::path::RelPath::new(p).is_err() || !fits || p.contains(char::is_whitespace) {
+                return Err(self.error(
+                    key,
+                    format!("\"{p}\" is not a path under the upstream base (e.g. \"{example}\")"),
+                ));
+            }
+            paths.push(p.to_string());
+        }
         let nested = |x: &str, y: &str| x == y || y.starts_with(&format!("{x}/"));
         for (i, a) in paths.iter().enumerate() {
             for b in &paths[i + 1..] {
@@ -56,7 +82,7 @@ impl Section {
                 }
             }
         }
-        Ok(())
+        Ok(paths)
     }
 
     fn take(&mut self, key: &'static str) -> Option<toml::Value> {

@@ -120,28 +120,7 @@ fn is_subdir(s: &str) -> bool {
 impl CondaOptions {
     /// Reads `channels`, `subdirs`, `packages`, `exclude` and `cooldown`.
     pub fn from_keys(keys: &mut Section) -> Result<CondaOptions, String> {
-        let given = keys.string_or_list("channels")?;
-        let channels = match &given {
-            None => vec![String::new()],
-            Some(list) if list.is_empty() => {
-                return Err(keys.error("channels", "give at least one channel path"));
-            }
-            Some(list) => list
-                .iter()
-                .map(|c| {
-                    let c = c.trim_matches('/');
-                    if RelPath::new(c).is_err() || c.contains(char::is_whitespace) {
-                        Err(keys.error(
-                            "channels",
-                            format!("\"{c}\" is not a path under the upstream base (e.g. \"conda-forge\")"),
-                        ))
-                    } else {
-                        Ok(c.to_string())
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        keys.disjoint("channels", &channels, "channel")?;
+        let channels = keys.subpaths("channels", "channel", "conda-forge", "")?;
         let subdirs = keys.string_or_list("subdirs")?;
         let subdirs = keys.required(
             "subdirs",

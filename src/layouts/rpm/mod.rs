@@ -86,31 +86,7 @@ pub struct RpmOptions {
 impl RpmOptions {
     /// Reads `repos`, `keyring`, `metalink` and `repodata_grace`.
     pub fn from_keys(keys: &mut Section) -> Result<RpmOptions, String> {
-        let given = keys.string_or_list("repos")?;
-        let repos = match &given {
-            None => vec![String::new()],
-            Some(list) if list.is_empty() => {
-                return Err(keys.error("repos", "give at least one repository path"));
-            }
-            Some(list) => list
-                .iter()
-                .map(|r| {
-                    let r = r.trim_matches('/');
-                    let room = RelPath::new(format!("{r}/repodata/repomd.xml.asc")).is_ok();
-                    if RelPath::new(r).is_err() || !room || r.contains(char::is_whitespace) {
-                        Err(keys.error(
-                            "repos",
-                            format!(
-                                "\"{r}\" is not a path under the upstream base (e.g. \"BaseOS/x86_64/os\")"
-                            ),
-                        ))
-                    } else {
-                        Ok(r.to_string())
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        keys.disjoint("repos", &repos, "repository")?;
+        let repos = keys.subpaths("repos", "repository", "BaseOS/x86_64/os", "repodata/repomd.xml.asc")?;
         let keyring = keys.path("keyring")?;
         if let Some(k) = &keyring {
             if let Err(e) = std::fs::File::open(k) {
@@ -130,7 +106,7 @@ impl RpmOptions {
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
                     .ok_or_else(|| keys.error("metalink", format!("\"{s}\" is not an http(s) URL")))?;
-                if given.is_some() {
+                if repos != [""] {
                     return Err(keys.error(
                         "metalink",
                         "a metalink lists the mirrors of one repository: drop `repos` and give each repository its own [[mirror]]",
