@@ -568,14 +568,14 @@ impl Fs {
         let local = match &file.source {
             Source::Stored => self.local(&mirror.meta, &file.digest),
             Source::Remote { url } => match self.local(&self.store, &file.digest) {
-                Some(hit) => {
+                Ok(hit) => {
                     mirror.counters.opened_cached(&file.digest);
                     if let Some(size) = self.store.size_of(&file.digest) {
                         mirror.counters.served(size);
                     }
-                    Some(hit)
+                    Ok(hit)
                 }
-                None => {
+                Err(_) => {
                     // Not cached: answer the open now and let reads wait for
                     // the verified bytes. An exporter that opens on its event
                     // loop (nginx) is never blocked by upstream; reads run in
@@ -600,9 +600,9 @@ impl Fs {
                 }
             },
         };
-        let f = local.ok_or_else(|| {
-            crate::warn_limited!(digest = %file.digest, "a stored metadata file cannot be opened");
-            FsError::Local(format!("{}: cannot open the stored file", file.digest))
+        let f = local.map_err(|why| {
+            crate::warn_limited!(digest = %file.digest, "a stored metadata file cannot be opened: {why}");
+            FsError::Local(format!("{}: cannot open the stored file: {why}", file.digest))
         })?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles

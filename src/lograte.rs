@@ -1,7 +1,8 @@
 //! WARNs a client can trigger (a read of a file upstream cannot serve, a
 //! lookup of a unit that fails) are limited per kind, so no user can flood
 //! the log: at most [`PER_MINUTE`] a minute from each call site of
-//! [`warn_limited!`](crate::warn_limited); the last of them is followed by
+//! [`warn_limited!`](crate::warn_limited) or
+//! [`info_limited!`](crate::info_limited); the last of them is followed by
 //! a line saying that more are suppressed, and the next one that gets
 //! through (a minute later) is preceded by how many were. Each
 //! call site keeps its own count in a `static` of its own: the state is the
@@ -68,16 +69,29 @@ impl RateLimit {
 /// `tracing::warn!`, limited to [`PER_MINUTE`] a minute at this call site.
 #[macro_export]
 macro_rules! warn_limited {
-    ($($arg:tt)+) => {{
+    ($($arg:tt)+) => { $crate::log_limited!(warn, $($arg)+) };
+}
+
+/// `tracing::info!`, limited to [`PER_MINUTE`] a minute at this call site.
+#[macro_export]
+macro_rules! info_limited {
+    ($($arg:tt)+) => { $crate::log_limited!(info, $($arg)+) };
+}
+
+/// `tracing::$level!`, limited to [`PER_MINUTE`] a minute at this call
+/// site; the lines about suppression are at the same level.
+#[macro_export]
+macro_rules! log_limited {
+    ($level:ident, $($arg:tt)+) => {{
         static LIMIT: $crate::lograte::RateLimit =
             $crate::lograte::RateLimit::new($crate::lograte::PER_MINUTE);
         if let Some((suppressed, last)) = LIMIT.check() {
             if suppressed > 0 {
-                tracing::warn!("suppressed {suppressed} messages like the next one");
+                tracing::$level!("suppressed {suppressed} messages like the next one");
             }
-            tracing::warn!($($arg)+);
+            tracing::$level!($($arg)+);
             if last {
-                tracing::warn!("more messages like the last one are suppressed for a minute");
+                tracing::$level!("more messages like the last one are suppressed for a minute");
             }
         }
     }};

@@ -92,6 +92,17 @@ impl StoreError {
 const CHECKPOINT: &str = "checkpoint";
 const CLEAN: &str = "clean";
 
+/// Why [`Store::open_object`] has no object to give.
+#[derive(Debug, thiserror::Error)]
+pub enum Absent {
+    #[error("not in the cache")]
+    NotIndexed,
+    #[error("its file {0} is gone (evicted, or removed behind regfs's back)")]
+    Gone(PathBuf),
+    #[error("cannot open {path}: {source}")]
+    Unreadable { path: PathBuf, source: io::Error },
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
@@ -309,26 +320,29 @@ impl Store {
         self.index.lock().unwrap().objects.get(d).map(|s| s.size)
     }
 
-    /// Opens the object for `d` for reading and marks it used.
-    pub fn open_object(&self, d: &Digest) -> Option<(File, u64)> {
+    /// Opens the object for `d` for reading and marks it used; if there is
+    /// none, says why.
+    pub fn open_object(&self, d: &Digest) -> Result<(File, u64), Absent> {
         let path = self.object_path(d);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let indexed = self.index.lock().unwrap().objects.contains_key(d);
                 self.forget(d);
-                return None;
+                return Err(if indexed {
+                    Absent::Gone(path)
+                } else {
+                    Absent::NotIndexed
+                });
             }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "cannot open a cached object: {e}");
-                return None;
-            }
+            Err(source) => return Err(Absent::Unreadable { path, source }),
         };
         let now = crate::timestamp::now();
         let (size, touch) = {
             let mut idx = self.index.lock().unwrap();
             idx.tick += 1;
             let tick = idx.tick;
-            let slot = idx.objects.get_mut(d)?;
+            let slot = idx.objects.get_mut(d).ok_or(Absent::NotIndexed)?;
             slot.used = tick;
             let touch = now.saturating_sub(slot.touched) > TOUCH_INTERVAL;
             if touch {
@@ -340,7 +354,7 @@ impl Store {
             let t = std::time::SystemTime::now();
             let _ = file.set_times(fs::FileTimes::new().set_modified(t));
         }
-        Some((file, size))
+        Ok((file, size))
     }
 
     /// Marks the object for `d` as just used (LRU order) without opening it.

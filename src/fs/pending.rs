@@ -160,16 +160,21 @@ impl PendingFile {
         // A cache much smaller than the traffic through it can evict the
         // object between its download and this open (the soak saw it once
         // in 358k reads): fetch again, a few times.
+        let mut why = None;
         for _ in 0..3 {
             fs.fetch(mirror, url, digest, self.size).await?;
-            if let Some(f) = fs.local(&fs.store, digest) {
-                return Ok(f);
+            match fs.local(&fs.store, digest) {
+                Ok(f) => return Ok(f),
+                Err(e) => {
+                    crate::info_limited!(%digest, "downloaded, then not there to open ({e}); fetching it again");
+                    why = Some(e);
+                }
             }
-            tracing::info!(%digest, "evicted before it could be opened; fetching it again");
         }
-        crate::warn_limited!(%digest, "downloaded three times, evicted each time before it could be opened: the cache is too small for this traffic");
+        let why = why.map_or_else(String::new, |e| e.to_string());
+        crate::warn_limited!(%digest, "downloaded three times, and each time not there to open ({why}): is the cache too small for this traffic?");
         Err(FsError::Local(format!(
-            "{digest}: evicted before it could be opened"
+            "{digest}: downloaded, but not there to open ({why})"
         )))
     }
 }

@@ -47,7 +47,11 @@ impl Fs {
     /// The local file of a cached object, sharing one descriptor among all
     /// handles open on it. A descriptor of an object the store has removed
     /// since is never shared again.
-    pub(super) fn local(&self, store: &Store, d: &crate::digest::Digest) -> Option<Arc<File>> {
+    pub(super) fn local(
+        &self,
+        store: &Store,
+        d: &crate::digest::Digest,
+    ) -> Result<Arc<File>, crate::store::Absent> {
         let mut open = self.open_files.lock().unwrap();
         let OpenFiles { by_key, cursors } = &mut *open;
         match cursors.removed(store) {
@@ -68,7 +72,7 @@ impl Fs {
         };
         if let Some(f) = by_key.get(&key).and_then(std::sync::Weak::upgrade) {
             store.mark_used(d);
-            return Some(f);
+            return Ok(f);
         }
         let (f, _) = store.open_object(d)?;
         let f = Arc::new(f);
@@ -76,6 +80,6 @@ impl Fs {
             by_key.retain(|_, w| w.strong_count() > 0);
         }
         by_key.insert(key, Arc::downgrade(&f));
-        Some(f)
+        Ok(f)
     }
 }
