@@ -13,6 +13,8 @@ pub use super::configure;
 pub struct Docs {
     pub base: String,
     pub map: HashMap<String, Vec<u8>>,
+    /// Every path asked for, in order.
+    pub asked: std::sync::Mutex<Vec<String>>,
 }
 
 impl Docs {
@@ -20,6 +22,7 @@ impl Docs {
         Docs {
             base: base.to_string(),
             map: HashMap::new(),
+            asked: Default::default(),
         }
     }
 
@@ -32,6 +35,7 @@ impl Docs {
 impl DocSource for Docs {
     fn get(&self, req: DocRequest) -> BoxFuture<'_, Result<Doc, DocError>> {
         let url = format!("{}{}", self.base, req.path);
+        self.asked.lock().unwrap().push(req.path.clone());
         let r = match self.map.get(&req.path) {
             Some(body) => Ok(Doc {
                 url,

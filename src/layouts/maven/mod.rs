@@ -61,6 +61,49 @@ pub struct Maven {
     filter: Option<Vec<Glob>>,
     /// The first upstream base URL (ends with `/`).
     base: String,
+    kinds: Kinds,
+}
+
+/// Lookups in a row that may find a sidecar kind absent before it is no
+/// longer asked for.
+const ABSENT_STREAK: u32 = 8;
+/// A kind no longer asked for is still asked on every this-many-th lookup,
+/// so one the repository starts publishing is found again.
+const PROBE_EVERY: u64 = 64;
+
+/// Which sidecar kinds this repository publishes, learned from lookups.
+/// Many repositories have no `.sha512` or `.sha256` at all, and an
+/// upstream's 404 can be as slow as its 200: a lookup that asks for every
+/// kind waits for the slowest answer. A kind absent [`ABSENT_STREAK`] times
+/// in a row is skipped (probed every [`PROBE_EVERY`]th lookup) while a
+/// trusted kind keeps being found, so a lookup never goes without asking
+/// for what it can verify against.
+#[derive(Default)]
+struct Kinds {
+    /// Per entry of [`SIDECARS`]: lookups in a row that found none.
+    absent: [std::sync::atomic::AtomicU32; SIDECARS.len()],
+    lookups: std::sync::atomic::AtomicU64,
+}
+
+impl Kinds {
+    /// Which of [`SIDECARS`] this lookup asks for.
+    fn to_ask(&self) -> [bool; SIDECARS.len()] {
+        use std::sync::atomic::Ordering::Relaxed;
+        let probe = self.lookups.fetch_add(1, Relaxed) % PROBE_EVERY == 0;
+        let known = |i: usize| self.absent[i].load(Relaxed) < ABSENT_STREAK;
+        let trusted_known = (0..SIDECARS.len()).any(|i| SIDECARS[i].1.is_some() && known(i));
+        std::array::from_fn(|i| probe || !trusted_known || known(i))
+    }
+
+    /// Records what a lookup that asked for kind `i` found.
+    fn found(&self, i: usize, present: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if present {
+            self.absent[i].store(0, Relaxed);
+        } else {
+            let _ = self.absent[i].fetch_update(Relaxed, Relaxed, |n| n.checked_add(1));
+        }
+    }
 }
 
 /// `name` without a sidecar extension, and that extension.
@@ -108,6 +151,7 @@ impl Maven {
         Ok(Maven {
             filter,
             base: ctx.base(),
+            kinds: Kinds::default(),
         })
     }
 
@@ -165,19 +209,34 @@ impl Maven {
         allowed.then(|| format!("{parent}/{base}"))
     }
 
-    /// Fetches the sidecars of `path`; returns the strongest trusted digest
-    /// and an entry per sidecar upstream has.
+    /// Fetches the sidecars of `path` (the kinds [`Kinds`] says this
+    /// repository has); returns the strongest trusted digest and an entry
+    /// per sidecar upstream has.
     async fn sidecars(
         &self,
         path: &str,
         src: &dyn DocSource,
     ) -> Result<(Option<Digest>, Vec<Entry>, usize), SyncError> {
-        let docs = futures_util::future::join_all(
-            SIDECARS
-                .iter()
-                .map(|(ext, _)| get_optional(src, format!("{path}{ext}"))),
-        )
+        let ask = self.kinds.to_ask();
+        let docs = futures_util::future::join_all(SIDECARS.iter().zip(ask).map(
+            |((ext, _), ask)| async move {
+                match ask {
+                    true => get_optional(src, format!("{path}{ext}")).await.map(Some),
+                    false => Ok(None),
+                }
+            },
+        ))
         .await;
+        let docs: Vec<_> = docs
+            .into_iter()
+            .enumerate()
+            .map(|(i, doc)| {
+                if let Ok(Some(found)) = &doc {
+                    self.kinds.found(i, found.is_some());
+                }
+                doc.map(Option::flatten)
+            })
+            .collect();
         let mut best = None;
         let mut entries = Vec::new();
         let mut rejected = 0;

@@ -283,3 +283,80 @@ fn a_file_whose_sidecars_pass_path_max_is_no_unit() {
     let shallow = format!("{}/org/regfs/1.0", "d".repeat(255));
     assert!(a.lazy_unit(&shallow, "regfs-1.0.jar").is_some());
 }
+
+#[test]
+fn sidecar_kinds_the_repository_never_has_stop_being_asked_for() {
+    let a = adapter(None);
+    let jar = b"jar";
+    let mut src = upstream();
+    for i in 0..80 {
+        let unit = format!("g/a/{i}/a-{i}.jar");
+        src = src.with(&format!("{unit}.sha1"), hash(Algo::Sha1, jar).hex().as_bytes());
+    }
+    // How many of the paths asked for since the last call end with each of `exts`.
+    let asked_for = |src: &testing::Docs, exts: &[&str]| -> Vec<usize> {
+        let asked = std::mem::take(&mut *src.asked.lock().unwrap());
+        exts.iter()
+            .map(|ext| asked.iter().filter(|p| p.ends_with(ext)).count())
+            .collect()
+    };
+    for i in 0..ABSENT_STREAK {
+        let unit = format!("g/a/{i}/a-{i}.jar");
+        assert!(run(&a, &unit, &src).unwrap().is_some());
+    }
+    assert_eq!(asked_for(&src, &[".sha512"]), [ABSENT_STREAK as usize]);
+    for i in ABSENT_STREAK..70 {
+        let unit = format!("g/a/{i}/a-{i}.jar");
+        let out = run(&a, &unit, &src).unwrap().unwrap();
+        let file = out.entries.iter().find(|e| e.path.as_str() == unit).unwrap();
+        assert!(
+            matches!(&file.body, Body::Remote { digest, .. } if digest.algo() == Algo::Sha1),
+            "still listed, verified by the kind the repository has"
+        );
+    }
+    assert_eq!(
+        asked_for(&src, &[".sha512", ".sha256", ".md5", ".sha1"]),
+        [1, 1, 1, 70 - ABSENT_STREAK as usize],
+        "absent kinds are only probed, once every {PROBE_EVERY} lookups"
+    );
+
+    // A repository that starts publishing a kind: the probe finds it, and
+    // it is asked for again from then on.
+    let unit = "g/b/1/b-1.jar";
+    let src = upstream()
+        .with(&format!("{unit}.sha1"), hash(Algo::Sha1, jar).hex().as_bytes())
+        .with(&format!("{unit}.sha512"), hash(Algo::Sha512, jar).hex().as_bytes());
+    for _ in 70..2 * PROBE_EVERY {
+        run(&a, "g/c/1/c-1.jar", &src).unwrap();
+    }
+    let out = run(&a, unit, &src).unwrap().unwrap();
+    let file = out.entries.iter().find(|e| e.path.as_str() == unit).unwrap();
+    assert!(matches!(&file.body, Body::Remote { digest, .. } if digest.algo() == Algo::Sha512));
+    src.asked.lock().unwrap().clear();
+    run(&a, unit, &src).unwrap();
+    assert_eq!(
+        asked_for(&src, &[".sha512"]),
+        [1],
+        "asked for again after the probe found it"
+    );
+}
+
+#[test]
+fn a_repository_whose_trusted_kinds_all_went_missing_is_asked_for_every_kind() {
+    // Only an untrusted kind keeps being found: every kind is asked for on
+    // each lookup, so a trusted one is never skipped for want of a streak.
+    let a = adapter(None);
+    let md5_only = upstream();
+    for i in 0..20 {
+        let unit = format!("g/a/{i}/a-{i}.jar");
+        let src = md5_only_with(&unit);
+        assert!(run(&a, &unit, &src).unwrap().is_none());
+    }
+    let unit = "g/a/99/a-99.jar";
+    let src = md5_only.with(&format!("{unit}.sha256"), hash(Algo::Sha256, b"j").hex().as_bytes());
+    assert!(run(&a, unit, &src).unwrap().is_some(), "the SHA-256 is still asked for");
+}
+
+fn md5_only_with(unit: &str) -> testing::Docs {
+    upstream().with(&format!("{unit}.md5"), b"0123456789abcdef0123456789abcdef")
+}
