@@ -217,7 +217,7 @@ impl Composer {
     }
 
     /// Fetches one p2 document of `package` (`suffix` "" or [`DEV`]) and
-    /// rewrites it; `Ok(None)` where upstream has none.
+    /// rewrites it into `out`; `Ok(false)` where upstream has none.
     async fn document(
         &self,
         template: &str,
