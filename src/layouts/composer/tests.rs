@@ -1,0 +1,271 @@
+use serde_json::{Map, Value, json};
+
+use super::*;
+use crate::layouts::testing::{self, Docs, block_on};
+
+const UP: &str = "https://repo.upstream.test/";
+
+fn adapter(filter: Option<&[&str]>) -> Composer {
+    let keys =
+        testing::filter("packages", filter) + "public_url = \"http://mirror.example/composer/\"";
+    testing::configure(&LAYOUT, UP, &keys, Composer::from_keys).unwrap()
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn sha1(n: u8) -> String {
+    format!("{n:02x}").repeat(20)
+}
+
+/// Expands a served p2 document as Composer does.
+fn expand(doc: &[u8], package: &str) -> Vec<Map<String, Value>> {
+    let v: Value = serde_json::from_slice(doc).unwrap();
+    assert_eq!(v["minified"], "composer/2.0");
+    let mut e = Expander::default();
+    v["packages"][package]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| e.next(obj(d.clone())))
+        .collect()
+}
+
+#[test]
+fn names_and_lookups() {
+    for good in ["a/b", "regfs/demo-a", "my.vendor/pkg_name", "a1/b--c"] {
+        assert!(is_package_name(good), "{good}");
+    }
+    for bad in [
+        "", "a", "a/", "/b", "a/b/c", "A/b", "a/..", "../b", "a/.b", "a/b.", "a/b c", "a/b\0",
+        "a/b---c", "a/b__c", "a/b.-c",
+    ] {
+        assert!(!is_package_name(bad), "{bad:?}");
+    }
+    let a = adapter(None);
+    assert_eq!(a.lazy_unit("p2/regfs", "demo.json").as_deref(), Some("regfs/demo"));
+    assert_eq!(a.lazy_unit("p2/regfs", "demo~dev.json").as_deref(), Some("regfs/demo"));
+    assert_eq!(a.lazy_unit("dists/regfs", "demo").as_deref(), Some("regfs/demo"));
+    assert_eq!(a.lazy_unit("p2/regfs", "demo"), None);
+    assert_eq!(a.lazy_unit("p2/regfs", "...json"), None);
+    assert_eq!(a.lazy_unit("p2/..", "x.json"), None);
+    assert_eq!(a.lazy_unit("p2", "x.json"), None);
+    assert_eq!(a.lazy_unit("dists/regfs/demo", "1.0.0"), None);
+    assert!(a.lazy_dir("", "p2") && a.lazy_dir("", "dists") && a.lazy_dir("p2", "regfs"));
+    assert!(!a.lazy_dir("p2", "..") && !a.lazy_dir("", "regfs") && !a.lazy_dir("p2/regfs", "x"));
+    let f = adapter(Some(&["Regfs/*", "other/one"]));
+    assert!(f.lazy_unit("p2/regfs", "x.json").is_some());
+    assert!(f.lazy_unit("p2/other", "two.json").is_none());
+    let bad = testing::configure(
+        &LAYOUT,
+        UP,
+        "packages = [\"../x\"]\npublic_url = \"http://m/c\"",
+        Composer::from_keys,
+    );
+    assert!(bad.err().unwrap().contains("not a Composer package name"));
+}
+
+#[test]
+fn expansion_follows_composers_metadata_minifier() {
+    // What composer/metadata-minifier's expand() gives for this list.
+    let minified = [
+        json!({"name": "a/b", "version": "2.0.0", "require": {"php": ">=8"}, "extra": {"x": 1}}),
+        json!({"version": "1.1.0", "extra": "__unset"}),
+        json!({"version": "1.0.0", "require": {"php": ">=7"}, "license": ["MIT"]}),
+    ];
+    let mut e = Expander::default();
+    let got: Vec<Value> = minified
+        .iter()
+        .map(|d| Value::Object(e.next(obj(d.clone()))))
+        .collect();
+    let want = [
+        json!({"name": "a/b", "version": "2.0.0", "require": {"php": ">=8"}, "extra": {"x": 1}}),
+        json!({"name": "a/b", "version": "1.1.0", "require": {"php": ">=8"}}),
+        json!({"name": "a/b", "version": "1.0.0", "require": {"php": ">=7"}, "license": ["MIT"]}),
+    ];
+    assert_eq!(got, want);
+    // Minifying gives back the input, and expanding that the versions.
+    let mut m = Minifier::default();
+    let again: Vec<Value> = want
+        .iter()
+        .map(|v| Value::Object(m.next(obj(v.clone()))))
+        .collect();
+    assert_eq!(again, minified);
+}
+
+/// A p2 document of regfs/demo with one version of each kind.
+fn demo_doc() -> Value {
+    json!({
+        "minified": "composer/2.0",
+        "security-advisories": [],
+        "packages": {"regfs/demo": [
+            {"name": "regfs/demo", "version": "2.0.0", "type": "library",
+             "notification-url": "https://repo.upstream.test/downloads/",
+             "source": {"type": "git", "url": "https://git.upstream.test/demo.git", "reference": "abc"},
+             "dist": {"type": "zip", "url": "https://files.upstream.test/demo/2.0.0.zip",
+                      "reference": "abc", "shasum": sha1(1),
+                      "mirrors": [{"url": "https://cdn.upstream.test/%package%", "preferred": true}]}},
+            // Inherits everything but version and dist (no shasum).
+            {"version": "1.9.0", "dist": {"type": "zip", "url": "https://files.upstream.test/demo/1.9.0.zip",
+                      "reference": "def", "shasum": ""}},
+            // Source only.
+            {"version": "1.8.0", "dist": "__unset"},
+            {"version": "1.7.0", "dist": {"type": "zip", "url": "/demo/1.7.0.zip", "shasum": "xyz"}},
+            {"version": "../../../etc", "dist": {"type": "zip", "url": "/demo/x.zip", "shasum": sha1(2)}},
+            {"version": "dev-feature/x", "dist": {"type": "tar", "url": "/demo/x.tar.gz",
+                      "reference": "../../evil", "shasum": sha1(3)}},
+            {"version": "1.0.0", "type": "__unset", "dist": {"type": "zip", "url": "../demo/1.0.0",
+                      "reference": "0123abc", "shasum": sha1(4)}},
+        ]}
+    })
+}
+
+#[test]
+fn a_p2_document_points_at_the_mirror_and_drops_what_cannot_be_verified() {
+    let a = adapter(None);
+    let body = serde_json::to_vec(&demo_doc()).unwrap();
+    let url = "https://repo.upstream.test/p2/regfs/demo.json";
+    let r = a.rewrite("regfs/demo", url, &body).unwrap();
+    assert_eq!(r.unverified, ["1.9.0"]);
+    assert_eq!(r.dropped.len(), 3, "{:?}", r.dropped);
+    for (d, why) in r
+        .dropped
+        .iter()
+        .zip(["1.8.0: no dist", "1.7.0: shasum", "../../../etc: the version"])
+    {
+        assert!(d.starts_with(why), "{d}");
+    }
+    let paths: Vec<(&str, &Body)> = r.dists.iter().map(|e| (e.path.as_str(), &e.body)).collect();
+    assert_eq!(paths.len(), 3);
+    assert_eq!(paths[0].0, "dists/regfs/demo/2.0.0/abc.zip");
+    assert_eq!(
+        paths[1].0,
+        format!("dists/regfs/demo/dev-feature~x/{}.tar.gz", sha1(3)),
+        "a hostile reference is not a file name: the sha1 is"
+    );
+    assert_eq!(paths[2].0, "dists/regfs/demo/1.0.0/0123abc.zip");
+    match paths[2].1 {
+        Body::Remote { url, size, digest } => {
+            assert_eq!(url, "https://repo.upstream.test/p2/demo/1.0.0");
+            assert_eq!(*size, None);
+            assert_eq!(digest.to_string(), format!("sha1:{}", sha1(4)));
+        }
+        b => panic!("{b:?}"),
+    }
+    let served = expand(&r.body, "regfs/demo");
+    let top: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(top["security-advisories"], json!([]), "kept as upstream wrote it");
+    let versions: Vec<&str> = served.iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["2.0.0", "dev-feature/x", "1.0.0"]);
+    for (v, p) in served.iter().zip(&paths) {
+        assert_eq!(v["dist"]["url"], format!("http://mirror.example/composer/{}", p.0));
+        assert_eq!(v["name"], "regfs/demo", "inherited through the dropped versions");
+        for gone in ["source", "notification-url"] {
+            assert!(!v.contains_key(gone), "{gone} in {v:?}");
+        }
+        assert!(v["dist"].get("mirrors").is_none());
+    }
+    assert_eq!(served[0]["type"], "library");
+    assert!(!served[2].contains_key("type"), "__unset applies");
+    assert_eq!(served[2]["dist"]["shasum"], sha1(4));
+}
+
+#[test]
+fn an_unminified_document_is_read_too_and_bad_ones_are_refused() {
+    let a = adapter(None);
+    let url = "https://repo.upstream.test/p2/a/b.json";
+    let plain = json!({"packages": {"a/b": [
+        {"name": "a/b", "version": "1.0.0", "dist": {"type": "zip", "url": "/x.zip", "shasum": sha1(1)}},
+        {"name": "a/b", "version": "0.9.0", "dist": {"type": "zip", "url": "/y.zip", "shasum": sha1(2)}},
+    ]}});
+    let r = a.rewrite("a/b", url, &serde_json::to_vec(&plain).unwrap()).unwrap();
+    let served = expand(&r.body, "a/b");
+    assert_eq!(served[1]["dist"]["url"], format!("http://mirror.example/composer/dists/a/b/0.9.0/{}.zip", sha1(2)));
+    for (doc, err) in [
+        (&b"{\"packages\": "[..], "not a JSON object"),
+        (b"[]", "not a JSON object"),
+        (br#"{"packages": {"c/d": []}}"#, "does not list package \"a/b\""),
+        (br#"{"packages": {"a/b": {"1.0": {}}}}"#, "no version list"),
+        (br#"{"packages": {"a/b": [1]}}"#, "version entry 0"),
+        (br#"{"minified": "composer/9", "packages": {"a/b": []}}"#, "unknown `minified`"),
+    ] {
+        let e = a.rewrite("a/b", url, doc).err().unwrap();
+        assert!(e.contains(err), "{e}");
+    }
+}
+
+#[test]
+fn units_fetch_both_documents_and_errors_name_the_url() {
+    let a = adapter(None);
+    let doc = |v: &str| {
+        serde_json::to_vec(&json!({"minified": "composer/2.0", "packages": {"regfs/demo": [
+            {"name": "regfs/demo", "version": v, "dist": {"type": "zip", "url": "/d.zip", "shasum": sha1(9)}}]}}))
+        .unwrap()
+    };
+    let src = Docs::new(UP)
+        .with("packages.json", br#"{"packages": [], "metadata-url": "/meta/%package%.json"}"#)
+        .with("/meta/regfs/demo.json", doc("1.0.0"))
+        .with("/meta/regfs/demo~dev.json", doc("dev-main"))
+        .with("/meta/regfs/broken.json", "{\"packages\": ");
+    let sel = block_on(a.select(&src)).unwrap();
+    assert_eq!(sel, Selection::Lazy(vec![]));
+    let out = block_on(a.unit("regfs/demo", &src, 0, true)).unwrap().unwrap();
+    let mut paths: Vec<&str> = out.entries.iter().map(|e| e.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            format!("dists/regfs/demo/1.0.0/{}.zip", sha1(9)).as_str(),
+            &format!("dists/regfs/demo/dev-main/{}.zip", sha1(9)),
+            "p2/regfs/demo.json",
+            "p2/regfs/demo~dev.json"
+        ]
+    );
+    assert!(block_on(a.unit("regfs/nosuch", &src, 0, true)).unwrap().is_none());
+    let e = block_on(a.unit("regfs/broken", &src, 0, true)).unwrap_err().to_string();
+    assert!(e.contains("https://repo.upstream.test//meta/regfs/broken.json") && e.contains("not a JSON object"), "{e}");
+    // A Composer 1 repository is refused by name.
+    let v1 = Docs::new(UP).with("packages.json", br#"{"packages": [], "providers-url": "/p/%package%$%hash%.json"}"#);
+    let e = block_on(adapter(None).select(&v1)).unwrap_err().to_string();
+    assert!(e.starts_with("https://repo.upstream.test/packages.json: ") && e.contains("not a Composer v2 repository"), "{e}");
+}
+
+#[test]
+fn the_mirrors_packages_json_names_only_the_mirror() {
+    let root = |a: &Composer| -> Value {
+        let e = a.root_entries(&[]);
+        assert_eq!(e.len(), 1);
+        assert!(a.is_root_entry(e[0].path.as_str()));
+        match &e[0].body {
+            Body::Inline(b) => serde_json::from_slice(b).unwrap(),
+            b => panic!("{b:?}"),
+        }
+    };
+    assert_eq!(
+        root(&adapter(None)),
+        json!({"packages": [], "metadata-url": "/composer/p2/%package%.json"})
+    );
+    assert_eq!(
+        root(&adapter(Some(&["regfs/demo", "acme/lib?"])))["available-package-patterns"],
+        json!(["regfs/demo", "acme/lib*"])
+    );
+}
+
+#[test]
+fn a_large_document_is_rewritten_one_version_at_a_time() {
+    // 20,000 versions, each inheriting a 1 KiB description: about 1 MiB
+    // minified, 20 MiB expanded, which is never held at once.
+    let a = adapter(None);
+    let mut versions = vec![json!({"name": "big/pkg", "description": "d".repeat(1024),
+        "version": "0.0.0", "dist": {"type": "zip", "url": "/0.zip", "shasum": sha1(0)}})];
+    for i in 1..20_000 {
+        versions.push(json!({"version": format!("0.0.{i}"), "dist": {"type": "zip", "url": format!("/{i}.zip"), "shasum": sha1((i % 256) as u8)}}));
+    }
+    let body = serde_json::to_vec(&json!({"minified": "composer/2.0", "packages": {"big/pkg": versions}})).unwrap();
+    let r = a.rewrite("big/pkg", "https://repo.upstream.test/p2/big/pkg.json", &body).unwrap();
+    assert_eq!(r.dists.len(), 20_000);
+    assert!(r.body.len() < body.len() * 3, "{} from {}", r.body.len(), body.len());
+    let served = expand(&r.body, "big/pkg");
+    assert_eq!(served[19_999]["description"].as_str().unwrap().len(), 1024);
+}
