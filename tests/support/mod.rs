@@ -116,6 +116,7 @@ const HINTS: &[(&str, &str)] = &[
     ("crates", "is cargo on PATH?"),
     ("npm", "is npm on PATH?"),
     ("oci", "are umoci, skopeo and docker-registry installed?"),
+    ("rustup", "is gpg installed?"),
 ];
 
 /// The fixture of `layout`, built once per test binary into the target's
