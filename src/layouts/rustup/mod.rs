@@ -111,18 +111,10 @@ impl RustupOptions {
                 format!("\"{bad}\" is not a profile name such as \"minimal\", \"default\" or \"complete\""),
             ));
         }
-        let keyring = keys.path("keyring")?;
-        if let Some(k) = &keyring {
-            if let Err(e) = std::fs::File::open(k) {
-                return Err(keys.error(
-                    "keyring",
-                    format!(
-                        "cannot read {}: {e} (point at the OpenPGP key that signs the channel manifests)",
-                        k.display()
-                    ),
-                ));
-            }
-        }
+        let keyring = crate::gpgv::keyring_key(
+            keys,
+            "point at the OpenPGP key that signs the channel manifests",
+        )?;
         Ok(RustupOptions {
             channels,
             filter: Filter { targets, profiles },
@@ -138,12 +130,7 @@ pub struct Rustup {
     gpg: Option<Arc<crate::gpgv::Gpgv>>,
 }
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
+use crate::layout::bad_metadata as bad;
 
 fn entry(path: String, body: Body) -> Entry {
     Entry {
@@ -176,25 +163,6 @@ impl Rustup {
             opts,
             base: ctx.base(),
         }
-    }
-
-    /// Checks the manifest's detached signature if a keyring is configured.
-    async fn verify(&self, manifest: &Doc, asc: Option<&Doc>) -> Result<(), SyncError> {
-        let Some(gpg) = self.gpg.clone() else {
-            return Ok(());
-        };
-        let url = format!("{}.asc", manifest.url);
-        let Some(asc) = asc else {
-            return Err(bad(
-                &url,
-                "not served, but a keyring is configured: the manifest must be signed",
-            ));
-        };
-        let (data, sig) = (manifest.body.clone(), asc.body.clone());
-        tokio::task::spawn_blocking(move || gpg.verify_detached(&data, &sig))
-            .await
-            .map_err(|e| bad(&url, format!("verification task failed: {e}")))?
-            .map_err(|e| bad(&url, e))
     }
 
     /// One channel: its manifest checked against `.sha256` (and `.asc`),
@@ -238,7 +206,7 @@ impl Rustup {
             ));
         }
         let asc = get_optional(src, format!("{path}.asc")).await?;
-        self.verify(&doc, asc.as_ref()).await?;
+        crate::gpgv::check_detached(self.gpg.as_ref(), &doc, asc.as_ref(), "the manifest").await?;
         let listing = manifest::parse(&doc.body, &self.opts.filter).map_err(|e| bad(&doc.url, e))?;
         for r in &listing.rejected {
             tracing::warn!(url = %doc.url, "leaving out {r}");
