@@ -14,8 +14,9 @@
 //! The URLs name upstream's host (rustup replaces it with
 //! `RUSTUP_DIST_SERVER`); a mirror keeps only their path, which must lie
 //! under `dist/`, and fetches it under its own upstream base. A URL whose
-//! path could leave that tree (`..`, `%`-escapes, a query) or whose hash is
-//! not a sha256 leaves its file out, with the reason; the manifest's other
+//! path could leave that tree (`..`, `%`-escapes, a query), that would
+//! stand where a channel manifest or its sidecars do, or whose hash is not
+//! a sha256 leaves its file out, with the reason; the manifest's other
 //! files stay listed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -128,7 +129,11 @@ pub fn path_of(url: &str) -> Result<RelPath, String> {
     {
         return Err(format!("URL {url:?} has {c:?} in its path"));
     }
-    RelPath::new(path).map_err(|e| format!("URL {url:?}: {e}"))
+    let path = RelPath::new(path).map_err(|e| format!("URL {url:?}: {e}"))?;
+    if path.file_name().starts_with("channel-rust-") {
+        return Err(format!("URL {url:?} would replace a channel's manifest files"));
+    }
+    Ok(path)
 }
 
 fn listed(url: &str, hash: &str) -> Result<Listed, String> {

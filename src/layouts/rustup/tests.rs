@@ -155,6 +155,8 @@ fn url_paths_must_be_plain_and_under_dist() {
         "https://h/dist/x#y",
         "ftp://h/dist/x",
         "https://h/distx",
+        "https://h/dist/channel-rust-stable.toml",
+        "https://h/dist/2026-04-16/channel-rust-stable.toml.sha256",
     ] {
         assert!(manifest::path_of(bad).is_err(), "{bad:?}");
     }
