@@ -1,5 +1,6 @@
-//! Signed metadata (Debian's Release, an RPM repomd.xml), checked with
-//! `gpgv` against the keyring a mirror configures.
+//! Signed metadata (Debian's Release, an RPM repomd.xml, a rustup channel
+//! manifest), checked with `gpgv` against the keyring a mirror configures
+//! (its `keyring` key, read by [`keyring_key`]).
 //!
 //! `gpgv` is what apt itself and debmirror use: a small, audited verifier
 //! that only answers "is this signed by a key in that keyring". Shelling out
@@ -10,6 +11,53 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use crate::keys::Section;
+use crate::layout::{Doc, SyncError, bad_metadata};
+
+/// A layout's `keyring` key: an absolute path to a file regfs can read
+/// (binary or armored), or `None` where it is not given. `hint` tells the
+/// user what key to point at.
+pub fn keyring_key(keys: &mut Section, hint: &str) -> Result<Option<PathBuf>, String> {
+    let keyring = keys.path("keyring")?;
+    if let Some(k) = &keyring {
+        if let Err(e) = std::fs::File::open(k) {
+            return Err(keys.error(
+                "keyring",
+                format!("cannot read {}: {e} ({hint})", k.display()),
+            ));
+        }
+    }
+    Ok(keyring)
+}
+
+/// Checks `doc` against `asc`, its detached signature (served at
+/// `<doc.url>.asc`), where a keyring is configured (`gpg`); gpgv runs on a
+/// blocking thread. A missing signature is an error then: `what` says what
+/// must be signed.
+pub async fn check_detached(
+    gpg: Option<&Arc<Gpgv>>,
+    doc: &Doc,
+    asc: Option<&Doc>,
+    what: &str,
+) -> Result<(), SyncError> {
+    let Some(gpg) = gpg.cloned() else {
+        return Ok(());
+    };
+    let url = format!("{}.asc", doc.url);
+    let Some(asc) = asc else {
+        return Err(bad_metadata(
+            &url,
+            format!("not served, but a keyring is configured: {what} must be signed"),
+        ));
+    };
+    let (data, sig) = (doc.body.clone(), asc.body.clone());
+    tokio::task::spawn_blocking(move || gpg.verify_detached(&data, &sig))
+        .await
+        .map_err(|e| bad_metadata(&url, format!("verification task failed: {e}")))?
+        .map_err(|e| bad_metadata(&url, e))
+}
 
 pub struct Gpgv {
     keyring: PathBuf,

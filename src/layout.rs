@@ -280,6 +280,15 @@ pub enum SyncError {
     BadMetadata { url: String, what: String },
 }
 
+/// A [`SyncError::BadMetadata`]: the document at `url` is not what it
+/// should be, and `what` says how.
+pub fn bad_metadata(url: &str, what: impl Into<String>) -> SyncError {
+    SyncError::BadMetadata {
+        url: url.to_string(),
+        what: what.into(),
+    }
+}
+
 /// Which units a sync covers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Selection {

@@ -19,12 +19,7 @@ use crate::path::RelPath;
 /// Malformed records logged one by one before a summary takes over.
 const WARN_EACH: usize = 10;
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
+use crate::layout::bad_metadata as bad;
 
 /// `doc` without its share of the document budget.
 fn released(mut doc: Doc) -> Doc {

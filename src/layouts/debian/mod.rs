@@ -106,21 +106,15 @@ impl DebianOptions {
             .unwrap_or_else(|| vec!["amd64".into(), "all".into()]);
         let architectures = names(keys, "architectures", architectures, false)?;
         let sources = keys.boolean("sources")?.unwrap_or(false);
-        let keyring = keys.path("keyring")?;
+        let keyring = crate::gpgv::keyring_key(
+            keys,
+            "install the archive's keyring package or point at its key",
+        )?;
         let keyring = keys.required(
             "keyring",
             keyring,
             "the archive's OpenPGP keyring, e.g. /usr/share/keyrings/debian-archive-keyring.gpg",
         )?;
-        if let Err(e) = std::fs::File::open(&keyring) {
-            return Err(keys.error(
-                "keyring",
-                format!(
-                    "cannot read {}: {e} (install the archive's keyring package or point at its key)",
-                    keyring.display()
-                ),
-            ));
-        }
         let by_hash_grace = keys
             .duration("by_hash_grace")?
             .unwrap_or(Duration::from_secs(86400));
@@ -162,12 +156,7 @@ struct Verified {
 /// (gzip decodes several times faster than xz).
 const COMPRESSIONS: &[&str] = &[".gz", ".xz", ""];
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
+use crate::layout::bad_metadata as bad;
 
 impl Debian {
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Debian, String> {

@@ -87,18 +87,10 @@ impl RpmOptions {
     /// Reads `repos`, `keyring`, `metalink` and `repodata_grace`.
     pub fn from_keys(keys: &mut Section) -> Result<RpmOptions, String> {
         let repos = keys.subpaths("repos", "repository", "BaseOS/x86_64/os", "repodata/repomd.xml.asc")?;
-        let keyring = keys.path("keyring")?;
-        if let Some(k) = &keyring {
-            if let Err(e) = std::fs::File::open(k) {
-                return Err(keys.error(
-                    "keyring",
-                    format!(
-                        "cannot read {}: {e} (point at the repository's OpenPGP key, e.g. the file its gpgkey= names)",
-                        k.display()
-                    ),
-                ));
-            }
-        }
+        let keyring = crate::gpgv::keyring_key(
+            keys,
+            "point at the repository's OpenPGP key, e.g. the file its gpgkey= names",
+        )?;
         let metalink = match keys.string("metalink")? {
             None => None,
             Some(s) => {
@@ -137,12 +129,7 @@ pub struct Rpm {
     learnt: Mutex<Vec<Url>>,
 }
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
+use crate::layout::bad_metadata as bad;
 
 impl Rpm {
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Rpm, String> {

@@ -46,21 +46,7 @@ impl Rpm {
 
     /// Checks the signature of repomd.xml if a keyring is configured.
     async fn verify(&self, repomd: &Doc, asc: Option<&Doc>) -> Result<(), SyncError> {
-        let Some(gpg) = self.gpg.clone() else {
-            return Ok(());
-        };
-        let url = format!("{}.asc", repomd.url);
-        let Some(asc) = asc else {
-            return Err(bad(
-                &url,
-                "not served, but a keyring is configured: repomd.xml must be signed",
-            ));
-        };
-        let (data, sig) = (repomd.body.clone(), asc.body.clone());
-        tokio::task::spawn_blocking(move || gpg.verify_detached(&data, &sig))
-            .await
-            .map_err(|e| bad(&url, format!("verification task failed: {e}")))?
-            .map_err(|e| bad(&url, e))
+        crate::gpgv::check_detached(self.gpg.as_ref(), repomd, asc, "repomd.xml").await
     }
 
     /// repomd.xml (and its signature) from the configured upstreams.

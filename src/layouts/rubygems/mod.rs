@@ -92,12 +92,7 @@ pub struct RubyGems {
     refused: Mutex<HashMap<String, ([u8; 16], Instant)>>,
 }
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
+use crate::layout::bad_metadata as bad;
 
 fn entry(path: String, body: Body) -> Entry {
     Entry {
