@@ -28,6 +28,7 @@ layouts! {
     rubygems,
     oci,
     conda,
+    cran,
 }
 
 #[cfg(test)]
