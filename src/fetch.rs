@@ -224,6 +224,8 @@ pub struct Artifact {
     /// Trust on first use: the first download is pinned here by its
     /// SHA-256 and kept in the store under it ([`crate::pins`]).
     pub pin: Option<PinTo>,
+    /// `digest` and `size` are a pin's, not metadata's (for the log).
+    pub pinned: bool,
 }
 
 /// Where the first download of an artifact is pinned.
@@ -243,6 +245,7 @@ impl Artifact {
                 digest: p.sha256,
                 size: Some(p.size),
                 pin: None,
+                pinned: true,
                 urls: self.urls,
             },
             None => self,

@@ -90,7 +90,13 @@ impl Fetcher {
                     return Ok(size);
                 }
                 Err(e) => {
-                    if matches!(e, FetchError::Digest { .. } | FetchError::Size { .. }) {
+                    if art.pinned
+                        && matches!(e, FetchError::Digest { .. } | FetchError::Size { .. })
+                    {
+                        crate::warn_limited!(
+                            "verification failed: upstream changed a file pinned on first use (the pin stands: only the first bytes are served): {e}"
+                        );
+                    } else if matches!(e, FetchError::Digest { .. } | FetchError::Size { .. }) {
                         crate::warn_limited!("verification failed: {e}");
                     } else {
                         crate::warn_limited!("download failed: {e}");

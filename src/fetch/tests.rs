@@ -30,6 +30,7 @@ fn artifact(url: &str, body: &[u8]) -> Artifact {
         urls: vec![url.to_string()],
         digest: Digest::sha256_of(body),
         size: Some(body.len() as u64),
+        pinned: false,
         pin: None,
     }
 }
@@ -183,6 +184,7 @@ async fn fallback_upstreams_are_tried_in_order() {
         urls: urls.clone(),
         digest: Digest::sha256_of(&body),
         size: None,
+        pinned: false,
         pin: None,
     };
     let c = Arc::new(Counters::default());
@@ -622,6 +624,7 @@ fn first_use(pins: &Arc<crate::pins::Pins>, url: &str, path: &str, weak: Digest)
         urls: vec![url.to_string()],
         digest: weak,
         size: None,
+        pinned: false,
         pin: Some(PinTo {
             pins: pins.clone(),
             path: path.into(),
@@ -712,6 +715,7 @@ async fn a_first_download_is_checked_pinned_and_then_the_only_bytes_served() {
     // Without a pin to make, a weak digest is never accepted as proof.
     for weak in [Digest::none(), md5(&v1)] {
         let bare = Artifact {
+            pinned: false,
             pin: None,
             ..first_use(&pins, URL, "c/bare", weak)
         };

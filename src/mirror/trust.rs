@@ -32,6 +32,7 @@ impl Mirror {
                 digest: digest.clone(),
                 size,
                 pin: None,
+                pinned: false,
             });
         }
         if !self.config.trust_on_first_use {
@@ -49,6 +50,7 @@ impl Mirror {
                     pins: self.pins.clone(),
                     path: path.into(),
                 }),
+                pinned: false,
             });
         };
         // Metadata that now contradicts what was pinned: the bytes it
@@ -78,6 +80,7 @@ impl Mirror {
             digest: pin.sha256,
             size: Some(pin.size),
             pin: None,
+            pinned: true,
         })
     }
 
