@@ -90,6 +90,7 @@ fn first_use_pins_and_later_only_the_pinned_bytes_are_served() {
             "fixapp_0.2.tar.gz",
             "fixbad_1.0.tar.gz",
             "fixdep_1.1.tar.gz",
+            "fixextra_1.0.tar.gz",
         ]
         .map(String::from),
     );
@@ -98,7 +99,7 @@ fn first_use_pins_and_later_only_the_pinned_bytes_are_served() {
     let s = status(&m);
     assert_eq!(
         (s["weak_digest"].as_u64(), s["tofu_pinned"].as_u64()),
-        (Some(3), Some(0))
+        (Some(4), Some(0))
     );
 
     // First read: checked against PACKAGES' MD5sum, pinned, served.

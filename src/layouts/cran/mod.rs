@@ -197,8 +197,10 @@ impl Cran {
         let html = String::from_utf8_lossy(&doc.body);
         let files = parse_listing(pkg, &html);
         if files.is_empty() {
-            tracing::debug!(url = %doc.url, "an Archive listing linking to no tarball of its package");
-            return Ok(None);
+            return Err(bad(
+                &doc.url,
+                format!("links to no {pkg}_<version>.tar.gz: not a directory listing of the package's archived versions"),
+            ));
         }
         let entries = files
             .into_iter()

@@ -94,7 +94,8 @@ pub fn parse(text: &str) -> (Vec<Listed>, Vec<String>) {
 
 /// The tarballs of package `pkg` an `Archive/<pkg>/` directory listing
 /// (an HTML autoindex, as nginx, Apache and CRAN's own servers write)
-/// links to: every `href` whose last segment is `<pkg>_<version>.tar.gz`.
+/// links to: every `href` that names a file of this directory (no `/`)
+/// called `<pkg>_<version>.tar.gz`.
 pub fn parse_listing(pkg: &str, html: &str) -> Vec<String> {
     let mut files: Vec<String> = html
         .split("href=")
@@ -102,9 +103,12 @@ pub fn parse_listing(pkg: &str, html: &str) -> Vec<String> {
         .filter_map(|rest| {
             let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
             let target = rest[1..].split(quote).next()?;
-            let target = target.split(['?', '#']).next()?;
-            let file = target.rsplit('/').next()?;
-            version_of_file(pkg, file).map(|_| file.to_string())
+            let file = target.split(['?', '#']).next()?;
+            let file = file.strip_prefix("./").unwrap_or(file);
+            (!file.contains('/'))
+                .then(|| version_of_file(pkg, file))
+                .flatten()
+                .map(|_| file.to_string())
         })
         .collect();
     files.sort();

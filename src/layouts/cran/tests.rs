@@ -30,7 +30,7 @@ fn upstream() -> Docs {
         .with("src/contrib/PACKAGES.rds", b"\xfd7zXZ\0rest")
         .with(
             "src/contrib/Archive/fixdep/",
-            "<html><body><a href=\"../\">../</a>\n<a href=\"fixdep_1.0.tar.gz\">fixdep_1.0.tar.gz</a> 01-Jan-2024\n<a href='fixdep_0.9-2.tar.gz'>x</a><a href=\"fixdepx_1.0.tar.gz\">no</a><a href=\"fixdep_1.0.tar.gz.sig\">no</a></body></html>",
+            "<html><body><a href=\"../\">../</a>\n<a href=\"fixdep_1.0.tar.gz\">fixdep_1.0.tar.gz</a> 01-Jan-2024\n<a href='fixdep_0.9-2.tar.gz'>x</a><a href="../fixdep_2.0.tar.gz">up</a><a href="sub/fixdep_3.0.tar.gz">sub</a><a href=\"fixdepx_1.0.tar.gz\">no</a><a href=\"fixdep_1.0.tar.gz.sig\">no</a></body></html>",
         )
 }
 
@@ -113,6 +113,10 @@ fn archive_directories_are_read_from_their_listing() {
     );
     assert!(out.entries.iter().all(|e| matches!(&e.body, Body::Remote { digest, .. } if *digest == Digest::none())));
     assert!(unit(&a, "Archive/nothere", &upstream()).unwrap().is_none());
+    // A page that links to none of the package's tarballs is not its listing.
+    let src = upstream().with("src/contrib/Archive/fixdep/", "<html>maintenance</html>");
+    let e = unit(&a, "Archive/fixdep", &src).unwrap_err().to_string();
+    assert!(e.contains("links to no fixdep_<version>.tar.gz"), "{e}");
 }
 
 #[test]
