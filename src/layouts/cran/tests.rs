@@ -30,7 +30,7 @@ fn upstream() -> Docs {
         .with("src/contrib/PACKAGES.rds", b"\xfd7zXZ\0rest")
         .with(
             "src/contrib/Archive/fixdep/",
-            "<html><body><a href=\"../\">../</a>\n<a href=\"fixdep_1.0.tar.gz\">fixdep_1.0.tar.gz</a> 01-Jan-2024\n<a href='fixdep_0.9-2.tar.gz'>x</a><a href="../fixdep_2.0.tar.gz">up</a><a href="sub/fixdep_3.0.tar.gz">sub</a><a href=\"fixdepx_1.0.tar.gz\">no</a><a href=\"fixdep_1.0.tar.gz.sig\">no</a></body></html>",
+            "<html><body><a href=\"../\">../</a>\n<a href=\"fixdep_1.0.tar.gz\">fixdep_1.0.tar.gz</a> 01-Jan-2024\n<a href='fixdep_0.9-2.tar.gz'>x</a><a href=\"../fixdep_2.0.tar.gz\">up</a><a href=\"sub/fixdep_3.0.tar.gz\">sub</a><a href=\"fixdepx_1.0.tar.gz\">no</a><a href=\"fixdep_1.0.tar.gz.sig\">no</a></body></html>",
         )
 }
 
