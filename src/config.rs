@@ -82,6 +82,10 @@ pub struct MirrorConfig {
     pub sync_interval: Duration,
     /// Fetch artifacts when first read, or all of each new generation at once.
     pub download: Download,
+    /// List artifacts metadata gives no trusted digest for (MD5 or none),
+    /// serving each as pinned to the SHA-256 of its first download
+    /// ([`crate::pins`]). Off by default.
+    pub trust_on_first_use: bool,
     /// The layout's embedded defaults.
     pub spec: Arc<LayoutSpec>,
     pub adapter: Arc<dyn Adapter>,
@@ -294,12 +298,14 @@ fn parse_mirror(
             ));
         }
     };
+    let trust_on_first_use = s.boolean("trust_on_first_use")?.unwrap_or(false);
     let spec = LayoutSpec::parse(layout.defaults)
         .map_err(|e| format!("layout {}: embedded defaults: {e}", layout.name))?;
     let ctx = MirrorContext {
         name: &name,
         upstreams: &upstreams,
         spec: &spec,
+        trust_on_first_use,
     };
     let adapter = (layout.configure)(&ctx, &mut s)?;
     let files = s.finish()?;
@@ -309,6 +315,7 @@ fn parse_mirror(
         upstreams,
         sync_interval,
         download,
+        trust_on_first_use,
         spec: Arc::new(spec),
         adapter: Arc::from(adapter),
         written: (written, files),

@@ -270,6 +270,8 @@ mod tests {
             },
             activity: Vec::new(),
             unverified: 0,
+            weak_digest: 0,
+            tofu_pinned: 0,
         };
         let unverified = MirrorStatus {
             name: "gems".into(),

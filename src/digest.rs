@@ -4,6 +4,16 @@
 //! A [`Digest`] is validated at the edge (right algorithm, right length), so
 //! everything downstream — store keys, catalog records, verification — can
 //! rely on it being well formed.
+//!
+//! Two algorithms are not proof of anything on their own ([`Algo::is_weak`]):
+//! MD5, which some registries give and nothing stronger (checked all the
+//! same), and [`Algo::None`], the mark of an artifact metadata gives no
+//! digest for. Entries carrying either are listed only by a mirror with
+//! `trust_on_first_use`, and their bytes are served only as pinned to a
+//! SHA-256 on first use ([`crate::pins`]); the store never keeps an object
+//! under either.
+
+pub mod md5;
 
 use std::fmt;
 
@@ -12,6 +22,12 @@ use sha2::Digest as _;
 /// Hash algorithms that registries use to pin artifacts, strongest last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algo {
+    /// No digest at all: metadata gives none for this artifact. Never
+    /// proof; only a pin makes its bytes servable ([`crate::pins`]).
+    None,
+    /// MD5: checked where a registry gives nothing stronger (CRAN's
+    /// `MD5sum`), but never proof on its own ([`Algo::is_weak`]).
+    Md5,
     /// Go's `h1:` hash of a module zip's files: not a hash of the bytes, so
     /// it is checked on the complete file by the [`FileDigest`] the Go
     /// layout brings.
@@ -26,6 +42,8 @@ impl Algo {
     /// Length of the raw digest in bytes.
     pub const fn byte_len(self) -> usize {
         match self {
+            Algo::None => 32,
+            Algo::Md5 => 16,
             Algo::GoH1 => 32,
             Algo::Sha1 => 20,
             Algo::Sha256 => 32,
@@ -36,6 +54,8 @@ impl Algo {
     /// The lowercase name used in URLs fragments, store paths and logs.
     pub const fn name(self) -> &'static str {
         match self {
+            Algo::None => "none",
+            Algo::Md5 => "md5",
             Algo::GoH1 => "h1",
             Algo::Sha1 => "sha1",
             Algo::Sha256 => "sha256",
@@ -45,6 +65,7 @@ impl Algo {
 
     pub fn from_name(name: &str) -> Option<Algo> {
         match name {
+            "md5" => Some(Algo::Md5),
             "sha1" => Some(Algo::Sha1),
             "h1" => Some(Algo::GoH1),
             "sha256" => Some(Algo::Sha256),
@@ -59,6 +80,8 @@ impl Algo {
             Algo::Sha512 => 2,
             Algo::Sha1 => 3,
             Algo::GoH1 => 4,
+            Algo::Md5 => 5,
+            Algo::None => 6,
         }
     }
 
@@ -68,8 +91,19 @@ impl Algo {
             2 => Some(Algo::Sha512),
             3 => Some(Algo::Sha1),
             4 => Some(Algo::GoH1),
+            5 => Some(Algo::Md5),
+            6 => Some(Algo::None),
             _ => None,
         }
+    }
+}
+
+impl Algo {
+    /// Not proof that bytes are the ones metadata meant: MD5 (collisions
+    /// are cheap) and no digest at all. Served only under
+    /// `trust_on_first_use`, as pinned to the SHA-256 of the first download.
+    pub const fn is_weak(self) -> bool {
+        matches!(self, Algo::None | Algo::Md5)
     }
 }
 
@@ -128,6 +162,15 @@ impl Digest {
         })
     }
 
+    /// The mark of an artifact metadata gives no digest for ([`Algo::None`]):
+    /// all its entries carry this same value, which nothing ever matches.
+    pub fn none() -> Digest {
+        Digest {
+            algo: Algo::None,
+            bytes: vec![0; Algo::None.byte_len()].into(),
+        }
+    }
+
     /// The SHA-256 of `data`.
     pub fn sha256_of(data: &[u8]) -> Digest {
         let mut h = Hasher::new(Algo::Sha256);
@@ -164,6 +207,9 @@ impl fmt::Debug for Digest {
 pub enum Hasher {
     /// Algorithms that need the whole file ([`digest_file`]); finishes empty.
     Deferred(Algo),
+    /// [`Algo::None`]: hashes nothing, finishes as [`Digest::none`].
+    Nothing,
+    Md5(Box<md5::Md5>),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
@@ -173,6 +219,8 @@ impl Hasher {
     pub fn new(algo: Algo) -> Hasher {
         match algo {
             Algo::GoH1 => Hasher::Deferred(algo),
+            Algo::None => Hasher::Nothing,
+            Algo::Md5 => Hasher::Md5(Box::default()),
             Algo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
             Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
@@ -181,7 +229,8 @@ impl Hasher {
 
     pub fn update(&mut self, data: &[u8]) {
         match self {
-            Hasher::Deferred(_) => {}
+            Hasher::Deferred(_) | Hasher::Nothing => {}
+            Hasher::Md5(h) => h.update(data),
             Hasher::Sha1(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
@@ -193,6 +242,11 @@ impl Hasher {
             Hasher::Deferred(algo) => Digest {
                 algo,
                 bytes: vec![0; algo.byte_len()].into(),
+            },
+            Hasher::Nothing => Digest::none(),
+            Hasher::Md5(h) => Digest {
+                algo: Algo::Md5,
+                bytes: h.finish().to_vec().into(),
             },
             Hasher::Sha1(h) => Digest {
                 algo: Algo::Sha1,
@@ -365,6 +419,33 @@ mod tests {
         h.update(b"abc");
         assert_eq!(h.finish().hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert!(Algo::Sha1 < Algo::Sha256 && Algo::Sha256 < Algo::Sha512);
+    }
+
+    #[test]
+    fn weak_algorithms_are_weakest_and_md5_streams() {
+        assert!(Algo::None < Algo::Md5 && Algo::Md5 < Algo::Sha1);
+        assert!(Algo::Md5.is_weak() && Algo::None.is_weak() && !Algo::Sha1.is_weak());
+        let mut h = Hasher::new(Algo::Md5);
+        h.update(b"a");
+        h.update(b"bc");
+        let d = h.finish();
+        assert_eq!(
+            d,
+            Digest::parse_tagged("md5:900150983cd24fb0d6963f7d28e17f72").unwrap()
+        );
+        for a in [
+            Algo::None,
+            Algo::Md5,
+            Algo::GoH1,
+            Algo::Sha1,
+            Algo::Sha256,
+            Algo::Sha512,
+        ] {
+            assert_eq!(Algo::from_code(a.code()), Some(a));
+        }
+        // Nothing stands for "no digest" in metadata: it is never parsed.
+        assert!(Digest::parse_tagged(&format!("none:{}", "00".repeat(32))).is_err());
+        assert_eq!(Hasher::new(Algo::None).finish(), Digest::none());
     }
 
     #[test]

@@ -152,6 +152,12 @@ pub enum FetchError {
     },
     #[error("{}: not found upstream", redact(url))]
     NotFound { url: String },
+    /// A weak digest (MD5, or none) on a mirror without `trust_on_first_use`.
+    #[error(
+        "{}: metadata gives no digest regfs trusts ({algo}), and this mirror does not set trust_on_first_use",
+        redact(url)
+    )]
+    Untrusted { url: String, algo: &'static str },
     #[error("waited {secs}s for {}", redact(url))]
     WaitTimeout { url: String, secs: u64 },
     #[error("cache: {}", redact(.0))]
@@ -198,6 +204,7 @@ impl FetchError {
             | FetchError::Decode { .. } => "verify",
             FetchError::TooLarge { .. } | FetchError::ArtifactTooLarge { .. } => "too_large",
             FetchError::NotFound { .. } => "not_found",
+            FetchError::Untrusted { .. } => "untrusted",
             FetchError::Store(_) | FetchError::NoSpace { .. } => "store",
         }
     }
@@ -208,8 +215,59 @@ impl FetchError {
 pub struct Artifact {
     /// Candidate URLs in order (the metadata's URL, then fallback upstreams).
     pub urls: Vec<String>,
+    /// The digest metadata gives; a weak one ([`Algo::is_weak`]) only with
+    /// `pin` set.
+    ///
+    /// [`Algo::is_weak`]: crate::digest::Algo::is_weak
     pub digest: Digest,
     pub size: Option<u64>,
+    /// Trust on first use: the first download is pinned here by its
+    /// SHA-256 and kept in the store under it ([`crate::pins`]).
+    pub pin: Option<PinTo>,
+    /// `digest` and `size` are a pin's, not metadata's (for the log).
+    pub pinned: bool,
+}
+
+/// Where the first download of an artifact is pinned.
+#[derive(Clone, Debug)]
+pub struct PinTo {
+    pub pins: Arc<crate::pins::Pins>,
+    /// The artifact's path in its mirror.
+    pub path: String,
+}
+
+impl Artifact {
+    /// The artifact as its pin says, once it is pinned: its SHA-256 and
+    /// size, the only bytes to serve.
+    fn pinned_now(self) -> Artifact {
+        match self.pin.as_ref().and_then(|to| to.pins.get(&to.path)) {
+            Some(p) => Artifact {
+                digest: p.sha256,
+                size: Some(p.size),
+                pin: None,
+                pinned: true,
+                urls: self.urls,
+            },
+            None => self,
+        }
+    }
+
+    /// What a download in flight is known by: its digest, or for a first
+    /// download its mirror's pins and its path.
+    fn key(&self) -> Digest {
+        match &self.pin {
+            Some(to) => to.pins.key(&to.path),
+            None => self.digest.clone(),
+        }
+    }
+
+    /// The digest the store keeps this artifact under, once it is there.
+    pub fn object_digest(&self) -> Option<Digest> {
+        match &self.pin {
+            Some(to) => to.pins.get(&to.path).map(|p| p.sha256),
+            None => Some(self.digest.clone()),
+        }
+    }
 }
 
 /// A metadata document response.
@@ -393,16 +451,21 @@ impl Fetcher {
         sized: bool,
     ) -> Result<u64, FetchError> {
         let url = art.urls.first().cloned().unwrap_or_default();
+        let mut art = art;
         // A download in flight for the same digest but another promised
         // size is not this entry's (it fails on size, or stores an object
         // this entry's promise contradicts): wait for it, then look again.
         for _ in 0..3 {
+            art = art.pinned_now();
             if let Some(size) = cached_size(store, &url, &art.digest, art.size, &counters)? {
                 return Ok(size);
             }
             let (mut rx, ours) = {
                 let mut inflight = self.inflight.lock().unwrap();
-                match inflight.get(&art.digest) {
+                // Pinned since the look above (the pin is written before
+                // its download leaves `inflight`).
+                art = art.pinned_now();
+                match inflight.get(&art.key()) {
                     Some((promised, rx)) => (rx.clone(), *promised == art.size),
                     None => {
                         if let Some(size) =
@@ -411,7 +474,7 @@ impl Fetcher {
                             return Ok(size);
                         }
                         let (tx, rx) = watch::channel(Progress::Started);
-                        inflight.insert(art.digest.clone(), (art.size, rx.clone()));
+                        inflight.insert(art.key(), (art.size, rx.clone()));
                         let (me, store, art) = (self.clone(), store.clone(), art.clone());
                         let counters = counters.clone();
                         tokio::spawn(async move {
@@ -428,7 +491,7 @@ impl Fetcher {
                                 }
                                 (r, _) => r,
                             };
-                            me.inflight.lock().unwrap().remove(&art.digest);
+                            me.inflight.lock().unwrap().remove(&art.key());
                             let _ = tx.send(Progress::Done(result));
                         });
                         (rx, true)

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::catalog::{self, Generation, Kind, NodeId, ROOT_INO, Source};
-use crate::fetch::Fetcher;
+use crate::fetch::{Artifact, Fetcher};
 use crate::mirror::Mirror;
 use crate::stats::OpCounters;
 use crate::store::Store;
@@ -419,20 +419,23 @@ impl Fs {
                     .unwrap_or_else(|| mirror.meta.size_of(&file.digest).unwrap_or(0)),
                 false,
             ),
-            Source::Remote { url } => match (self.cached_size(mirror, url, &file)?, file.size) {
-                (Some(size), _) | (None, Some(size)) => (size, false),
-                // Invariant 8: learn the true size before answering, from
-                // upstream's headers if they tell it (an exporter that
-                // stats on its event loop waits for those, not for the
-                // whole body), else from the verified download. The read
-                // that follows is a miss, whether or not the download
-                // has finished by its open.
-                (None, None) => {
-                    let size = self.fetch_size(mirror, url, &file.digest).await?;
-                    mirror.counters.fetched_by_stat(&file.digest);
-                    (size, true)
+            Source::Remote { url } => {
+                let art = self.artifact(mirror, &g.path(id), url, &file)?;
+                match (self.cached_size(mirror, &art)?, art.size) {
+                    (Some(size), _) | (None, Some(size)) => (size, false),
+                    // Invariant 8: learn the true size before answering, from
+                    // upstream's headers if they tell it (an exporter that
+                    // stats on its event loop waits for those, not for the
+                    // whole body), else from the verified download. The read
+                    // that follows is a miss, whether or not the download
+                    // has finished by its open.
+                    (None, None) => {
+                        let size = self.fetch_size(mirror, &art).await?;
+                        mirror.counters.fetched_by_stat(&file.digest);
+                        (size, true)
+                    }
                 }
-            },
+            }
         };
         Ok(Attr {
             ino,
@@ -550,6 +553,17 @@ impl Fs {
             Node::Root | Node::Control | Node::Placeholder { .. } => return Err(FsError::IsDir),
         };
         let file = generation.file(id).ok_or(FsError::IsDir)?;
+        let art = match &file.source {
+            Source::Stored => None,
+            Source::Remote { url } => {
+                Some(self.artifact(&mirror, &generation.path(id), url, &file)?)
+            }
+        };
+        // The object's digest: a first download's is known once pinned.
+        let digest = art
+            .as_ref()
+            .and_then(Artifact::object_digest)
+            .unwrap_or_else(|| file.digest.clone());
         let store = match &file.source {
             Source::Stored => mirror.meta.clone(),
             Source::Remote { .. } => self.store.clone(),
@@ -558,19 +572,19 @@ impl Fs {
             store.clone(),
             ObjectKey {
                 store: store.id(),
-                digest: file.digest.clone(),
+                digest: digest.clone(),
             },
         ));
-        if let Source::Remote { url } = &file.source {
+        if let Some(art) = &art {
             // A cached object the entry's promised size contradicts is EIO.
-            self.cached_size(&mirror, url, &file)?;
+            self.cached_size(&mirror, art)?;
         }
-        let local = match &file.source {
-            Source::Stored => self.local(&mirror.meta, &file.digest),
-            Source::Remote { url } => match self.local(&self.store, &file.digest) {
+        let local = match art {
+            None => self.local(&mirror.meta, &file.digest),
+            Some(art) => match self.local(&self.store, &digest) {
                 Ok(hit) => {
                     mirror.counters.opened_cached(&file.digest);
-                    if let Some(size) = self.store.size_of(&file.digest) {
+                    if let Some(size) = self.store.size_of(&digest) {
                         mirror.counters.served(size);
                     }
                     Ok(hit)
@@ -581,13 +595,7 @@ impl Fs {
                     // loop (nginx) is never blocked by upstream; reads run in
                     // its thread pool. The download starts at once.
                     mirror.counters.opened_uncached(&file.digest);
-                    let pending = PendingFile::start(
-                        &self,
-                        mirror,
-                        url.clone(),
-                        file.digest.clone(),
-                        file.size,
-                    );
+                    let pending = PendingFile::start(&self, mirror, art);
                     let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                     let handle = Handle::Pending(pending);
                     self.handles.write().unwrap().insert(fh, handle);

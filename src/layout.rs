@@ -82,6 +82,11 @@ pub struct MirrorContext<'a> {
     /// Upstream base URLs in order, each ending with `/`.
     pub upstreams: &'a [Url],
     pub spec: &'a LayoutSpec,
+    /// The mirror's `trust_on_first_use`: whether it may list artifacts
+    /// whose metadata gives only a weak digest or none
+    /// ([`crate::digest::Algo::is_weak`]). Without it a layout lists none
+    /// (and says so once per sync); the core drops any it emits anyway.
+    pub trust_on_first_use: bool,
 }
 
 impl MirrorContext<'_> {

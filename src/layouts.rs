@@ -30,6 +30,7 @@ layouts! {
     conda,
     composer,
     rustup,
+    cran,
 }
 
 #[cfg(test)]
@@ -57,7 +58,8 @@ pub fn file_digests() -> Vec<FileDigest> {
 
 /// A layout's adapter of its concrete type, built by `build` (its
 /// `from_keys`) from `keys` (the TOML lines of a `[[mirror]]` table beyond
-/// `name`, `layout` and `upstream`) as `configure` would; every key must be
+/// `name`, `layout` and `upstream`; `trust_on_first_use` is read as the
+/// common key it is) as `configure` would; every key must be
 /// read. For unit tests and fuzz targets, which call the adapter directly.
 pub fn configure<T>(
     layout: &LayoutDef,
@@ -67,13 +69,16 @@ pub fn configure<T>(
 ) -> Result<T, String> {
     let upstreams = [parse_base_url(upstream)?];
     let spec = LayoutSpec::parse(layout.defaults)?;
+    let table = keys.parse().map_err(|e| format!("not TOML: {e}"))?;
+    let mut section = Section::new(&format!("a {} mirror", layout.name), table);
+    // A common key, read here as `config` reads it.
+    let trust_on_first_use = section.boolean("trust_on_first_use")?.unwrap_or(false);
     let ctx = MirrorContext {
         name: layout.name,
         upstreams: &upstreams,
         spec: &spec,
+        trust_on_first_use,
     };
-    let table = keys.parse().map_err(|e| format!("not TOML: {e}"))?;
-    let mut section = Section::new(&format!("a {} mirror", layout.name), table);
     let t = build(&ctx, &mut section)?;
     section.finish()?;
     Ok(t)

@@ -24,6 +24,7 @@ pub mod manpage;
 pub mod metrics;
 pub mod mirror;
 pub mod path;
+pub mod pins;
 pub mod progress;
 pub mod redact;
 pub mod stats;

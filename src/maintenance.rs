@@ -38,7 +38,14 @@ pub async fn verify(app: &Arc<App>, mirrors: &[Arc<Mirror>], repair: bool) -> Re
     let mut owned: HashSet<Digest> = HashSet::new();
     for m in &app.mirrors() {
         for g in [Some(m.current()), m.previous()].into_iter().flatten() {
-            owned.extend(g.files().filter_map(|id| g.remote_digest(id)));
+            // A file with a weak digest owns the object it was pinned to.
+            owned.extend(g.files().filter_map(|id| {
+                let d = g.remote_digest(id)?;
+                match d.algo().is_weak() {
+                    false => Some(d),
+                    true => m.object_digest(&g.path(id), &d),
+                }
+            }));
         }
     }
     let (store, metas) = (
@@ -119,7 +126,7 @@ pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) ->
         }
     };
     let g = mirror.current();
-    let todo: Vec<Artifact> = g
+    let todo: Vec<_> = g
         .files()
         .filter_map(|id| {
             let f = g.file(id)?;
@@ -127,13 +134,14 @@ pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) ->
                 return None;
             };
             let path = g.path(id);
-            (globs.is_empty() || globs.iter().any(|p| p.matches(&path))).then(|| Artifact {
-                urls: mirror.artifact_urls(&url),
-                digest: f.digest,
-                size: f.size,
-            })
+            (globs.is_empty() || globs.iter().any(|p| p.matches(&path)))
+                .then(|| mirror.artifact(&path, &url, &f.digest, f.size))
         })
         .collect();
+    // Files that may not be served (a weak digest without the policy) or
+    // whose metadata contradicts their pin are problems, not fetched.
+    let (todo, refused): (Vec<_>, Vec<_>) = todo.into_iter().partition(Result::is_ok);
+    let todo: Vec<Artifact> = todo.into_iter().flatten().collect();
     let running =
         crate::progress::board().start(Some(mirror.name()), "prefetch", todo.len() as u64);
     let task = &running.task;
@@ -146,7 +154,9 @@ pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) ->
             );
             async move {
                 let url = art.urls[0].clone();
-                let cached = store.size_of(&art.digest).is_some();
+                let cached = art
+                    .object_digest()
+                    .is_some_and(|d| store.size_of(&d).is_some());
                 let res = fetcher.ensure(&store, art, counters).await;
                 task.step(*res.as_ref().unwrap_or(&0), res.is_ok());
                 (url, cached, res)
@@ -156,6 +166,10 @@ pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) ->
         .collect()
         .await;
     let mut r = Report::default();
+    for e in refused.into_iter().filter_map(Result::err) {
+        r.checked += 1;
+        r.problems.push(e.to_string());
+    }
     for (url, cached, res) in results {
         r.checked += 1;
         match res {

@@ -22,6 +22,8 @@ pub const SYNC_SUCCESS: &str = "regfs_last_sync_success";
 pub const SYNC_TIME: &str = "regfs_last_sync_timestamp_seconds";
 pub const GENERATION: &str = "regfs_generation";
 pub const CATALOG_FILES: &str = "regfs_catalog_files";
+pub const WEAK_DIGEST_FILES: &str = "regfs_weak_digest_files";
+pub const TOFU_PINNED: &str = "regfs_tofu_pinned";
 pub const CACHE_BYTES: &str = "regfs_cache_bytes";
 pub const CACHE_OBJECTS: &str = "regfs_cache_objects";
 
@@ -155,6 +157,18 @@ pub fn render(app: &App, fuse: Option<&crate::stats::OpCounters>) -> String {
         "gauge",
         "Artifacts listed in the served generation.",
         &per(&|s| s.artifacts as f64),
+    );
+    family(
+        WEAK_DIGEST_FILES,
+        "gauge",
+        "Artifacts listed whose metadata gives only a weak digest (MD5) or none (trust_on_first_use).",
+        &per(&|s| s.weak_digest as f64),
+    );
+    family(
+        TOFU_PINNED,
+        "gauge",
+        "Artifacts pinned to the SHA-256 of their first download (trust_on_first_use).",
+        &per(&|s| s.tofu_pinned as f64),
     );
     let usage = app.store.usage();
     family(

@@ -10,6 +10,7 @@
 //! <state_dir>/mirrors/<name>/docs.json       upstream validators for conditional requests
 //! <state_dir>/mirrors/<name>/status.json     last sync and counters
 //! <state_dir>/mirrors/<name>/built_by        the layout and upstream that built them
+//! <state_dir>/mirrors/<name>/pins            SHA-256s trusted on first use (crate::pins)
 //! ```
 //!
 //! A swap happens only after the new generation's trees and every metadata
@@ -25,6 +26,7 @@ mod lazy;
 mod persist;
 mod state;
 mod sync;
+mod trust;
 
 pub use sync::{SyncReport, UnitFailure, jittered};
 
@@ -69,6 +71,8 @@ pub struct Mirror {
     current: RwLock<Arc<Generation>>,
     previous: RwLock<Option<Arc<Generation>>>,
     pub counters: Arc<Counters>,
+    /// What `trust_on_first_use` pinned (`mirror/trust.rs`).
+    pub pins: Arc<crate::pins::Pins>,
     /// Serializes generation changes (syncs, materializations, merges).
     swap_lock: tokio::sync::Mutex<()>,
     /// One sync of this mirror at a time (a second request waits its turn).
@@ -172,6 +176,7 @@ impl Mirror {
             path: dir.join("catalog"),
             source,
         })?;
+        let pins = crate::pins::Pins::load(&dir).map_err(|e| other(e.to_string()))?;
         let spec = config.spec.clone();
         let adapter = config.adapter.clone();
         let loaded = catalog.load(slot, &config.name);
@@ -224,6 +229,7 @@ impl Mirror {
             current: RwLock::new(Arc::new(current)),
             previous: RwLock::new(None),
             counters,
+            pins: Arc::new(pins),
             swap_lock: tokio::sync::Mutex::new(()),
             sync_lock: tokio::sync::Mutex::new(()),
             materializing: Mutex::default(),

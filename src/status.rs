@@ -32,6 +32,13 @@ pub struct MirrorStatus {
     /// (RubyGems' classic index, where configured).
     #[serde(default)]
     pub unverified: u64,
+    /// Artifacts listed with a weak digest only (MD5, or none), served
+    /// under `trust_on_first_use` as pinned on their first download.
+    #[serde(default)]
+    pub weak_digest: u64,
+    /// Artifacts pinned on first use (the mirror's pins, see `crate::pins`).
+    #[serde(default)]
+    pub tofu_pinned: u64,
     pub counters: Snapshot,
     /// Syncs and prefetches of this mirror in flight.
     #[serde(default)]
@@ -41,10 +48,18 @@ pub struct MirrorStatus {
 pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
     let g = mirror.current();
     let (mut artifacts, mut cached, mut cached_bytes) = (0, 0, 0);
+    let mut weak_digest = 0;
     for id in g.files() {
         if let Some(digest) = g.remote_digest(id) {
             artifacts += 1;
-            if let Some(size) = store.size_of(&digest) {
+            let object = match digest.algo().is_weak() {
+                false => Some(digest),
+                true => {
+                    weak_digest += 1;
+                    mirror.object_digest(&g.path(id), &digest)
+                }
+            };
+            if let Some(size) = object.and_then(|d| store.size_of(&d)) {
                 cached += 1;
                 cached_bytes += size;
             }
@@ -63,6 +78,8 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
         cached_bytes,
         catalog_bytes: g.byte_len() as u64,
         unverified: mirror.unverified(),
+        weak_digest,
+        tofu_pinned: mirror.pins.len() as u64,
         counters: mirror.counters.snapshot(),
         activity: crate::progress::board()
             .snapshot()
@@ -164,6 +181,12 @@ pub fn render(list: &[MirrorStatus]) -> String {
             out.push_str(&format!(
                 "  no digest      {} files served as upstream sent them\n",
                 s.unverified
+            ));
+        }
+        if s.weak_digest > 0 || s.tofu_pinned > 0 {
+            out.push_str(&format!(
+                "  first use      {} artifacts with a weak digest or none, {} pinned (trust_on_first_use)\n",
+                s.weak_digest, s.tofu_pinned
             ));
         }
         for f in &s.sync.failed {

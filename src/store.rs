@@ -369,13 +369,33 @@ impl Store {
 
     /// Starts writing an object expected to have digest `expect`.
     pub fn begin(&self, expect: Digest, expected_size: Option<u64>) -> Result<Pending, StoreError> {
+        self.begin_as(expect, expected_size, false)
+    }
+
+    /// Starts writing an object to pin on first use: `weak` is checked
+    /// (unless it is [`Digest::none`]) and the object is kept under its
+    /// SHA-256 ([`Pending::commit_keyed`] tells it).
+    pub fn begin_pinning(
+        &self,
+        weak: Digest,
+        expected_size: Option<u64>,
+    ) -> Result<Pending, StoreError> {
+        self.begin_as(weak, expected_size, true)
+    }
+
+    fn begin_as(
+        &self,
+        expect: Digest,
+        expected_size: Option<u64>,
+        pinning: bool,
+    ) -> Result<Pending, StoreError> {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let path = self
             .root
             .join("tmp")
             .join(format!("{}-{n}.part", std::process::id()));
         let file = File::create(&path).map_err(io_err(&path))?;
-        Ok(Pending::new(file, path, expect, expected_size))
+        Ok(Pending::new(file, path, expect, expected_size, pinning))
     }
 
     /// Stores `bytes` whose SHA-256 is `d` (metadata blobs).

@@ -5,7 +5,7 @@
 
 mod support;
 
-use regfs::layouts::rubygems::md5::md5_hex;
+use regfs::digest::md5::md5_hex;
 use support::upstream::{Fault, Upstream};
 use support::{Fixture, Mount, errno, fixture, mount_over, run, sha256_hex};
 

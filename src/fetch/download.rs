@@ -82,12 +82,21 @@ impl Fetcher {
                 r
             };
             match self.with_retries(url, attempt).await {
-                Ok(size) => {
+                Ok((size, key)) => {
                     counters.add_fetch(size, started.elapsed().as_millis() as u64);
+                    if let Some(to) = &art.pin {
+                        pin(to, art, url, size, key, counters)?;
+                    }
                     return Ok(size);
                 }
                 Err(e) => {
-                    if matches!(e, FetchError::Digest { .. } | FetchError::Size { .. }) {
+                    if art.pinned
+                        && matches!(e, FetchError::Digest { .. } | FetchError::Size { .. })
+                    {
+                        crate::warn_limited!(
+                            "verification failed: upstream changed a file pinned on first use (the pin stands: only the first bytes are served): {e}"
+                        );
+                    } else if matches!(e, FetchError::Digest { .. } | FetchError::Size { .. }) {
                         crate::warn_limited!("verification failed: {e}");
                     } else {
                         crate::warn_limited!("download failed: {e}");
@@ -150,7 +159,7 @@ impl Fetcher {
         counters: &Counters,
         limit: u64,
         progress: &watch::Sender<Progress>,
-    ) -> Result<u64, Failure> {
+    ) -> Result<(u64, crate::digest::Digest), Failure> {
         let _permit = self.host_permit(url, true).await;
         let headers = [("accept-encoding", "identity".to_string())];
         let mut resp = self.send(url, &headers).await?;
@@ -221,10 +230,17 @@ impl Fetcher {
         }
         let expect = art.digest.clone();
         let raw_size = if encoding.is_some() { None } else { art.size };
-        let mut raw = store.begin(expect.clone(), raw_size).map_err(verify)?;
+        let begin = |expect, size| match art.pin {
+            Some(_) => store.begin_pinning(expect, size),
+            None => store.begin(expect, size),
+        };
+        let mut raw = begin(expect.clone(), raw_size).map_err(verify)?;
         let mut decoded = match encoding {
+            // With no digest at all nothing tells which of the two is
+            // meant: the bytes as sent are pinned.
+            Some(_) if expect.algo() == crate::digest::Algo::None => None,
             Some(enc) => Some(enc.writer(Sink {
-                pending: store.begin(expect, art.size).map_err(verify)?,
+                pending: begin(expect, art.size).map_err(verify)?,
                 limit,
             })),
             None => None,
@@ -256,10 +272,10 @@ impl Fetcher {
             .into());
         }
         let Some(decoder) = decoded else {
-            return raw.commit(store).map_err(verify);
+            return raw.commit_keyed(store).map_err(verify);
         };
         let enc = encoding.map_or("", Encoding::name);
-        match raw.commit(store) {
+        match raw.commit_keyed(store) {
             Ok(size) => {
                 tracing::debug!(url = %redact(url), encoding = enc, "labelled with a Content-Encoding, and the bytes as sent are the artifact");
                 Ok(size)
@@ -271,11 +287,51 @@ impl Fetcher {
                         source: e,
                     })
                 })?;
-                let size = sink.pending.commit(store).map_err(verify)?;
+                let size = sink.pending.commit_keyed(store).map_err(verify)?;
                 tracing::debug!(url = %redact(url), encoding = enc, "decoded an artifact upstream compressed although asked not to");
                 Ok(size)
             }
             Err(e) => Err(verify(e)),
+        }
+    }
+}
+
+/// Records the pin of an artifact's first download (kept under `key`, its
+/// SHA-256), durably, before anyone is told it is there. Another first
+/// download of it that was pinned meanwhile with other bytes is a
+/// verification failure.
+fn pin(
+    to: &super::PinTo,
+    art: &Artifact,
+    url: &str,
+    size: u64,
+    key: crate::digest::Digest,
+    counters: &Counters,
+) -> Result<(), FetchError> {
+    let pin = crate::pins::Pin {
+        sha256: key,
+        size,
+        weak: art.digest.clone(),
+    };
+    match to.pins.record(&to.path, pin) {
+        Ok(()) => {
+            tracing::info!(url = %redact(url), path = %to.path, size, "trusted on first use: pinned");
+            Ok(())
+        }
+        Err(crate::pins::PinError::Changed { pinned, actual, .. }) => {
+            counters.verify_failure();
+            let e = FetchError::Digest {
+                url: url.into(),
+                expected: pinned,
+                actual,
+            };
+            crate::warn_limited!("verification failed (pinned on first use): {e}");
+            Err(e)
+        }
+        Err(e) => {
+            let e = FetchError::Store(format!("cannot record the pin of {}: {e}", redact(url)));
+            crate::warn_limited!("{e}");
+            Err(e)
         }
     }
 }

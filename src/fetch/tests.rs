@@ -30,6 +30,8 @@ fn artifact(url: &str, body: &[u8]) -> Artifact {
         urls: vec![url.to_string()],
         digest: Digest::sha256_of(body),
         size: Some(body.len() as u64),
+        pinned: false,
+        pin: None,
     }
 }
 
@@ -182,6 +184,8 @@ async fn fallback_upstreams_are_tried_in_order() {
         urls: urls.clone(),
         digest: Digest::sha256_of(&body),
         size: None,
+        pinned: false,
+        pin: None,
     };
     let c = Arc::new(Counters::default());
     fetcher.ensure(&store, art, c.clone()).await.unwrap();
@@ -612,4 +616,115 @@ async fn a_promised_size_the_object_contradicts_fails_and_a_liars_download_is_no
         ..artifact(URL, &body)
     };
     assert_eq!(fetcher.ensure(&store, sizeless, c).await.unwrap(), 5000);
+}
+
+/// An artifact metadata gives only `weak` for, to pin at `path`.
+fn first_use(pins: &Arc<crate::pins::Pins>, url: &str, path: &str, weak: Digest) -> Artifact {
+    Artifact {
+        urls: vec![url.to_string()],
+        digest: weak,
+        size: None,
+        pinned: false,
+        pin: Some(PinTo {
+            pins: pins.clone(),
+            path: path.into(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_first_download_is_checked_pinned_and_then_the_only_bytes_served() {
+    let (fake, fetcher, store) = setup();
+    let dir = store.root().join("pins-state");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pins = Arc::new(crate::pins::Pins::load(&dir).unwrap());
+    let c = Arc::new(Counters::default());
+    let md5 = |b: &[u8]| {
+        Digest::from_bytes(crate::digest::Algo::Md5, &crate::digest::md5::md5(b)).unwrap()
+    };
+    let (v1, v2) = (b"first bytes".repeat(100), b"other bytes".repeat(100));
+    fake.route(URL, vec![ok(&v1)]);
+
+    // An MD5 that does not match: a verification failure, nothing pinned.
+    let wrong = first_use(&pins, URL, "a/wrong.tar.gz", md5(&v2));
+    assert!(matches!(
+        fetcher.ensure(&store, wrong, c.clone()).await,
+        Err(FetchError::Digest { .. })
+    ));
+    assert_eq!(c.snapshot().verify_failures, 1);
+    assert!(pins.get("a/wrong.tar.gz").is_none());
+
+    // The MD5 matches: pinned to the SHA-256, kept under it only.
+    let art = first_use(&pins, URL, "a/x.tar.gz", md5(&v1));
+    assert_eq!(
+        fetcher
+            .ensure(&store, art.clone(), c.clone())
+            .await
+            .unwrap(),
+        v1.len() as u64
+    );
+    let pin = pins.get("a/x.tar.gz").unwrap();
+    assert_eq!(pin.sha256, Digest::sha256_of(&v1));
+    assert_eq!((pin.size, pin.weak.clone()), (v1.len() as u64, md5(&v1)));
+    assert_eq!(art.object_digest(), Some(Digest::sha256_of(&v1)));
+    assert!(
+        store.size_of(&md5(&v1)).is_none(),
+        "nothing kept under a weak digest"
+    );
+    assert_eq!(std::fs::read(store.object_path(&pin.sha256)).unwrap(), v1);
+    // Cached: no second request.
+    let hits = fake.hits(URL);
+    fetcher
+        .ensure(&store, art.clone(), c.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.hits(URL), hits);
+
+    // Evicted, and upstream changed the file: the pin holds, the new bytes fail.
+    store.remove(&pin.sha256);
+    fake.route(URL, vec![ok(&v2)]);
+    let before = c.snapshot().verify_failures;
+    assert!(
+        fetcher
+            .ensure(&store, art.clone(), c.clone())
+            .await
+            .is_err()
+    );
+    assert_eq!(c.snapshot().verify_failures, before + 1);
+    assert_eq!(pins.get("a/x.tar.gz"), Some(pin.clone()));
+    assert!(store.size_of(&Digest::sha256_of(&v2)).is_none());
+    // ...also after a reload of the pins (a restart).
+    let reloaded = Arc::new(crate::pins::Pins::load(&dir).unwrap());
+    let again = first_use(&reloaded, URL, "a/x.tar.gz", md5(&v1));
+    assert!(fetcher.ensure(&store, again, c.clone()).await.is_err());
+    // Upstream back to the pinned bytes: served again.
+    fake.route(URL, vec![ok(&v1)]);
+    let again = first_use(&reloaded, URL, "a/x.tar.gz", md5(&v1));
+    assert_eq!(
+        fetcher.ensure(&store, again, c.clone()).await.unwrap(),
+        v1.len() as u64
+    );
+
+    // No digest at all: pinned as sent.
+    let none = first_use(&pins, URL, "b/none.tar.gz", Digest::none());
+    fetcher.ensure(&store, none, c.clone()).await.unwrap();
+    assert_eq!(
+        pins.get("b/none.tar.gz").unwrap().sha256,
+        Digest::sha256_of(&v1)
+    );
+    // Without a pin to make, a weak digest is never accepted as proof.
+    for weak in [Digest::none(), md5(&v1)] {
+        let bare = Artifact {
+            pinned: false,
+            pin: None,
+            ..first_use(&pins, URL, "c/bare", weak)
+        };
+        let _ = std::fs::remove_file(store.object_path(&Digest::sha256_of(&v1)));
+        store.remove(&Digest::sha256_of(&v1));
+        assert!(matches!(
+            fetcher.ensure(&store, bare, c.clone()).await,
+            Err(FetchError::Digest { .. })
+        ));
+    }
+    assert!(pins.get("c/bare").is_none());
 }

@@ -10,25 +10,42 @@ use std::sync::{Arc, Mutex};
 
 use super::{Fs, FsError};
 use crate::catalog;
-use crate::digest::Digest;
 use crate::fetch::Artifact;
 use crate::mirror::Mirror;
 
 impl Fs {
+    /// How the remote file at `path` is fetched and verified (see
+    /// [`Mirror::artifact`]); EIO when it may not be served.
+    pub(super) fn artifact(
+        &self,
+        mirror: &Mirror,
+        path: &str,
+        url: &str,
+        file: &catalog::FileInfo,
+    ) -> Result<Artifact, FsError> {
+        mirror
+            .artifact(path, url, &file.digest, file.size)
+            .map_err(|e| read_error(mirror, url, e))
+    }
+
     /// The size of a remote file's cached object, if cached; EIO when it
     /// is not the size the file's metadata promises (invariants 1 and 8:
     /// the object is verified, the entry lies about it).
     pub(super) fn cached_size(
         &self,
         mirror: &Mirror,
-        url: &str,
-        file: &catalog::FileInfo,
+        art: &Artifact,
     ) -> Result<Option<u64>, FsError> {
-        crate::fetch::cached_size(&self.store, url, &file.digest, file.size, &mirror.counters)
-            .map_err(|e| {
+        let Some(digest) = art.object_digest() else {
+            return Ok(None);
+        };
+        let url = art.urls.first().map_or("", String::as_str);
+        crate::fetch::cached_size(&self.store, url, &digest, art.size, &mirror.counters).map_err(
+            |e| {
                 mirror.counters.read_error();
                 FsError::Upstream(e.to_string())
-            })
+            },
+        )
     }
 
     /// The size of an artifact whose metadata has none (see
@@ -36,45 +53,26 @@ impl Fs {
     pub(super) async fn fetch_size(
         &self,
         mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &Digest,
+        art: &Artifact,
     ) -> Result<u64, FsError> {
         let r = self
             .fetcher
-            .ensure_size(
-                &self.store,
-                artifact(mirror, url, digest, None),
-                mirror.counters.clone(),
-            )
+            .ensure_size(&self.store, art.clone(), mirror.counters.clone())
             .await;
-        r.map_err(|e| read_error(mirror, url, e))
+        r.map_err(|e| read_error(mirror, first_url(art), e))
     }
 
-    pub(super) async fn fetch(
-        &self,
-        mirror: &Arc<Mirror>,
-        url: &str,
-        digest: &Digest,
-        size: Option<u64>,
-    ) -> Result<u64, FsError> {
+    pub(super) async fn fetch(&self, mirror: &Arc<Mirror>, art: &Artifact) -> Result<u64, FsError> {
         let r = self
             .fetcher
-            .ensure(
-                &self.store,
-                artifact(mirror, url, digest, size),
-                mirror.counters.clone(),
-            )
+            .ensure(&self.store, art.clone(), mirror.counters.clone())
             .await;
-        r.map_err(|e| read_error(mirror, url, e))
+        r.map_err(|e| read_error(mirror, first_url(art), e))
     }
 }
 
-fn artifact(mirror: &Mirror, url: &str, digest: &Digest, size: Option<u64>) -> Artifact {
-    Artifact {
-        urls: mirror.artifact_urls(url),
-        digest: digest.clone(),
-        size,
-    }
+fn first_url(art: &Artifact) -> &str {
+    art.urls.first().map_or("", String::as_str)
 }
 
 fn read_error(mirror: &Mirror, url: &str, e: crate::fetch::FetchError) -> FsError {
@@ -100,28 +98,18 @@ pub struct PendingFile {
     /// read that got in before it already asked upstream).
     attempts: std::sync::atomic::AtomicU32,
     mirror: Arc<Mirror>,
-    url: String,
-    digest: Digest,
-    size: Option<u64>,
+    art: Artifact,
 }
 
 impl PendingFile {
     /// Opens `url` and starts its download.
-    pub(super) fn start(
-        fs: &Arc<Fs>,
-        mirror: Arc<Mirror>,
-        url: String,
-        digest: Digest,
-        size: Option<u64>,
-    ) -> Arc<PendingFile> {
+    pub(super) fn start(fs: &Arc<Fs>, mirror: Arc<Mirror>, art: Artifact) -> Arc<PendingFile> {
         let pending = Arc::new(PendingFile {
             cell: tokio::sync::OnceCell::new(),
             untold: Mutex::new(None),
             attempts: Default::default(),
             mirror,
-            url,
-            digest,
-            size,
+            art,
         });
         let (fs, p) = (fs.clone(), pending.clone());
         tokio::spawn(async move { p.attempt(&fs, true).await });
@@ -156,22 +144,28 @@ impl PendingFile {
     }
 
     async fn fetch(&self, fs: &Fs) -> Result<Arc<File>, FsError> {
-        let (mirror, url, digest) = (&self.mirror, &self.url, &self.digest);
+        let mirror = &self.mirror;
         // A cache much smaller than the traffic through it can evict the
         // object between its download and this open (the soak saw it once
         // in 358k reads): fetch again, a few times.
         let mut why = None;
         for _ in 0..3 {
-            fs.fetch(mirror, url, digest, self.size).await?;
-            match fs.local(&fs.store, digest) {
-                Ok(f) => return Ok(f),
-                Err(e) => {
-                    crate::info_limited!(%digest, "downloaded, then not there to open ({e}); fetching it again");
-                    why = Some(e);
-                }
-            }
+            fs.fetch(mirror, &self.art).await?;
+            // A first download is kept under the SHA-256 it was pinned to.
+            let digest = self.art.object_digest();
+            let e = match &digest {
+                Some(d) => match fs.local(&fs.store, d) {
+                    Ok(f) => return Ok(f),
+                    Err(e) => e.to_string(),
+                },
+                None => "no pin recorded for it".to_string(),
+            };
+            let digest = digest.unwrap_or_else(|| self.art.digest.clone());
+            crate::info_limited!(%digest, "downloaded, then not there to open ({e}); fetching it again");
+            why = Some(e);
         }
-        let why = why.map_or_else(String::new, |e| e.to_string());
+        let digest = &self.art.digest;
+        let why = why.unwrap_or_default();
         crate::warn_limited!(%digest, "downloaded three times, and each time not there to open ({why}): is the cache too small for this traffic?");
         Err(FsError::Local(format!(
             "{digest}: downloaded, but not there to open ({why})"

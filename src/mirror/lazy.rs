@@ -83,6 +83,7 @@ impl Mirror {
             }
             Err(e) => return Err(e.to_string()),
         };
+        self.admit(&mut out.entries);
         let spooled = self.spool(&mut out.entries)?;
         let cur = self.current();
         let built = catalog::build_tree(

@@ -436,6 +436,7 @@ impl Mirror {
             url: u.to_string(),
             what,
         };
+        out.rejected += self.admit(&mut out.entries);
         self.spool(&mut out.entries)
             .map_err(|e| bad(format!("cannot keep its files: {e}")))?;
         let kept = if keep_entries {

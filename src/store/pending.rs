@@ -23,7 +23,7 @@ pub const HASH_THREAD_FROM: u64 = 1 << 20;
 /// A hash computed on a thread of its own from the chunks sent to it.
 struct Offloaded {
     tx: std::sync::mpsc::SyncSender<bytes::Bytes>,
-    done: std::thread::JoinHandle<Digest>,
+    done: std::thread::JoinHandle<(Digest, Option<Digest>)>,
 }
 
 /// An object being written; removed unless committed.
@@ -31,6 +31,9 @@ pub struct Pending {
     file: File,
     path: PathBuf,
     hasher: Hasher,
+    /// Pinning on first use ([`Store::begin_pinning`]): the SHA-256 the
+    /// object is kept under, computed alongside the weak digest.
+    pin: Option<Hasher>,
     offloaded: Option<Offloaded>,
     written: u64,
     expect: Digest,
@@ -44,9 +47,11 @@ impl Pending {
         path: PathBuf,
         expect: Digest,
         expected_size: Option<u64>,
+        pinning: bool,
     ) -> Pending {
         Pending {
             hasher: Hasher::new(expect.algo()),
+            pin: pinning.then(|| Hasher::new(crate::digest::Algo::Sha256)),
             offloaded: None,
             file,
             path,
@@ -71,7 +76,12 @@ impl Pending {
             Some(off) => {
                 let _ = off.tx.send(bytes::Bytes::copy_from_slice(chunk));
             }
-            None => self.hasher.update(chunk),
+            None => {
+                self.hasher.update(chunk);
+                if let Some(p) = self.pin.as_mut() {
+                    p.update(chunk);
+                }
+            }
         }
         self.file.write_all(chunk).map_err(io_err(&self.path))
     }
@@ -84,13 +94,17 @@ impl Pending {
         if self.offloaded.is_none() && large && self.expect.algo().streams() {
             let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(QUEUED_CHUNKS);
             let mut hasher = std::mem::replace(&mut self.hasher, Hasher::new(self.expect.algo()));
+            let mut pin = self.pin.take();
             let done = std::thread::Builder::new()
                 .name("regfs-hash".into())
                 .spawn(move || {
                     for c in rx {
                         hasher.update(&c);
+                        if let Some(p) = pin.as_mut() {
+                            p.update(&c);
+                        }
                     }
-                    hasher.finish()
+                    (hasher.finish(), pin.map(Hasher::finish))
                 })
                 .map_err(io_err(&self.path))?;
             self.offloaded = Some(Offloaded { tx, done });
@@ -116,7 +130,14 @@ impl Pending {
     }
 
     /// Verifies, makes durable and publishes the object; returns its size.
-    pub fn commit(mut self, store: &Store) -> Result<u64, StoreError> {
+    pub fn commit(self, store: &Store) -> Result<u64, StoreError> {
+        self.commit_keyed(store).map(|(size, _)| size)
+    }
+
+    /// [`Pending::commit`], also returning the digest the object is kept
+    /// under: the one it was opened with, or when pinning its SHA-256
+    /// (after checking the weak digest, unless there is none).
+    pub fn commit_keyed(mut self, store: &Store) -> Result<(u64, Digest), StoreError> {
         if let Some(expected) = self.expected_size {
             if expected != self.written {
                 return Err(StoreError::Size {
@@ -126,16 +147,17 @@ impl Pending {
             }
         }
         let hasher = std::mem::replace(&mut self.hasher, Hasher::new(self.expect.algo()));
-        let actual = if let Some(Offloaded { tx, done }) = self.offloaded.take() {
+        let pin = self.pin.take();
+        let (actual, pinned) = if let Some(Offloaded { tx, done }) = self.offloaded.take() {
             drop(tx);
             done.join().map_err(|_| StoreError::Io {
                 path: self.path.clone(),
                 source: io::Error::other("the hashing thread panicked"),
             })?
         } else if self.expect.algo().streams() {
-            hasher.finish()
+            (hasher.finish(), pin.map(Hasher::finish))
         } else {
-            match store.digest_file(&self.path, &self.expect) {
+            let actual = match store.digest_file(&self.path, &self.expect) {
                 Ok(d) => d,
                 // Not even a readable module zip: a verification failure.
                 Err(e)
@@ -148,9 +170,23 @@ impl Pending {
                     Hasher::new(self.expect.algo()).finish()
                 }
                 Err(e) => return Err(io_err(&self.path)(e)),
-            }
+            };
+            (actual, None)
         };
-        if actual != self.expect {
+        // A weak digest is never proof: no object is kept under one. When
+        // pinning, the object is kept under its SHA-256 (the weak digest,
+        // if not "none", checked all the same).
+        let key = match pinned {
+            Some(sha256) => sha256,
+            None if self.expect.algo().is_weak() => {
+                return Err(StoreError::Digest {
+                    expected: self.expect.clone(),
+                    actual,
+                });
+            }
+            None => self.expect.clone(),
+        };
+        if self.expect.algo() != crate::digest::Algo::None && actual != self.expect {
             return Err(StoreError::Digest {
                 expected: self.expect.clone(),
                 actual,
@@ -159,14 +195,14 @@ impl Pending {
         if store.sync_each {
             self.file.sync_data().map_err(io_err(&self.path))?;
         }
-        let dest = store.object_path(&self.expect);
+        let dest = store.object_path(&key);
         let parent = dest.parent().expect("object paths have a parent");
         fs::create_dir_all(parent).map_err(io_err(parent))?;
         fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
         self.done = true;
-        store.insert(&self.expect, self.written);
-        store.evict_if_needed(Some(&self.expect));
-        Ok(self.written)
+        store.insert(&key, self.written);
+        store.evict_if_needed(Some(&key));
+        Ok((self.written, key))
     }
 }
 

@@ -262,6 +262,8 @@ mod flow {
             urls: vec![BLOB.into()],
             digest: crate::digest::Digest::sha256_of(b"layer"),
             size: Some(5),
+            pinned: false,
+            pin: None,
         };
         let counters = Arc::new(crate::stats::Counters::default());
         assert_eq!(fetcher.ensure(&store, art, counters).await.unwrap(), 5);

@@ -56,6 +56,7 @@ fn adapter(components: &[&str], archs: &[&str], sources: bool) -> Debian {
         name: "debian",
         upstreams: &upstreams,
         spec: &spec,
+        trust_on_first_use: false,
     };
     let opts = DebianOptions {
         suites: vec!["bookworm".into()],

@@ -30,13 +30,14 @@
 //! version it installs, even on the compact index; bundler needs neither.
 
 mod index;
-pub mod md5;
 mod upstream;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::digest::md5;
 
 use crate::catalog::{Body, Entry, Generation};
 use crate::keys::{Glob, Section};

@@ -1,8 +1,9 @@
-//! MD5 (RFC 1321), for one purpose: the compact index's `/versions` names
-//! each `/info/<gem>` file by the MD5 of its bytes, and bundler compares
-//! them. It is a consistency check between two documents from one
-//! upstream, never a security digest (artifacts are checked by SHA-256).
-//! No crate in the tree provides it, and it is this short.
+//! MD5 (RFC 1321): a weak digest, never proof on its own. Two uses: the
+//! RubyGems compact index names each `/info/<gem>` file by the MD5 of its
+//! bytes (a consistency check between two documents of one upstream), and
+//! registries that give nothing stronger (CRAN's `MD5sum`) are checked with
+//! it while the artifact is pinned to its SHA-256 on first use
+//! ([`crate::pins`]). No crate in the tree provides it, and it is this short.
 
 /// Per-round shift amounts.
 const S: [u32; 64] = [
@@ -25,27 +26,78 @@ const K: [u32; 64] = [
 
 /// The MD5 of `data`.
 pub fn md5(data: &[u8]) -> [u8; 16] {
-    let mut state: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
-    let mut chunks = data.chunks_exact(64);
-    for block in &mut chunks {
-        compress(&mut state, block.try_into().expect("64-byte chunk"));
+    let mut h = Md5::new();
+    h.update(data);
+    h.finish()
+}
+
+/// An MD5 computed as bytes arrive.
+#[derive(Clone)]
+pub struct Md5 {
+    state: [u32; 4],
+    /// Bytes of the block being filled.
+    block: [u8; 64],
+    filled: usize,
+    len: u64,
+}
+
+impl Default for Md5 {
+    fn default() -> Md5 {
+        Md5::new()
     }
-    // The tail, 0x80, zeros, and the length in bits: one or two blocks.
-    let rest = chunks.remainder();
-    let mut tail = [0u8; 128];
-    tail[..rest.len()].copy_from_slice(rest);
-    tail[rest.len()] = 0x80;
-    let blocks = if rest.len() < 56 { 1 } else { 2 };
-    let bits = (data.len() as u64).wrapping_mul(8);
-    tail[blocks * 64 - 8..blocks * 64].copy_from_slice(&bits.to_le_bytes());
-    for block in tail[..blocks * 64].chunks_exact(64) {
-        compress(&mut state, block.try_into().expect("64-byte chunk"));
+}
+
+impl Md5 {
+    pub fn new() -> Md5 {
+        Md5 {
+            state: [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476],
+            block: [0; 64],
+            filled: 0,
+            len: 0,
+        }
     }
-    let mut out = [0u8; 16];
-    for (o, s) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&s.to_le_bytes());
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.len = self.len.wrapping_add(data.len() as u64);
+        if self.filled > 0 {
+            let take = (64 - self.filled).min(data.len());
+            self.block[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
+            data = &data[take..];
+            if self.filled < 64 {
+                return;
+            }
+            let block = self.block;
+            compress(&mut self.state, &block);
+            self.filled = 0;
+        }
+        let mut chunks = data.chunks_exact(64);
+        for block in &mut chunks {
+            compress(&mut self.state, block.try_into().expect("64-byte chunk"));
+        }
+        let rest = chunks.remainder();
+        self.block[..rest.len()].copy_from_slice(rest);
+        self.filled = rest.len();
     }
-    out
+
+    pub fn finish(mut self) -> [u8; 16] {
+        // The tail, 0x80, zeros, and the length in bits: one or two blocks.
+        let rest = self.filled;
+        let mut tail = [0u8; 128];
+        tail[..rest].copy_from_slice(&self.block[..rest]);
+        tail[rest] = 0x80;
+        let blocks = if rest < 56 { 1 } else { 2 };
+        let bits = self.len.wrapping_mul(8);
+        tail[blocks * 64 - 8..blocks * 64].copy_from_slice(&bits.to_le_bytes());
+        for block in tail[..blocks * 64].chunks_exact(64) {
+            compress(&mut self.state, block.try_into().expect("64-byte chunk"));
+        }
+        let mut out = [0u8; 16];
+        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
+            o.copy_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
 }
 
 /// The MD5 of `data` in lowercase hex, as `/versions` writes it.
@@ -83,7 +135,7 @@ fn compress(state: &mut [u32; 4], block: &[u8; 64]) {
 
 #[cfg(test)]
 mod tests {
-    use super::md5_hex;
+    use super::{Md5, md5, md5_hex};
 
     #[test]
     fn rfc_1321_test_suite() {
@@ -120,6 +172,20 @@ mod tests {
             (1000, "cabe45dcc9ae5b66ba86600cca6b8ba8"),
         ] {
             assert_eq!(md5_hex(&vec![b'a'; n]), want, "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn streaming_in_any_split_gives_the_one_shot_digest() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let want = md5(&data);
+        for cut in [0, 1, 55, 63, 64, 65, 128, 199, 300] {
+            let mut h = Md5::new();
+            h.update(&data[..cut]);
+            for piece in data[cut..].chunks(17) {
+                h.update(piece);
+            }
+            assert_eq!(h.finish(), want, "split at {cut}");
         }
     }
 }
