@@ -257,3 +257,55 @@ fn upstream_metadata_that_is_not_composer_v2_fails_the_sync_naming_the_url() {
     assert_eq!(read(&m, "p2/regfs/demo-b.json"), other);
     m.stop();
 }
+
+#[test]
+fn under_trust_on_first_use_a_dist_without_shasum_is_pinned_by_its_first_download() {
+    let (up, m) = mount("composer-tofu", "trust_on_first_use = true");
+    let doc = json(&read(&m, "p2/regfs/noshasum.json"));
+    let served = versions(&doc, "regfs/noshasum");
+    assert_eq!(served.len(), 1, "offered under the policy: {doc}");
+    assert_eq!(
+        served[0]["dist"]["shasum"], "",
+        "upstream's (empty) shasum, as it was"
+    );
+    let url = served[0]["dist"]["url"].as_str().unwrap();
+    let rel = url.strip_prefix(&format!("{PUBLIC}/")).unwrap().to_string();
+    let upstream_file = "archives/regfs-noshasum-1.0.0.zip";
+    let bytes = fx().bytes(upstream_file);
+    assert_eq!(read(&m, &rel), bytes);
+    assert_eq!(up.hits(upstream_file), 1);
+    let pins = std::fs::read_to_string(m.dir.join("state/mirrors/composer/pins")).unwrap();
+    assert!(pins.contains(&rel), "{pins}");
+    let status = |m: &Mount| {
+        m.status()
+            .into_iter()
+            .find(|s| s["name"] == "composer")
+            .unwrap()
+    };
+    assert_eq!(status(&m)["tofu_pinned"], 1);
+
+    // The cache wiped and upstream's zip rebuilt (as a forge's zipballs
+    // are): the pin holds, the new bytes are refused.
+    let (dir, config) = (m.dir.clone(), m.config.clone());
+    m.stop();
+    std::fs::remove_dir_all(dir.join("cache")).unwrap();
+    up.fault(upstream_file, Fault::Corrupt);
+    let m = Mount::start(&dir, &config, "composer");
+    let failures = |m: &Mount| status(m)["counters"]["verify_failures"].as_u64().unwrap();
+    let before = failures(&m);
+    assert_eq!(errno(&m.path(&format!("composer/{rel}"))), Some(libc::EIO));
+    assert!(failures(&m) > before);
+    assert!(
+        m.log()
+            .contains("upstream changed a file pinned on first use"),
+        "{}",
+        m.log()
+    );
+    up.clear(upstream_file);
+    assert_eq!(
+        read(&m, &rel),
+        bytes,
+        "the pinned bytes again once upstream has them"
+    );
+    m.stop();
+}

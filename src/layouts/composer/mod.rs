@@ -21,8 +21,8 @@
 //! (`p2.rs`). Versions whose dist the mirror cannot serve verified are
 //! left out, so Composer never resolves to them: no dist (source only), a
 //! dist URL that is not http(s), a `shasum` that is not sha1 hex, and an
-//! empty or missing `shasum` ([`Composer::unverified_dist`], where a
-//! trust-on-first-use policy would plug in). `source` (git/hg) is dropped
+//! empty or missing `shasum` unless the mirror has `trust_on_first_use`
+//! ([`Composer::unverified_dist`]). `source` (git/hg) is dropped
 //! from every version served: a mirror cannot serve it, and with it
 //! Composer would fall back to cloning upstream when a dist fails its
 //! check, even under `--prefer-dist`. `notification-url` and `dist.mirrors`
@@ -34,6 +34,7 @@ mod p2;
 use std::sync::Mutex;
 
 use crate::catalog::{Body, Entry};
+use crate::digest::Digest;
 use crate::keys::{Glob, Section};
 use crate::layout::{
     Adapter, BoxFuture, Capabilities, DocRequest, DocSource, LayoutDef, MirrorContext, Selection,
@@ -73,6 +74,9 @@ pub struct Composer {
     /// Upstream's `metadata-url` template, read from its `packages.json`
     /// (again at every sync).
     metadata_url: Mutex<Option<String>>,
+    /// The mirror's `trust_on_first_use`: dists with no `shasum` are listed,
+    /// each pinned to the SHA-256 of its first download.
+    tofu: bool,
 }
 
 /// One half of a package name (vendor or project), as Composer allows
@@ -152,6 +156,7 @@ impl Composer {
             public_url,
             public_path,
             metadata_url: Mutex::new(None),
+            tofu: ctx.trust_on_first_use,
         })
     }
 
@@ -207,13 +212,17 @@ impl Composer {
 
     /// What to do with a version's dist that upstream gives no `shasum`
     /// for (Packagist's dists of packages hosted on a forge all carry
-    /// `"shasum": ""`). The one place where a mirror-level trust-on-first-use
-    /// policy plugs in: it would return the body that pins the first
-    /// download. Without one nothing vouches for these bytes, so the
-    /// version is left out (counted, and one WARN per document names how
-    /// many).
-    fn unverified_dist(&self, _package: &str, _version: &str, _url: &str) -> Option<Body> {
-        None
+    /// `"shasum": ""`). Under the mirror's `trust_on_first_use` it is
+    /// listed with no digest, and the core pins it to the SHA-256 of its
+    /// first download. Without the policy nothing vouches for these bytes,
+    /// so the version is left out (counted, and one WARN per document
+    /// names how many).
+    fn unverified_dist(&self, url: &str) -> Option<Body> {
+        self.tofu.then(|| Body::Remote {
+            url: url.to_string(),
+            size: None,
+            digest: Digest::none(),
+        })
     }
 
     /// Fetches one p2 document of `package` (`suffix` "" or [`DEV`]) and
@@ -245,7 +254,7 @@ impl Composer {
             tracing::warn!(
                 url = %doc.url,
                 versions = unverified.len(),
-                "leaving out {} version(s) whose dist has no shasum: nothing vouches for their bytes ({})",
+                "leaving out {} version(s) whose dist has no shasum: nothing vouches for their bytes ({}); trust_on_first_use = true on this mirror would list them, each pinned to the SHA-256 of its first download",
                 unverified.len(),
                 unverified.join(", ")
             );

@@ -278,7 +278,7 @@ impl Composer {
                 size: None,
                 digest,
             },
-            None => match self.unverified_dist(package, version, url.as_str()) {
+            None => match self.unverified_dist(url.as_str()) {
                 Some(body) => body,
                 None => return Dist::Unverified,
             },

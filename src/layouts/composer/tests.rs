@@ -269,3 +269,31 @@ fn a_large_document_is_rewritten_one_version_at_a_time() {
     let served = expand(&r.body, "big/pkg");
     assert_eq!(served[19_999]["description"].as_str().unwrap().len(), 1024);
 }
+
+#[test]
+fn under_trust_on_first_use_a_dist_with_no_shasum_is_listed_to_be_pinned() {
+    let keys = "public_url = \"http://mirror.example/composer/\"\ntrust_on_first_use = true";
+    let a = testing::configure(&LAYOUT, UP, keys, Composer::from_keys).unwrap();
+    let body = serde_json::to_vec(&demo_doc()).unwrap();
+    let url = "https://repo.upstream.test/p2/regfs/demo.json";
+    let r = a.rewrite("regfs/demo", url, &body).unwrap();
+    assert!(r.unverified.is_empty(), "{:?}", r.unverified);
+    let pinned: Vec<_> = r
+        .dists
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Remote { digest, url, .. } if digest.algo() == crate::digest::Algo::None => {
+                Some((e.path.as_str(), url.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pinned.len(), 1, "only 1.9.0 has no shasum: {pinned:?}");
+    assert!(pinned[0].0.starts_with("dists/regfs/demo/1.9.0/"), "{pinned:?}");
+    let served = expand(&r.body, "regfs/demo");
+    let v = served.iter().find(|v| v["version"] == "1.9.0").expect("1.9.0 offered");
+    assert_eq!(
+        v["dist"]["url"],
+        format!("http://mirror.example/composer/{}", pinned[0].0)
+    );
+}
