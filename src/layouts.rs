@@ -29,6 +29,7 @@ layouts! {
     oci,
     conda,
     composer,
+    cpan,
 }
 
 #[cfg(test)]
