@@ -106,6 +106,9 @@ struct Seen {
     /// (dirtymark, newest epoch) of the previous sync's RECENT-1h.
     last: Option<(String, f64)>,
     plan: Option<Plan>,
+    /// Authors whose last refresh failed: the next sync tries them again
+    /// whatever the RECENT files say (bounded by the materialized authors).
+    retry: HashSet<String>,
 }
 
 pub struct Cpan {
@@ -212,6 +215,7 @@ impl Cpan {
                     .map(str::to_string),
             );
             if r.min <= *epoch {
+                changed.extend(self.seen.lock().unwrap().retry.iter().cloned());
                 plan = Plan::Only(changed);
                 break;
             }
@@ -363,7 +367,13 @@ impl Adapter for Cpan {
             if unit == INDEX {
                 return self.index(src).await;
             }
-            self.author(unit, src, full).await
+            let r = self.author(unit, src, full).await;
+            let mut seen = self.seen.lock().unwrap();
+            match &r {
+                Err(_) => seen.retry.insert(unit.to_string()),
+                Ok(_) => seen.retry.remove(unit),
+            };
+            r
         })
     }
 

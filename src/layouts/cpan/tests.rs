@@ -207,6 +207,21 @@ fn syncs_refresh_only_what_the_recent_files_name() {
         *docs.asked.lock().unwrap(),
         ["authors/RECENT-1h.yaml", "authors/id/X/XY/XYZ/CHECKSUMS"]
     );
+    // An author whose refresh failed is tried again at the next sync, even
+    // where no RECENT file names it any more.
+    let broken = base(recent("100.5", 1500.0, 3000.0, &[(3000.0, "id/A/AB/ABCD/y")]))
+        .with("authors/id/A/AB/ABCD/CHECKSUMS", "garbage");
+    block_on(a.select(&broken)).unwrap();
+    assert_eq!(a.seen.lock().unwrap().plan, only(&["ABCD"]));
+    assert!(block_on(a.unit("ABCD", &broken, 0, false)).is_err());
+    let docs = base(recent("100.5", 2900.0, 3100.0, &[(3100.0, "id/X/XY/XYZ/D-1.tar.gz")]));
+    block_on(a.select(&docs)).unwrap();
+    assert_eq!(a.seen.lock().unwrap().plan, only(&["ABCD", "XYZ"]));
+    assert!(!block_on(a.unit("ABCD", &docs, 0, false)).unwrap().unwrap().unchanged);
+    let docs = base(recent("100.5", 3000.0, 3100.0, &[(3100.0, "id/X/XY/XYZ/D-1.tar.gz")]));
+    block_on(a.select(&docs)).unwrap();
+    assert_eq!(a.seen.lock().unwrap().plan, only(&["XYZ"]));
+    let docs = base(recent("100.5", 1500.0, 3000.0, &[(3000.0, "id/X/XY/XYZ/D-1.tar.gz"), (1500.0, "id/A/AB/ABCD/x")]));
     // A lazy lookup (full) is never skipped.
     assert!(!block_on(a.unit("ABCD", &docs, 0, true)).unwrap().unwrap().unchanged);
 
