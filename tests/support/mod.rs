@@ -117,6 +117,10 @@ const HINTS: &[(&str, &str)] = &[
     ("npm", "is npm on PATH?"),
     ("oci", "are umoci, skopeo and docker-registry installed?"),
     ("composer", "are composer and php-cli installed?"),
+    (
+        "cpan",
+        "are perl, make, gpg, gpgv and libcpan-checksums-perl installed?",
+    ),
 ];
 
 /// The fixture of `layout`, built once per test binary into the target's

@@ -370,7 +370,9 @@ impl Adapter for Cpan {
             let r = self.author(unit, src, full).await;
             let mut seen = self.seen.lock().unwrap();
             match &r {
-                Err(_) => seen.retry.insert(unit.to_string()),
+                // A failed lookup materialized nothing: nothing to retry.
+                Err(_) if !full => seen.retry.insert(unit.to_string()),
+                Err(_) => false,
                 Ok(_) => seen.retry.remove(unit),
             };
             r
