@@ -486,7 +486,8 @@ mod tests {
                 "/usr/share/keyrings/debian-archive-keyring.gpg",
                 "/dev/null",
             )
-            .replace("/etc/pki/rpm-gpg/RPM-GPG-KEY-rocky-9", "/dev/null");
+            .replace("/etc/pki/rpm-gpg/RPM-GPG-KEY-rocky-9", "/dev/null")
+            .replace("/etc/regfs/pause.gpg", "/dev/null");
         let c = Config::parse(path, &all).unwrap_or_else(|e| panic!("{e}\n{all}"));
         let layouts: Vec<&str> = c.mirrors.iter().map(|m| m.layout.name).collect();
         for l in crate::layouts::ALL {

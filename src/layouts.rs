@@ -31,6 +31,7 @@ layouts! {
     composer,
     rustup,
     cran,
+    cpan,
 }
 
 #[cfg(test)]

@@ -118,6 +118,10 @@ const HINTS: &[(&str, &str)] = &[
     ("oci", "are umoci, skopeo and docker-registry installed?"),
     ("composer", "are composer and php-cli installed?"),
     ("rustup", "is gpg installed?"),
+    (
+        "cpan",
+        "are perl, make, gpg, gpgv and libcpan-checksums-perl installed?",
+    ),
 ];
 
 /// The fixture of `layout`, built once per test binary into the target's
