@@ -33,6 +33,7 @@ mod p2;
 
 use std::sync::Mutex;
 
+use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::{Glob, Section};
@@ -114,12 +115,6 @@ pub fn is_package_name(name: &str) -> bool {
         .is_some_and(|(v, n)| is_name_part(v) && is_name_part(n))
 }
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
 
 impl Composer {
     /// Reads `packages` (names or globs, any case; none: every package,

@@ -35,6 +35,7 @@ pub mod recent;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
@@ -118,12 +119,6 @@ pub struct Cpan {
     seen: Mutex<Seen>,
 }
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
 
 fn entry(path: String, body: Body) -> Entry {
     Entry {

@@ -27,6 +27,7 @@ use std::io::Read;
 
 pub use packages::{is_package_name, is_version, parse, parse_listing};
 
+use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::{Glob, Section};
@@ -65,12 +66,6 @@ pub struct Cran {
     base: String,
 }
 
-fn bad(url: &str, what: impl Into<String>) -> SyncError {
-    SyncError::BadMetadata {
-        url: url.to_string(),
-        what: what.into(),
-    }
-}
 
 fn entry(path: String, body: Body) -> Entry {
     Entry {
