@@ -420,7 +420,7 @@ impl Fs {
                 false,
             ),
             Source::Remote { url } => {
-                let art = self.artifact(mirror, &g.path(id), url, &file)?;
+                let art = self.artifact(mirror, || g.path(id), url, &file)?;
                 match (self.cached_size(mirror, &art)?, art.size) {
                     (Some(size), _) | (None, Some(size)) => (size, false),
                     // Invariant 8: learn the true size before answering, from
@@ -556,7 +556,7 @@ impl Fs {
         let art = match &file.source {
             Source::Stored => None,
             Source::Remote { url } => {
-                Some(self.artifact(&mirror, &generation.path(id), url, &file)?)
+                Some(self.artifact(&mirror, || generation.path(id), url, &file)?)
             }
         };
         // The object's digest: a first download's is known once pinned.

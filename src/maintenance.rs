@@ -135,7 +135,7 @@ pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) ->
             };
             let path = g.path(id);
             (globs.is_empty() || globs.iter().any(|p| p.matches(&path)))
-                .then(|| mirror.artifact(&path, &url, &f.digest, f.size))
+                .then(|| mirror.artifact(|| path.clone(), &url, &f.digest, f.size))
         })
         .collect();
     // Files that may not be served (a weak digest without the policy) or

@@ -19,7 +19,7 @@ impl Fs {
     pub(super) fn artifact(
         &self,
         mirror: &Mirror,
-        path: &str,
+        path: impl FnOnce() -> String,
         url: &str,
         file: &catalog::FileInfo,
     ) -> Result<Artifact, FsError> {

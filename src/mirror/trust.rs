@@ -16,11 +16,13 @@ use crate::digest::{Algo, Digest};
 use crate::fetch::{Artifact, FetchError, PinTo};
 
 impl Mirror {
-    /// How to fetch the remote file at `path` (mirror-relative) that
-    /// metadata lists at `url` with `digest` and `size`.
+    /// How to fetch the remote file at `path` (mirror-relative, built only
+    /// for a weak digest: lookups and reads of every other file never
+    /// spell their path out) that metadata lists at `url` with `digest`
+    /// and `size`.
     pub fn artifact(
         &self,
-        path: &str,
+        path: impl FnOnce() -> String,
         url: &str,
         digest: &Digest,
         size: Option<u64>,
@@ -41,6 +43,8 @@ impl Mirror {
                 algo: digest.algo().name(),
             });
         }
+        let path = path();
+        let path = path.as_str();
         let Some(pin) = self.pins.get(path) else {
             return Ok(Artifact {
                 urls,
