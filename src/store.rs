@@ -327,9 +327,24 @@ impl Store {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let indexed = self.index.lock().unwrap().objects.contains_key(d);
-                self.forget(d);
-                return Err(if indexed {
+                // A download may have renamed it into place since the open
+                // failed (it is indexed right after): forget the entry only
+                // if the file is still missing under the index lock, or a
+                // reader that looked a moment too early would drop the
+                // entry of an object just stored, and every later reader
+                // would fetch it again.
+                let removed = {
+                    let mut idx = self.index.lock().unwrap();
+                    match path.exists() {
+                        true => None,
+                        false => idx.objects.remove(d).inspect(|s| idx.total -= s.size),
+                    }
+                };
+                let gone = removed.is_some();
+                if gone {
+                    self.removals.record(d);
+                }
+                return Err(if gone {
                     Absent::Gone(path)
                 } else {
                     Absent::NotIndexed
