@@ -86,6 +86,8 @@ pub struct MirrorConfig {
     /// serving each as pinned to the SHA-256 of its first download
     /// ([`crate::pins`]). Off by default.
     pub trust_on_first_use: bool,
+    /// The common policy keys ([`crate::policy`]).
+    pub policy: crate::policy::Policy,
     /// The layout's embedded defaults.
     pub spec: Arc<LayoutSpec>,
     pub adapter: Arc<dyn Adapter>,
@@ -299,6 +301,7 @@ fn parse_mirror(
         }
     };
     let trust_on_first_use = s.boolean("trust_on_first_use")?.unwrap_or(false);
+    let policy = layout.policy(&mut s)?;
     let spec = LayoutSpec::parse(layout.defaults)
         .map_err(|e| format!("layout {}: embedded defaults: {e}", layout.name))?;
     let ctx = MirrorContext {
@@ -306,6 +309,7 @@ fn parse_mirror(
         upstreams: &upstreams,
         spec: &spec,
         trust_on_first_use,
+        policy: &policy,
     };
     let adapter = (layout.configure)(&ctx, &mut s)?;
     let files = s.finish()?;
@@ -316,6 +320,7 @@ fn parse_mirror(
         sync_interval,
         download,
         trust_on_first_use,
+        policy,
         spec: Arc::new(spec),
         adapter: Arc::from(adapter),
         written: (written, files),
@@ -407,15 +412,12 @@ mod tests {
 
     #[test]
     fn a_key_the_layout_does_not_read_is_an_error_for_that_layout() {
-        // `cooldown` is PyPI's; `projects` is PyPI's filter, not npm's.
+        // `projects` is PyPI's filter, not npm's.
         let npm = "[[mirror]]\nname = \"n\"\nlayout = \"npm\"\nupstream = \"http://x/\"\npublic_url = \"http://m/n\"\n";
         assert!(parse(npm).is_ok());
-        for extra in ["cooldown = \"1d\"", "projects = [\"a\"]"] {
-            let e = parse(&format!("{npm}{extra}\n")).unwrap_err();
-            let key = extra.split(' ').next().unwrap();
-            assert!(e.contains(&format!("unknown key `{key}`")), "{e}");
-            assert!(e.contains("packages") && e.contains("public_url"), "{e}");
-        }
+        let e = parse(&format!("{npm}projects = [\"a\"]\n")).unwrap_err();
+        assert!(e.contains("unknown key `projects`"), "{e}");
+        assert!(e.contains("packages") && e.contains("public_url"), "{e}");
     }
 
     #[test]

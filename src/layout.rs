@@ -42,6 +42,24 @@ pub struct LayoutDef {
 /// Builds a layout's adapter from its `[[mirror]]` keys.
 pub type Configure = fn(&MirrorContext, &mut Section) -> Result<Box<dyn Adapter>, String>;
 
+impl LayoutDef {
+    /// Reads the common policy keys, refusing those this layout cannot
+    /// honour: a policy is never silently ignored.
+    pub fn policy(&self, keys: &mut Section) -> Result<crate::policy::Policy, String> {
+        let policy = crate::policy::Policy::from_keys(keys)?;
+        if policy.cooldown.is_some() && !self.capabilities.cooldown {
+            return Err(keys.error(
+                "cooldown",
+                format!(
+                    "the {} layout cannot honour it (its metadata dates no version); remove the key",
+                    self.name
+                ),
+            ));
+        }
+        Ok(policy)
+    }
+}
+
 impl std::fmt::Debug for LayoutDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)
@@ -62,6 +80,9 @@ pub struct Capabilities {
     pub placeholders: bool,
     /// Units are signed together and change all or nothing (a Debian suite).
     pub signed: bool,
+    /// The layout honours the common `cooldown` key (its metadata dates
+    /// what it lists); a mirror of a layout that does not is refused.
+    pub cooldown: bool,
 }
 
 /// Where artifact sizes come from.
@@ -87,6 +108,8 @@ pub struct MirrorContext<'a> {
     /// ([`crate::digest::Algo::is_weak`]). Without it a layout lists none
     /// (and says so once per sync); the core drops any it emits anyway.
     pub trust_on_first_use: bool,
+    /// The mirror's policy keys (`cooldown`, …), read before the layout's own.
+    pub policy: &'a crate::policy::Policy,
 }
 
 impl MirrorContext<'_> {

@@ -72,13 +72,15 @@ pub fn configure<T>(
     let spec = LayoutSpec::parse(layout.defaults)?;
     let table = keys.parse().map_err(|e| format!("not TOML: {e}"))?;
     let mut section = Section::new(&format!("a {} mirror", layout.name), table);
-    // A common key, read here as `config` reads it.
+    // The common keys, read here as `config` reads it.
     let trust_on_first_use = section.boolean("trust_on_first_use")?.unwrap_or(false);
+    let policy = layout.policy(&mut section)?;
     let ctx = MirrorContext {
         name: layout.name,
         upstreams: &upstreams,
         spec: &spec,
         trust_on_first_use,
+        policy: &policy,
     };
     let t = build(&ctx, &mut section)?;
     section.finish()?;
@@ -88,6 +90,22 @@ pub fn configure<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layout_that_dates_no_version_refuses_a_cooldown() {
+        let e = configure(&maven::LAYOUT, "http://x/", "cooldown = \"1d\"", |_, _| {
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("cooldown: the maven layout cannot honour it"),
+            "{e}"
+        );
+        let ok = configure(&pypi::LAYOUT, "http://x/", "cooldown = \"1d\"", |ctx, _| {
+            Ok(ctx.policy.cooldown)
+        });
+        assert_eq!(ok, Ok(Some(86400)));
+    }
 
     #[test]
     fn every_layout_has_valid_defaults_and_a_unique_name() {

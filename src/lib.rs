@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod path;
 pub mod pins;
+pub mod policy;
 pub mod progress;
 pub mod redact;
 pub mod stats;

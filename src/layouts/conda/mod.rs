@@ -58,6 +58,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Listed,
         placeholders: false,
         signed: false,
+        cooldown: true,
     },
     configure: |ctx, keys| Ok(Box::new(Conda::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -91,11 +92,7 @@ impl Filter {
     /// or with no timestamp under a cooldown: a cooldown never lists a
     /// package whose age it cannot establish.
     pub fn hides(&self, timestamp: Option<u64>, now: u64) -> bool {
-        match (self.cooldown, timestamp) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(c), Some(t)) => t.saturating_add(c) > now,
-        }
+        crate::policy::cooled(self.cooldown, timestamp, now)
     }
 }
 
@@ -118,8 +115,9 @@ fn is_subdir(s: &str) -> bool {
 }
 
 impl CondaOptions {
-    /// Reads `channels`, `subdirs`, `packages`, `exclude` and `cooldown`.
-    pub fn from_keys(keys: &mut Section) -> Result<CondaOptions, String> {
+    /// Reads `channels`, `subdirs`, `packages` and `exclude`; `cooldown` is
+    /// the common policy key.
+    pub fn from_keys(keys: &mut Section, policy: &crate::policy::Policy) -> Result<CondaOptions, String> {
         let channels = keys.subpaths("channels", "channel", "conda-forge", "")?;
         let subdirs = keys.string_or_list("subdirs")?;
         let subdirs = keys.required(
@@ -154,7 +152,7 @@ impl CondaOptions {
         let filter = Filter {
             packages: keys.globs("packages")?,
             exclude: keys.globs("exclude")?.unwrap_or_default(),
-            cooldown: keys.duration("cooldown")?.map(|d| d.as_secs()),
+            cooldown: policy.cooldown,
         };
         Ok(CondaOptions {
             channels,
@@ -175,7 +173,7 @@ pub struct Conda {
 
 impl Conda {
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Conda, String> {
-        Ok(Conda::new(ctx, CondaOptions::from_keys(keys)?))
+        Ok(Conda::new(ctx, CondaOptions::from_keys(keys, ctx.policy)?))
     }
 
     pub fn new(ctx: &MirrorContext, opts: CondaOptions) -> Conda {

@@ -46,6 +46,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: false,
         signed: false,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Cran::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -33,6 +33,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: false,
         signed: false,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Crates::from_keys(ctx, keys)?)),
     file_digests: &[],

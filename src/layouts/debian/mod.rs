@@ -51,6 +51,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Listed,
         placeholders: false,
         signed: true,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Debian::from_keys(ctx, keys)?)),
     file_digests: &[],

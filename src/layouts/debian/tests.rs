@@ -57,6 +57,7 @@ fn adapter(components: &[&str], archs: &[&str], sources: bool) -> Debian {
         upstreams: &upstreams,
         spec: &spec,
         trust_on_first_use: false,
+        policy: &Default::default(),
     };
     let opts = DebianOptions {
         suites: vec!["bookworm".into()],

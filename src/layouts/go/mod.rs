@@ -45,6 +45,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: true,
         signed: false,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Go::from_keys(ctx, keys)?)),
     // `h1:` hashes a module zip's files, not its bytes.

@@ -39,6 +39,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: true,
         signed: false,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Maven::from_keys(ctx, keys)?)),
     file_digests: &[],

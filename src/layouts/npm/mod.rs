@@ -36,6 +36,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: false,
         signed: false,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Npm::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -60,6 +60,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Listed,
         placeholders: false,
         signed: false,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Oci::from_keys(ctx, keys)?)),
     file_digests: &[],

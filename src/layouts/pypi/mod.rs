@@ -41,6 +41,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Sometimes,
         placeholders: false,
         signed: false,
+        cooldown: true,
     },
     configure: |ctx, keys| Ok(Box::new(Pypi::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -127,13 +128,13 @@ fn is_project_name(name: &str) -> bool {
 }
 
 impl Pypi {
-    /// Reads `projects` (names or globs; none: lazy) and `cooldown` (hide
-    /// files uploaded less than this long ago, and files whose upload time
-    /// is unknown).
+    /// Reads `projects` (names or globs; none: lazy); the common `cooldown`
+    /// hides files uploaded less than that long ago, and files whose upload
+    /// time is unknown.
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Pypi, String> {
         Ok(Pypi {
             filter: keys.globs("projects")?,
-            cooldown: keys.duration("cooldown")?.map(|d| d.as_secs()),
+            cooldown: ctx.policy.cooldown,
             index_dir: ctx.spec.path("index_dir").to_string(),
             project_dir: ctx.spec.path("project_dir").to_string(),
             file_template: ctx.spec.path("file").to_string(),

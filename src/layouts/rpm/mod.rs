@@ -59,6 +59,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         // Each repository is all or nothing under its repomd.xml (signed
         // when a keyring is configured).
         signed: true,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Rpm::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -51,6 +51,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         // Channels are signed one by one: a failed channel fails alone.
         signed: false,
+        cooldown: false,
     },
     configure: |ctx, keys| Ok(Box::new(Rustup::from_keys(ctx, keys)?)),
     file_digests: &[],
