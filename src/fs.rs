@@ -11,6 +11,7 @@
 //! artifact's true size (invariant 8): when metadata had none, the artifact
 //! is fetched and verified before the attribute is answered.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -507,16 +508,16 @@ impl Fs {
                 let total = 2 + g.children(id).len() as u64;
                 for k in offset..total {
                     let (ino, kind, name) = match k {
-                        0 => (g.ino(id), Kind::Dir, "."),
-                        1 => (parent, Kind::Dir, ".."),
+                        0 => (g.ino(id), Kind::Dir, Cow::Borrowed(".")),
+                        1 => (parent, Kind::Dir, Cow::Borrowed("..")),
                         _ => {
                             let Some(c) = g.child_at(id, (k - 2) as usize) else {
                                 break;
                             };
-                            (g.ino(c), g.kind(c), g.name(c))
+                            (g.ino(c), g.kind(c), g.name(c).as_str())
                         }
                     };
-                    if sink.add(ino, k + 1, kind, name) {
+                    if sink.add(ino, k + 1, kind, &name) {
                         break;
                     }
                 }

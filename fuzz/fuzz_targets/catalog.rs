@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = (t.ino(id), t.name(id), t.mtime(id), t.path(id), t.parent(id));
         if t.kind(id) == Kind::Dir {
             for c in t.children(id) {
-                let _ = t.lookup(id, t.name(c));
+                let _ = t.lookup(id, &t.name(c).as_str());
             }
         } else {
             let _ = t.file(id);

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use crate::digest::Digest;
 use crate::path::RelPath;
 
-use super::format::{self, BuildError, Rec, Writer, push_digest, push_string};
+use super::format::{self, BuildError, Rec, Writer, push_digest, push_name, push_string};
 use super::tree::Tree;
 use super::{INO_HASH_MASK, Kind};
 
@@ -284,23 +284,24 @@ fn encode(
     let mut strings = Vec::new();
     let mut digests = Vec::new();
     // Names repeat (index.html, by-hash, SHA256…): each is stored once.
-    let mut interned: HashMap<&str, u32> = HashMap::new();
+    let mut interned: HashMap<&str, (u32, u8, u8)> = HashMap::new();
     let mut prefix_ids: HashMap<&str, u8> = HashMap::new();
     let mut digest_ids: HashMap<&Digest, u32> = HashMap::new();
     for (i, n) in flat.iter().enumerate() {
-        let name = match interned.get(n.name) {
-            Some(&off) => off,
+        let (name, name_len, flags) = match interned.get(n.name) {
+            Some(&stored) => stored,
             None => {
-                let off = push_string(&mut strings, n.name)?;
-                interned.insert(n.name, off);
-                off
+                let stored = push_name(&mut strings, n.name)?;
+                interned.insert(n.name, stored);
+                stored
             }
         };
         let mut rec = Rec {
             ino: n.ino,
             parent: n.parent,
             name,
-            name_len: n.name.len() as u8,
+            name_len,
+            flags,
             ..Rec::default()
         };
         let Some(item) = n.item.map(|it| &items[it]) else {
@@ -346,11 +347,11 @@ fn encode(
                 };
                 match id {
                     Some(id) => {
-                        rec.flags = format::FLAG_URL_PREFIX;
+                        rec.flags |= format::FLAG_URL_PREFIX;
                         rec.prefix = id;
                     }
                     None => {
-                        rec.flags = format::FLAG_URL_EXPLICIT;
+                        rec.flags |= format::FLAG_URL_EXPLICIT;
                         let off = push_string(&mut strings, url)?;
                         let len =
                             u32::try_from(url.len()).map_err(|_| BuildError::TooLarge("URL"))?;

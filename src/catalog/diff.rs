@@ -6,6 +6,7 @@
 //! the cost is those units', not the catalog's. [`diff_all`] walks every
 //! directory instead (for tests, which check the two agree).
 
+use super::name::Name;
 use super::tree::Tree;
 use super::{Generation, Kind};
 
@@ -34,7 +35,7 @@ impl Invalidations {
 /// Compares two generations of one mirror at the directories of
 /// `touched`: every segment whose contribution differs between them.
 pub fn diff(old: &Generation, new: &Generation, touched: &[&Tree]) -> Invalidations {
-    let mut names: Vec<(u64, &str)> = Vec::new();
+    let mut names: Vec<(u64, Name)> = Vec::new();
     for t in touched {
         for d in 0..t.node_count() {
             if t.kind(d) == Kind::Dir {
@@ -53,9 +54,9 @@ pub fn diff(old: &Generation, new: &Generation, touched: &[&Tree]) -> Invalidati
         let nd = new.find_ino(dir).filter(|&n| new.kind(n) == Kind::Dir);
         let mut changed = false;
         while i < names.len() && names[i].0 == dir {
-            let name = names[i].1;
-            let o = od.and_then(|d| old.lookup(d, name)).map(|c| old.ino(c));
-            let n = nd.and_then(|d| new.lookup(d, name)).map(|c| new.ino(c));
+            let name = names[i].1.as_str();
+            let o = od.and_then(|d| old.lookup(d, &name)).map(|c| old.ino(c));
+            let n = nd.and_then(|d| new.lookup(d, &name)).map(|c| new.ino(c));
             if o != n {
                 changed = true;
                 if o.is_some() {
@@ -94,9 +95,9 @@ pub fn diff_all(old: &Generation, new: &Generation) -> Invalidations {
         }
         out.inodes.push(ino);
         for c in old.children(d) {
-            let name = old.name(c);
+            let name = old.name(c).as_str();
             let same = nd
-                .and_then(|nd| new.lookup(nd, name))
+                .and_then(|nd| new.lookup(nd, &name))
                 .is_some_and(|nc| new.ino(nc) == old.ino(c));
             if !same {
                 out.entries.push((ino, name.to_string()));

@@ -23,8 +23,9 @@ use std::ops::Range;
 use crate::digest::Digest;
 
 pub(super) const MAGIC: &[u8; 8] = b"REGFSTRE";
-/// Version 1 was the single-buffer generation (`generations/<n>.cat`).
-pub(super) const VERSION: u32 = 2;
+/// Version 1 was the single-buffer generation (`generations/<n>.cat`);
+/// version 3 added packed hex names (`FLAG_NAME_HEX`), and reads version 2.
+pub(super) const VERSION: u32 = 3;
 pub(super) const HEADER_LEN: usize = 64;
 pub(super) const NODE_LEN: usize = 36;
 pub(super) const TRAILER_LEN: usize = 32;
@@ -51,6 +52,8 @@ pub(super) const KIND_STORED: u8 = 2;
 pub(super) const FLAG_URL_PREFIX: u8 = 1;
 /// The URL is in the `urls` section.
 pub(super) const FLAG_URL_EXPLICIT: u8 = 2;
+/// Any node: the name is packed hex (`name.rs`); `name_len` counts packed bytes.
+pub(super) const FLAG_NAME_HEX: u8 = 0x80;
 pub(super) const SIZE_UNKNOWN: u64 = u64::MAX;
 /// Prefix ids fit a byte; further prefixes are written as explicit URLs.
 pub(super) const MAX_PREFIXES: usize = 255;
@@ -327,6 +330,22 @@ fn ino_order(buf: &mut [u8], nodes: u32, slot: u8) -> Vec<u32> {
     }
 }
 
+/// Appends a node name to a string arena, packed if it is long hex, and
+/// returns its offset, its stored length and its flag.
+pub(super) fn push_name(arena: &mut Vec<u8>, name: &str) -> Result<(u32, u8, u8), BuildError> {
+    let off = u32::try_from(arena.len()).map_err(|_| BuildError::TooLarge("strings"))?;
+    Ok(match super::name::pack(name) {
+        Some(p) => {
+            arena.extend_from_slice(&p);
+            (off, p.len() as u8, FLAG_NAME_HEX)
+        }
+        None => {
+            arena.extend_from_slice(name.as_bytes());
+            (off, name.len() as u8, 0)
+        }
+    })
+}
+
 /// Appends `s` to a string arena and returns its offset.
 pub(super) fn push_string(arena: &mut Vec<u8>, s: &str) -> Result<u32, BuildError> {
     let off = u32::try_from(arena.len()).map_err(|_| BuildError::TooLarge("strings"))?;
@@ -352,7 +371,7 @@ pub(super) fn header(buf: &[u8]) -> Result<Header, String> {
         return Err("not a regfs catalog tree".into());
     }
     let u32_at = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().unwrap());
-    if u32_at(8) != VERSION {
+    if !(2..=VERSION).contains(&u32_at(8)) {
         return Err(format!(
             "catalog tree version {} (this regfs reads {VERSION})",
             u32_at(8)

@@ -79,12 +79,7 @@ pub fn merge(slot: u8, now: u32, sources: &[&Tree]) -> Result<Merged, BuildError
                 children.extend(sources[s as usize].children(n).map(|c| (s, c)));
             }
             let name = |o: &Occ| sources[o.0 as usize].name(o.1);
-            children.sort_by(|a, b| {
-                name(a)
-                    .as_bytes()
-                    .cmp(name(b).as_bytes())
-                    .then(a.0.cmp(&b.0))
-            });
+            children.sort_by(|a, b| name(a).cmp(&name(b)).then(a.0.cmp(&b.0)));
             let first = w.len();
             let mut i = 0;
             while i < children.len() {
@@ -236,7 +231,7 @@ impl<'a> Sources<'a> {
                     let src_prefix = tree.buf[tree.rec(best.1) + format::OFF_PREFIX] as usize;
                     match self.prefix_map[best.0 as usize][src_prefix] {
                         Some(out) => {
-                            rec.flags = format::FLAG_URL_PREFIX;
+                            rec.flags |= format::FLAG_URL_PREFIX;
                             rec.prefix = out;
                             None
                         }
@@ -256,7 +251,7 @@ impl<'a> Sources<'a> {
                 }
             };
             if let Some((off, len)) = explicit {
-                rec.flags = format::FLAG_URL_EXPLICIT;
+                rec.flags |= format::FLAG_URL_EXPLICIT;
                 let off = u32::try_from(off).map_err(|_| BuildError::TooLarge("strings"))?;
                 w.urls.push((id, off, len as u32));
             }
@@ -278,6 +273,7 @@ impl<'a> Sources<'a> {
             parent,
             name: self.string_base[o.0 as usize] + t.u32_at(r + format::OFF_NAME),
             name_len: t.buf[r + format::OFF_NAME_LEN],
+            flags: t.buf[r + format::OFF_FLAGS] & format::FLAG_NAME_HEX,
             mtime: t.mtime(o.1),
             kind,
             ..Rec::default()

@@ -117,16 +117,14 @@ impl Overlay {
         let mut recurse = Vec::new();
         let mut at = 0;
         for c in seg.children(sd) {
-            let name = seg.name(c).as_bytes();
-            let pos = at
-                + old[at..]
-                    .partition_point(|e| self.tree(base, e.src).name(e.id).as_bytes() < name);
+            let name = seg.name(c);
+            let pos = at + old[at..].partition_point(|e| self.tree(base, e.src).name(e.id) < name);
             out.extend_from_slice(&old[at..pos]);
             at = pos;
             let new = NodeId { src, id: c };
             let Some(&e) = old
                 .get(at)
-                .filter(|e| self.tree(base, e.src).name(e.id).as_bytes() == name)
+                .filter(|e| self.tree(base, e.src).name(e.id) == name)
             else {
                 self.own(seg, src, c);
                 out.push(new);
@@ -233,12 +231,9 @@ impl Overlay {
         let mut children = std::mem::take(&mut md.children);
         for c in seg.children(sd) {
             let name = seg.name(c);
-            let Ok(at) = children.binary_search_by(|e| {
-                self.tree(base, e.src)
-                    .name(e.id)
-                    .as_bytes()
-                    .cmp(name.as_bytes())
-            }) else {
+            let Ok(at) =
+                children.binary_search_by(|e| self.tree(base, e.src).name(e.id).cmp(&name))
+            else {
                 continue;
             };
             let e = children[at];

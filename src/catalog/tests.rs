@@ -54,7 +54,7 @@ fn builds_a_searchable_tree() {
     let g = &out.generation;
     assert_eq!(out.blobs.len(), 2);
     let root = g.root();
-    let names: Vec<&str> = g.children(root).map(|c| g.name(c)).collect();
+    let names: Vec<String> = g.children(root).map(|c| g.name(c).to_string()).collect();
     assert_eq!(names, ["packages", "simple"]);
     let f = g.resolve("packages/ab/cd/alpha-1.0.tar.gz").unwrap();
     assert_eq!(g.path(f), "packages/ab/cd/alpha-1.0.tar.gz");
@@ -205,7 +205,21 @@ fn persisted_bytes_round_trip_and_corruption_is_refused() {
 
 #[test]
 fn readdir_order_matches_lookup_order() {
-    let names = ["b", "a-1", "a", "A", "a.b", "ä", "a0"];
+    let hex = Digest::sha256_of(b"x").hex();
+    let names = [
+        "b",
+        "a-1",
+        "a",
+        "A",
+        "a.b",
+        "ä",
+        "a0",
+        &hex,
+        &hex[..32],
+        &hex[..33],
+        &format!("{}.whl", &hex[..32]),
+        &hex.to_uppercase(),
+    ];
     let entries = names
         .iter()
         .map(|n| remote(&format!("d/{n}"), n.as_bytes()))
@@ -215,10 +229,76 @@ fn readdir_order_matches_lookup_order() {
     for n in names {
         assert!(g.lookup(d, n).is_some(), "{n}");
     }
-    let listed: Vec<&str> = g.children(d).map(|c| g.name(c)).collect();
+    let listed: Vec<String> = g.children(d).map(|c| g.name(c).to_string()).collect();
     let mut sorted = listed.clone();
     sorted.sort();
     assert_eq!(listed, sorted);
+}
+
+#[test]
+fn long_hex_names_are_stored_packed_and_read_back_as_written() {
+    let dirs: Vec<String> = (0..50)
+        .map(|i| Digest::sha256_of(&[i]).hex()[4..].to_string())
+        .collect();
+    let entries = || {
+        dirs.iter()
+            .map(|d| remote(&format!("packages/{d}/f.whl"), d.as_bytes()))
+            .collect::<Vec<_>>()
+    };
+    let plain: usize = dirs.iter().map(|d| d.len()).sum();
+    let g = gen_of(1, entries(), None).generation;
+    let t = g.base();
+    let strings = format::header(t.as_bytes()).unwrap().strings.len();
+    assert!(
+        strings < plain / 2 + 200,
+        "{strings} bytes of strings for {plain} bytes of hex names"
+    );
+    for d in &dirs {
+        let f = g.resolve(&format!("packages/{d}/f.whl")).unwrap();
+        assert_eq!(g.path(f), format!("packages/{d}/f.whl"));
+        let Some(FileInfo {
+            source: Source::Remote { url },
+            ..
+        }) = g.file(f)
+        else {
+            panic!("not remote")
+        };
+        assert_eq!(
+            url,
+            format!("https://files.upstream.test/packages/{d}/f.whl")
+        );
+    }
+    // A reload, and a merge of two segments, keep every name.
+    let back = Tree::from_bytes(t.as_bytes().to_vec()).unwrap();
+    assert!(
+        back.resolve(&format!("packages/{}/f.whl", dirs[7]))
+            .is_some()
+    );
+    let all = entries();
+    let (a, b) = all.split_at(25);
+    let seg = |e: &[Entry]| build_tree(3, 1, "u", e.to_vec(), None, false).unwrap().tree;
+    let merged = merge(3, 1, &[&seg(a), &seg(b)]).unwrap().tree;
+    for d in &dirs {
+        assert!(
+            merged.resolve(&format!("packages/{d}/f.whl")).is_some(),
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn a_tree_of_the_previous_version_still_loads() {
+    // Version 2 had no packed names: a tree without any reads the same.
+    let g = gen_of(1, sample(), None).generation;
+    let good = g.base().as_bytes();
+    let mut v2 = good[..good.len() - 32].to_vec();
+    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let back = Tree::from_bytes(sealed(&v2)).unwrap();
+    assert!(back.resolve("packages/ab/cd/alpha-1.0.tar.gz").is_some());
+    let mut v9 = v2.clone();
+    v9[8..12].copy_from_slice(&9u32.to_le_bytes());
+    let err = Tree::from_bytes(sealed(&v9)).unwrap_err();
+    assert!(err.contains("version 9"), "{err}");
 }
 
 /// Seals `raw` with a valid trailer, as the fuzzer's target does.

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::digest::{Algo, Digest};
 
 use super::format::{self, Header};
+use super::name::Name;
 use super::{FileInfo, Kind, Source};
 
 /// Index of a node within one tree.
@@ -98,12 +99,18 @@ impl Tree {
         }
     }
 
-    pub fn name(&self, id: TreeId) -> &str {
+    pub fn name(&self, id: TreeId) -> Name<'_> {
         let r = self.rec(id);
-        self.string(
+        let (off, len) = (
             self.u32_at(r + format::OFF_NAME),
             u32::from(self.buf[r + format::OFF_NAME_LEN]),
-        )
+        );
+        if self.buf[r + format::OFF_FLAGS] & format::FLAG_NAME_HEX != 0 {
+            let at = self.hdr.strings.start + off as usize;
+            Name::Hex(&self.buf[at..at + len as usize])
+        } else {
+            Name::Plain(self.string(off, len))
+        }
     }
 
     pub fn parent(&self, id: TreeId) -> TreeId {
@@ -136,7 +143,7 @@ impl Tree {
         let (mut lo, mut hi) = (range.start, range.end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.name(mid).as_bytes().cmp(name.as_bytes()) {
+            match self.name(mid).cmp_bytes(name.as_bytes()) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Some(mid),
@@ -240,8 +247,14 @@ impl Tree {
             parts.push(self.name(cur));
             cur = self.parent(cur);
         }
-        parts.reverse();
-        parts.join("/")
+        let mut path = String::with_capacity(parts.iter().map(|n| n.len() + 1).sum());
+        for (i, n) in parts.iter().rev().enumerate() {
+            if i > 0 {
+                path.push('/');
+            }
+            path.push_str(&n.as_str());
+        }
+        path
     }
 
     /// The upstream URL of a remote file node.

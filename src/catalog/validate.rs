@@ -5,8 +5,8 @@
 use crate::digest::Algo;
 
 use super::format::{
-    FLAG_URL_EXPLICIT, FLAG_URL_PREFIX, KIND_DIR, KIND_REMOTE, KIND_STORED, OFF_DIGEST, OFF_FLAGS,
-    OFF_KIND, OFF_NAME, OFF_NAME_LEN, OFF_PARENT, OFF_PREFIX,
+    FLAG_NAME_HEX, FLAG_URL_EXPLICIT, FLAG_URL_PREFIX, KIND_DIR, KIND_REMOTE, KIND_STORED,
+    OFF_DIGEST, OFF_FLAGS, OFF_KIND, OFF_NAME, OFF_NAME_LEN, OFF_PARENT, OFF_PREFIX,
 };
 use super::tree::Tree;
 
@@ -44,7 +44,12 @@ impl Tree {
         for id in 0..n {
             let r = self.rec(id);
             let name_len = self.buf[r + OFF_NAME_LEN] as u32;
-            str_ok(self.u32_at(r + OFF_NAME), name_len)?;
+            let flags = self.buf[r + OFF_FLAGS];
+            if flags & FLAG_NAME_HEX == 0 {
+                str_ok(self.u32_at(r + OFF_NAME), name_len)?;
+            } else if self.u32_at(r + OFF_NAME) as usize + name_len as usize > h.strings.len() {
+                return Err("string out of range".into());
+            }
             let name = self.name(id);
             if id == 0 {
                 if !name.is_empty() || self.buf[r + OFF_KIND] != KIND_DIR {
@@ -59,14 +64,14 @@ impl Tree {
                 if id < first || id >= first + count {
                     return Err(format!("node {id}: not among its parent's children"));
                 }
-                if name.is_empty() || name.contains('/') {
+                if name.is_empty() || name.as_str().contains('/') {
                     return Err(format!("node {id}: bad name"));
                 }
-                if id > first && self.name(id - 1).as_bytes() >= name.as_bytes() {
+                if id > first && self.name(id - 1) >= name {
                     return Err(format!("node {id}: children not sorted"));
                 }
             }
-            let flags = self.buf[r + OFF_FLAGS];
+            let flags = flags & !FLAG_NAME_HEX;
             match self.buf[r + OFF_KIND] {
                 KIND_DIR => {
                     let (first, count) = self.child_range(id);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::digest::Digest;
 
 use super::build::Prev;
+use super::name::Name;
 use super::overlay::{MergedDir, Overlay};
 use super::tree::Tree;
 use super::units::Units;
@@ -191,7 +192,7 @@ impl Generation {
         self.tree(n.src).kind(n.id)
     }
 
-    pub fn name(&self, n: NodeId) -> &str {
+    pub fn name(&self, n: NodeId) -> Name<'_> {
         self.tree(n.src).name(n.id)
     }
 
@@ -236,7 +237,7 @@ impl Generation {
         match self.merged(dir) {
             Some(m) => m
                 .children
-                .binary_search_by(|c| self.name(*c).as_bytes().cmp(name.as_bytes()))
+                .binary_search_by(|c| self.name(*c).cmp_bytes(name.as_bytes()))
                 .ok()
                 .map(|i| m.children[i]),
             None => self

@@ -646,7 +646,7 @@ impl Adapter for Debian {
         };
         let mut stack = vec![root];
         while let Some(dir) = stack.pop() {
-            let is_hash_dir = matches!(prev.name(dir), "SHA256" | "SHA512")
+            let is_hash_dir = matches!(&*prev.name(dir).as_str(), "SHA256" | "SHA512")
                 && prev.name(prev.parent(dir)) == "by-hash";
             for child in prev.children(dir) {
                 if prev.kind(child) == Kind::Dir {

@@ -222,7 +222,7 @@ impl Adapter for Rpm {
                 .and_then(|e| e.mtime)
                 .map_or(now, u64::from);
             for child in prev.children(node) {
-                if prev.kind(child) != Kind::File || ROOT_FILES.contains(&prev.name(child)) {
+                if prev.kind(child) != Kind::File || ROOT_FILES.contains(&&*prev.name(child).as_str()) {
                     continue;
                 }
                 let path = prev.path(child);
