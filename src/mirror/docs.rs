@@ -47,6 +47,10 @@ struct Cached {
 pub struct DocCache {
     path: PathBuf,
     map: Mutex<HashMap<String, Cached>>,
+    /// How many entries of `map` keep each body: whether one is kept is a
+    /// lookup, not a pass over every document (a lazy mirror's garbage
+    /// collection asks after each materialization).
+    held: Mutex<HashMap<Digest, u32>>,
     /// When the file was last written: lookups that materialize units save
     /// it at most every [`SAVE_EVERY`] (losing the newest validators in a
     /// crash costs one full fetch of those documents, nothing more).
@@ -57,13 +61,18 @@ const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl DocCache {
     pub fn load(path: &Path) -> DocCache {
-        let map = std::fs::read(path)
+        let map: HashMap<String, Cached> = std::fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let mut held = HashMap::new();
+        for d in map.values().filter_map(Cached::digest) {
+            *held.entry(d).or_insert(0) += 1;
+        }
         DocCache {
             path: path.to_owned(),
             map: Mutex::new(map),
+            held: Mutex::new(held),
             saved: Mutex::new(std::time::Instant::now()),
         }
     }
@@ -85,12 +94,47 @@ impl DocCache {
 
     /// Digests of the kept bodies (the metadata store keeps these).
     pub fn blobs(&self) -> HashSet<Digest> {
-        self.map
-            .lock()
-            .unwrap()
-            .values()
-            .filter_map(|c| Digest::from_hex(Algo::Sha256, &c.sha256).ok())
-            .collect()
+        self.held.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Whether the body with digest `d` is kept for some document.
+    pub fn holds(&self, d: &Digest) -> bool {
+        self.held.lock().unwrap().contains_key(d)
+    }
+
+    fn put(&self, key: String, entry: Cached) {
+        let mut map = self.map.lock().unwrap();
+        let mut held = self.held.lock().unwrap();
+        if let Some(d) = entry.digest() {
+            *held.entry(d).or_insert(0) += 1;
+        }
+        if let Some(old) = map.insert(key, entry) {
+            release(&mut held, &old);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        let mut map = self.map.lock().unwrap();
+        if let Some(old) = map.remove(key) {
+            release(&mut self.held.lock().unwrap(), &old);
+        }
+    }
+}
+
+impl Cached {
+    fn digest(&self) -> Option<Digest> {
+        Digest::from_hex(Algo::Sha256, &self.sha256).ok()
+    }
+}
+
+fn release(held: &mut HashMap<Digest, u32>, old: &Cached) {
+    if let Some(d) = old.digest() {
+        if let Some(n) = held.get_mut(&d) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&d);
+            }
+        }
     }
 }
 
@@ -129,7 +173,7 @@ impl<'a> Source<'a> {
         let meta = &self.mirror.meta;
         let cached = cache.map.lock().unwrap().get(&key).cloned();
         let kept = cached.and_then(|c| {
-            let d = Digest::from_hex(Algo::Sha256, &c.sha256).ok()?;
+            let d = c.digest()?;
             meta.size_of(&d).map(|_| (c, d))
         });
         let validators = kept
@@ -166,7 +210,7 @@ impl<'a> Source<'a> {
                     // disk): forget it and fetch the document afresh.
                     tracing::warn!(url = %c.url, "kept copy of an upstream document is damaged; fetching it again");
                     meta.remove(&d);
-                    cache.map.lock().unwrap().remove(&key);
+                    cache.forget(&key);
                     drop(hold);
                     return Box::pin(self.fetch(req, appended)).await;
                 }
@@ -181,7 +225,7 @@ impl<'a> Source<'a> {
                 })
             }
             DocResponse::NotFound { url } => {
-                cache.map.lock().unwrap().remove(&key);
+                cache.forget(&key);
                 Err(DocError::NotFound { url })
             }
             DocResponse::Fresh(mut doc) => {
@@ -234,7 +278,7 @@ impl<'a> Source<'a> {
                         sha256: d.hex(),
                         ranges,
                     };
-                    cache.map.lock().unwrap().insert(key, entry);
+                    cache.put(key, entry);
                 }
                 drop(_gc);
                 Ok(Doc {
@@ -293,5 +337,47 @@ impl DocSource for Source<'_> {
             .begin(sha256.clone(), Some(size))
             .map_err(|e| e.to_string())?;
         Ok(Box::new(KeepBlob { pending, store }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(body: &[u8]) -> Cached {
+        Cached {
+            url: "http://upstream.test/doc".into(),
+            content_type: None,
+            content_digest: None,
+            etag: None,
+            last_modified: None,
+            sha256: Digest::sha256_of(body).hex(),
+            ranges: false,
+        }
+    }
+
+    #[test]
+    fn a_body_is_held_while_any_document_keeps_it_and_after_a_reload() {
+        let dir = std::env::temp_dir().join(format!("regfs-docs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("docs.json");
+        let c = DocCache::load(&path);
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        c.put("one".into(), cached(b"a"));
+        c.put("two".into(), cached(b"a"));
+        c.put("three".into(), cached(b"b"));
+        c.put("three".into(), cached(b"a"));
+        assert!(c.holds(&a) && !c.holds(&b), "a replaced body is let go");
+        c.forget("one");
+        assert!(c.holds(&a), "another document still keeps it");
+        c.save();
+        let back = DocCache::load(&path);
+        assert!(back.holds(&a));
+        assert_eq!(back.blobs(), HashSet::from([a.clone()]));
+        back.forget("two");
+        back.forget("three");
+        back.forget("missing");
+        assert!(!back.holds(&a) && back.blobs().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

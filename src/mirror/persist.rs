@@ -140,8 +140,10 @@ impl Mirror {
             .into_iter()
             .partition(|(_, at)| *at <= limit);
         let _gc = self.gc_lock.lock().unwrap();
-        let mut live: std::collections::HashSet<crate::digest::Digest> = self.docs.blobs();
-        live.extend(self.pinned.lock().unwrap().iter().cloned());
+        // Kept documents are asked one digest at a time: their number grows
+        // with every materialized unit, a collection's candidates do not.
+        let mut live: std::collections::HashSet<crate::digest::Digest> =
+            self.pinned.lock().unwrap().iter().cloned().collect();
         let mut named: Vec<[u8; 16]> = Vec::new();
         let in_memory = [Some(&cur), prev.as_ref()].into_iter().flatten();
         let roots = in_memory.filter_map(|g| g.info().roots.and_then(|s| g.segment(s)));
@@ -154,7 +156,7 @@ impl Mirror {
                 self.catalog.remove_tree(TreeKind::Segment, &t.hash());
             }
             for d in stored_digests(&t) {
-                if !live.contains(&d) {
+                if !live.contains(&d) && !self.docs.holds(&d) {
                     self.meta.remove(&d);
                 }
             }
