@@ -18,7 +18,9 @@ first's nginx export), one subcommand each:
       same tree; every file of tier 2 reads as tier 1's bytes (the
       tier's public_url aside), and a file tier 1 refuses to serve tier 2
       refuses too. Writes what tier 2 served to OUT (JSON) for `offline`.
-  offline OUT MNT2 PORT2
+  snapshot OUT MNT2
+      records what tier 2 serves now of each file in OUT
+  offline OUT FIXTURES_JSON MNT2 PORT2
       every file recorded in OUT still reads the same through tier 2's
       mount, and every fixture artifact through its nginx (tier 1 down).
 """
@@ -31,8 +33,43 @@ import tomllib
 import urllib.parse
 import urllib.request
 
-# Per layout: mirror keys whose list entries are the fixtures' hostile units.
+# List entries naming the fixtures' hostile units contain this.
 HOSTILE = "hostile"
+
+# Per mirror, files a client reads that the layout serves byte-identical to
+# upstream (mirror path: path under the fixture root), read through tier 2's
+# nginx beside the fixture's artifacts. The lazy ones (Maven's metadata,
+# CRAN's Archive, Go's module files) materialize in tier 2 only if tier 1's
+# export answers what tier 2 asks for them.
+IDENTICAL = {
+    "debian": {f"dists/bookworm/{f}": f"debian/dists/bookworm/{f}" for f in ("InRelease", "Release", "Release.gpg")},
+    "maven": {p: f"maven2/{p}" for p in (
+        "org/regfs/demo/greeter/maven-metadata.xml",
+        "org/regfs/demo/greeter/maven-metadata.xml.sha1",
+        "org/regfs/demo/greeter/1.1/greeter-1.1.pom",
+        "org/regfs/demo/greeter/1.1/greeter-1.1.jar.sha512",
+        "org/regfs/demo/greeter/2.0-SNAPSHOT/maven-metadata.xml",
+        "org/regfs/demo/greeter/2.0-SNAPSHOT/greeter-2.0-20260101.120000-1.jar",
+        "org/regfs/plugins/maven-metadata.xml",
+    )},
+    "crates": {p: p for p in ("index/1/q", "index/2/rd", "index/3/f/fxa", "index/re/gf/regfs-demo-core")},
+    "go": {p: f"proxy/{p}" for p in (
+        "example.com/regfs/core/@v/list",
+        "example.com/regfs/core/@latest",
+        "example.com/regfs/core/@v/v1.2.0.info",
+        "example.com/regfs/core/@v/v1.2.0.mod",
+        "sumdb/fixture.test/lookup/example.com/regfs/core@v1.2.0",
+    )},
+    "rpm": {p: p for p in ("os/repodata/repomd.xml", "os/repodata/repomd.xml.asc")},
+    "rubygems": {p: p for p in ("versions", "info/fixapp", "info/fixlib")},
+    "conda": {p: p for p in ("fixture/noarch/repodata_shards.msgpack.zst",)},
+    "rustup": {f"dist/{f}": f"dist/{f}" for f in (
+        "channel-rust-stable.toml", "channel-rust-stable.toml.sha256", "channel-rust-stable.toml.asc")},
+    "cran": {p: p for p in (
+        "src/contrib/PACKAGES", "src/contrib/PACKAGES.gz", "src/contrib/PACKAGES.rds",
+        "src/contrib/Archive/fixdep/fixdep_1.0.tar.gz")},
+    "cpan": {p: p for p in ("modules/02packages.details.txt.gz", "authors/id/R/RA/RAPP/CHECKSUMS")},
+}
 
 
 def toml_value(v):
@@ -161,6 +198,20 @@ def check(fixtures_json, logs, mnt1, mnt2, port1, port2, out):
                 continue
             n += 1
         print(f"  {name}: {n}/{len(m['artifacts'])} fixture artifacts read through tier 2's nginx, the fixture's bytes")
+        k = 0
+        for rel, up in IDENTICAL.get(name, {}).items():
+            want = open(os.path.join(fx["root"], up), "rb").read()
+            try:
+                got = get(port2, f"{name}/{rel}")
+            except OSError as e:
+                problems.append(f"{name}/{rel} through tier 2's nginx: {e}")
+                continue
+            if got != want:
+                problems.append(f"{name}/{rel}: tier 2 served {len(got)} bytes, not upstream's {len(want)}")
+                continue
+            k += 1
+        if k:
+            print(f"  {name}: {k} metadata files through tier 2's nginx, upstream's bytes")
         if name != "oci":  # docker-registry logs no request lines
             log = open(os.path.join(logs, f"up-{name}.log")).read()
             for a in m["artifacts"]:
@@ -179,7 +230,7 @@ def check(fixtures_json, logs, mnt1, mnt2, port1, port2, out):
         if t1 != t2:
             problems.append(f"{name}: the listings differ: only tier 1 {sorted(t1 - t2)[:8]}, only tier 2 {sorted(t2 - t1)[:8]}")
         u1, u2 = public_url(port1, name).encode(), public_url(port2, name).encode()
-        same = refused = 0
+        same = refused = rewrites = 0
         for rel in sorted(p for p in t1 & t2 if not p.endswith("/")):
             b1, b2 = read(os.path.join(mnt1, name, rel)), read(os.path.join(mnt2, name, rel))
             if b1 is None:
@@ -193,13 +244,28 @@ def check(fixtures_json, logs, mnt1, mnt2, port1, port2, out):
             if b2.replace(u2, u1) != b1:
                 problems.append(f"{name}/{rel}: tier 2's bytes differ from tier 1's")
                 continue
+            if u1 in b2:
+                problems.append(f"{name}/{rel}: tier 2 sends its clients to tier 1 ({u1.decode()})")
+            rewrites += u2 in b2
             served[f"{name}/{rel}"] = hashlib.sha256(b2).hexdigest()
             same += 1
+        if ("public_url" in m["keys"]) != (rewrites > 0):
+            problems.append(f"{name}: {rewrites} files of tier 2 name its public_url")
         print(f"  {name}: {len(t2)} paths listed alike; {same} files identical on both tiers"
-              + (f", {refused} refused by both (unverifiable upstream)" if refused else ""))
+              + (f" ({rewrites} naming each tier's own public_url)" if rewrites else "")
+              + (f", {refused} refused by both (upstream's bytes fail verification)" if refused else ""))
     json.dump(served, open(out, "w"))
     if problems:
         sys.exit("\n".join(problems))
+
+
+def snapshot(out, mnt2):
+    """What tier 2 serves now of each file `check` recorded (a lazy index,
+    like PyPI's root page, lists what clients have looked up since)."""
+    served = json.load(open(out))
+    for rel in served:
+        served[rel] = hashlib.sha256(open(os.path.join(mnt2, rel), "rb").read()).hexdigest()
+    json.dump(served, open(out, "w"))
 
 
 def offline(out, fixtures_json, mnt2, port2):
@@ -207,9 +273,13 @@ def offline(out, fixtures_json, mnt2, port2):
     fixtures = json.load(open(fixtures_json))
     problems = []
     for rel, sha in served.items():
-        b = read(os.path.join(mnt2, rel))
-        if b is None or hashlib.sha256(b).hexdigest() != sha:
-            problems.append(f"{rel}: not served as before with tier 1 down")
+        try:
+            b = open(os.path.join(mnt2, rel), "rb").read()
+        except OSError as e:
+            problems.append(f"{rel}: with tier 1 down: {e}")
+            continue
+        if hashlib.sha256(b).hexdigest() != sha:
+            problems.append(f"{rel}: with tier 1 down, other bytes: {b[:300]!r}")
     n = 0
     for name, fx in fixtures.items():
         for a in json.load(open(os.path.join(fx["root"], "manifest.json")))["artifacts"]:
@@ -228,4 +298,4 @@ def offline(out, fixtures_json, mnt2, port2):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"config": config, "wait": wait, "check": check, "offline": offline}[cmd](*args)
+    {"config": config, "wait": wait, "check": check, "snapshot": snapshot, "offline": offline}[cmd](*args)
