@@ -127,6 +127,14 @@ fn first_use_pins_and_later_only_the_pinned_bytes_are_served() {
     // An archived version (no digest at all): materialized on lookup, pinned.
     assert_eq!(
         listing(&m, "src/contrib/Archive/fixdep"),
+        ["fixdep_1.0.tar.gz", "index.html"]
+    );
+    // Beside it a listing of its own, which the export serves as the
+    // directory's index: what a mirror of this mirror reads Archive/<pkg>/ from.
+    let index =
+        String::from_utf8(read(&m, "src/contrib/Archive/fixdep/index.html").unwrap()).unwrap();
+    assert_eq!(
+        regfs::layouts::cran::parse_listing("fixdep", &index),
         ["fixdep_1.0.tar.gz"]
     );
     assert_eq!(read(&m, old).unwrap(), fx().bytes(old));

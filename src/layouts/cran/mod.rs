@@ -7,7 +7,8 @@
 //! src/contrib/PACKAGES.rds       first); byte-identical, one unit, so the three
 //!                                always swap together
 //! src/contrib/<pkg>_<ver>.tar.gz the current version of each package
-//! src/contrib/Archive/<pkg>/     older versions, on the first lookup of <pkg>
+//! src/contrib/Archive/<pkg>/     older versions, on the first lookup of <pkg>,
+//!                                and index.html, a listing of them
 //! ```
 //!
 //! CRAN gives no digest regfs trusts: `PACKAGES` has an `MD5sum` per
@@ -17,7 +18,9 @@
 //! `crate::pins`); without it a sync says so once and the mirror serves
 //! the indexes alone. `Archive/<pkg>/` is read from upstream's directory
 //! listing (an HTML autoindex: CRAN and its mirrors serve one, and so do
-//! nginx's and Apache's): the links named `<pkg>_<version>.tar.gz`.
+//! nginx's and Apache's): the links named `<pkg>_<version>.tar.gz`. The
+//! mirror writes its own (`index.html` in the directory), so that a regfs
+//! whose upstream is this one's export finds the same.
 
 mod packages;
 #[cfg(test)]
@@ -67,6 +70,24 @@ pub struct Cran {
     base: String,
 }
 
+
+/// The file each `Archive/<pkg>/` holds beside its tarballs: a listing of
+/// them that a web server's `index` answers for the directory (no
+/// autoindex, which would stat, and so fetch, every tarball), so that the
+/// export is itself an upstream another mirror reads `Archive/<pkg>/` from.
+pub const LISTING: &str = "index.html";
+
+/// `Archive/<pkg>/index.html`: a link per tarball, in the form
+/// [`parse_listing`] reads (file names are checked package files: nothing
+/// in them needs escaping).
+fn listing_html(pkg: &str, files: &[String]) -> String {
+    let mut html = format!("<html><head><title>Index of src/contrib/Archive/{pkg}/</title></head><body>\n");
+    for f in files {
+        html.push_str(&format!("<a href=\"{f}\">{f}</a>\n"));
+    }
+    html.push_str("</body></html>\n");
+    html
+}
 
 fn entry(path: String, body: Body) -> Entry {
     Entry {
@@ -198,10 +219,12 @@ impl Cran {
                 format!("links to no {pkg}_<version>.tar.gz: not a directory listing of the package's archived versions"),
             ));
         }
-        let entries = files
+        let listing = listing_html(pkg, &files);
+        let mut entries: Vec<Entry> = files
             .into_iter()
             .map(|f| self.remote(format!("{ARCHIVE}/{pkg}/{f}"), Digest::none()))
             .collect();
+        entries.push(entry(format!("{ARCHIVE}/{pkg}/{LISTING}"), Body::Inline(listing.into_bytes())));
         Ok(Some(UnitOutput {
             entries,
             rejected: 0,

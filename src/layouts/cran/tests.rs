@@ -109,9 +109,23 @@ fn archive_directories_are_read_from_their_listing() {
     names.sort();
     assert_eq!(
         names,
-        ["src/contrib/Archive/fixdep/fixdep_0.9-2.tar.gz", "src/contrib/Archive/fixdep/fixdep_1.0.tar.gz"]
+        [
+            "src/contrib/Archive/fixdep/fixdep_0.9-2.tar.gz",
+            "src/contrib/Archive/fixdep/fixdep_1.0.tar.gz",
+            "src/contrib/Archive/fixdep/index.html"
+        ]
     );
-    assert!(out.entries.iter().all(|e| matches!(&e.body, Body::Remote { digest, .. } if *digest == Digest::none())));
+    let tarballs = out.entries.iter().filter(|e| e.path.as_str().ends_with(".tar.gz"));
+    assert!(tarballs.clone().all(|e| matches!(&e.body, Body::Remote { digest, .. } if *digest == Digest::none())));
+    // The listing the mirror serves is one a mirror of this mirror reads
+    // alike (the shipped nginx config serves it as the directory's index).
+    let Some(Body::Inline(html)) = files(&out).remove("src/contrib/Archive/fixdep/index.html") else {
+        panic!("no inline index.html")
+    };
+    let tier2 = Docs::new(BASE).with("src/contrib/Archive/fixdep/", html);
+    let again = unit(&a, "Archive/fixdep", &tier2).unwrap().unwrap();
+    assert_eq!(files(&again).keys().collect::<std::collections::BTreeSet<_>>(), files(&out).keys().collect());
+    assert_eq!(tarballs.count(), 2);
     assert!(unit(&a, "Archive/nothere", &upstream()).unwrap().is_none());
     // A page that links to none of the package's tarballs is not its listing.
     let src = upstream().with("src/contrib/Archive/fixdep/", "<html>maintenance</html>");
