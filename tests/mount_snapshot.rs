@@ -9,23 +9,16 @@ mod support;
 use std::io::Read;
 use std::process::Output;
 
-use support::{Mount, fixture, pypi, pypi_mount, regfs, sha256_hex};
+use support::{Mount, fixture, pypi, pypi_mount, sha256_hex};
 
 const ALL: &str = r#"projects = ["alpha", "Beta_Pkg", "gamma"]"#;
 
+/// `regfs ARGS…` against `m`, with what it printed (stdout then stderr).
 fn run(m: &Mount, args: &[&str]) -> (Output, String) {
-    let out = regfs()
-        .args(args)
-        .arg("--config")
-        .arg(&m.config)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
+    let out = support::run(&m.config, args);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out, said)
 }
 
 fn ok(m: &Mount, args: &[&str]) -> String {
@@ -101,7 +94,7 @@ fn a_snapshot_keeps_its_generation_and_publish_switches_what_the_mirror_serves()
         "the removed file to go",
     );
     assert_eq!(std::fs::read(snap(&held_rel)).unwrap(), old);
-    let gone_bytes = std::fs::read(snap(&gone_rel)).unwrap();
+    let gone_bytes = std::fs::read(snap(gone_rel)).unwrap();
     let gone_file = pypi()
         .files
         .iter()
