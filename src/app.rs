@@ -81,7 +81,9 @@ impl App {
                 what: e.to_string(),
             }
         })?;
-        Ok(Arc::new(Mirror::open(m.clone(), slots[&m.name], state)?))
+        let mirror = Mirror::open(m.clone(), slots[&m.name], state)?;
+        mirror.hold_artifacts(&self.store);
+        Ok(Arc::new(mirror))
     }
 
     /// The mirrors being served, by name.

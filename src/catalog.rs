@@ -175,6 +175,7 @@ pub fn extend(
     }
     let next = Generation {
         slot: cur.slot,
+        shown: cur.shown,
         info: cur.info.clone(),
         base: cur.base.clone(),
         overlay: Arc::new(overlay),
@@ -200,6 +201,7 @@ impl Generation {
     ) -> (Generation, Vec<u32>, Vec<String>) {
         let g = Generation {
             slot,
+            shown: slot,
             info,
             base,
             overlay: Arc::default(),

@@ -1,5 +1,5 @@
-//! The control socket (`<state_dir>/regfs.sock`): how `regfs sync` and
-//! `regfs status` reach a running mount, so that a sync run from the
+//! The control socket (`<state_dir>/regfs.sock`): how `regfs sync`,
+//! `status`, `snapshot` and `publish` reach a running mount, so that a sync run from the
 //! command line is served by the mount the moment it completes. One JSON
 //! request line, one JSON response line; the socket is root-only.
 
@@ -18,11 +18,38 @@ use crate::status::MirrorStatus;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    Sync { mirrors: Vec<String> },
+    Sync {
+        mirrors: Vec<String>,
+    },
     Status,
-    Verify { mirrors: Vec<String>, repair: bool },
-    Prefetch { mirror: String, globs: Vec<String> },
-    Gc { max: Option<u64> },
+    Verify {
+        mirrors: Vec<String>,
+        repair: bool,
+    },
+    Prefetch {
+        mirror: String,
+        globs: Vec<String>,
+    },
+    Gc {
+        max: Option<u64>,
+    },
+    SnapshotCreate {
+        mirror: String,
+        name: String,
+        with_artifacts: bool,
+    },
+    SnapshotList {
+        mirrors: Vec<String>,
+    },
+    SnapshotDelete {
+        mirror: String,
+        name: String,
+    },
+    /// `name: None` follows upstream again.
+    Publish {
+        mirror: String,
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -39,6 +66,9 @@ pub struct Response {
     /// Work in flight (with `status`).
     #[serde(default)]
     pub activity: Vec<crate::progress::TaskSnapshot>,
+    /// Snapshots (with `snapshot_*`).
+    #[serde(default)]
+    pub snapshots: Vec<crate::mirror::SnapshotInfo>,
 }
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -67,6 +97,40 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
             Err(e) => failed(e.to_string()),
         },
         Request::Gc { max } => report(crate::maintenance::gc(app, max)),
+        Request::SnapshotCreate {
+            mirror,
+            name,
+            with_artifacts,
+        } => match app.select(std::slice::from_ref(&mirror)) {
+            Ok(m) => match m[0]
+                .create_snapshot(&name, with_artifacts, &app.store)
+                .await
+            {
+                Ok(info) => snapshots(vec![info]),
+                Err(e) => failed(e.to_string()),
+            },
+            Err(e) => failed(e.to_string()),
+        },
+        Request::SnapshotList { mirrors } => match app.select(&mirrors) {
+            Ok(ms) => snapshots(ms.iter().flat_map(|m| m.snapshot_infos()).collect()),
+            Err(e) => failed(e.to_string()),
+        },
+        Request::SnapshotDelete { mirror, name } => {
+            match app.select(std::slice::from_ref(&mirror)) {
+                Ok(m) => match m[0].delete_snapshot(&name, &app.store).await {
+                    Ok(()) => snapshots(Vec::new()),
+                    Err(e) => failed(e.to_string()),
+                },
+                Err(e) => failed(e.to_string()),
+            }
+        }
+        Request::Publish { mirror, name } => match app.select(std::slice::from_ref(&mirror)) {
+            Ok(m) => match m[0].publish(name.as_deref()).await {
+                Ok(()) => snapshots(m[0].snapshot_infos()),
+                Err(e) => failed(e.to_string()),
+            },
+            Err(e) => failed(e.to_string()),
+        },
         Request::Sync { mirrors } => {
             let selected = match app.select(&mirrors) {
                 Ok(s) => s,
@@ -109,6 +173,14 @@ fn report(r: crate::maintenance::Report) -> Response {
     Response {
         ok: r.problems.is_empty(),
         report: Some(r),
+        ..Response::default()
+    }
+}
+
+fn snapshots(snapshots: Vec<crate::mirror::SnapshotInfo>) -> Response {
+    Response {
+        ok: true,
+        snapshots,
         ..Response::default()
     }
 }

@@ -242,14 +242,23 @@ impl Fs {
             STATUS_HTML_INO => return Ok(Node::Status(Report::Html)),
             _ => {}
         }
-        let mirror = self
-            .mirrors
-            .read()
-            .unwrap()
-            .get(&catalog::ino_slot(ino))
-            .cloned()
-            .ok_or(FsError::NotFound)?;
-        let cur = mirror.current();
+        let slot = catalog::ino_slot(ino);
+        let found = self.mirrors.read().unwrap().get(&slot).cloned();
+        let Some(mirror) = found else {
+            // A snapshot's directory (`<mirror>@<name>/`) has a slot of its own.
+            let (mirror, snap) = self
+                .mirrors()
+                .into_iter()
+                .find_map(|m| m.snapshot_in_slot(slot).map(|s| (m, s)))
+                .ok_or(FsError::NotFound)?;
+            let id = snap.view.find_ino(ino).ok_or(FsError::NotFound)?;
+            return Ok(Node::InMirror {
+                mirror,
+                generation: snap.view.clone(),
+                id,
+            });
+        };
+        let cur = mirror.served();
         if let Some(id) = cur.find_ino(ino) {
             return Ok(Node::InMirror {
                 mirror,
@@ -259,7 +268,7 @@ impl Fs {
         }
         // A lookup or open that raced a swap still resolves in the previous generation.
         if let Some((prev, id)) = mirror
-            .previous()
+            .served_previous()
             .and_then(|prev| prev.find_ino(ino).map(|id| (prev, id)))
         {
             return Ok(Node::InMirror {
@@ -278,6 +287,20 @@ impl Fs {
             }),
             None => Ok(Node::Placeholder { mirror, path }),
         }
+    }
+
+    /// The directory `name` at the mount root: a mirror (what it serves)
+    /// or a snapshot's `<mirror>@<snapshot>`.
+    fn top_dir(&self, name: &str) -> Option<(Arc<Mirror>, Arc<Generation>)> {
+        let mirrors = self.mirrors();
+        if let Some(m) = mirrors.iter().find(|m| m.name() == name) {
+            let g = m.served();
+            return Some((m.clone(), g));
+        }
+        let (mirror, snap) = name.rsplit_once('@')?;
+        let m = mirrors.into_iter().find(|m| m.name() == mirror)?;
+        let g = m.snapshot(snap)?.view.clone();
+        Some((m, g))
     }
 
     fn dir_attr(&self, ino: u64) -> Attr {
@@ -337,12 +360,7 @@ impl Fs {
             }
             Node::Status(_) => return Err(FsError::NotDir),
             Node::Root => {
-                let mirror = self
-                    .mirrors()
-                    .into_iter()
-                    .find(|m| m.name() == name)
-                    .ok_or(FsError::NotFound)?;
-                let g = mirror.current();
+                let (mirror, g) = self.top_dir(&name).ok_or(FsError::NotFound)?;
                 let root = g.root();
                 return self.attr(&mirror, &g, root).await;
             }
@@ -356,6 +374,11 @@ impl Fs {
                 }
                 if let Some(found) = generation.lookup(id, &name) {
                     return self.attr(&mirror, &generation, found).await;
+                }
+                if frozen(&mirror, &generation) {
+                    // A snapshot materializes nothing: it serves what it pinned.
+                    tracing::debug!(mirror = %mirror.name(), name, "lookup miss in a snapshot");
+                    return Err(FsError::NotFound);
                 }
                 (mirror, generation.path(id))
             }
@@ -489,8 +512,13 @@ impl Fs {
                     (CONTROL_INO, Kind::Dir, ".regfs".to_string()),
                 ];
                 for m in self.mirrors() {
-                    let g = m.current();
+                    let g = m.served();
                     list.push((g.ino(g.root()), Kind::Dir, m.name().to_string()));
+                    for snap in m.snapshots() {
+                        let v = &snap.view;
+                        let name = crate::mirror::snapshot_dir_name(m.name(), &snap.name);
+                        list.push((v.ino(v.root()), Kind::Dir, name));
+                    }
                 }
                 small(list, sink);
             }
@@ -664,6 +692,12 @@ impl Fs {
     pub fn open_handles(&self) -> usize {
         self.handles.read().unwrap().len()
     }
+}
+
+/// Is `g` a tree that changes by no lookup: a snapshot's, or the mirror's
+/// while a snapshot is published?
+fn frozen(mirror: &Mirror, g: &Generation) -> bool {
+    g.shown_slot() != mirror.slot || mirror.published_name().is_some()
 }
 
 /// A read that cannot be served: counted, logged (rate-limited), EIO.

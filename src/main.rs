@@ -106,6 +106,26 @@ enum Cmd {
         /// Shell-style patterns over mirror-relative paths (`packages/*`, `*.whl`).
         globs: Vec<String>,
     },
+    /// Take, list and delete snapshots: named, pinned generations of a mirror, served
+    /// read-only at MOUNTPOINT/MIRROR@NAME/ (see `regfs publish`).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotCmd,
+    },
+    /// Make snapshot NAME what MOUNTPOINT/MIRROR/ serves, atomically, or with --follow
+    /// serve the synced generation again (syncs go on while a snapshot is published).
+    Publish {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The mirror's name.
+        mirror: String,
+        /// The snapshot to serve (see `regfs snapshot list`).
+        #[arg(required_unless_present = "follow", conflicts_with = "follow")]
+        name: Option<String>,
+        /// Serve what syncs bring again instead of a snapshot.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Print this program's manual page (roff), as the package installs it.
     #[command(hide = true)]
     Manpage,
@@ -116,6 +136,38 @@ enum Cmd {
         /// Target size such as "10GiB" (default: cache_max_size).
         #[arg(long, value_name = "SIZE")]
         max_size: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Pin MIRROR's current generation (catalog and metadata files) as snapshot NAME.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The mirror's name.
+        mirror: String,
+        /// The snapshot's name: letters, digits, `.`, `_`, `-` (up to 64).
+        name: String,
+        /// Also keep every cached artifact the snapshot lists from eviction.
+        #[arg(long)]
+        with_artifacts: bool,
+    },
+    /// List the snapshots of MIRROR (default: of every mirror).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The mirror's name.
+        mirror: Option<String>,
+    },
+    /// Delete snapshot NAME of MIRROR (refused while it is published).
+    Delete {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The mirror's name.
+        mirror: String,
+        /// The snapshot's name.
+        name: String,
     },
 }
 
@@ -288,7 +340,8 @@ fn main() -> ExitCode {
     fixed_mmap_threshold();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let commands = [
-        "mount", "sync", "status", "verify", "prefetch", "gc", "manpage", "help",
+        "mount", "sync", "status", "verify", "prefetch", "gc", "snapshot", "publish", "manpage",
+        "help",
     ];
     if args
         .first()
@@ -382,6 +435,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             maintenance(&Config::load(&config.config)?, Request::Gc { max }, "gc")
         }
+        Cmd::Snapshot { action } => snapshot(action),
+        Cmd::Publish {
+            config,
+            mirror,
+            name,
+            follow: _,
+        } => {
+            let config = Config::load(&config.config)?;
+            let what = match &name {
+                Some(n) => format!("{mirror}: serving snapshot {n}"),
+                None => format!("{mirror}: following upstream"),
+            };
+            let resp = one_shot(&config, Request::Publish { mirror, name })?;
+            done(&resp, "publish", &what)
+        }
         Cmd::Manpage => {
             use clap::CommandFactory;
             print!("{}", regfs::manpage::render(&Cli::command()));
@@ -398,6 +466,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `regfs snapshot create|list|delete`.
+fn snapshot(action: SnapshotCmd) -> anyhow::Result<ExitCode> {
+    match action {
+        SnapshotCmd::Create {
+            config,
+            mirror,
+            name,
+            with_artifacts,
+        } => {
+            let config = Config::load(&config.config)?;
+            let req = Request::SnapshotCreate {
+                mirror: mirror.clone(),
+                name: name.clone(),
+                with_artifacts,
+            };
+            let resp = one_shot(&config, req)?;
+            let generation = resp.snapshots.first().map_or(0, |s| s.generation);
+            let what = format!(
+                "{mirror}: snapshot {name} of generation {generation}, served at {}/",
+                regfs::mirror::snapshot_dir_name(&mirror, &name)
+            );
+            done(&resp, "snapshot create", &what)
+        }
+        SnapshotCmd::List { config, mirror } => {
+            let config = Config::load(&config.config)?;
+            let mirrors = mirror.into_iter().collect();
+            let resp = one_shot(&config, Request::SnapshotList { mirrors })?;
+            for s in &resp.snapshots {
+                println!(
+                    "{}\t{}\tgeneration {}\tcreated {}{}{}",
+                    s.mirror,
+                    s.name,
+                    s.generation,
+                    regfs::timestamp::format_rfc3339(s.created as i64),
+                    if s.with_artifacts {
+                        "\twith artifacts"
+                    } else {
+                        ""
+                    },
+                    if s.published { "\tpublished" } else { "" },
+                );
+            }
+            done(&resp, "snapshot list", "")
+        }
+        SnapshotCmd::Delete {
+            config,
+            mirror,
+            name,
+        } => {
+            let config = Config::load(&config.config)?;
+            let what = format!("{mirror}: snapshot {name} deleted");
+            let req = Request::SnapshotDelete { mirror, name };
+            let resp = one_shot(&config, req)?;
+            done(&resp, "snapshot delete", &what)
+        }
+    }
+}
+
+/// Prints `what` on success, else the errors; the exit status says which.
+fn done(resp: &control::Response, cmd: &str, what: &str) -> anyhow::Result<ExitCode> {
+    for e in &resp.errors {
+        eprintln!("regfs: {cmd}: {e}");
+    }
+    if !resp.ok {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !what.is_empty() {
+        println!("{what}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs verify/prefetch/gc and prints what it found and did.

@@ -37,15 +37,11 @@ pub struct Report {
 pub async fn verify(app: &Arc<App>, mirrors: &[Arc<Mirror>], repair: bool) -> Report {
     let mut owned: HashSet<Digest> = HashSet::new();
     for m in &app.mirrors() {
-        for g in [Some(m.current()), m.previous()].into_iter().flatten() {
+        let snapshots = m.snapshots().into_iter().map(|s| s.generation.clone());
+        let held = [Some(m.current()), m.previous()].into_iter().flatten();
+        for g in held.chain(snapshots) {
             // A file with a weak digest owns the object it was pinned to.
-            owned.extend(g.files().filter_map(|id| {
-                let d = g.remote_digest(id)?;
-                match d.algo().is_weak() {
-                    false => Some(d),
-                    true => m.object_digest(&g.path(id), &d),
-                }
-            }));
+            owned.extend(m.owned_objects(&g));
         }
     }
     let (store, metas) = (

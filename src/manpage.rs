@@ -53,6 +53,18 @@ fn options(out: &mut String, cmd: &clap::Command) {
     }
 }
 
+/// One command's section: its name, its text and its options.
+fn command(out: &mut String, name: &str, sub: &clap::Command) {
+    let _ = writeln!(out, ".SS {name}");
+    let text = sub
+        .get_long_about()
+        .or(sub.get_about())
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = writeln!(out, "{}", roff(&text).replace("\n\n", "\n.PP\n"));
+    options(out, sub);
+}
+
 /// The manual page of `cmd` (the top-level command), in roff.
 pub fn render(cmd: &clap::Command) -> String {
     let name = cmd.get_name();
@@ -96,14 +108,12 @@ pub fn render(cmd: &clap::Command) -> String {
     }
     let _ = writeln!(out, ".SH COMMANDS");
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let _ = writeln!(out, ".SS {}", sub.get_name());
-        let text = sub
-            .get_long_about()
-            .or(sub.get_about())
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let _ = writeln!(out, "{}", roff(&text).replace("\n\n", "\n.PP\n"));
-        options(&mut out, sub);
+        command(&mut out, sub.get_name(), sub);
+        // Subcommands of their own (`snapshot create`, …), each in full.
+        for inner in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("{} {}", sub.get_name(), inner.get_name());
+            command(&mut out, &name, inner);
+        }
     }
     let _ = writeln!(
         out,

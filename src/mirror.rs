@@ -11,6 +11,7 @@
 //! <state_dir>/mirrors/<name>/status.json     last sync and counters
 //! <state_dir>/mirrors/<name>/built_by        the layout and upstream that built them
 //! <state_dir>/mirrors/<name>/pins            SHA-256s trusted on first use (crate::pins)
+//! <state_dir>/mirrors/<name>/snapshots/       snapshots and the publish switch (mirror/snapshot.rs)
 //! ```
 //!
 //! A swap happens only after the new generation's trees and every metadata
@@ -24,10 +25,15 @@ mod docs;
 mod identity;
 mod lazy;
 mod persist;
+mod snapshot;
 mod state;
 mod sync;
 mod trust;
 
+pub use snapshot::{
+    Snapshot as MirrorSnapshot, SnapshotError, SnapshotInfo, check_name as check_snapshot_name,
+    dir_name as snapshot_dir_name,
+};
 pub use sync::{SyncReport, UnitFailure, jittered};
 
 use std::collections::HashMap;
@@ -111,6 +117,12 @@ pub struct Mirror {
     /// written between the collector's view of what is live and its sweep
     /// would otherwise be swept (a lookup storm of Maven sidecars did it).
     pub(crate) gc_lock: Mutex<()>,
+    /// Snapshots by name (`mirror/snapshot.rs`).
+    snapshots: RwLock<std::collections::BTreeMap<String, Arc<MirrorSnapshot>>>,
+    /// The snapshot `<mirror>/` serves instead of the followed generation.
+    published: RwLock<Option<Arc<MirrorSnapshot>>>,
+    /// What was served before the last publish switch.
+    served_before: RwLock<Option<Arc<Generation>>>,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -213,7 +225,7 @@ impl Mirror {
         let counters = Arc::new(Counters::default());
         counters.restore(&status.counters);
         tracing::info!(mirror = %config.name, generation = current.number(), units = current.units().len(), nodes = current.node_count(), "loaded generation");
-        Ok(Mirror {
+        let mirror = Mirror {
             negative: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(spec.negative_ttl)
@@ -247,8 +259,13 @@ impl Mirror {
             swapped: tokio::sync::Notify::new(),
             pinned: Mutex::default(),
             gc_lock: Mutex::default(),
+            snapshots: RwLock::default(),
+            published: RwLock::default(),
+            served_before: RwLock::default(),
             config,
-        })
+        };
+        mirror.load_snapshots();
+        Ok(mirror)
     }
 
     pub fn name(&self) -> &str {
@@ -331,7 +348,10 @@ impl Mirror {
     /// the previous generation (nor the document cache) needs. Call after a
     /// swap that wrote its root.
     fn collect_garbage(&self, cur: &Generation, prev: &Generation) {
-        self.catalog.collect_garbage(&[cur, prev]);
+        let kept = self.kept_generations();
+        let mut keep: Vec<&Generation> = vec![cur, prev];
+        keep.extend(kept.iter().map(|g| &**g));
+        self.catalog.collect_garbage(&keep);
         {
             // Only the roots of `cur` and `prev` are left on disk.
             let mut p = self.persisted.lock().unwrap();
@@ -343,7 +363,7 @@ impl Mirror {
         let _gc = self.gc_lock.lock().unwrap();
         let mut live: std::collections::HashSet<Digest> = self.docs.blobs();
         live.extend(self.pinned.lock().unwrap().iter().cloned());
-        for g in [cur, prev] {
+        for g in keep {
             live.extend(g.files().filter_map(|id| g.stored_digest(id)));
         }
         let (n, bytes) = self.meta.retain(|d| live.contains(d));
@@ -472,6 +492,22 @@ fn root_segment(
 
 #[cfg(test)]
 mod tests;
+
+/// Forgets the slot of `name` (a deleted snapshot), so that it can be given again.
+pub fn free_slot(state_dir: &Path, name: &str) -> std::io::Result<()> {
+    let path = state_dir.join("slots.json");
+    let mut slots: HashMap<String, u8> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if slots.remove(name).is_some() {
+        crate::durable::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&slots).unwrap_or_default(),
+        )?;
+    }
+    Ok(())
+}
 
 /// Assigns each mirror name a stable slot (the top byte of its inodes),
 /// persisted in `<state_dir>/slots.json`.

@@ -20,13 +20,13 @@ mod removals;
 pub use pending::Pending;
 pub use removals::{LOG_CAP, Removed};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::digest::{Algo, Digest, decode_hex};
 
@@ -54,6 +54,9 @@ pub struct Store {
     file_digests: Vec<crate::digest::FileDigest>,
     /// Every removal, for holders of descriptors kept open for reuse.
     removals: removals::Removals,
+    /// Objects eviction never takes, by holder (a snapshot taken
+    /// `--with-artifacts`): see [`Store::hold`].
+    held: std::sync::RwLock<HashMap<String, Arc<HashSet<Digest>>>>,
 }
 
 #[derive(Default)]
@@ -194,6 +197,7 @@ impl Store {
             next_tmp: AtomicU64::new(0),
             file_digests: Vec::new(),
             removals: removals::Removals::new(),
+            held: std::sync::RwLock::default(),
         };
         store.evict_if_needed(None);
         Ok(store)
@@ -487,8 +491,31 @@ impl Store {
         (doomed.len() as u64, bytes)
     }
 
-    /// Evicts least recently used objects until at most `target` bytes remain.
+    /// Keeps `digests` from eviction for `holder` (replacing what it held
+    /// before) until [`Store::release`]. Removal by `verify --repair` of a
+    /// corrupt object still happens: a held object is one never evicted,
+    /// not one served unverified.
+    pub fn hold(&self, holder: &str, digests: HashSet<Digest>) {
+        self.held
+            .write()
+            .unwrap()
+            .insert(holder.to_string(), Arc::new(digests));
+    }
+
+    /// Drops what `holder` held from eviction.
+    pub fn release(&self, holder: &str) {
+        self.held.write().unwrap().remove(holder);
+    }
+
+    /// Is `d` held from eviction by anyone?
+    pub fn is_held(&self, d: &Digest) -> bool {
+        self.held.read().unwrap().values().any(|h| h.contains(d))
+    }
+
+    /// Evicts least recently used objects until at most `target` bytes
+    /// remain, never `spare` nor a held object.
     pub fn evict_to(&self, target: u64, spare: Option<&Digest>) -> (u64, u64) {
+        let held: Vec<Arc<HashSet<Digest>>> = self.held.read().unwrap().values().cloned().collect();
         let victims: Vec<(Digest, u64)> = {
             let idx = self.index.lock().unwrap();
             if idx.total <= target {
@@ -497,7 +524,7 @@ impl Store {
             let mut by_age: Vec<(&Digest, &Slot)> = idx
                 .objects
                 .iter()
-                .filter(|(d, _)| Some(*d) != spare)
+                .filter(|(d, _)| Some(*d) != spare && !held.iter().any(|h| h.contains(*d)))
                 .collect();
             by_age.sort_unstable_by_key(|(_, s)| s.used);
             let mut excess = idx.total - target;

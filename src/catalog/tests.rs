@@ -81,6 +81,21 @@ fn builds_a_searchable_tree() {
 }
 
 #[test]
+fn a_generation_shown_under_another_slot_has_its_own_inodes_and_resolves_them() {
+    let g = gen_of(1, sample(), None).generation;
+    let shown = g.shown_as(9);
+    let f = g.resolve("packages/ab/cd/alpha-1.0.tar.gz").unwrap();
+    assert_eq!(shown.resolve("packages/ab/cd/alpha-1.0.tar.gz"), Some(f));
+    assert_eq!(ino_slot(shown.ino(f)), 9);
+    assert_eq!(ino_slot(g.ino(f)), 3, "the original is unchanged");
+    assert_eq!(shown.ino(f) & INO_HASH_MASK, g.ino(f) & INO_HASH_MASK);
+    assert_eq!(shown.find_ino(shown.ino(f)), Some(f));
+    let dir = shown.resolve("packages/ab").unwrap();
+    assert_eq!(shown.find_ino(shown.ino(dir)), Some(dir));
+    assert_ne!(shown.ino(dir), g.ino(dir), "no directory has two parents");
+}
+
+#[test]
 fn urls_that_are_prefix_plus_path_cost_nothing_extra() {
     let out = gen_of(1, sample(), None);
     let odd = Entry {

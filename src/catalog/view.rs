@@ -18,6 +18,9 @@ use super::{FileInfo, Kind, NodeId};
 #[derive(Clone)]
 pub struct Generation {
     pub(super) slot: u8,
+    /// The slot its inodes are shown under: `slot`, or a snapshot's own
+    /// (see [`Generation::shown_as`]).
+    pub(super) shown: u8,
     pub(super) info: Info,
     pub(super) base: Arc<Tree>,
     pub(super) overlay: Arc<Overlay>,
@@ -73,6 +76,7 @@ impl Generation {
     pub fn of_base(slot: u8, base: Tree, info: Info, units: Units) -> Generation {
         Generation {
             slot,
+            shown: slot,
             info,
             base: Arc::new(base),
             overlay: Arc::default(),
@@ -101,6 +105,30 @@ impl Generation {
 
     pub fn slot(&self) -> u8 {
         self.slot
+    }
+
+    /// This generation with its inodes shown under `slot` instead of the
+    /// mirror's: the same trees served at a second place (a snapshot's
+    /// directory) without two directories sharing an inode.
+    pub fn shown_as(&self, slot: u8) -> Generation {
+        Generation {
+            shown: slot,
+            ..self.clone()
+        }
+    }
+
+    /// The slot of the inodes [`Generation::ino`] gives.
+    pub fn shown_slot(&self) -> u8 {
+        self.shown
+    }
+
+    /// An inode as the trees hold it (under the mirror's slot).
+    fn tree_ino(&self, ino: u64) -> u64 {
+        if self.shown == self.slot {
+            ino
+        } else {
+            (ino & super::INO_HASH_MASK) | (u64::from(self.slot) << 56)
+        }
     }
 
     pub fn base(&self) -> &Arc<Tree> {
@@ -185,7 +213,12 @@ impl Generation {
     }
 
     pub fn ino(&self, n: NodeId) -> u64 {
-        self.tree(n.src).ino(n.id)
+        let ino = self.tree(n.src).ino(n.id);
+        if self.shown == self.slot {
+            ino
+        } else {
+            (ino & super::INO_HASH_MASK) | (u64::from(self.shown) << 56)
+        }
     }
 
     pub fn kind(&self, n: NodeId) -> Kind {
@@ -258,6 +291,7 @@ impl Generation {
 
     /// Finds the node with inode number `ino`.
     pub fn find_ino(&self, ino: u64) -> Option<NodeId> {
+        let ino = self.tree_ino(ino);
         let o = &*self.overlay;
         if !o.dirs.is_empty() || !o.inos.is_empty() {
             if let Some(m) = o.dirs.get(&ino) {

@@ -63,8 +63,11 @@ impl Mirror {
         } else {
             tracing::debug!(mirror = %self.name(), generation = next.number(), seq = next.info().seq, units = next.units().len(), nodes = next.node_count(), build_ms = built.as_millis() as u64, "serving new generation");
         }
-        if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
-            hook(catalog::diff(&old, &next, touched));
+        // A published snapshot is served meanwhile: the kernel's view is unchanged.
+        if self.published_name().is_none() {
+            if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
+                hook(catalog::diff(&old, &next, touched));
+            }
         }
         self.swapped.notify_waiters();
         Ok(next)
@@ -145,7 +148,11 @@ impl Mirror {
         let mut live: std::collections::HashSet<crate::digest::Digest> =
             self.pinned.lock().unwrap().iter().cloned().collect();
         let mut named: Vec<[u8; 16]> = Vec::new();
-        let in_memory = [Some(&cur), prev.as_ref()].into_iter().flatten();
+        let kept_gens = self.kept_generations();
+        let in_memory = [Some(&cur), prev.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(kept_gens.iter());
         let roots = in_memory.filter_map(|g| g.info().roots.and_then(|s| g.segment(s)));
         for t in roots.chain(kept.iter().map(|(t, _)| t)) {
             live.extend(stored_digests(t));

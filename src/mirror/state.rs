@@ -155,7 +155,7 @@ impl Catalog {
         Loaded::Nothing
     }
 
-    fn assemble(&self, slot: u8, r: &RootFile) -> Result<Generation, LoadError> {
+    pub fn assemble(&self, slot: u8, r: &RootFile) -> Result<Generation, LoadError> {
         let base = match &r.base {
             Some(h) => self.load_tree(TreeKind::Base, h)?,
             None => empty_base(slot, r.created as u32),
