@@ -33,6 +33,8 @@ pub struct Config {
     /// How often the status page's plots take a sample.
     pub history_interval: Duration,
     pub mirrors: Vec<MirrorConfig>,
+    /// `[store.s3]`: the shared artifact store in a bucket, if any.
+    pub shared: Option<crate::store::shared::SharedConfig>,
     /// Upstream logins: from the `credentials` file, and the userinfo taken
     /// out of `upstream` URLs (which then hold none).
     pub credentials: crate::credentials::Credentials,
@@ -195,6 +197,7 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
                 format!("top level: metrics_listen: expected an address such as \"127.0.0.1:9477\", got \"{a}\"")
             })?),
         },
+        shared: parse_store(&mut top)?,
         fetch,
         mirrors: Vec::new(),
         credentials: crate::credentials::Credentials::default(),
@@ -208,6 +211,18 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
     check_unique_names(&config.mirrors)?;
     load_credentials(&mut config, credentials_file)?;
     Ok(config)
+}
+
+/// `[store]`: its one table, `[store.s3]`.
+fn parse_store(top: &mut Section) -> Result<Option<crate::store::shared::SharedConfig>, String> {
+    let Some(table) = top.table("store")? else {
+        return Ok(None);
+    };
+    let mut store = Section::new("store", table);
+    let s3 = store.table("s3")?;
+    store.finish()?;
+    s3.map(|t| crate::store::shared::SharedConfig::parse(Section::new("store.s3", t)))
+        .transpose()
 }
 
 /// Loads the credentials file (the `credentials` key, else
