@@ -18,11 +18,24 @@ use crate::status::MirrorStatus;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    Sync { mirrors: Vec<String> },
+    Sync {
+        mirrors: Vec<String>,
+    },
     Status,
-    Verify { mirrors: Vec<String>, repair: bool },
-    Prefetch { mirror: String, globs: Vec<String> },
-    Gc { max: Option<u64> },
+    Verify {
+        mirrors: Vec<String>,
+        repair: bool,
+        /// Re-hash the shared store's objects too.
+        #[serde(default)]
+        bucket: bool,
+    },
+    Prefetch {
+        mirror: String,
+        globs: Vec<String>,
+    },
+    Gc {
+        max: Option<u64>,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -58,15 +71,29 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
             activity: crate::progress::board().snapshot(),
             ..Response::default()
         },
-        Request::Verify { mirrors, repair } => match app.select(&mirrors) {
-            Ok(selected) => report(crate::maintenance::verify(app, &selected, repair).await),
+        Request::Verify {
+            mirrors,
+            repair,
+            bucket,
+        } => match app.select(&mirrors) {
+            Ok(selected) => {
+                let mut r = crate::maintenance::verify(app, &selected, repair).await;
+                if bucket {
+                    crate::maintenance::verify_bucket(app, repair, &mut r).await;
+                }
+                report(r)
+            }
             Err(e) => failed(e.to_string()),
         },
         Request::Prefetch { mirror, globs } => match app.select(std::slice::from_ref(&mirror)) {
             Ok(selected) => report(crate::maintenance::prefetch(app, &selected[0], &globs).await),
             Err(e) => failed(e.to_string()),
         },
-        Request::Gc { max } => report(crate::maintenance::gc(app, max)),
+        Request::Gc { max } => {
+            let mut r = crate::maintenance::gc(app, max);
+            crate::maintenance::gc_bucket(app, &mut r).await;
+            report(r)
+        }
         Request::Sync { mirrors } => {
             let selected = match app.select(&mirrors) {
                 Ok(s) => s,

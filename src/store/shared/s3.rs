@@ -226,7 +226,13 @@ impl Client {
         let what = || format!("CreateMultipartUpload {}", self.describe(key));
         let headers = [("x-amz-checksum-algorithm", "SHA256".to_string())];
         let resp = self
-            .send(Method::POST, key, &[("uploads", String::new())], &headers, None)
+            .send(
+                Method::POST,
+                key,
+                &[("uploads", String::new())],
+                &headers,
+                None,
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(Self::status_error(what(), resp).await);
@@ -251,13 +257,18 @@ impl Client {
         body: bytes::Bytes,
     ) -> Result<(String, String), S3Error> {
         let checksum = b64(&sha2::Sha256::digest_of(&body));
-        let query = [("partNumber", n.to_string()), ("uploadId", upload.to_string())];
+        let query = [
+            ("partNumber", n.to_string()),
+            ("uploadId", upload.to_string()),
+        ];
         let headers = [("x-amz-checksum-sha256", checksum.clone())];
         let resp = self
             .send(Method::PUT, key, &query, &headers, Some(body))
             .await?;
         if !resp.status().is_success() {
-            return Err(Self::status_error(format!("UploadPart {n} {}", self.describe(key)), resp).await);
+            return Err(
+                Self::status_error(format!("UploadPart {n} {}", self.describe(key)), resp).await,
+            );
         }
         let etag = resp
             .headers()
@@ -310,7 +321,11 @@ impl Client {
         let resp = self.send(Method::DELETE, key, &query, &[], None).await?;
         match resp.status().as_u16() {
             200 | 204 | 404 => Ok(()),
-            _ => Err(Self::status_error(format!("AbortMultipartUpload {}", self.describe(key)), resp).await),
+            _ => Err(Self::status_error(
+                format!("AbortMultipartUpload {}", self.describe(key)),
+                resp,
+            )
+            .await),
         }
     }
 
@@ -319,7 +334,10 @@ impl Client {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut query = vec![("list-type", "2".to_string()), ("prefix", prefix.to_string())];
+            let mut query = vec![
+                ("list-type", "2".to_string()),
+                ("prefix", prefix.to_string()),
+            ];
             if let Some(t) = &token {
                 query.push(("continuation-token", t.clone()));
             }
@@ -336,7 +354,9 @@ impl Client {
                     out.push((k, s));
                 }
             }
-            token = xml_values(&body, "NextContinuationToken").into_iter().next();
+            token = xml_values(&body, "NextContinuationToken")
+                .into_iter()
+                .next();
             if token.is_none() || !body.contains("<IsTruncated>true</IsTruncated>") {
                 return Ok(out);
             }
@@ -388,13 +408,16 @@ fn error_code(body: &str) -> String {
 
 /// Base64 (standard alphabet, padded): only the checksum headers need it.
 mod base64_lite {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(data: &[u8]) -> String {
         let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
         for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -423,7 +446,13 @@ impl DigestOf for sha2::Sha256 {
 mod tests {
     #[test]
     fn base64_pads_like_rfc_4648() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ] {
             assert_eq!(super::base64_lite::encode(i.as_bytes()), o);
         }
     }

@@ -119,7 +119,10 @@ pub fn sign(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         sha256_hex(canonical.as_bytes())
     );
-    let k = hmac(format!("AWS4{}", keys.secret_key).as_bytes(), day.as_bytes());
+    let k = hmac(
+        format!("AWS4{}", keys.secret_key).as_bytes(),
+        day.as_bytes(),
+    );
     let k = hmac(&k, region.as_bytes());
     let k = hmac(&k, b"s3");
     let k = hmac(&k, b"aws4_request");
