@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use base64_lite::encode as b64;
+use crate::digest::encode_base64 as b64;
 use reqwest::{Method, StatusCode, Url};
 
 use super::sigv4::{self, EMPTY_SHA256, Keys};
@@ -210,7 +210,7 @@ impl Client {
     /// Creates the object at `key` unless one exists; the server checks
     /// `sha256` (the body's) before it keeps anything.
     pub async fn put_new(&self, key: &str, body: bytes::Bytes) -> Result<Put, S3Error> {
-        let checksum = b64(&sha2::Sha256::digest_of(&body));
+        let checksum = b64(&sha256(&body));
         let headers = [
             ("if-none-match", "*".to_string()),
             ("x-amz-checksum-sha256", checksum),
@@ -256,7 +256,7 @@ impl Client {
         n: u32,
         body: bytes::Bytes,
     ) -> Result<(String, String), S3Error> {
-        let checksum = b64(&sha2::Sha256::digest_of(&body));
+        let checksum = b64(&sha256(&body));
         let query = [
             ("partNumber", n.to_string()),
             ("uploadId", upload.to_string()),
@@ -406,57 +406,13 @@ fn error_code(body: &str) -> String {
     }
 }
 
-/// Base64 (standard alphabet, padded): only the checksum headers need it.
-mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-}
-
-/// `Sha256::digest` as a plain array.
-trait DigestOf {
-    fn digest_of(data: &[u8]) -> [u8; 32];
-}
-
-impl DigestOf for sha2::Sha256 {
-    fn digest_of(data: &[u8]) -> [u8; 32] {
-        <sha2::Sha256 as sha2::Digest>::digest(data).into()
-    }
+/// The SHA-256 of `data`.
+fn sha256(data: &[u8]) -> [u8; 32] {
+    <sha2::Sha256 as sha2::Digest>::digest(data).into()
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn base64_pads_like_rfc_4648() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-        ] {
-            assert_eq!(super::base64_lite::encode(i.as_bytes()), o);
-        }
-    }
-
     #[test]
     fn reads_list_pages() {
         let xml = "<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>cas/sha256/ab/ab&amp;</Key><Size>3</Size></Contents><NextContinuationToken>t1</NextContinuationToken></ListBucketResult>";
