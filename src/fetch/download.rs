@@ -61,7 +61,7 @@ impl Fetcher {
             counters.upstream_error(e.kind());
             return Err(e);
         }
-        if let Some(size) = self.from_shared(store, art, limit, progress).await {
+        if let Some(size) = self.read_shared(store, art, limit, progress).await {
             return Ok(size);
         }
         let mut last = FetchError::NotFound { url: first };
@@ -118,7 +118,7 @@ impl Fetcher {
 
     /// The artifact from the shared store, verified and stored locally, if
     /// the bucket has it (and its digest is known before any download).
-    async fn from_shared(
+    async fn read_shared(
         &self,
         store: &Store,
         art: &Artifact,
