@@ -28,6 +28,8 @@ pub enum AppError {
     Mirror(#[from] crate::mirror::MirrorError),
     #[error("{0}")]
     Http(String),
+    #[error("the shared store: {0}")]
+    Shared(String),
     #[error("no mirror named \"{0}\" in the configuration")]
     UnknownMirror(String),
 }
@@ -54,6 +56,12 @@ impl App {
         let transport = Http::new(config.fetch.connect_timeout, config.credentials.clone())
             .map_err(|e| AppError::Http(e.to_string()))?;
         let fetcher = Fetcher::new(Arc::new(transport), config.fetch.clone());
+        if let Some(cfg) = &config.shared {
+            let shared = crate::store::shared::Shared::open(cfg, config.fetch.fetch_timeout)
+                .map_err(AppError::Shared)?;
+            tracing::info!(bucket = %shared.describe(), "shared store: reading and filling it");
+            fetcher.set_shared(Arc::new(shared));
+        }
         let app = App {
             _cache_lock: cache_lock,
             store: Arc::new(store),

@@ -33,6 +33,8 @@ pub struct Config {
     /// How often the status page's plots take a sample.
     pub history_interval: Duration,
     pub mirrors: Vec<MirrorConfig>,
+    /// `[store.s3]`: the shared artifact store in a bucket, if any.
+    pub shared: Option<crate::store::shared::SharedConfig>,
     /// Upstream logins: from the `credentials` file, and the userinfo taken
     /// out of `upstream` URLs (which then hold none).
     pub credentials: crate::credentials::Credentials,
@@ -195,6 +197,7 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
                 format!("top level: metrics_listen: expected an address such as \"127.0.0.1:9477\", got \"{a}\"")
             })?),
         },
+        shared: parse_store(&mut top)?,
         fetch,
         mirrors: Vec::new(),
         credentials: crate::credentials::Credentials::default(),
@@ -208,6 +211,18 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
     check_unique_names(&config.mirrors)?;
     load_credentials(&mut config, credentials_file)?;
     Ok(config)
+}
+
+/// `[store]`: its one table, `[store.s3]`.
+fn parse_store(top: &mut Section) -> Result<Option<crate::store::shared::SharedConfig>, String> {
+    let Some(table) = top.table("store")? else {
+        return Ok(None);
+    };
+    let mut store = Section::new("store", table);
+    let s3 = store.table("s3")?;
+    store.finish()?;
+    s3.map(|t| crate::store::shared::SharedConfig::parse(Section::new("store.s3", t)))
+        .transpose()
 }
 
 /// Loads the credentials file (the `credentials` key, else
@@ -411,6 +426,31 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_store_table_is_checked_key_by_key() {
+        let with = |t: &str| {
+            parse(&GOOD.replacen("[[mirror]]", &format!("[store.s3]\n{t}\n[[mirror]]"), 1))
+        };
+        let c = with("endpoint = \"http://127.0.0.1:7070\"\nbucket = \"regfs\"").unwrap();
+        let s = c.shared.unwrap();
+        assert_eq!(
+            (s.prefix.as_str(), s.region.as_str(), s.part_size),
+            ("cas", "us-east-1", 64 << 20)
+        );
+        let e = with("bucket = \"regfs\"").unwrap_err();
+        assert!(e.contains("store.s3: missing key `endpoint`"), "{e}");
+        let e = with("endpoint = \"http://h/\"\nbucket = \"regfs\"\nsecret = \"x\"").unwrap_err();
+        assert!(e.contains("store.s3: unknown key `secret`"), "{e}");
+        let e = with("endpoint = \"http://h/\"\nbucket = \"r\"\npart_size = \"1MiB\"").unwrap_err();
+        assert!(
+            e.contains("store.s3: part_size: must be at least 5MiB"),
+            "{e}"
+        );
+        let e =
+            parse(&GOOD.replacen("[[mirror]]", "[store.gcs]\nx = 1\n[[mirror]]", 1)).unwrap_err();
+        assert!(e.contains("store: unknown key `gcs`"), "{e}");
+    }
+
+    #[test]
     fn a_key_the_layout_does_not_read_is_an_error_for_that_layout() {
         // `projects` is PyPI's filter, not npm's.
         let npm = "[[mirror]]\nname = \"n\"\nlayout = \"npm\"\nupstream = \"http://x/\"\npublic_url = \"http://m/n\"\n";
@@ -468,7 +508,7 @@ mod tests {
         std::fs::write(&creds, "").unwrap();
         std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        // Every `#key = …` and `# key = …` line, and every `# [[mirror]]`.
+        // Every `#key = …` and `# key = …` line, every `# [[mirror]]` and `# [store.s3]`.
         let all: String = text
             .lines()
             .map(|l| {
@@ -476,7 +516,7 @@ mod tests {
                 let key = t.split_once(" = ").is_some_and(|(k, _)| {
                     !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                 });
-                if l.starts_with('#') && (key || t == "[[mirror]]") {
+                if l.starts_with('#') && (key || t == "[[mirror]]" || t == "[store.s3]") {
                     format!("{t}\n")
                 } else {
                     format!("{l}\n")
@@ -491,6 +531,7 @@ mod tests {
             .replace("/etc/pki/rpm-gpg/RPM-GPG-KEY-rocky-9", "/dev/null")
             .replace("/etc/regfs/pause.gpg", "/dev/null");
         let c = Config::parse(path, &all).unwrap_or_else(|e| panic!("{e}\n{all}"));
+        assert!(c.shared.is_some(), "the example shows [store.s3]");
         let layouts: Vec<&str> = c.mirrors.iter().map(|m| m.layout.name).collect();
         for l in crate::layouts::ALL {
             assert!(

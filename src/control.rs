@@ -25,6 +25,9 @@ pub enum Request {
     Verify {
         mirrors: Vec<String>,
         repair: bool,
+        /// Re-hash the shared store's objects too.
+        #[serde(default)]
+        bucket: bool,
     },
     Prefetch {
         mirror: String,
@@ -88,15 +91,24 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
             activity: crate::progress::board().snapshot(),
             ..Response::default()
         },
-        Request::Verify { mirrors, repair } => match app.select(&mirrors) {
-            Ok(selected) => report(crate::maintenance::verify(app, &selected, repair).await),
+        Request::Verify {
+            mirrors,
+            repair,
+            bucket,
+        } => match app.select(&mirrors) {
+            Ok(selected) => {
+                let mut r = crate::maintenance::verify(app, &selected, repair).await;
+                if bucket {
+                    crate::maintenance::verify_bucket(app, repair, &mut r).await;
+                }
+                report(r)
+            }
             Err(e) => failed(e.to_string()),
         },
         Request::Prefetch { mirror, globs } => match app.select(std::slice::from_ref(&mirror)) {
             Ok(selected) => report(crate::maintenance::prefetch(app, &selected[0], &globs).await),
             Err(e) => failed(e.to_string()),
         },
-        Request::Gc { max } => report(crate::maintenance::gc(app, max)),
         Request::SnapshotCreate {
             mirror,
             name,
@@ -131,6 +143,11 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
             },
             Err(e) => failed(e.to_string()),
         },
+        Request::Gc { max } => {
+            let mut r = crate::maintenance::gc(app, max);
+            crate::maintenance::gc_bucket(app, &mut r).await;
+            report(r)
+        }
         Request::Sync { mirrors } => {
             let selected = match app.select(&mirrors) {
                 Ok(s) => s,

@@ -44,6 +44,7 @@ use crate::config::FetchSettings;
 use crate::digest::Digest;
 use crate::stats::Counters;
 use crate::store::Store;
+use crate::store::shared::Shared;
 
 /// A response as the fetcher needs it.
 pub struct Response {
@@ -384,6 +385,9 @@ pub struct Fetcher {
     /// [`DOC_BUDGET`] in KiB: what documents fetched or being parsed hold.
     doc_budget: Arc<Semaphore>,
     doc_budget_kib: usize,
+    /// The shared store in a bucket, if configured: read before upstream,
+    /// filled after it ([`crate::store::shared`]).
+    shared: std::sync::OnceLock<Arc<Shared>>,
 }
 
 impl Fetcher {
@@ -407,7 +411,19 @@ impl Fetcher {
             tokens: bearer::Tokens::default(),
             doc_budget: Arc::new(Semaphore::new(kib)),
             doc_budget_kib: kib,
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reads artifacts from `shared` before upstream, and uploads what
+    /// upstream sent to it (once per fetcher).
+    pub fn set_shared(&self, shared: Arc<Shared>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The shared store, if there is one.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.get()
     }
 
     pub fn settings(&self) -> &FetchSettings {

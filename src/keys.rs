@@ -199,6 +199,15 @@ impl Section {
         }
     }
 
+    /// A table (`[store]`).
+    pub fn table(&mut self, key: &'static str) -> Result<Option<toml::Table>, String> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => Ok(Some(t)),
+            Some(v) => Err(self.expected(key, &format!("a [{key}] table"), &v)),
+        }
+    }
+
     /// An array of tables (`[[mirror]]`).
     pub fn tables(&mut self, key: &'static str) -> Result<Vec<toml::Table>, String> {
         match self.take(key) {

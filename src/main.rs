@@ -94,6 +94,10 @@ enum Cmd {
         /// serving them at once and fetches them again on the next read).
         #[arg(long)]
         repair: bool,
+        /// Also re-hash every object of the shared store ([store.s3]), reading each
+        /// whole; with --repair, delete the corrupt ones (re-uploaded on the next miss).
+        #[arg(long)]
+        bucket: bool,
         /// Mirrors whose metadata files to check too (default: all).
         mirrors: Vec<String>,
     },
@@ -411,10 +415,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Verify {
             config,
             repair,
+            bucket,
             mirrors,
         } => maintenance(
             &Config::load(&config.config)?,
-            Request::Verify { mirrors, repair },
+            Request::Verify {
+                mirrors,
+                repair,
+                bucket,
+            },
             "verify",
         ),
         Cmd::Prefetch {

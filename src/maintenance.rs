@@ -109,6 +109,65 @@ fn check_store(
     }
 }
 
+/// Re-hashes every object of the shared store; with `repair` deletes the
+/// corrupt ones from the bucket (the next node to miss one fetches it from
+/// upstream and uploads it again).
+pub async fn verify_bucket(app: &App, repair: bool, r: &mut Report) {
+    let Some(shared) = app.fetcher.shared() else {
+        r.problems
+            .push("--bucket: no shared store is configured ([store.s3])".into());
+        return;
+    };
+    let objects = match shared.list().await {
+        Ok(o) => o,
+        Err(e) => {
+            r.problems.push(format!("shared store: cannot list: {e}"));
+            return;
+        }
+    };
+    for (d, size) in objects {
+        r.checked += 1;
+        r.bytes += size;
+        match shared.check(&d).await {
+            Ok(None) => {}
+            Ok(Some(what)) => {
+                let key = shared.describe_key(&d);
+                r.problems
+                    .push(format!("shared store: {key}: corrupt: {what}"));
+                if repair {
+                    match shared.delete(&d).await {
+                        Ok(()) => r.actions.push(format!("deleted {key}")),
+                        Err(e) => r.problems.push(format!("shared store: {e}")),
+                    }
+                }
+            }
+            Err(e) => r.problems.push(format!("shared store: {e}")),
+        }
+    }
+}
+
+/// What `gc` does with the shared store: it counts it and deletes nothing.
+/// Which objects are garbage is not this node's to say: other nodes serve
+/// other mirrors and older generations from the same bucket, and a node
+/// only knows its own catalogs. Bound the bucket with the object store's
+/// own lifecycle rules if it must be bounded.
+pub async fn gc_bucket(app: &App, r: &mut Report) {
+    let Some(shared) = app.fetcher.shared() else {
+        return;
+    };
+    match shared.list().await {
+        Ok(o) => r.actions.push(format!(
+            "shared store {}: {} objects ({} bytes), none deleted (gc never deletes from a shared bucket)",
+            shared.describe(),
+            o.len(),
+            o.iter().map(|(_, s)| s).sum::<u64>()
+        )),
+        Err(e) => r
+            .problems
+            .push(format!("shared store: cannot list: {e}")),
+    }
+}
+
 /// Downloads (and verifies) every artifact of `mirror` whose path matches
 /// one of `globs` (all when empty), a few at a time.
 pub async fn prefetch(app: &Arc<App>, mirror: &Arc<Mirror>, globs: &[String]) -> Report {

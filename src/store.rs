@@ -16,6 +16,7 @@
 
 mod pending;
 mod removals;
+pub mod shared;
 
 pub use pending::Pending;
 pub use removals::{LOG_CAP, Removed};

@@ -10,11 +10,13 @@
 //! the whole cache (see [`Store::make_room`]).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::decode::Encoding;
 use super::{Artifact, FetchError, Fetcher, Pace, Progress, TransportError, redact};
 use crate::stats::Counters;
+use crate::store::shared::Read;
 use crate::store::{Pending, Room, Store, StoreError};
 use tokio::sync::watch;
 
@@ -46,7 +48,7 @@ impl Fetcher {
 
     pub(super) async fn download(
         &self,
-        store: &Store,
+        store: &Arc<Store>,
         art: &Artifact,
         counters: &Counters,
         progress: &watch::Sender<Progress>,
@@ -58,6 +60,9 @@ impl Fetcher {
             crate::warn_limited!("download refused: {e}");
             counters.upstream_error(e.kind());
             return Err(e);
+        }
+        if let Some(size) = self.read_shared(store, art, limit, progress).await {
+            return Ok(size);
         }
         let mut last = FetchError::NotFound { url: first };
         let started = std::time::Instant::now();
@@ -85,7 +90,10 @@ impl Fetcher {
                 Ok((size, key)) => {
                     counters.add_fetch(size, started.elapsed().as_millis() as u64);
                     if let Some(to) = &art.pin {
-                        pin(to, art, url, size, key, counters)?;
+                        pin(to, art, url, size, key.clone(), counters)?;
+                    }
+                    if let Some(shared) = self.shared.get() {
+                        shared.upload_later(store.clone(), key);
                     }
                     return Ok(size);
                 }
@@ -106,6 +114,26 @@ impl Fetcher {
             }
         }
         Err(last)
+    }
+
+    /// The artifact from the shared store, verified and stored locally, if
+    /// the bucket has it (and its digest is known before any download).
+    async fn read_shared(
+        &self,
+        store: &Store,
+        art: &Artifact,
+        limit: u64,
+        progress: &watch::Sender<Progress>,
+    ) -> Option<u64> {
+        let shared = self.shared.get()?;
+        let d = art.object_digest()?;
+        match shared
+            .read_into(store, &d, art.size, limit, |n| tell_size(progress, n))
+            .await
+        {
+            Read::Stored(size) => Some(size),
+            Read::Miss | Read::Repaired => None,
+        }
     }
 
     /// The disk filled up during an attempt (its partial file is gone):
@@ -219,14 +247,7 @@ impl Fetcher {
             return Err(too_large(url, n, limit).into());
         }
         if let Some(n) = sent_len {
-            // Whoever waits for the size alone (a `stat`) may go on now.
-            progress.send_if_modified(|p| {
-                let first = matches!(p, Progress::Started);
-                if first {
-                    *p = Progress::Sized(n);
-                }
-                first
-            });
+            tell_size(progress, n);
         }
         let expect = art.digest.clone();
         let raw_size = if encoding.is_some() { None } else { art.size };
@@ -334,6 +355,17 @@ fn pin(
             Err(e)
         }
     }
+}
+
+/// Whoever waits for the size alone (a `stat`) may go on now.
+fn tell_size(progress: &watch::Sender<Progress>, n: u64) {
+    progress.send_if_modified(|p| {
+        let first = matches!(p, Progress::Started);
+        if first {
+            *p = Progress::Sized(n);
+        }
+        first
+    });
 }
 
 /// The size a response's Content-Length tells of the artifact itself.

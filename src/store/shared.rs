@@ -1,0 +1,479 @@
+//! The shared artifact store: verified objects in an S3-compatible bucket
+//! that several regfs nodes read and fill, so an artifact is fetched from
+//! upstream once for all of them.
+//!
+//! ```text
+//! <bucket>/<prefix>/<algo>/<hex[0:2]>/<hex>   one object per digest
+//! ```
+//!
+//! The layout is the local store's (`objects/<algo>/…`) under a prefix, so
+//! anything content-addressed (later: a syncer's catalogs and metadata for
+//! followers) can live beside the artifacts. The bucket is trusted no more
+//! than upstream: an object read from it streams into a
+//! [`Pending`](crate::store::Pending) and is served only once its digest
+//! and size check out. One that does not is deleted from the bucket (WARN
+//! naming its key), the artifact is fetched from upstream and uploaded
+//! again. After a download from upstream is committed locally, the object
+//! is uploaded in the background (a bounded number at a time, never
+//! delaying the reader) with `If-None-Match: *` and the SHA-256 checksum
+//! the server checks, so concurrent first writers leave exactly one
+//! complete object; objects of [`Shared::part_size`] or more go up as a
+//! multipart upload, aborted on failure (nothing partial is ever visible).
+//! A bucket that is down or erroring is skipped for [`RETRY`] after one
+//! WARN, and used again when it answers (INFO).
+
+mod s3;
+mod sigv4;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use tokio::sync::Semaphore;
+
+pub use s3::{Put, S3Error};
+
+use crate::digest::{Algo, Digest, decode_hex};
+use crate::store::{Store, StoreError};
+
+/// How long a bucket found down is left alone before it is tried again.
+pub const RETRY: Duration = Duration::from_secs(10);
+
+/// Background uploads running at once.
+const UPLOADS: usize = 4;
+
+/// Background uploads waiting at most; past it an upload is skipped (the
+/// next node to miss the object uploads it).
+const QUEUED: usize = 256;
+
+/// The smallest part S3 takes (but the last).
+pub const MIN_PART: u64 = 5 << 20;
+
+/// `[store.s3]`, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedConfig {
+    pub endpoint: Url,
+    pub bucket: String,
+    /// Key prefix, without a trailing `/` (may be empty).
+    pub prefix: String,
+    pub region: String,
+    /// A file of `AWS_ACCESS_KEY_ID=…` / `AWS_SECRET_ACCESS_KEY=…` lines;
+    /// else those variables from the environment.
+    pub credentials: Option<PathBuf>,
+    /// Objects this large or larger go up as multipart uploads of parts this large.
+    pub part_size: u64,
+}
+
+impl SharedConfig {
+    /// Reads `[store.s3]` (`section` is that table).
+    pub fn parse(mut s: crate::keys::Section) -> Result<SharedConfig, String> {
+        let endpoint = s.string("endpoint")?;
+        let endpoint = s.required(
+            "endpoint",
+            endpoint,
+            "the S3 endpoint, e.g. \"http://127.0.0.1:7070\"",
+        )?;
+        let endpoint =
+            crate::keys::parse_base_url(&endpoint).map_err(|e| s.error("endpoint", e))?;
+        let bucket = s.string("bucket")?;
+        let bucket = s.required("bucket", bucket, "the bucket's name")?;
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(s.error("bucket", format!("\"{bucket}\" is not a bucket name")));
+        }
+        let prefix = s.string("prefix")?.unwrap_or_else(|| "cas".into());
+        let prefix = prefix.trim_matches('/').to_string();
+        let region = s.string("region")?.unwrap_or_else(|| "us-east-1".into());
+        let credentials = s.path("credentials")?;
+        let part_size = s.size("part_size")?.unwrap_or(64 << 20);
+        if part_size < MIN_PART {
+            return Err(s.error(
+                "part_size",
+                format!("must be at least 5MiB (S3's smallest part), got {part_size} bytes"),
+            ));
+        }
+        s.finish()?;
+        Ok(SharedConfig {
+            endpoint,
+            bucket,
+            prefix,
+            region,
+            credentials,
+            part_size,
+        })
+    }
+
+    /// The access keys: from `credentials`, else the environment.
+    fn keys(&self) -> Result<sigv4::Keys, String> {
+        let (text, from) = match &self.credentials {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("store.s3: credentials: {}: {e}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "the environment".into()),
+        };
+        let from_file = |name: &str| {
+            text.lines().find_map(|l| {
+                let l = l.trim().trim_start_matches("export ").trim();
+                let v = l.strip_prefix(name)?.trim_start().strip_prefix('=')?;
+                Some(v.trim().trim_matches('"').trim_matches('\'').to_string())
+            })
+        };
+        let get = |name: &str| {
+            match &self.credentials {
+            Some(_) => from_file(name),
+            None => std::env::var(name).ok(),
+        }
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("store.s3: no {name} in {from} (give AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY there, or set `credentials` to a file holding them)"))
+        };
+        Ok(sigv4::Keys {
+            access_key: get("AWS_ACCESS_KEY_ID")?,
+            secret_key: get("AWS_SECRET_ACCESS_KEY")?,
+        })
+    }
+}
+
+/// Whether the bucket is being skipped after an outage.
+#[derive(Default)]
+struct Health {
+    down: bool,
+    retry_at: Option<Instant>,
+}
+
+/// The shared store of a node.
+pub struct Shared {
+    client: s3::Client,
+    prefix: String,
+    part_size: u64,
+    uploads: Arc<Semaphore>,
+    queued: AtomicUsize,
+    health: Mutex<Health>,
+}
+
+/// What reading an object from the bucket came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Verified and stored locally: its size.
+    Stored(u64),
+    /// Not there (or the bucket is skipped, or failed): fetch upstream.
+    Miss,
+    /// It was there but bad: deleted from the bucket; fetch upstream.
+    Repaired,
+}
+
+impl Shared {
+    pub fn open(cfg: &SharedConfig, timeout: Duration) -> Result<Shared, String> {
+        let client = s3::Client::new(
+            cfg.endpoint.clone(),
+            cfg.bucket.clone(),
+            cfg.region.clone(),
+            cfg.keys()?,
+            timeout,
+        )?;
+        Ok(Shared {
+            client,
+            prefix: cfg.prefix.clone(),
+            part_size: cfg.part_size,
+            uploads: Arc::new(Semaphore::new(UPLOADS)),
+            queued: AtomicUsize::new(0),
+            health: Mutex::default(),
+        })
+    }
+
+    /// The key of `d`'s object.
+    pub fn key(&self, d: &Digest) -> String {
+        let hex = d.hex();
+        let rel = format!("{}/{}/{hex}", d.algo().name(), &hex[..2]);
+        match self.prefix.as_str() {
+            "" => rel,
+            p => format!("{p}/{rel}"),
+        }
+    }
+
+    /// The digest a key names, if it is one of ours.
+    fn digest_of(&self, key: &str) -> Option<Digest> {
+        let rel = match self.prefix.as_str() {
+            "" => key,
+            p => key.strip_prefix(p)?.strip_prefix('/')?,
+        };
+        let mut it = rel.split('/');
+        let (algo, _fan, hex) = (it.next()?, it.next()?, it.next()?);
+        let algo = [Algo::Sha256, Algo::Sha512, Algo::Sha1, Algo::GoH1]
+            .into_iter()
+            .find(|a| a.name() == algo)?;
+        Digest::from_bytes(algo, &decode_hex(hex)?)
+    }
+
+    /// The bucket, for messages.
+    pub fn describe(&self) -> String {
+        self.client.describe(&self.prefix)
+    }
+
+    /// Only objects proven by a strong digest are shared.
+    fn shares(d: &Digest) -> bool {
+        d.algo() != Algo::None && !d.algo().is_weak()
+    }
+
+    /// False while a bucket found down waits out [`RETRY`].
+    fn usable(&self) -> bool {
+        let h = self.health.lock().unwrap();
+        h.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Notes how a request went: an outage starts the [`RETRY`] wait (one
+    /// WARN when it begins), an answer ends it (one INFO).
+    fn note(&self, r: Result<(), &S3Error>) {
+        let mut h = self.health.lock().unwrap();
+        match r {
+            Err(e) if e.is_outage() => {
+                h.retry_at = Some(Instant::now() + RETRY);
+                if !h.down {
+                    h.down = true;
+                    tracing::warn!(
+                        bucket = %self.describe(),
+                        "shared store unavailable ({e}): serving from the local cache and upstream, trying it again every {}s",
+                        RETRY.as_secs()
+                    );
+                }
+            }
+            Err(e) => {
+                drop(h);
+                crate::warn_limited!("shared store: {e}");
+            }
+            Ok(()) => {
+                h.retry_at = None;
+                if std::mem::take(&mut h.down) {
+                    tracing::info!(bucket = %self.describe(), "shared store is back: reading and filling it again");
+                }
+            }
+        }
+    }
+
+    /// Reads `d`'s object from the bucket into `store`, verifying it while
+    /// it streams (`size`: what metadata promised; `limit`: the most this
+    /// store takes; `sized` is told the length as soon as it is known).
+    pub async fn read_into(
+        &self,
+        store: &Store,
+        d: &Digest,
+        size: Option<u64>,
+        limit: u64,
+        sized: impl Fn(u64),
+    ) -> Read {
+        if !Self::shares(d) || !self.usable() {
+            return Read::Miss;
+        }
+        let key = self.key(d);
+        let mut obj = match self.client.get(&key).await {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                self.note(Ok(()));
+                return Read::Miss;
+            }
+            Err(e) => {
+                self.note(Err(&e));
+                return Read::Miss;
+            }
+        };
+        self.note(Ok(()));
+        if let (Some(want), Some(got)) = (size, obj.len) {
+            if want != got {
+                return self
+                    .repair(&key, &format!("{got} bytes where {want} were expected"))
+                    .await;
+            }
+        }
+        if obj.len.is_some_and(|n| n > limit) {
+            return Read::Miss;
+        }
+        if let Some(n) = size.is_none().then_some(obj.len).flatten() {
+            sized(n);
+        }
+        let mut pending = match store.begin(d.clone(), size.or(obj.len)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("shared store: cannot stage {key}: {e}");
+                return Read::Miss;
+            }
+        };
+        loop {
+            match obj.chunk().await {
+                Ok(Some(c)) => {
+                    if let Err(e) = pending.write_bytes(c) {
+                        return match e {
+                            StoreError::Size { .. } => self.repair(&key, &e.to_string()).await,
+                            e => {
+                                tracing::debug!("shared store: {key}: {e}");
+                                Read::Miss
+                            }
+                        };
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.note(Err(&e));
+                    return Read::Miss;
+                }
+            }
+        }
+        match pending.commit(store) {
+            Ok(n) => {
+                tracing::debug!(key, size = n, "read from the shared store");
+                Read::Stored(n)
+            }
+            Err(e @ (StoreError::Digest { .. } | StoreError::Size { .. })) => {
+                self.repair(&key, &e.to_string()).await
+            }
+            Err(e) => {
+                tracing::debug!("shared store: {key}: {e}");
+                Read::Miss
+            }
+        }
+    }
+
+    /// A bad object: never served, deleted so it is uploaded again.
+    async fn repair(&self, key: &str, what: &str) -> Read {
+        crate::warn_limited!(
+            "verification failed: shared store object {} is corrupt ({what}): not served; deleting it, fetching from upstream and uploading it again",
+            self.client.describe(key)
+        );
+        if let Err(e) = self.client.delete(key).await {
+            self.note(Err(&e));
+        }
+        Read::Repaired
+    }
+
+    /// Uploads `d`'s local object in the background, a few at a time.
+    pub fn upload_later(self: &Arc<Self>, store: Arc<Store>, d: Digest) {
+        if !Self::shares(&d) || !self.usable() {
+            return;
+        }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUED {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(digest = %d, "shared store: upload queue full, not uploading");
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _permit = me.uploads.clone().acquire_owned().await;
+            match me.upload(&store, &d).await {
+                Ok(put) => tracing::debug!(key = me.key(&d), ?put, "uploaded to the shared store"),
+                Err(e) => {
+                    tracing::debug!(key = me.key(&d), "upload to the shared store failed: {e}")
+                }
+            }
+            me.queued.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+
+    /// Uploads `d`'s local object unless the bucket has it.
+    pub async fn upload(&self, store: &Store, d: &Digest) -> Result<Put, S3Error> {
+        let r = self.upload_inner(store.object_path(d), d).await;
+        self.note(r.as_ref().map(|_| ()));
+        r
+    }
+
+    async fn upload_inner(&self, path: PathBuf, d: &Digest) -> Result<Put, S3Error> {
+        let key = self.key(d);
+        if self.client.head(&key).await?.is_some() {
+            return Ok(Put::Exists);
+        }
+        let local = |e: std::io::Error| S3Error::Unreachable {
+            what: format!("reading {}", path.display()),
+            error: e.to_string(),
+        };
+        let len = std::fs::metadata(&path).map_err(local)?.len();
+        if len < self.part_size {
+            let body = read_part(path.clone(), 0, len).await.map_err(local)?;
+            return self.client.put_new(&key, body).await;
+        }
+        let upload = self.client.create_multipart(&key).await?;
+        let r = self.parts(&path, &key, &upload, len).await;
+        if r.is_err() {
+            if let Err(e) = self.client.abort_multipart(&key, &upload).await {
+                tracing::debug!("shared store: abort of {key} failed: {e}");
+            }
+        }
+        r
+    }
+
+    async fn parts(&self, path: &Path, key: &str, upload: &str, len: u64) -> Result<Put, S3Error> {
+        let mut parts = Vec::new();
+        let mut at = 0;
+        while at < len {
+            let n = self.part_size.min(len - at);
+            let body =
+                read_part(path.to_owned(), at, n)
+                    .await
+                    .map_err(|e| S3Error::Unreachable {
+                        what: format!("reading {}", path.display()),
+                        error: e.to_string(),
+                    })?;
+            parts.push(
+                self.client
+                    .upload_part(key, upload, parts.len() as u32 + 1, body)
+                    .await?,
+            );
+            at += n;
+        }
+        self.client.complete_multipart(key, upload, &parts).await
+    }
+
+    /// Every object in the bucket under the prefix, by digest.
+    pub async fn list(&self) -> Result<Vec<(Digest, u64)>, S3Error> {
+        let prefix = match self.prefix.as_str() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let all = self.client.list(&prefix).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(k, size)| Some((self.digest_of(&k)?, size)))
+            .collect())
+    }
+
+    /// Deletes `d`'s object.
+    pub async fn delete(&self, d: &Digest) -> Result<(), S3Error> {
+        self.client.delete(&self.key(d)).await
+    }
+
+    /// Re-hashes `d`'s object in the bucket by reading it whole (without
+    /// keeping it): `Some(problem)` if it is bad, `None` if it is good or
+    /// gone. Digests that do not stream (Go's h1) are not checked here.
+    pub async fn check(&self, d: &Digest) -> Result<Option<String>, S3Error> {
+        if !d.algo().streams() {
+            return Ok(None);
+        }
+        let Some(mut obj) = self.client.get(&self.key(d)).await? else {
+            return Ok(None);
+        };
+        let mut h = crate::digest::Hasher::new(d.algo());
+        while let Some(c) = obj.chunk().await? {
+            h.update(&c);
+        }
+        let actual = h.finish();
+        Ok((actual != *d).then(|| format!("content hashes to {actual}")))
+    }
+
+    /// The key of `d` with the endpoint and bucket, for messages.
+    pub fn describe_key(&self, d: &Digest) -> String {
+        self.client.describe(&self.key(d))
+    }
+}
+
+/// `n` bytes of `path` from `at`, read off the async threads.
+async fn read_part(path: PathBuf, at: u64, n: u64) -> std::io::Result<bytes::Bytes> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&path)?;
+        f.seek(SeekFrom::Start(at))?;
+        let mut buf = vec![0; n as usize];
+        f.read_exact(&mut buf)?;
+        Ok(bytes::Bytes::from(buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
