@@ -47,6 +47,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Cran::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -46,6 +46,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: true,
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Go::from_keys(ctx, keys)?)),
     // `h1:` hashes a module zip's files, not its bytes.
