@@ -288,6 +288,17 @@ impl UnitPolicy<'_> {
     ) -> Option<&'v str> {
         served.into_iter().max_by(|a, b| scheme.cmp(a, b))
     }
+
+    /// The newest of `served`, a release rather than a pre-release where
+    /// one is there (what a `latest` pointer names).
+    pub fn newest_release<'v>(
+        scheme: Scheme,
+        served: impl IntoIterator<Item = &'v str>,
+    ) -> Option<&'v str> {
+        let served: Vec<&str> = served.into_iter().collect();
+        let releases = served.iter().copied().filter(|v| !scheme.is_prerelease(v));
+        UnitPolicy::newest(scheme, releases).or_else(|| UnitPolicy::newest(scheme, served))
+    }
 }
 
 #[cfg(test)]

@@ -351,8 +351,7 @@ fn moved_latest<'v>(served: &HashSet<&'v str>, target: &str) -> Option<&'v str> 
         .copied()
         .filter(|v| Scheme::Semver.cmp(v, target).is_le())
         .collect();
-    let releases = below.iter().copied().filter(|v| !Scheme::Semver.is_prerelease(v));
-    UnitPolicy::newest(Scheme::Semver, releases).or_else(|| UnitPolicy::newest(Scheme::Semver, below))
+    UnitPolicy::newest_release(Scheme::Semver, below)
 }
 
 /// Writes a version's `dist` with `tarball` replaced.
