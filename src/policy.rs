@@ -110,9 +110,10 @@ fn read_override(label: &str, table: toml::Table) -> Result<Override, String> {
     let mut s = Section::new(label, table);
     let units = s.globs("units")?;
     let units = s.required("units", units, "the unit names or patterns it applies to")?;
-    let mut filters = Filters::default();
-    filters.keep_latest = s.count("keep_latest", 1, 1_000_000)?;
-    filters.prereleases = s.boolean("prereleases")?.unwrap_or(true);
+    let filters = Filters {
+        keep_latest: s.count("keep_latest", 1, 1_000_000)?,
+        prereleases: s.boolean("prereleases")?.unwrap_or(true),
+    };
     s.finish()?;
     Ok(Override { units, filters })
 }
