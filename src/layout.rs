@@ -56,6 +56,24 @@ impl LayoutDef {
                 ),
             ));
         }
+        if policy.filters_versions() && self.capabilities.versions.is_none() {
+            let key = if !policy.block.is_empty() {
+                "block"
+            } else if !policy.overrides.is_empty() {
+                "override"
+            } else if policy.filters.keep_latest.is_some() {
+                "keep_latest"
+            } else {
+                "prereleases"
+            };
+            return Err(keys.error(
+                key,
+                format!(
+                    "the {} layout cannot honour it (it does not filter versions); remove the key",
+                    self.name
+                ),
+            ));
+        }
         Ok(policy)
     }
 }
@@ -83,6 +101,10 @@ pub struct Capabilities {
     /// The layout honours the common `cooldown` key (its metadata dates
     /// what it lists); a mirror of a layout that does not is refused.
     pub cooldown: bool,
+    /// How the layout orders versions and tells pre-releases, if it applies
+    /// the common version filters (`keep_latest`, `prereleases`, `block`,
+    /// `[[mirror.override]]`); a mirror of a layout that does not is refused.
+    pub versions: Option<crate::policy::Scheme>,
 }
 
 /// Where artifact sizes come from.

@@ -108,6 +108,26 @@ mod tests {
     }
 
     #[test]
+    fn a_layout_that_filters_no_versions_refuses_the_filters_by_name() {
+        for (keys, key) in [
+            ("keep_latest = 2", "keep_latest"),
+            ("prereleases = false", "prereleases"),
+            ("block = [\"x\"]", "block"),
+            ("[[override]]\nunits = [\"x\"]\nkeep_latest = 1", "override"),
+        ] {
+            let e = configure(&maven::LAYOUT, "http://x/", keys, |_, _| Ok(())).unwrap_err();
+            assert!(
+                e.contains(&format!("{key}: the maven layout cannot honour it")),
+                "{e}"
+            );
+        }
+        let ok = configure(&npm::LAYOUT, "http://x/", "keep_latest = 2", |ctx, _| {
+            Ok(ctx.policy.filters.keep_latest)
+        });
+        assert_eq!(ok, Ok(Some(2)));
+    }
+
+    #[test]
     fn every_layout_has_valid_defaults_and_a_unique_name() {
         for (i, l) in ALL.iter().enumerate() {
             let spec = crate::layout::LayoutSpec::parse(l.defaults)

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
                 npm::Npm::from_keys,
             )
             .unwrap();
-            if let Ok(r) = a.rewrite(&name, "http://127.0.0.1/x", rest) {
+            if let Ok(r) = a.rewrite(&name, "http://127.0.0.1/x", rest, 0) {
                 // Both served documents are JSON, whatever upstream wrote.
                 for doc in [&r.full, &r.abbreviated] {
                     serde_json::from_slice::<serde_json::Value>(doc)

@@ -55,6 +55,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Composer::from_keys(ctx, keys)?)),
     file_digests: &[],

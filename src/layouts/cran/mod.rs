@@ -50,6 +50,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Cran::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -12,6 +12,12 @@
 //! `.crate` is fetched and verified on its first `stat` (invariant 8). Shard
 //! directories exist as soon as they are looked up; the first lookup of an
 //! index file or of `dl/<name>` materializes the crate.
+//!
+//! Under a policy (cooldown by the line's `pubtime`, `keep_latest`,
+//! `prereleases`, `block`) the index file is upstream's with the hidden
+//! versions' lines left out (each kept line byte-identical) and their
+//! `.crate` files are not in the tree. A line without `pubtime` (older
+//! registries) is of unknown age: a cooldown hides it.
 
 use std::sync::Mutex;
 
@@ -19,8 +25,8 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Sizes, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
-    Selection, SyncError, UnitOutput, literal_seeds,
+    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Selection, Sizes, SyncError, UnitOutput, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
 
@@ -33,7 +39,8 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: false,
         signed: false,
-        cooldown: false,
+        cooldown: true,
+        versions: Some(crate::policy::Scheme::Semver),
     },
     configure: |ctx, keys| Ok(Box::new(Crates::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -49,6 +56,7 @@ pub struct Crates {
     /// Upstream's download template, read from its `config.json` once, and
     /// the URL it came from (a relative template resolves against it).
     dl: Mutex<Option<(String, reqwest::Url)>>,
+    policy: crate::policy::Policy,
 }
 
 /// A valid crate name, as crates.io allows them (any case).
@@ -72,6 +80,10 @@ pub struct Version {
     pub name: String,
     pub vers: String,
     pub cksum: Digest,
+    /// `pubtime` (appeared in 2025; absent on older lines), Unix seconds.
+    pub pubtime: Option<u64>,
+    /// Where the line is in the index file (without its newline).
+    pub line: std::ops::Range<usize>,
 }
 
 /// Parses an index file: one JSON object per line. Lines that are not
@@ -80,7 +92,10 @@ pub struct Version {
 pub fn parse_index(crate_name: &str, text: &[u8]) -> (Vec<Version>, Vec<String>) {
     let mut out = Vec::new();
     let mut bad = Vec::new();
+    let mut start = 0;
     for (i, line) in text.split(|&c| c == b'\n').enumerate() {
+        let range = start..start + line.len();
+        start = range.end + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -115,6 +130,10 @@ pub fn parse_index(crate_name: &str, text: &[u8]) -> (Vec<Version>, Vec<String>)
                 name: name.to_string(),
                 vers: vers.to_string(),
                 cksum,
+                pubtime: s("pubtime")
+                    .and_then(crate::timestamp::parse_rfc3339)
+                    .map(|t| t.max(0) as u64),
+                line: range,
             }),
             Err(e) => bad.push(format!("line {}: cksum: {e}", i + 1)),
         }
@@ -168,11 +187,13 @@ impl Crates {
             filter: keys.globs("crates")?,
             public_url: crate::layout::public_url(ctx, keys)?,
             dl: Mutex::new(None),
+            policy: ctx.policy.clone(),
         })
     }
 
     fn allowed(&self, name: &str) -> bool {
         is_crate_name(name)
+            && !self.policy.unit(&name.to_ascii_lowercase()).blocked()
             && self.filter.as_ref().is_none_or(|globs| {
                 let lower = name.to_ascii_lowercase();
                 globs.iter().any(|g| g.matches(&lower) || g.matches(name))
@@ -230,7 +251,7 @@ impl Adapter for Crates {
         &'a self,
         unit: &'a str,
         src: &'a dyn DocSource,
-        _now: u64,
+        now: u64,
         _full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
         Box::pin(async move {
@@ -250,7 +271,7 @@ impl Adapter for Crates {
                 Err(e) => return Err(e.into()),
             };
             let (dl, base) = self.dl_template(src).await?;
-            let (versions, bad) = parse_index(unit, &doc.body);
+            let (mut versions, bad) = parse_index(unit, &doc.body);
             for b in &bad {
                 tracing::warn!(url = %doc.url, "skipping an index line: {b}");
             }
@@ -259,6 +280,17 @@ impl Adapter for Crates {
                     url: doc.url.clone(),
                     what: format!("no usable version line ({})", bad[0]),
                 });
+            }
+            let policed = self.policy != crate::policy::Policy::default();
+            if policed {
+                let selected = self.policy.unit(unit).select(
+                    crate::policy::Scheme::Semver,
+                    versions.iter().map(|v| (v.vers.as_str(), v.pubtime)),
+                    now,
+                );
+                let selected: std::collections::HashSet<String> =
+                    selected.into_iter().map(str::to_string).collect();
+                versions.retain(|v| selected.contains(&v.vers));
             }
             let mut entries: Vec<Entry> = versions
                 .iter()
@@ -279,7 +311,17 @@ impl Adapter for Crates {
             entries.push(Entry {
                 path: RelPath::new(format!("{INDEX}/{path}")).expect("validated name"),
                 mtime: None,
-                body: doc.into_body(),
+                body: if policed {
+                    // The kept lines as upstream wrote them.
+                    let mut kept = Vec::with_capacity(doc.body.len());
+                    for v in &versions {
+                        kept.extend_from_slice(&doc.body[v.line.clone()]);
+                        kept.push(b'\n');
+                    }
+                    Body::Inline(kept)
+                } else {
+                    doc.into_body()
+                },
             });
             Ok(Some(UnitOutput {
                 entries,
@@ -287,6 +329,10 @@ impl Adapter for Crates {
                 unchanged: false,
             }))
         })
+    }
+
+    fn changes_with_time(&self) -> bool {
+        self.policy.cooldown.is_some()
     }
 
     fn root_entries(&self, _units: &[String]) -> Vec<Entry> {

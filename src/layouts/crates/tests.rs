@@ -80,6 +80,8 @@ fn dl_templates_expand_like_cargo() {
         name: "Serde".into(),
         vers: "1.0.0".into(),
         cksum: Digest::from_hex(Algo::Sha256, &"b".repeat(64)).unwrap(),
+        pubtime: None,
+        line: 0..0,
     };
     assert_eq!(expand_dl(DL, &v), format!("{DL}/Serde/1.0.0/download"));
     assert_eq!(
@@ -171,4 +173,75 @@ fn a_crate_unit_serves_its_index_file_and_crate_files() {
         "http://mirror.example/crates/dl/{crate}/{crate}-{version}.crate"
     );
     assert!(v.get("api").is_none(), "no publishing through a mirror");
+}
+
+#[test]
+fn a_policy_leaves_hidden_lines_out_of_the_index_file_and_the_tree() {
+    let sum = Digest::sha256_of(b"crate bytes").hex();
+    let dated = |vers: &str, day: i64| {
+        line("demo", vers, &sum).replacen(
+            "\"yanked\"",
+            &format!(
+                "\"pubtime\":\"{}\",\"yanked\"",
+                crate::timestamp::format_rfc3339(day * 86400)
+            ),
+            1,
+        )
+    };
+    let index = [
+        dated("0.1.0", 1),
+        dated("0.2.0", 2),
+        line("demo", "0.2.5", &sum),
+        dated("0.3.0-rc.1", 3),
+        dated("0.3.0", 9),
+    ]
+    .join("\n")
+        + "\n";
+    let docs = || {
+        testing::Docs::new(BASE)
+            .with("config.json", format!(r#"{{"dl":"{DL}"}}"#))
+            .with("de/mo/demo", &index)
+    };
+    let served = |keys: &str, now: i64| {
+        let keys = format!("public_url = \"http://mirror.example/crates\"\n{keys}");
+        let a = testing::configure(&LAYOUT, BASE, &keys, Crates::from_keys).unwrap();
+        let out = testing::block_on(a.unit("demo", &docs(), (now * 86400) as u64, true))
+            .unwrap()
+            .unwrap();
+        let mut crates = Vec::new();
+        let mut file = String::new();
+        for e in out.entries {
+            match (&e.body, e.path.as_str().strip_prefix("dl/demo/demo-")) {
+                (_, Some(c)) => crates.push(c.trim_end_matches(".crate").to_string()),
+                (Body::Inline(b), None) => file = String::from_utf8(b.clone()).unwrap(),
+                (b, None) => assert!(
+                    keys.is_empty(),
+                    "without a policy the file is stored as upstream sent it: {b:?}"
+                ),
+            }
+        }
+        crates.sort();
+        (crates, file, a)
+    };
+    // A cooldown of 3 days on day 10: 0.3.0 is too young, 0.2.5 undated.
+    let (crates, file, a) = served("cooldown = \"3d\"", 10);
+    assert_eq!(crates, ["0.1.0", "0.2.0", "0.3.0-rc.1"]);
+    assert_eq!(
+        file,
+        [dated("0.1.0", 1), dated("0.2.0", 2), dated("0.3.0-rc.1", 3)].join("\n") + "\n"
+    );
+    assert!(a.changes_with_time());
+    let (crates, ..) = served(
+        "keep_latest = 2\nprereleases = false\nblock = [\"demo@0.3.0\"]",
+        10,
+    );
+    assert_eq!(crates, ["0.2.0", "0.2.5"]);
+    let (crates, ..) = served("", 10);
+    assert_eq!(crates.len(), 5);
+    let (_, _, blocked) = served("block = [\"other\"]", 10);
+    assert_eq!(
+        blocked.lazy_unit("index/ot/he", "other"),
+        None,
+        "a blocked crate does not materialize"
+    );
 }

@@ -52,6 +52,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: true,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Debian::from_keys(ctx, keys)?)),
     file_digests: &[],

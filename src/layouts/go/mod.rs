@@ -21,6 +21,14 @@
 //! `latest`, `lookup/…` and `tile/…`, each fetched on first lookup (tiles and
 //! lookups never change; `latest` is refreshed by every sync). The go command
 //! checks their signatures and proofs itself.
+//!
+//! Under a policy the module's `@v/list` is upstream's without the hidden
+//! versions, and `@latest` names a served version (the newest one's
+//! `.info`, when upstream's latest is hidden); a hidden version's `.info`,
+//! `.mod` and `.zip` are not in the tree (a lookup finds nothing). A
+//! cooldown dates each version by its `.info` `Time`, so a module's sync
+//! then asks for the `.info` of every version it lists; a version whose
+//! `.info` has no `Time` is of unknown age and hidden.
 
 pub mod modzip;
 
@@ -34,6 +42,7 @@ use crate::layout::{
     MirrorContext, Selection, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
+use crate::policy::{Policy, Scheme};
 use modzip::{escape, hash_mod, parse_h1, unescape};
 
 pub static LAYOUT: LayoutDef = LayoutDef {
@@ -45,7 +54,8 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: true,
         signed: false,
-        cooldown: false,
+        cooldown: true,
+        versions: Some(Scheme::Semver),
     },
     configure: |ctx, keys| Ok(Box::new(Go::from_keys(ctx, keys)?)),
     // `h1:` hashes a module zip's files, not its bytes.
@@ -69,6 +79,17 @@ pub struct Go {
     sums: Sums,
     /// The first upstream base URL (ends with `/`).
     base: String,
+    policy: Policy,
+}
+
+/// An `.info` document's `Version` and `Time`.
+fn parse_info(body: &[u8]) -> (Option<String>, Option<u64>) {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str());
+    let time = s("Time")
+        .and_then(crate::timestamp::parse_rfc3339)
+        .map(|t| t.max(0) as u64);
+    (s("Version").map(str::to_string), time)
 }
 
 /// A module version as proxies spell it.
@@ -168,11 +189,13 @@ impl Go {
             filter: keys.globs("modules")?,
             sums: parse_sums(keys)?,
             base: ctx.base(),
+            policy: ctx.policy.clone(),
         })
     }
 
     fn allowed(&self, module: &str) -> bool {
         is_module_path(module)
+            && !self.policy.unit(module).blocked()
             && self
                 .filter
                 .as_ref()
@@ -254,18 +277,109 @@ impl Go {
         }
     }
 
+    /// The versions of upstream's `list` the policy serves, and the
+    /// `.info` documents it read to date them (under a cooldown).
+    async fn served(
+        &self,
+        esc: &str,
+        module: &str,
+        list: &[u8],
+        src: &dyn DocSource,
+        now: u64,
+    ) -> Result<(Vec<String>, HashMap<String, Doc>), SyncError> {
+        let listed: Vec<String> = String::from_utf8_lossy(list)
+            .split_whitespace()
+            .filter(|v| is_version(v))
+            .map(str::to_string)
+            .collect();
+        let mut infos = HashMap::new();
+        if self.policy.cooldown.is_some() {
+            let docs = futures_util::future::join_all(
+                listed.iter().map(|v| self.optional(src, format!("{esc}/@v/{v}.info"))),
+            )
+            .await;
+            for (v, doc) in listed.iter().zip(docs) {
+                if let Some(doc) = doc? {
+                    infos.insert(v.clone(), doc);
+                }
+            }
+        }
+        let time = |v: &str| infos.get(v).and_then(|d| parse_info(&d.body).1);
+        let selected = self.policy.unit(module).select(
+            Scheme::Semver,
+            listed.iter().map(|v| (v.as_str(), time(v))),
+            now,
+        );
+        let kept = listed.iter().filter(|v| selected.contains(v.as_str())).cloned().collect();
+        Ok((kept, infos))
+    }
+
     async fn module_unit(
         &self,
         esc: &str,
+        module: &str,
         src: &dyn DocSource,
+        now: u64,
     ) -> Result<Option<UnitOutput>, SyncError> {
         // The list first: a name upstream does not know costs one request.
         let Some(list) = self.optional(src, format!("{esc}/@v/list")).await? else {
             return Ok(None);
         };
-        let mut entries = vec![stored(format!("{esc}/@v/list"), list)?];
-        if let Some(latest) = self.optional(src, format!("{esc}/@latest")).await? {
-            entries.push(stored(format!("{esc}/@latest"), latest)?);
+        let latest = self.optional(src, format!("{esc}/@latest")).await?;
+        if self.policy == Policy::default() {
+            let mut entries = vec![stored(format!("{esc}/@v/list"), list)?];
+            if let Some(latest) = latest {
+                entries.push(stored(format!("{esc}/@latest"), latest)?);
+            }
+            return Ok(Some(UnitOutput {
+                entries,
+                rejected: 0,
+                unchanged: false,
+            }));
+        }
+        let (kept, mut infos) = self.served(esc, module, &list.body, src, now).await?;
+        let path = |p: String| {
+            RelPath::new(p).map_err(|e| SyncError::BadMetadata {
+                url: list.url.clone(),
+                what: format!("cannot be represented in the tree: {e}"),
+            })
+        };
+        let text: String = kept.iter().map(|v| format!("{v}\n")).collect();
+        let mut entries = vec![Entry {
+            path: path(format!("{esc}/@v/list"))?,
+            mtime: None,
+            body: Body::Inline(text.into_bytes()),
+        }];
+        // @latest as upstream has it if it names a served version, else
+        // the newest served version's .info.
+        let upstream_latest = latest.as_ref().and_then(|d| parse_info(&d.body).0);
+        let dated = |d: &Doc| {
+            let (v, t) = parse_info(&d.body);
+            v.is_some_and(|v| self.policy.unit(module).hides(Scheme::Semver, &v, t, now).is_none())
+        };
+        let unlisted = |v: &str| !String::from_utf8_lossy(&list.body).split_whitespace().any(|l| l == v);
+        let served_latest = match (latest, upstream_latest) {
+            (Some(d), Some(v)) if kept.contains(&v) => Some(d),
+            // A latest not in the list (a pseudo-version) stands if the policy lets it.
+            (Some(d), Some(v))
+                if unlisted(&v) && self.policy.unit(module).filters.keep_latest.is_none() && dated(&d) =>
+            {
+                Some(d)
+            }
+            _ => match crate::policy::UnitPolicy::newest_release(Scheme::Semver, kept.iter().map(String::as_str)) {
+                Some(v) => match infos.remove(v) {
+                    Some(d) => Some(d),
+                    None => self.optional(src, format!("{esc}/@v/{v}.info")).await?,
+                },
+                None => None,
+            },
+        };
+        if let Some(d) = served_latest {
+            entries.push(Entry {
+                path: path(format!("{esc}/@latest"))?,
+                mtime: None,
+                body: Body::Inline(d.body),
+            });
         }
         Ok(Some(UnitOutput {
             entries,
@@ -280,8 +394,13 @@ impl Go {
         module: &str,
         version: &str,
         src: &dyn DocSource,
+        now: u64,
     ) -> Result<Option<UnitOutput>, SyncError> {
         let at = format!("{esc}/@v/{version}");
+        if self.policy != Policy::default() && !self.version_served(esc, module, version, src, now).await? {
+            tracing::debug!(module, version, "hidden by the mirror's policy");
+            return Ok(None);
+        }
         let (info, modf, sums) = tokio::join!(
             self.optional(src, format!("{at}.info")),
             self.optional(src, format!("{at}.mod")),
@@ -334,6 +453,39 @@ impl Go {
     }
 }
 
+impl Go {
+    /// Whether the policy serves `module@version`: it passes the filters on
+    /// its own `.info` `Time`, and under `keep_latest` is among the newest
+    /// served of the list.
+    async fn version_served(
+        &self,
+        esc: &str,
+        module: &str,
+        version: &str,
+        src: &dyn DocSource,
+        now: u64,
+    ) -> Result<bool, SyncError> {
+        let time = match self.policy.cooldown {
+            Some(_) => match self.optional(src, format!("{esc}/@v/{version}.info")).await? {
+                Some(d) => parse_info(&d.body).1,
+                None => return Ok(false),
+            },
+            None => None,
+        };
+        if self.policy.unit(module).hides(Scheme::Semver, version, time, now).is_some() {
+            return Ok(false);
+        }
+        if self.policy.unit(module).filters.keep_latest.is_none() {
+            return Ok(true);
+        }
+        let Some(list) = self.optional(src, format!("{esc}/@v/list")).await? else {
+            return Ok(false);
+        };
+        let (kept, _) = self.served(esc, module, &list.body, src, now).await?;
+        Ok(kept.iter().any(|v| v == version))
+    }
+}
+
 /// A document served as it came, at `path`; a path the tree cannot hold (a
 /// module path element over 255 bytes once escaped, say) fails the unit.
 fn stored(path: String, doc: Doc) -> Result<Entry, SyncError> {
@@ -363,7 +515,7 @@ impl Adapter for Go {
         &'a self,
         unit: &'a str,
         src: &'a dyn DocSource,
-        _now: u64,
+        now: u64,
         _full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
         Box::pin(async move {
@@ -389,10 +541,14 @@ impl Adapter for Go {
                 return Ok(None);
             };
             match version {
-                None => self.module_unit(esc, src).await,
-                Some(v) => self.version_unit(esc, &module, v, src).await,
+                None => self.module_unit(esc, &module, src, now).await,
+                Some(v) => self.version_unit(esc, &module, v, src, now).await,
             }
         })
+    }
+
+    fn changes_with_time(&self) -> bool {
+        self.policy.cooldown.is_some()
     }
 
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {

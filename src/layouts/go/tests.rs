@@ -177,3 +177,55 @@ fn checksum_database_paths_are_files_or_directories_by_its_protocol() {
         "no database configured"
     );
 }
+
+#[test]
+fn a_policy_hides_versions_from_list_latest_and_the_version_files() {
+    let m = "github.com/!demo/m";
+    let info = |v: &str, day: i64| {
+        format!(r#"{{"Version":"{v}","Time":"{}"}}"#, crate::timestamp::format_rfc3339(day * 86400))
+    };
+    let docs = || {
+        testing::Docs::new(BASE)
+            .with(&format!("{m}/@v/list"), "v1.0.0\nv1.1.0\nv1.2.0-rc.1\nv1.2.0\n")
+            .with(&format!("{m}/@latest"), info("v1.2.0", 9))
+            .with(&format!("{m}/@v/v1.0.0.info"), info("v1.0.0", 1))
+            .with(&format!("{m}/@v/v1.1.0.info"), info("v1.1.0", 2))
+            .with(&format!("{m}/@v/v1.2.0-rc.1.info"), info("v1.2.0-rc.1", 3))
+            .with(&format!("{m}/@v/v1.2.0.info"), info("v1.2.0", 9))
+            .with(&format!("{m}/@v/v1.2.0.mod"), MODF)
+    };
+    let with = |keys: &str| {
+        let keys = format!("checksum_db = \"unused\"\n{keys}");
+        let mut go = testing::configure(&LAYOUT, BASE, &keys, Go::from_keys).unwrap();
+        go.sums = Sums::File(sums());
+        go
+    };
+    let files = |a: &Go, now: i64| {
+        let out = testing::block_on(a.unit(m, &docs(), (now * 86400) as u64, true)).unwrap().unwrap();
+        let get = |p: &str| {
+            out.entries.iter().find(|e| e.path.as_str() == p).map(|e| match &e.body {
+                Body::Inline(b) => String::from_utf8(b.clone()).unwrap(),
+                b => panic!("{p}: {b:?}"),
+            })
+        };
+        (get(&format!("{m}/@v/list")), get(&format!("{m}/@latest")))
+    };
+    // A cooldown of 3 days on day 10: v1.2.0 (day 9) is hidden everywhere.
+    let a = with("cooldown = \"3d\"");
+    let (list, latest) = files(&a, 10);
+    assert_eq!(list.as_deref(), Some("v1.0.0\nv1.1.0\nv1.2.0-rc.1\n"));
+    assert_eq!(latest, Some(info("v1.1.0", 2)), "@latest names the newest served release");
+    let v = testing::block_on(a.unit(&format!("{m}@v1.2.0"), &docs(), 10 * 86400, true)).unwrap();
+    assert!(v.is_none(), "a hidden version's files are not in the tree");
+    assert!(a.changes_with_time());
+    // Later it is served, and @latest is upstream's again.
+    let (list, latest) = files(&a, 20);
+    assert_eq!(list.as_deref(), Some("v1.0.0\nv1.1.0\nv1.2.0-rc.1\nv1.2.0\n"));
+    assert_eq!(latest, Some(info("v1.2.0", 9)));
+    assert!(testing::block_on(a.unit(&format!("{m}@v1.2.0"), &docs(), 20 * 86400, true)).unwrap().is_some());
+    // Filters need no dates.
+    let b = with("keep_latest = 1\nprereleases = false\nblock = [\"github.com/Demo/m@v1.2.0\"]");
+    let (list, latest) = files(&b, 0);
+    assert_eq!(list.as_deref(), Some("v1.1.0\n"));
+    assert_eq!(latest, Some(info("v1.1.0", 2)));
+}

@@ -40,6 +40,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: true,
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Maven::from_keys(ctx, keys)?)),
     file_digests: &[],

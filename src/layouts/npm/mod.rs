@@ -9,7 +9,12 @@
 //!
 //! A package is the unit. Versions whose tarball has no usable digest are
 //! left out of both documents (and dist-tags naming them), so a client never
-//! resolves to something the mirror would not verify. Tarball sizes are not
+//! resolves to something the mirror would not verify. The mirror's policy
+//! (cooldown by the `time` map, `keep_latest`, `prereleases`, `block`)
+//! hides versions from both documents and from `time` alike; a dist-tag
+//! naming a hidden version goes, except `latest`, which moves to the newest
+//! served version below it (a release rather than a pre-release where one
+//! is left). Tarball sizes are not
 //! in the packument: a tarball is fetched and verified on its first `stat`.
 //! The shipped nginx config maps npm's URLs (`/<name>`, `/@scope%2f<name>`,
 //! the Accept header) onto this tree.
@@ -26,6 +31,7 @@ use crate::layout::{
     Selection, SyncError, UnitOutput, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
+use crate::policy::{Policy, Scheme};
 
 pub static LAYOUT: LayoutDef = LayoutDef {
     name: "npm",
@@ -36,7 +42,8 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: false,
         signed: false,
-        cooldown: false,
+        cooldown: true,
+        versions: Some(Scheme::Semver),
     },
     configure: |ctx, keys| Ok(Box::new(Npm::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -73,6 +80,7 @@ const ABBREVIATED_FIELDS: &[&str] = &[
 pub struct Npm {
     filter: Option<Vec<Glob>>,
     public_url: String,
+    policy: Policy,
 }
 
 /// One part of a package name (the scope without `@`, or the bare name).
@@ -130,11 +138,13 @@ impl Npm {
         Ok(Npm {
             filter: keys.globs("packages")?,
             public_url: crate::layout::public_url(ctx, keys)?,
+            policy: ctx.policy.clone(),
         })
     }
 
     fn allowed(&self, name: &str) -> bool {
         is_package_name(name)
+            && !self.policy.unit(name).blocked()
             && self
                 .filter
                 .as_ref()
@@ -155,7 +165,7 @@ impl Adapter for Npm {
         &'a self,
         unit: &'a str,
         src: &'a dyn DocSource,
-        _now: u64,
+        now: u64,
         _full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
         Box::pin(async move {
@@ -182,7 +192,11 @@ impl Adapter for Npm {
                 abbreviated,
                 mut entries,
                 dropped,
-            } = self.rewrite(unit, &doc.url, &doc.body).map_err(bad)?;
+                hidden,
+            } = self.rewrite(unit, &doc.url, &doc.body, now).map_err(bad)?;
+            if hidden > 0 {
+                tracing::debug!(url = %doc.url, "the policy hides {hidden} versions");
+            }
             for d in &dropped {
                 tracing::warn!(url = %doc.url, "leaving out version {d}");
             }
@@ -199,6 +213,10 @@ impl Adapter for Npm {
                 unchanged: false,
             }))
         })
+    }
+
+    fn changes_with_time(&self) -> bool {
+        self.policy.cooldown.is_some()
     }
 
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {

@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use super::{ABBREVIATED_FIELDS, Npm, dist_digest};
 use crate::catalog::{Body, Entry};
 use crate::path::{RelPath, check_name};
+use crate::policy::{Scheme, UnitPolicy};
 
 /// A string borrowed from the document where it has no escapes.
 struct Str<'a>(Cow<'a, str>);
@@ -138,20 +139,22 @@ struct Kept<'a> {
     tarball: String,
 }
 
-/// A rewritten packument: both documents served, the tarballs, and why
-/// versions were left out.
+/// A rewritten packument: both documents served, the tarballs, why
+/// versions were left out, and how many the policy hides.
 pub struct Rewritten {
     pub full: Vec<u8>,
     pub abbreviated: Vec<u8>,
     pub entries: Vec<Entry>,
     pub dropped: Vec<String>,
+    pub hidden: usize,
 }
 
 impl Npm {
     /// Rewrites a packument: tarballs point at the mirror, versions without
     /// a usable digest are dropped (and dist-tags naming them), and the
-    /// install document is derived.
-    pub fn rewrite(&self, name: &str, doc_url: &str, body: &[u8]) -> Result<Rewritten, String> {
+    /// install document is derived. The policy hides versions as of `now`
+    /// (their publish time is the packument's `time` entry).
+    pub fn rewrite(&self, name: &str, doc_url: &str, body: &[u8], now: u64) -> Result<Rewritten, String> {
         let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
         let top = serde_json::from_str::<Members>(text)
             .map_err(|e| format!("not a JSON object ({e})"))?
@@ -199,7 +202,7 @@ impl Npm {
                 dropped.push(format!("{vers}: unusable tarball name {file:?}"));
                 continue;
             };
-            entries.push(Entry {
+            entries.push((vers.as_ref(), Entry {
                 path,
                 mtime: None,
                 body: Body::Remote {
@@ -207,20 +210,59 @@ impl Npm {
                     size: None,
                     digest,
                 },
-            });
+            }));
             kept.push(Kept {
                 version: vers,
                 meta,
                 tarball: format!("{}/{name}/-/{file}", self.public_url),
             });
         }
+        let times = top.get("time").and_then(Members::of);
+        let published = |v: &str| {
+            let t = times.as_ref()?.get(v).and_then(string)?;
+            crate::timestamp::parse_rfc3339(&t).map(|t| t.max(0) as u64)
+        };
+        let selected = self.policy.unit(name).select(
+            Scheme::Semver,
+            kept.iter().map(|k| (k.version, published(k.version))),
+            now,
+        );
+        let hidden = kept.len() - selected.len();
+        kept.retain(|k| selected.contains(k.version));
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|(v, _)| selected.contains(v))
+            .map(|(_, e)| e)
+            .collect();
         let served: HashSet<&str> = kept.iter().map(|k| k.version).collect();
         let tags = top.get("dist-tags").and_then(Members::of);
+        let latest = tags
+            .as_ref()
+            .and_then(|t| t.get("latest"))
+            .and_then(string)
+            .filter(|t| !served.contains(t.as_ref()))
+            .and_then(|t| moved_latest(&served, &t));
         let write_tags = |out: &mut Vec<u8>, tags: &Members| {
             object(out, &tags.0, |out, (tag, v)| {
-                let keep = string(v).is_some_and(|v| served.contains(&*v));
-                if keep {
+                if string(v).is_some_and(|v| served.contains(&*v)) {
                     key(out, tag);
+                    out.extend_from_slice(v.get().as_bytes());
+                    true
+                } else if let Some(to) = latest.filter(|_| tag == "latest") {
+                    key(out, tag);
+                    serde_json::to_writer(&mut *out, to).expect("a string serializes into a Vec");
+                    true
+                } else {
+                    false
+                }
+            })
+        };
+        // `time` loses the versions not served (it keeps `created`, `modified`).
+        let write_times = |out: &mut Vec<u8>, times: &Members| {
+            object(out, &times.0, |out, (k, v)| {
+                let keep = served.contains(k.as_ref()) || versions.get(k).is_none();
+                if keep {
+                    key(out, k);
                     out.extend_from_slice(v.get().as_bytes());
                 }
                 keep
@@ -260,16 +302,14 @@ impl Npm {
             match (k.as_ref(), &tags) {
                 ("versions", _) => write_versions(out, true),
                 ("dist-tags", Some(tags)) => write_tags(out, tags),
+                ("time", _) if times.is_some() => write_times(out, times.as_ref().expect("checked")),
                 _ => out.extend_from_slice(v.get().as_bytes()),
             }
             true
         });
         // npm's install document: per version only what installing needs.
         let mut abbreviated = Vec::with_capacity(body.len() / 2);
-        let modified = top
-            .get("time")
-            .and_then(Members::of)
-            .and_then(|t| t.get("modified"));
+        let modified = times.as_ref().and_then(|t| t.get("modified"));
         let parts = ["name", "dist-tags", "modified", "versions"];
         object(&mut abbreviated, parts, |out, part| {
             match (part, &tags, modified) {
@@ -298,8 +338,20 @@ impl Npm {
             abbreviated,
             entries,
             dropped,
+            hidden,
         })
     }
+}
+
+/// Where `latest` moves when the version it names is not served: the newest
+/// served version not above it, a release if one is left.
+fn moved_latest<'v>(served: &HashSet<&'v str>, target: &str) -> Option<&'v str> {
+    let below: Vec<&str> = served
+        .iter()
+        .copied()
+        .filter(|v| Scheme::Semver.cmp(v, target).is_le())
+        .collect();
+    UnitPolicy::newest_release(Scheme::Semver, below)
 }
 
 /// Writes a version's `dist` with `tarball` replaced.

@@ -79,11 +79,13 @@ fn packuments_point_at_the_mirror_and_drop_what_cannot_be_verified() {
         abbreviated,
         entries,
         dropped,
+        ..
     } = a
         .rewrite(
             "@s/demo",
             "https://registry.upstream.test/@s%2fdemo",
             doc.to_string().as_bytes(),
+            0,
         )
         .unwrap();
     let full: serde_json::Value = serde_json::from_slice(&full).expect("the served packument is JSON");
@@ -135,7 +137,7 @@ fn packuments_point_at_the_mirror_and_drop_what_cannot_be_verified() {
     assert!(ab["versions"]["1.1.0"].get("hasInstallScript").is_none());
     assert_eq!(ab["versions"]["1.0.0"]["dependencies"]["a"], "^1");
     assert!(
-        a.rewrite("other", "https://r/other", full.to_string().as_bytes())
+        a.rewrite("other", "https://r/other", full.to_string().as_bytes(), 0)
             .is_err(),
         "a packument of another name"
     );
@@ -148,7 +150,7 @@ fn duplicate_keys_keep_the_last_and_escapes_survive() {
         r#"{{"name":"dup","name":"dup","versions":{{"1.0.0":{{"version":"0","version":"1.0.0","description":"a \"quoted\" \u00e9 line\n","dist":{{"tarball":"https://registry.upstream.test/dup/-/dup-1.0.0.tgz","integrity":"{sri_}"}}}},"1.0.0":{{"version":"1.0.0","dist":{{"tarball":"https://registry.upstream.test/dup/-/dup-1.0.0.tgz","integrity":"{sri_}"}},"weird\"key":1}}}},"dist-tags":{{"latest":"1.0.0"}}}}"#
     );
     let r = adapter(None)
-        .rewrite("dup", "https://registry.upstream.test/dup", text.as_bytes())
+        .rewrite("dup", "https://registry.upstream.test/dup", text.as_bytes(), 0)
         .unwrap();
     let full: serde_json::Value = serde_json::from_slice(&r.full).unwrap();
     assert_eq!(r.entries.len(), 1);
@@ -156,6 +158,97 @@ fn duplicate_keys_keep_the_last_and_escapes_survive() {
     assert!(full["versions"]["1.0.0"].get("description").is_none());
     let ab: serde_json::Value = serde_json::from_slice(&r.abbreviated).unwrap();
     assert_eq!(ab["dist-tags"]["latest"], "1.0.0");
-    assert!(adapter(None).rewrite("dup", "https://r/dup", b"[1]").is_err());
-    assert!(adapter(None).rewrite("dup", "https://r/dup", b"{\"name\":\"dup\"}").is_err());
+    assert!(adapter(None).rewrite("dup", "https://r/dup", b"[1]", 0).is_err());
+    assert!(adapter(None).rewrite("dup", "https://r/dup", b"{\"name\":\"dup\"}", 0).is_err());
+}
+
+/// A packument of `demo` with these versions, each published at the day given.
+fn dated(versions: &[(&str, i64)], latest: &str) -> Vec<u8> {
+    let good = format!("sha512-{}", sri(&[7; 64]));
+    let mut vs = serde_json::Map::new();
+    let mut time = serde_json::Map::new();
+    time.insert("created".into(), "2020-01-01T00:00:00Z".into());
+    for (v, day) in versions {
+        vs.insert(v.to_string(), serde_json::json!({"name": "demo", "version": v,
+            "dist": {"tarball": format!("https://registry.upstream.test/demo/-/demo-{v}.tgz"), "integrity": good}}));
+        time.insert(v.to_string(), crate::timestamp::format_rfc3339(day * 86400).into());
+    }
+    serde_json::json!({"name": "demo", "dist-tags": {"latest": latest, "beta": "2.0.0-beta.1"},
+        "time": time, "versions": vs})
+    .to_string()
+    .into_bytes()
+}
+
+fn policy_adapter(keys: &str) -> Npm {
+    let keys = format!("public_url = \"http://mirror.example/npm\"\n{keys}");
+    testing::configure(&LAYOUT, "https://registry.upstream.test/", &keys, Npm::from_keys).unwrap()
+}
+
+fn served(r: &Rewritten) -> (serde_json::Value, serde_json::Value, Vec<String>) {
+    let full: serde_json::Value = serde_json::from_slice(&r.full).unwrap();
+    let ab: serde_json::Value = serde_json::from_slice(&r.abbreviated).unwrap();
+    let mut tgz: Vec<String> = r.entries.iter().map(|e| e.path.as_str().to_string()).collect();
+    tgz.sort();
+    (full, ab, tgz)
+}
+
+fn keys_of(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn a_cooldown_hides_young_versions_from_both_documents_and_moves_latest() {
+    let body = dated(&[("1.0.0", 1), ("1.1.0", 8), ("2.0.0-beta.1", 9), ("1.2.0", 10)], "1.2.0");
+    let a = policy_adapter("cooldown = \"3d\"");
+    let r = a.rewrite("demo", "https://registry.upstream.test/demo", &body, 12 * 86400 - 1).unwrap();
+    assert_eq!(r.hidden, 2);
+    let (full, ab, tgz) = served(&r);
+    assert_eq!(keys_of(&full["versions"]), ["1.0.0", "1.1.0"]);
+    assert_eq!(keys_of(&ab["versions"]), ["1.0.0", "1.1.0"]);
+    assert_eq!(tgz, ["demo/-/demo-1.0.0.tgz", "demo/-/demo-1.1.0.tgz"], "a hidden tarball is not in the tree");
+    for doc in [&full, &ab] {
+        assert_eq!(doc["dist-tags"], serde_json::json!({"latest": "1.1.0"}), "latest moves, beta goes");
+    }
+    assert_eq!(keys_of(&full["time"]), ["1.0.0", "1.1.0", "created"]);
+    // Time passes: the same upstream document serves more.
+    let later = a.rewrite("demo", "https://registry.upstream.test/demo", &body, 20 * 86400).unwrap();
+    let (full, ..) = served(&later);
+    assert_eq!(full["dist-tags"]["latest"], "1.2.0");
+    assert_eq!(full["dist-tags"]["beta"], "2.0.0-beta.1");
+    assert!(a.changes_with_time());
+}
+
+#[test]
+fn undated_versions_are_hidden_under_a_cooldown_only() {
+    let mut doc: serde_json::Value = serde_json::from_slice(&dated(&[("1.0.0", 1), ("1.1.0", 1)], "1.1.0")).unwrap();
+    doc["time"].as_object_mut().unwrap().remove("1.1.0");
+    let body = doc.to_string();
+    let cooled = policy_adapter("cooldown = \"1d\"").rewrite("demo", "https://r/demo", body.as_bytes(), 30 * 86400).unwrap();
+    assert_eq!(keys_of(&served(&cooled).0["versions"]), ["1.0.0"]);
+    let plain = policy_adapter("").rewrite("demo", "https://r/demo", body.as_bytes(), 30 * 86400).unwrap();
+    assert_eq!(keys_of(&served(&plain).0["versions"]), ["1.0.0", "1.1.0"]);
+    assert!(!policy_adapter("").changes_with_time());
+}
+
+#[test]
+fn keep_latest_prereleases_and_block_apply_to_every_document() {
+    let body = dated(&[("1.0.0", 1), ("1.1.0", 2), ("1.10.0", 3), ("1.9.0", 4), ("2.0.0-beta.1", 5)], "1.10.0");
+    let a = policy_adapter(
+        "keep_latest = 2\nprereleases = false\nblock = [\"demo@1.10.0\", \"evil\"]\n\
+         [[override]]\nunits = [\"other*\"]\nkeep_latest = 1\n",
+    );
+    let r = a.rewrite("demo", "https://r/demo", &body, 10 * 86400).unwrap();
+    let (full, ab, tgz) = served(&r);
+    // 1.10.0 is blocked, the beta dropped; the two newest of the rest by semver.
+    assert_eq!(keys_of(&full["versions"]), ["1.1.0", "1.9.0"]);
+    assert_eq!(keys_of(&ab["versions"]), ["1.1.0", "1.9.0"]);
+    assert_eq!(tgz, ["demo/-/demo-1.1.0.tgz", "demo/-/demo-1.9.0.tgz"]);
+    assert_eq!(ab["dist-tags"], serde_json::json!({"latest": "1.9.0"}));
+    // A blocked package is not there at all, not even on a lookup.
+    assert_eq!(a.lazy_unit("", "evil"), None);
+    let docs = testing::Docs::new("https://r/").with("evil", &body);
+    let out = testing::block_on(a.unit("evil", &docs, 0, true)).unwrap();
+    assert!(out.is_none() && docs.asked.lock().unwrap().is_empty(), "a blocked unit is never fetched");
 }

@@ -61,6 +61,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Oci::from_keys(ctx, keys)?)),
     file_digests: &[],

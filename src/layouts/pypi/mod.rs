@@ -42,6 +42,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: true,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Pypi::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -60,6 +60,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         // when a keyring is configured).
         signed: true,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Rpm::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -59,6 +59,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(RubyGems::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -52,6 +52,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         // Channels are signed one by one: a failed channel fails alone.
         signed: false,
         cooldown: false,
+        versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Rustup::from_keys(ctx, keys)?)),
     file_digests: &[],
