@@ -272,6 +272,8 @@ mod tests {
             unverified: 0,
             weak_digest: 0,
             tofu_pinned: 0,
+            snapshots: Vec::new(),
+            published: None,
         };
         let unverified = MirrorStatus {
             name: "gems".into(),

@@ -39,6 +39,12 @@ pub struct MirrorStatus {
     /// Artifacts pinned on first use (the mirror's pins, see `crate::pins`).
     #[serde(default)]
     pub tofu_pinned: u64,
+    /// Snapshots kept (`regfs snapshot create`), and the one `<mirror>/`
+    /// serves instead of following upstream (`regfs publish`), if any.
+    #[serde(default)]
+    pub snapshots: Vec<String>,
+    #[serde(default)]
+    pub published: Option<String>,
     pub counters: Snapshot,
     /// Syncs and prefetches of this mirror in flight.
     #[serde(default)]
@@ -80,6 +86,12 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
         unverified: mirror.unverified(),
         weak_digest,
         tofu_pinned: mirror.pins.len() as u64,
+        snapshots: mirror
+            .snapshot_infos()
+            .into_iter()
+            .map(|i| i.name)
+            .collect(),
+        published: mirror.published_name(),
         counters: mirror.counters.snapshot(),
         activity: crate::progress::board()
             .snapshot()
@@ -188,6 +200,15 @@ pub fn render(list: &[MirrorStatus]) -> String {
                 "  first use      {} artifacts with a weak digest or none, {} pinned (trust_on_first_use)\n",
                 s.weak_digest, s.tofu_pinned
             ));
+        }
+        if let Some(p) = &s.published {
+            out.push_str(&format!(
+                "  published      snapshot {p} is served at {}/ (syncs go on underneath; `regfs publish {} --follow` returns to them)\n",
+                s.name, s.name
+            ));
+        }
+        if !s.snapshots.is_empty() {
+            out.push_str(&format!("  snapshots      {}\n", s.snapshots.join(", ")));
         }
         for f in &s.sync.failed {
             out.push_str(&format!("  kept previous  {f}\n"));

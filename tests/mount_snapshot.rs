@@ -144,6 +144,11 @@ fn a_snapshot_keeps_its_generation_and_publish_switches_what_the_mirror_serves()
     );
     let list = ok(&m, &["snapshot", "list", "pypi"]);
     assert!(list.contains("\tpublished"), "{list}");
+    let status = ok(&m, &["status"]);
+    assert!(
+        status.contains("published      snapshot before is served at pypi/"),
+        "status says what is published: {status}"
+    );
 
     // Syncs go on underneath; the published snapshot stays served.
     ok(&m, &["sync"]);
