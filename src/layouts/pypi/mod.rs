@@ -30,6 +30,7 @@ use crate::layout::{
     Selection, SyncError, UnitOutput,
 };
 use crate::path::{RelPath, check_name};
+use crate::policy::{Policy, Scheme};
 
 pub static LAYOUT: LayoutDef = LayoutDef {
     name: "pypi",
@@ -42,7 +43,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: true,
-        versions: None,
+        versions: Some(Scheme::Pep440),
     },
     configure: |ctx, keys| Ok(Box::new(Pypi::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -54,6 +55,10 @@ const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
 pub struct Pypi {
     filter: Option<Vec<Glob>>,
     cooldown: Option<u64>,
+    /// The version filters (`block`, `prereleases`, `keep_latest`, their
+    /// overrides), its cooldown cleared: PyPI's cooldown is per file, by
+    /// its upload time, applied above.
+    versions: Policy,
     index_dir: String,
     project_dir: String,
     file_template: String,
@@ -117,6 +122,26 @@ pub fn normalize(name: &str) -> String {
     out
 }
 
+/// The version a distribution's filename holds: a wheel's or egg's second
+/// `-` field, an sdist's stem after the project's name (legacy sdists keep
+/// `-` in the name, hence the match against `project`, normalized).
+pub fn file_version<'f>(project: &str, filename: &'f str) -> Option<&'f str> {
+    let binary = [".whl", ".egg"].iter().find_map(|e| filename.strip_suffix(e));
+    let version = if let Some(stem) = binary {
+        stem.split('-').nth(1)?
+    } else {
+        let stem = [".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip"]
+            .iter()
+            .find_map(|e| filename.strip_suffix(e))?;
+        let at = stem
+            .match_indices('-')
+            .map(|(i, _)| i)
+            .find(|&i| normalize(&stem[..i]) == project)?;
+        &stem[at + 1..]
+    };
+    (!version.is_empty()).then_some(version)
+}
+
 /// A normalized, valid project name.
 fn is_project_name(name: &str) -> bool {
     !name.is_empty()
@@ -131,11 +156,16 @@ fn is_project_name(name: &str) -> bool {
 impl Pypi {
     /// Reads `projects` (names or globs; none: lazy); the common `cooldown`
     /// hides files uploaded less than that long ago, and files whose upload
-    /// time is unknown.
+    /// time is unknown; the version filters apply to the version in each
+    /// file's name (see [`file_version`]).
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Pypi, String> {
         Ok(Pypi {
             filter: keys.globs("projects")?,
             cooldown: ctx.policy.cooldown,
+            versions: Policy {
+                cooldown: None,
+                ..ctx.policy.clone()
+            },
             index_dir: ctx.spec.path("index_dir").to_string(),
             project_dir: ctx.spec.path("project_dir").to_string(),
             file_template: ctx.spec.path("file").to_string(),
@@ -188,6 +218,13 @@ impl Pypi {
         let mut kept: Vec<Kept> = Vec::with_capacity(page.files.len());
         let mut rejected = 0;
         let mut ageless = 0;
+        let policy = self.versions.unit(project);
+        let filtering = self.versions.filters_versions();
+        // Files that pass the digest checks, the cooldown and the block and
+        // pre-release filters, with the version their name holds.
+        let mut passed: Vec<(&File, &Digest, Option<i64>, Option<&str>)> =
+            Vec::with_capacity(page.files.len());
+        let mut versionless = 0;
         // A filename claimed with two digests: neither claim can be believed.
         let mut digests: std::collections::HashMap<&str, &Digest> =
             std::collections::HashMap::with_capacity(page.files.len());
@@ -229,6 +266,31 @@ impl Pypi {
                     }
                     Some(_) => {}
                 }
+            }
+            let version = file_version(project, &f.filename);
+            match version {
+                Some(v) => {
+                    if let Some(why) = policy.hides(Scheme::Pep440, v, None, now) {
+                        tracing::debug!(project, file = %f.filename, "hidden by the policy ({why:?})");
+                        continue;
+                    }
+                }
+                None => versionless += 1,
+            }
+            passed.push((f, sha256, uploaded, version));
+        }
+        if filtering && versionless > 0 {
+            tracing::warn!(
+                project,
+                "keeping {versionless} file{} whose name holds no version the policy can read (block, prereleases and keep_latest do not apply to them)",
+                if versionless == 1 { "" } else { "s" }
+            );
+        }
+        let latest = policy.latest(Scheme::Pep440, passed.iter().filter_map(|p| p.3));
+        for (f, sha256, uploaded, version) in passed {
+            if version.is_some_and(|v| !latest.contains(v)) {
+                tracing::debug!(project, file = %f.filename, "hidden by keep_latest");
+                continue;
             }
             let Some(path) = check_name(&f.filename)
                 .ok()
@@ -291,7 +353,14 @@ impl Pypi {
         } else {
             "1.0"
         };
-        let json = render::json(project, api, page, &kept);
+        // PEP 700 `versions` under a version filter: those with a file served.
+        let served: Option<Vec<String>> = page.versions.as_ref().filter(|_| filtering).map(|vs| {
+            vs.iter()
+                .filter(|v| latest.iter().any(|l| Scheme::Pep440.cmp(v, l).is_eq()))
+                .cloned()
+                .collect()
+        });
+        let json = render::json(project, api, page, served.as_deref(), &kept);
         let html = render::html(project, api, &kept).into_bytes();
         drop(kept);
         let page_entry = |name: &str, body| Entry {
@@ -353,6 +422,9 @@ impl Adapter for Pypi {
             }
             units.retain(|u| {
                 let ok = is_project_name(u);
+                if self.versions.unit(u).blocked() {
+                    return false;
+                }
                 if !ok {
                     tracing::warn!(project = %u, "ignoring invalid project name in the filter");
                 }
@@ -372,6 +444,9 @@ impl Adapter for Pypi {
         _full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
         Box::pin(async move {
+            if self.versions.unit(unit).blocked() {
+                return Ok(None);
+            }
             let req = DocRequest {
                 path: format!("{}/{unit}/", self.index_dir),
                 accept: Some(ACCEPT),
@@ -431,7 +506,10 @@ impl Adapter for Pypi {
     }
 
     fn lazy_unit(&self, parent: &str, name: &str) -> Option<String> {
-        (self.filter.is_none() && parent == self.index_dir && is_project_name(name))
+        (self.filter.is_none()
+            && parent == self.index_dir
+            && is_project_name(name)
+            && !self.versions.unit(name).blocked())
             .then(|| name.to_string())
     }
 }

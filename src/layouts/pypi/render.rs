@@ -77,7 +77,15 @@ impl serde::Serialize for Files<'_, '_, '_> {
     }
 }
 
-pub(super) fn json(project: &str, api: &str, page: &Project, files: &[Kept]) -> Vec<u8> {
+/// The PEP 691 page; `versions`, where given, replaces upstream's PEP 700
+/// list (a version filter narrowed it).
+pub(super) fn json(
+    project: &str,
+    api: &str,
+    page: &Project,
+    versions: Option<&[String]>,
+    files: &[Kept],
+) -> Vec<u8> {
     let v11 = api == "1.1";
     let doc = PageOut {
         meta: MetaOut {
@@ -85,7 +93,7 @@ pub(super) fn json(project: &str, api: &str, page: &Project, files: &[Kept]) -> 
             last_serial: page.last_serial,
         },
         name: project,
-        versions: page.versions.as_deref().filter(|_| v11),
+        versions: versions.or(page.versions.as_deref()).filter(|_| v11),
         files: Files { files, v11 },
     };
     let mut out = Vec::with_capacity(capacity(files));

@@ -321,3 +321,114 @@ fn root_listing_and_lazy_lookups() {
         "a filter disables lazy lookups"
     );
 }
+
+#[test]
+fn versions_are_read_from_wheel_egg_and_sdist_names() {
+    let v = |p, f| file_version(p, f);
+    assert_eq!(v("demo", "demo-1.0-py3-none-any.whl"), Some("1.0"));
+    assert_eq!(v("demo", "demo-2.0rc1-1-cp312-cp312-manylinux_x86_64.whl"), Some("2.0rc1"));
+    assert_eq!(v("demo", "demo-1.0.tar.gz"), Some("1.0"));
+    assert_eq!(v("demo", "Demo-1.0.post1.zip"), Some("1.0.post1"));
+    assert_eq!(v("zope-interface", "zope.interface-4.0.tar.gz"), Some("4.0"), "a legacy sdist keeps its name");
+    assert_eq!(v("zope-interface", "zope_interface-4.0-py3-none-any.whl"), Some("4.0"));
+    assert_eq!(v("demo", "demo-1.0-py2.7.egg"), Some("1.0"));
+    assert_eq!(v("demo", "demo-1.0.win32.exe"), None, "no known suffix");
+    assert_eq!(v("demo", "other-1.0.tar.gz"), None, "not this project's name");
+    assert_eq!(v("demo", "demo.whl"), None);
+}
+
+/// A file of `demo` with a distinct digest.
+fn demo_file(filename: &str) -> File<'static> {
+    File {
+        filename: filename.to_string().into(),
+        url: format!("https://files.upstream.test/{filename}"),
+        sha256: Some(Digest::sha256_of(filename.as_bytes())),
+        requires_python: None,
+        yanked: Yanked::No,
+        core_metadata: None,
+        size: Some(1),
+        upload_time: Some("2024-01-01T00:00:00Z".into()),
+    }
+}
+
+fn policy_adapter(keys: &str) -> Pypi {
+    testing::configure(&LAYOUT, "https://pypi.upstream.test/", keys, Pypi::from_keys).unwrap()
+}
+
+/// The filenames the JSON page, the HTML page and the tree hold, and the
+/// JSON page's PEP 700 `versions`.
+fn served_files(out: &UnitOutput) -> (Vec<String>, Vec<String>, Vec<String>, serde_json::Value) {
+    let page = |name: &str| out.entries.iter().find(|e| e.path.file_name() == name).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&inline_text(page("index.v1_json"))).unwrap();
+    let mut from_json: Vec<String> =
+        json["files"].as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap().to_string()).collect();
+    let html_text = inline_text(page("index.html"));
+    let html = parse_project(PAGE_URL, Some("text/html"), html_text.as_bytes()).unwrap();
+    let mut from_html: Vec<String> = html.files.iter().map(|f| f.filename.to_string()).collect();
+    let mut tree: Vec<String> = out
+        .entries
+        .iter()
+        .filter(|e| matches!(e.body, Body::Remote { .. }))
+        .map(|e| e.path.file_name().to_string())
+        .collect();
+    for v in [&mut from_json, &mut from_html, &mut tree] {
+        v.sort();
+    }
+    (from_json, from_html, tree, json["versions"].clone())
+}
+
+#[test]
+fn keep_latest_prereleases_and_block_drop_files_from_both_pages_and_the_tree() {
+    let names = [
+        "demo-1.0.tar.gz",
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.1.tar.gz",
+        "demo-1.1-py3-none-any.whl",
+        "demo-1.9-py3-none-any.whl",
+        "demo-1.10.0-py3-none-any.whl",
+        "demo-2.0rc1-py3-none-any.whl",
+        "demo-setup.exe",
+    ];
+    let page = Project {
+        versions: Some(["1.0", "1.1", "1.9", "1.10.0", "2.0rc1"].map(String::from).to_vec()),
+        files: names.iter().map(|n| demo_file(n)).collect(),
+        ..Project::default()
+    };
+    let a = policy_adapter(
+        "keep_latest = 2\nprereleases = false\nblock = [\"demo@1.10.0\", \"evil\"]\n\
+         [[override]]\nunits = [\"other*\"]\nkeep_latest = 1\n",
+    );
+    let out = a.project_entries("demo", &page, 1_800_000_000);
+    let (json, html, tree, versions) = served_files(&out);
+    // 1.10.0 is blocked, 2.0rc1 a pre-release; of the rest the two newest by
+    // PEP 440 (1.9 < 1.10.0, not by string); the versionless file stays.
+    let want = ["demo-1.1-py3-none-any.whl", "demo-1.1.tar.gz", "demo-1.9-py3-none-any.whl", "demo-setup.exe"];
+    assert_eq!(json, want);
+    assert_eq!(html, want, "the HTML page lists what the JSON page lists");
+    assert_eq!(tree, want, "a hidden file is not in the tree");
+    assert_eq!(versions, serde_json::json!(["1.1", "1.9"]), "PEP 700 versions follow the files");
+    // An override applies to the units it names.
+    let other = Project {
+        files: ["other-1.0.tar.gz", "other-2.0.tar.gz"].iter().map(|n| demo_file(n)).collect(),
+        ..Project::default()
+    };
+    let (json, ..) = served_files(&a.project_entries("other", &other, 1_800_000_000));
+    assert_eq!(json, ["other-2.0.tar.gz"]);
+    // Without a policy every file is served, and upstream's versions list.
+    let (json, _, _, versions) = served_files(&policy_adapter("").project_entries("demo", &page, 1_800_000_000));
+    assert_eq!(json.len(), names.len());
+    assert_eq!(versions.as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn a_blocked_project_never_materializes() {
+    let a = policy_adapter("block = \"evil\"\n");
+    assert_eq!(a.lazy_unit("simple", "evil"), None);
+    assert_eq!(a.lazy_unit("simple", "good"), Some("good".into()));
+    let docs = testing::Docs::new("https://pypi.upstream.test/").with("simple/evil/", SIX_JSON);
+    let out = testing::block_on(a.unit("evil", &docs, 0, true)).unwrap();
+    assert!(out.is_none() && docs.asked.lock().unwrap().is_empty(), "a blocked project is never fetched");
+    let listed = policy_adapter("projects = [\"evil\", \"good\"]\nblock = \"evil\"\n");
+    let sel = testing::block_on(listed.select(&docs)).unwrap();
+    assert!(matches!(sel, Selection::Units(u) if u == ["good"]));
+}
