@@ -697,7 +697,7 @@ impl Fs {
 /// Is `g` a tree that changes by no lookup: a snapshot's, or the mirror's
 /// while a snapshot is published?
 fn frozen(mirror: &Mirror, g: &Generation) -> bool {
-    g.shown_slot() != mirror.slot || mirror.published_name().is_some()
+    g.shown_slot() != mirror.slot || mirror.is_published()
 }
 
 /// A read that cannot be served: counted, logged (rate-limited), EIO.

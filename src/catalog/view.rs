@@ -122,15 +122,6 @@ impl Generation {
         self.shown
     }
 
-    /// An inode as the trees hold it (under the mirror's slot).
-    fn tree_ino(&self, ino: u64) -> u64 {
-        if self.shown == self.slot {
-            ino
-        } else {
-            (ino & super::INO_HASH_MASK) | (u64::from(self.slot) << 56)
-        }
-    }
-
     pub fn base(&self) -> &Arc<Tree> {
         &self.base
     }
@@ -213,12 +204,7 @@ impl Generation {
     }
 
     pub fn ino(&self, n: NodeId) -> u64 {
-        let ino = self.tree(n.src).ino(n.id);
-        if self.shown == self.slot {
-            ino
-        } else {
-            (ino & super::INO_HASH_MASK) | (u64::from(self.shown) << 56)
-        }
+        reslot(self.tree(n.src).ino(n.id), self.shown)
     }
 
     pub fn kind(&self, n: NodeId) -> Kind {
@@ -291,7 +277,7 @@ impl Generation {
 
     /// Finds the node with inode number `ino`.
     pub fn find_ino(&self, ino: u64) -> Option<NodeId> {
-        let ino = self.tree_ino(ino);
+        let ino = reslot(ino, self.slot);
         let o = &*self.overlay;
         if !o.dirs.is_empty() || !o.inos.is_empty() {
             if let Some(m) = o.dirs.get(&ino) {
@@ -362,4 +348,10 @@ impl std::fmt::Debug for Generation {
             .field("overlay_nodes", &self.overlay.nodes)
             .finish()
     }
+}
+
+/// `ino` with its slot byte set to `slot` (a no-op within the mirror's own
+/// slot): how a generation shown as a snapshot maps inodes both ways.
+fn reslot(ino: u64, slot: u8) -> u64 {
+    (ino & super::INO_HASH_MASK) | (u64::from(slot) << 56)
 }

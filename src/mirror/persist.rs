@@ -64,7 +64,7 @@ impl Mirror {
             tracing::debug!(mirror = %self.name(), generation = next.number(), seq = next.info().seq, units = next.units().len(), nodes = next.node_count(), build_ms = built.as_millis() as u64, "serving new generation");
         }
         // A published snapshot is served meanwhile: the kernel's view is unchanged.
-        if self.published_name().is_none() {
+        if !self.is_published() {
             if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
                 hook(catalog::diff(&old, &next, touched));
             }

@@ -274,6 +274,12 @@ impl Mirror {
             .map(|s| s.name.clone())
     }
 
+    /// Whether a snapshot is published (a check, not a copy of its name:
+    /// lookups ask it).
+    pub fn is_published(&self) -> bool {
+        self.published.read().unwrap().is_some()
+    }
+
     /// What `<mirror>/` serves: the published snapshot, else the followed
     /// generation.
     pub fn served(&self) -> Arc<Generation> {
@@ -286,7 +292,7 @@ impl Mirror {
     /// The generation served before the last change of what is served, if
     /// still held (lookups that raced a swap or a publish resolve there).
     pub fn served_previous(&self) -> Option<Arc<Generation>> {
-        if self.published.read().unwrap().is_some() {
+        if self.is_published() {
             return self.served_before.read().unwrap().clone();
         }
         self.previous()
