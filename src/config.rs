@@ -255,11 +255,14 @@ fn parse_mirror(
     let name = s.required("name", name, "the mirror's directory under the mount")?;
     crate::path::check_name(&name)
         .ok()
-        .filter(|_| !name.starts_with('.'))
+        .filter(|_| !name.starts_with('.') && !name.contains('@'))
         .ok_or_else(|| {
             s.error(
                 "name",
-                format!("\"{name}\" must be a single directory name not starting with `.`"),
+                format!(
+                    "\"{name}\" must be a single directory name not starting with `.` and \
+                     without `@` (`<mirror>@<snapshot>` names a snapshot)"
+                ),
             )
         })?;
     let layout = s.string("layout")?;
@@ -413,6 +416,9 @@ mod tests {
             e.contains("name: \"../x\" must be a single directory name"),
             "{e}"
         );
+        // `a@b` would shadow snapshot `b` of a mirror `a` at the mount root.
+        let e = parse(&GOOD.replace("name = \"pypi\"", "name = \"pypi@v1\"")).unwrap_err();
+        assert!(e.contains("without `@`"), "{e}");
         let e = parse("cache_dir = [").unwrap_err();
         assert!(e.starts_with("/etc/regfs.toml: not valid TOML"), "{e}");
         let dup = format!(

@@ -136,6 +136,30 @@ impl Section {
             .map(Some)
     }
 
+    /// [`Section::globs`] over names an ecosystem compares case-folded:
+    /// each pattern is folded by `fold`, and a pattern without wildcards
+    /// that `valid` refuses is an error saying it is not `what`.
+    pub fn folded_globs(
+        &mut self,
+        key: &'static str,
+        fold: fn(&str) -> String,
+        valid: fn(&str) -> bool,
+        what: &str,
+    ) -> Result<Option<Vec<Glob>>, String> {
+        let Some(pats) = self.string_or_list(key)? else {
+            return Ok(None);
+        };
+        let mut globs = Vec::with_capacity(pats.len());
+        for p in &pats {
+            let g = Glob::new(&fold(p)).map_err(|e| self.error(key, e))?;
+            if g.is_literal() && !valid(g.as_str()) {
+                return Err(self.error(key, format!("\"{}\" is not {what}", g.as_str())));
+            }
+            globs.push(g);
+        }
+        Ok(Some(globs))
+    }
+
     pub fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, String> {
         match self.take(key) {
             None => Ok(None),

@@ -122,28 +122,12 @@ impl Composer {
     /// Reads `packages` (names or globs, any case; none: every package,
     /// lazily) and `public_url` (dist URLs are absolute).
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Composer, String> {
-        let filter = keys.globs("packages")?;
-        let filter = filter
-            .map(|globs| {
-                globs
-                    .iter()
-                    .map(|g| Glob::new(&g.as_str().to_ascii_lowercase()))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        if let Some(b) = filter
-            .iter()
-            .flatten()
-            .find(|g| g.is_literal() && !is_package_name(g.as_str()))
-        {
-            return Err(keys.error(
-                "packages",
-                format!(
-                    "\"{}\" is not a Composer package name (vendor/name)",
-                    b.as_str()
-                ),
-            ));
-        }
+        let filter = keys.folded_globs(
+            "packages",
+            str::to_ascii_lowercase,
+            is_package_name,
+            "a Composer package name (vendor/name)",
+        )?;
         let public_url = crate::layout::public_url(ctx, keys)?;
         let public_path = reqwest::Url::parse(&public_url)
             .map(|u| u.path().trim_end_matches('/').to_string())

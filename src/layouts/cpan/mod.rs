@@ -134,37 +134,18 @@ impl Cpan {
     /// Reads `keyring` (required: the key that signs CHECKSUMS) and
     /// `authors` (PAUSE IDs or globs; none: every author, lazily).
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Cpan, String> {
-        let filter = keys.globs("authors")?;
-        let filter = filter
-            .map(|globs| {
-                globs
-                    .iter()
-                    .map(|g| Glob::new(&g.as_str().to_ascii_uppercase()))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        if let Some(b) = filter
-            .iter()
-            .flatten()
-            .find(|g| g.is_literal() && !is_author(g.as_str()))
-        {
-            return Err(keys.error(
-                "authors",
-                format!("\"{}\" is not a PAUSE ID (like \"ABCD\")", b.as_str()),
-            ));
-        }
-        let keyring = keys.path("keyring")?;
+        let filter = keys.folded_globs(
+            "authors",
+            str::to_ascii_uppercase,
+            is_author,
+            "a PAUSE ID (like \"ABCD\")",
+        )?;
+        let keyring = crate::gpgv::keyring_key(keys, "point it at PAUSE's OpenPGP key")?;
         let keyring = keys.required(
             "keyring",
             keyring,
             "the OpenPGP key that signs the CHECKSUMS files (PAUSE's key), e.g. /etc/regfs/pause.gpg",
         )?;
-        if let Err(e) = std::fs::File::open(&keyring) {
-            return Err(keys.error(
-                "keyring",
-                format!("cannot read {}: {e}", keyring.display()),
-            ));
-        }
         Ok(Cpan {
             filter,
             base: ctx.base(),
