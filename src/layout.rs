@@ -359,6 +359,35 @@ pub struct UnitOutput {
     pub unchanged: bool,
 }
 
+/// A signed upstream generation of one unit, as verified at sync: a Debian
+/// suite's Release, an RPM repository's repomd.xml.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenRelease {
+    /// SHA-256 (hex) of the signed document.
+    pub digest: String,
+    /// Its `Valid-Until` (Unix seconds), if it has one.
+    pub valid_until: Option<i64>,
+}
+
+/// The [`SeenRelease`] of each unit, as a signed layout records them.
+#[derive(Default)]
+pub struct SeenReleases(std::sync::Mutex<std::collections::HashMap<String, SeenRelease>>);
+
+impl SeenReleases {
+    /// Records that `unit`'s upstream generation is now `signed`.
+    pub fn record(&self, unit: &str, signed: &[u8], valid_until: Option<i64>) {
+        let seen = SeenRelease {
+            digest: crate::digest::Digest::sha256_of(signed).hex(),
+            valid_until,
+        };
+        self.0.lock().unwrap().insert(unit.to_string(), seen);
+    }
+
+    pub fn get(&self, unit: &str) -> Option<SeenRelease> {
+        self.0.lock().unwrap().get(unit).cloned()
+    }
+}
+
 pub trait Adapter: Send + Sync {
     /// Decides the units of this sync (may read an upstream listing for globs).
     fn select<'a>(&'a self, src: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>>;
@@ -378,6 +407,13 @@ pub trait Adapter: Send + Sync {
     /// cooldown that hides recent files): every sync then rebuilds.
     fn changes_with_time(&self) -> bool {
         false
+    }
+
+    /// For a signed layout: the upstream generation of `unit` its last
+    /// [`Adapter::unit`] call verified, which a `cooldown` holds back
+    /// (`mirror/cooldown.rs`). `None`: the layout has no such generation.
+    fn release_seen(&self, _unit: &str) -> Option<SeenRelease> {
+        None
     }
 
     /// Entries derived from the set of units (root listings).

@@ -21,6 +21,7 @@
 //! does not grow with the units already there.
 
 mod compact;
+mod cooldown;
 mod docs;
 mod identity;
 mod lazy;
@@ -34,7 +35,7 @@ pub use snapshot::{
     Snapshot as MirrorSnapshot, SnapshotError, SnapshotInfo, check_name as check_snapshot_name,
     dir_name as snapshot_dir_name,
 };
-pub use sync::{SyncReport, UnitFailure, jittered};
+pub use sync::{Held, SyncReport, UnitFailure, jittered};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

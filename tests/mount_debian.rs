@@ -270,3 +270,80 @@ fn a_suite_update_swaps_atomically_while_a_reader_holds_the_old_packages() {
     ));
     assert_eq!(sha256_hex(&std::fs::read(&alias).unwrap()), old_gz);
 }
+
+#[test]
+fn a_cooldown_keeps_serving_the_old_signed_release_until_the_new_one_is_old_enough() {
+    let fx = debian();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("deb-cooldown");
+    let with = |cooldown: &str| {
+        let opts = format!(
+            "{}cooldown = \"{cooldown}\"\n",
+            options(r#"["bookworm"]"#, &fx.keyring())
+        );
+        config(&dir, "", &debian_mirror("debian", &up.url(), &opts))
+    };
+    let cfg = with("1h");
+    let m = Mount::start(&dir, &cfg, "debian");
+    m.wait_generation(1);
+    let inrelease = m.path("debian/dists/bookworm/InRelease");
+    let old = std::fs::read(fx.root.join("debian/dists/bookworm/InRelease")).unwrap();
+    assert_eq!(
+        std::fs::read(&inrelease).unwrap(),
+        old,
+        "an empty mirror adopts at once"
+    );
+
+    let v2 = fx.manifest["v2"]["root"].as_str().unwrap();
+    let new = std::fs::read(fx.root.join(v2).join("dists/bookworm/InRelease")).unwrap();
+    up.remap("debian/dists/bookworm/", &format!("{v2}/dists/bookworm/"));
+    let held = |m: &Mount| {
+        let out = sync(&m.config);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = &m.status()[0];
+        assert_eq!(s["generation"].as_u64(), Some(1), "{s}");
+        assert_eq!(
+            std::fs::read(&inrelease).unwrap(),
+            old,
+            "the old Release is served"
+        );
+        let packages =
+            std::fs::read_to_string(m.path("debian/dists/bookworm/main/binary-amd64/Packages"))
+                .unwrap();
+        assert!(!packages.contains("Version: 1.1-1"), "{packages}");
+        let message = s["sync"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("held by the cooldown"), "{s}");
+        message
+    };
+    let first = held(&m);
+    let again = held(&m);
+    assert_eq!(first, again, "later syncs keep the clock where it started");
+    // The hold and its clock survive a restart.
+    drop(m);
+    let m = Mount::start(&dir, &cfg, "debian");
+    m.wait_generation(1);
+    assert_eq!(held(&m), first);
+
+    // Once the new Release has been seen for the cooldown, a sync adopts it.
+    drop(m);
+    let cfg = with("1s");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let m = Mount::start(&dir, &cfg, "debian");
+    m.wait_generation(1);
+    let out = sync(&m.config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.wait_generation(2);
+    assert_eq!(std::fs::read(&inrelease).unwrap(), new);
+    let packages =
+        std::fs::read_to_string(m.path("debian/dists/bookworm/main/binary-amd64/Packages"))
+            .unwrap();
+    assert!(packages.contains("Version: 1.1-1"), "{packages}");
+}

@@ -19,6 +19,7 @@ use crate::catalog::{self, Entry, Generation, Info, Place, Tree, Unit, Units};
 use crate::fetch::Fetcher;
 use crate::layout::{Selection, SyncError};
 
+use super::cooldown::{self, Adopt, Decision};
 use super::persist::Durability;
 use super::state::TreeKind;
 use super::{Mirror, MirrorError, SyncRecord, docs};
@@ -40,6 +41,18 @@ pub struct SyncReport {
     /// Entries dropped as malformed.
     pub rejected: usize,
     pub duration_ms: u64,
+    /// A new upstream generation the `cooldown` holds back (signed layouts).
+    #[serde(default)]
+    pub held: Option<Held>,
+}
+
+/// A new signed upstream generation not adopted yet.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Held {
+    /// Unix seconds it was first seen.
+    pub first_seen: u64,
+    /// Unix seconds from which a sync adopts it.
+    pub adopt_at: u64,
 }
 
 /// A unit whose refresh failed, and why.
@@ -86,6 +99,13 @@ impl Mirror {
                 } else {
                     "unchanged".into()
                 };
+                if let Some(h) = r.held {
+                    message.push_str(&format!(
+                        "; a new upstream generation (first seen {}) is held by the cooldown, adopted at the first sync after {}",
+                        crate::timestamp::format_rfc3339(h.first_seen as i64),
+                        crate::timestamp::format_rfc3339(h.adopt_at as i64)
+                    ));
+                }
                 if !r.failed.is_empty() {
                     message.push_str(&format!(
                         "; {} unit(s) kept their previous contents",
@@ -152,7 +172,14 @@ impl Mirror {
         };
         units.sort();
         units.dedup();
-        let mut fetched = self.fetch_units(&src, &units, false, signed).await;
+        // Signed metadata is never rewritten: a cooldown holds a new
+        // generation back as a whole (`cooldown.rs`).
+        let cooldown = self.config.policy.cooldown.filter(|_| signed);
+        let hold = cooldown.map(|_| cooldown::load(&self.dir));
+        // While one is held, the documents it came in are already the kept
+        // ones (reported unchanged): every unit is parsed to compare.
+        let full = hold.as_ref().is_some_and(|h| h.pending.is_some());
+        let mut fetched = self.fetch_units(&src, &units, full, signed).await;
         if signed {
             if let Some(i) = fetched
                 .iter()
@@ -186,6 +213,20 @@ impl Mirror {
                 fetched.extend(again);
             }
         }
+        let (mut held, mut adopted) = (None, None);
+        if let (Some(c), Some(state)) = (cooldown, &hold) {
+            match self.hold_back(c, state, &mut fetched) {
+                Ok(h) => held = Some(h),
+                Err(next) => adopted = Some(next),
+            }
+        }
+        let save_adopted = || {
+            if let Some(next) = adopted.as_ref().filter(|n| Some(*n) != hold.as_ref()) {
+                if let Err(e) = cooldown::save(&self.dir, next) {
+                    tracing::warn!(mirror = %self.name(), "cannot record the adopted generation for the cooldown: {e}");
+                }
+            }
+        };
         // Nothing refreshed at all is upstream's trouble, not a unit's.
         if !fetched.is_empty() && fetched.iter().all(|(_, f)| matches!(f, Fetched::Failed(_))) {
             let Some((_, Fetched::Failed(e))) = fetched.into_iter().next() else {
@@ -277,9 +318,11 @@ impl Mirror {
             failed: failed.clone(),
             rejected,
             duration_ms: started.elapsed().as_millis() as u64,
+            held,
         };
         if !changed && !self.adapter.changes_with_time() && cur.number() > 0 {
             self.docs.save();
+            save_adopted();
             return Ok(report(&cur, false));
         }
         let carry = match signed {
@@ -361,11 +404,75 @@ impl Mirror {
         self.docs.save();
         let refs: Vec<&Tree> = touched.iter().map(|t| &**t).collect();
         let g = self.swap_in(next, &refs, build_started.elapsed(), Durability::Now)?;
+        // Recorded once it is served: a crash before leaves it pending.
+        save_adopted();
         drop(refs);
         drop(touched);
         drop(next_units);
         self.collect_garbage(&g, &cur);
         Ok(report(&g, true))
+    }
+
+    /// Applies the cooldown to a signed sync's units: `Ok` when upstream's
+    /// generation is held (its fresh units become unchanged, the state is
+    /// saved), `Err` with the state to save once the generation it adopts
+    /// is served.
+    fn hold_back(
+        &self,
+        cooldown: u64,
+        state: &cooldown::HoldState,
+        fetched: &mut [(String, Fetched)],
+    ) -> Result<Held, cooldown::HoldState> {
+        let cur = self.current();
+        let seen = fetched
+            .iter()
+            .filter(|(_, f)| !matches!(f, Fetched::Missing))
+            .filter_map(|(u, _)| Some((u.as_str(), self.adapter.release_seen(u)?)));
+        let (print, valid_until) = cooldown::fingerprint(seen);
+        let now = crate::timestamp::now();
+        let next_sync = self.config.sync_interval.as_secs();
+        let serving = cur.number() > 0;
+        let (decision, next) = cooldown::decide(
+            state,
+            serving,
+            &print,
+            valid_until,
+            cooldown,
+            next_sync,
+            now,
+        );
+        let Decision::Hold {
+            first_seen,
+            adopt_at,
+        } = decision
+        else {
+            match decision {
+                Decision::Adopt(Adopt::CooledDown) => {
+                    tracing::info!(mirror = %self.name(), "cooldown over: adopting the upstream generation held since {}", crate::timestamp::format_rfc3339(state.pending.as_ref().map_or(now, |p| p.first_seen) as i64));
+                }
+                Decision::Adopt(Adopt::Expiring) => {
+                    tracing::warn!(mirror = %self.name(), "adopting the new upstream generation before its cooldown ends: the served one is Valid-Until {}, before the next sync", crate::timestamp::format_rfc3339(state.served_valid_until.unwrap_or(0)));
+                }
+                _ => {}
+            }
+            return Err(next);
+        };
+        if state.pending.as_ref().map(|p| &p.fingerprint) != Some(&print) {
+            tracing::info!(mirror = %self.name(), "cooldown: upstream has a new generation; still serving generation {} until {}", cur.number(), crate::timestamp::format_rfc3339(adopt_at as i64));
+        }
+        if let Err(e) = cooldown::save(&self.dir, &next) {
+            // Unsaved, a restart would restart the clock: a longer hold, never a shorter one.
+            tracing::warn!(mirror = %self.name(), "cannot record the held generation for the cooldown: {e}");
+        }
+        for (u, f) in fetched.iter_mut() {
+            if matches!(f, Fetched::Fresh(..)) && cur.has_unit(u) {
+                *f = Fetched::Unchanged;
+            }
+        }
+        Ok(Held {
+            first_seen,
+            adopt_at,
+        })
     }
 
     /// The segment of `unit` in `g`: its overlay tree, or read from disk.

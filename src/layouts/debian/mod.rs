@@ -38,7 +38,7 @@ use crate::digest::Digest;
 use crate::keys::Section;
 use crate::layout::{
     Adapter, BoxFuture, Capabilities, Sizes, Doc, DocError, DocRequest, DocSource, Keep, LayoutDef,
-    MirrorContext, Selection, SyncError, UnitOutput,
+    MirrorContext, SeenRelease, SeenReleases, Selection, SyncError, UnitOutput,
 };
 use crate::path::RelPath;
 
@@ -51,7 +51,8 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Listed,
         placeholders: false,
         signed: true,
-        cooldown: false,
+        // Holds a new Release back, never rewrites one (`mirror/cooldown.rs`).
+        cooldown: true,
         versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Debian::from_keys(ctx, keys)?)),
@@ -142,6 +143,8 @@ pub struct Debian {
     dists: String,
     gpg: Arc<crate::gpgv::Gpgv>,
     max_document: u64,
+    /// Each suite's Release as last verified.
+    seen: SeenReleases,
 }
 
 /// A suite's Release after its signature checked out.
@@ -172,6 +175,7 @@ impl Debian {
             base: ctx.base(),
             dists: ctx.spec.path("dists").to_string(),
             max_document: ctx.spec.max_document,
+            seen: SeenReleases::default(),
         }
     }
 
@@ -309,6 +313,7 @@ impl Debian {
             tracing::warn!(suite, "Release: ignoring unusable checksum line {r:?}");
         }
         self.check_validity(&url, &rel, now)?;
+        self.seen.record(suite, text.as_bytes(), rel.valid_until);
         if unchanged && !full {
             // Still signed and valid; nothing to rebuild for this suite.
             return Ok(Some(UnitOutput {
@@ -633,6 +638,10 @@ impl Adapter for Debian {
 
     fn lazy_unit(&self, _parent: &str, _name: &str) -> Option<String> {
         None
+    }
+
+    fn release_seen(&self, unit: &str) -> Option<SeenRelease> {
+        self.seen.get(unit)
     }
 
     /// Keeps by-hash aliases of superseded indexes for `by_hash_grace`. An

@@ -59,7 +59,8 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         // Each repository is all or nothing under its repomd.xml (signed
         // when a keyring is configured).
         signed: true,
-        cooldown: false,
+        // Holds a new repomd.xml back, never rewrites one (`mirror/cooldown.rs`).
+        cooldown: true,
         versions: None,
     },
     configure: |ctx, keys| Ok(Box::new(Rpm::from_keys(ctx, keys)?)),
@@ -129,6 +130,8 @@ pub struct Rpm {
     max_document: u64,
     /// Mirror bases the last metalink named (fallbacks for artifacts).
     learnt: Mutex<Vec<Url>>,
+    /// Each repository's repomd.xml as last verified.
+    pub(super) seen: crate::layout::SeenReleases,
 }
 
 use crate::layout::bad_metadata as bad;
@@ -145,6 +148,7 @@ impl Rpm {
             bases: ctx.upstreams.iter().map(|u| u.to_string()).collect(),
             max_document: ctx.spec.max_document,
             learnt: Mutex::new(Vec::new()),
+            seen: Default::default(),
         }
     }
 
@@ -194,6 +198,10 @@ impl Adapter for Rpm {
 
     fn lazy_unit(&self, _parent: &str, _name: &str) -> Option<String> {
         None
+    }
+
+    fn release_seen(&self, unit: &str) -> Option<crate::layout::SeenRelease> {
+        self.seen.get(unit)
     }
 
     fn fallback_upstreams(&self) -> Vec<Url> {

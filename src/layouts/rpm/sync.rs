@@ -176,6 +176,9 @@ impl Rpm {
             None => self.configured_root(src, &prefix, full).await?,
             Some(link) => self.metalink_root(src, link.as_str(), full).await?,
         };
+        // repomd.xml has no Valid-Until: a held one never expires.
+        let unit = if repo.is_empty() { super::ROOT_UNIT } else { repo };
+        self.seen.record(unit, &root.repomd.body, None);
         if root.repomd.unchanged && !full {
             return Ok(UnitOutput {
                 entries: Vec::new(),
