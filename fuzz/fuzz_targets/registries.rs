@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
                 .and_then(|j| j.get("packages")?.as_object()?.keys().next().cloned())
                 .filter(|n| composer::is_package_name(n))
                 .unwrap_or_else(|| "fuzz/pkg".into());
-            if let Ok(r) = a.rewrite(&name, "http://127.0.0.1/p2/fuzz/pkg.json", rest) {
+            if let Ok(r) = a.rewrite(&name, "http://127.0.0.1/p2/fuzz/pkg.json", rest, None) {
                 // The served document is JSON, whatever upstream wrote.
                 serde_json::from_slice::<serde_json::Value>(&r.body)
                     .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)));

@@ -28,17 +28,24 @@
 //! check, even under `--prefer-dist`. `notification-url` and `dist.mirrors`
 //! go too (they name upstream hosts). Dist sizes are not published: a dist
 //! is fetched and verified on its first `stat`.
+//!
+//! The mirror's policy (cooldown by each version's `time`, `keep_latest`,
+//! `prereleases`, `block`) chooses from the versions of both p2 documents
+//! together, by Composer's version order and stability, so the two
+//! documents and the dists in the tree agree.
 
 mod p2;
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::{Glob, Section};
+use crate::policy::{Policy, Scheme};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, DocRequest, DocSource, LayoutDef, MirrorContext, Selection,
+    Adapter, BoxFuture, Capabilities, Doc, DocRequest, DocSource, LayoutDef, MirrorContext, Selection,
     Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::RelPath;
@@ -54,8 +61,8 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         sizes: Sizes::Fetched,
         placeholders: false,
         signed: false,
-        cooldown: false,
-        versions: None,
+        cooldown: true,
+        versions: Some(Scheme::Composer),
     },
     configure: |ctx, keys| Ok(Box::new(Composer::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -80,6 +87,9 @@ pub struct Composer {
     /// The mirror's `trust_on_first_use`: dists with no `shasum` are listed,
     /// each pinned to the SHA-256 of its first download.
     tofu: bool,
+    /// The mirror's policy, applied to the versions of both p2 documents
+    /// of a package together.
+    policy: Policy,
 }
 
 /// One half of a package name (vendor or project), as Composer allows
@@ -138,6 +148,7 @@ impl Composer {
             public_path,
             metadata_url: Mutex::new(None),
             tofu: ctx.trust_on_first_use,
+            policy: ctx.policy.clone(),
         })
     }
 
@@ -206,27 +217,44 @@ impl Composer {
         })
     }
 
-    /// Fetches one p2 document of `package` (`suffix` "" or [`DEV`]) and
-    /// rewrites it into `out`; `Ok(false)` where upstream has none.
-    async fn document(
+    /// The versions of `package` the policy serves as of `now`, chosen
+    /// from both its p2 documents at once (so `keep_latest` counts them
+    /// together); `None` where the mirror has no policy.
+    fn served(
         &self,
-        template: &str,
+        package: &str,
+        docs: &[&Doc],
+        now: u64,
+    ) -> Result<Option<HashSet<String>>, SyncError> {
+        if self.policy.cooldown.is_none() && !self.policy.filters_versions() {
+            return Ok(None);
+        }
+        let mut dated = Vec::new();
+        for doc in docs {
+            dated.extend(p2::dated(package, &doc.body).map_err(|what| bad(&doc.url, what))?);
+        }
+        let unit = self.policy.unit(package);
+        let served = unit.select(Scheme::Composer, dated.iter().map(|(v, t)| (v.as_str(), *t)), now);
+        Ok(Some(served.into_iter().map(str::to_string).collect()))
+    }
+
+    /// Rewrites one p2 document of `package` (`suffix` "" or [`DEV`]) into
+    /// `out`, serving the versions of `served` (`None`: all).
+    fn document(
+        &self,
         package: &str,
         suffix: &str,
-        src: &dyn DocSource,
+        doc: &Doc,
+        served: Option<&HashSet<String>>,
         out: &mut UnitOutput,
-    ) -> Result<bool, SyncError> {
-        let path = template.replace("%package%", &format!("{package}{suffix}"));
-        let Some(doc) = get_optional(src, path).await? else {
-            return Ok(false);
-        };
+    ) -> Result<(), SyncError> {
         let Rewritten {
             body,
             dists,
             dropped,
             unverified,
         } = self
-            .rewrite(package, &doc.url, &doc.body)
+            .rewrite(package, &doc.url, &doc.body, served)
             .map_err(|what| bad(&doc.url, what))?;
         for d in &dropped {
             tracing::warn!(url = %doc.url, "leaving out version {d}");
@@ -247,7 +275,7 @@ impl Composer {
             mtime: None,
             body: Body::Inline(body),
         });
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -266,11 +294,11 @@ impl Adapter for Composer {
         &'a self,
         unit: &'a str,
         src: &'a dyn DocSource,
-        _now: u64,
+        now: u64,
         _full: bool,
     ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
         Box::pin(async move {
-            if !self.allowed(unit) {
+            if !self.allowed(unit) || self.policy.unit(unit).blocked() {
                 return Ok(None);
             }
             let template = self.metadata_url(src, false).await?;
@@ -282,12 +310,25 @@ impl Adapter for Composer {
             // A package upstream lacks costs one request: its ~dev.json is
             // only asked for where the stable document exists (Composer
             // repositories serve both for every package they have).
-            if !self.document(&template, unit, "", src, &mut out).await? {
+            let get = |suffix: &str| {
+                get_optional(src, template.replace("%package%", &format!("{unit}{suffix}")))
+            };
+            let Some(tagged) = get("").await? else {
                 return Ok(None);
+            };
+            let dev = get(DEV).await?;
+            let docs: Vec<&Doc> = std::iter::once(&tagged).chain(dev.as_ref()).collect();
+            let served = self.served(unit, &docs, now)?;
+            self.document(unit, "", &tagged, served.as_ref(), &mut out)?;
+            if let Some(dev) = &dev {
+                self.document(unit, DEV, dev, served.as_ref(), &mut out)?;
             }
-            self.document(&template, unit, DEV, src, &mut out).await?;
             Ok(Some(out))
         })
+    }
+
+    fn changes_with_time(&self) -> bool {
+        self.policy.cooldown.is_some()
     }
 
     fn root_entries(&self, _units: &[String]) -> Vec<Entry> {

@@ -11,7 +11,7 @@
 //! `packages` and `minified` (`security-advisories`, …) are kept as
 //! upstream wrote them; other packages a document lists are left out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -145,13 +145,18 @@ enum Dist {
     Unverified,
 }
 
-impl Composer {
-    /// Rewrites `package`'s p2 document fetched from `doc_url`: versions
-    /// whose dist is served point at the mirror, the others are left out.
-    pub fn rewrite(&self, package: &str, doc_url: &str, body: &[u8]) -> Result<Rewritten, String> {
+/// A p2 document read as raw slices: its top-level members, whether it is
+/// minified, and `package`'s version list.
+struct Parsed<'b> {
+    top: BTreeMap<String, &'b RawValue>,
+    minified: bool,
+    versions: Vec<&'b RawValue>,
+}
+
+impl<'b> Parsed<'b> {
+    fn new(package: &str, body: &'b [u8]) -> Result<Parsed<'b>, String> {
         let top: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
             .map_err(|e| format!("is not a Composer p2 document: not a JSON object ({e})"))?;
-        let base = reqwest::Url::parse(doc_url).map_err(|e| e.to_string())?;
         let minified = match top.get("minified").map(|m| serde_json::from_str::<Value>(m.get())) {
             None => false,
             Some(Ok(Value::String(m))) if m == MINIFIED => true,
@@ -163,17 +168,76 @@ impl Composer {
             .ok_or("has no `packages` object")?;
         let versions: Vec<&RawValue> = packages
             .get(package)
+            .copied()
             .ok_or_else(|| format!("does not list package {package:?}"))
             .and_then(|v| {
                 serde_json::from_str(v.get())
                     .map_err(|_| format!("lists {package:?} with no version list"))
             })?;
-        let mut out = Vec::with_capacity(body.len() + 64 * versions.len());
-        out.push(b'{');
+        Ok(Parsed {
+            top,
+            minified,
+            versions,
+        })
+    }
+
+    /// Each version whole (expanded where minified), in document order.
+    fn expanded<'p>(
+        &'p self,
+        package: &'p str,
+    ) -> impl Iterator<Item = Result<Map<String, Value>, String>> + 'p {
         let mut expand = Expander::default();
+        self.versions.iter().enumerate().map(move |(i, raw)| {
+            let entry: Map<String, Value> = serde_json::from_str(raw.get())
+                .map_err(|_| format!("version entry {i} of {package:?} is not an object"))?;
+            Ok(if self.minified {
+                expand.next(entry)
+            } else {
+                entry
+            })
+        })
+    }
+}
+
+/// A version's `version` string (empty where it has none).
+fn version_of(v: &Map<String, Value>) -> &str {
+    v.get("version").and_then(|v| v.as_str()).unwrap_or_default()
+}
+
+/// The versions `package`'s p2 document lists, each with its `time` (Unix
+/// seconds; `None` where absent or unreadable): what the policy selects from.
+pub fn dated(package: &str, body: &[u8]) -> Result<Vec<(String, Option<u64>)>, String> {
+    let parsed = Parsed::new(package, body)?;
+    parsed
+        .expanded(package)
+        .map(|v| {
+            let v = v?;
+            let time = v.get("time").and_then(|t| t.as_str());
+            let time = time.and_then(crate::timestamp::parse_rfc3339);
+            Ok((version_of(&v).to_string(), time.map(|t| t.max(0) as u64)))
+        })
+        .filter(|v| !matches!(v, Ok((version, _)) if version.is_empty()))
+        .collect()
+}
+
+impl Composer {
+    /// Rewrites `package`'s p2 document fetched from `doc_url`: versions
+    /// whose dist is served point at the mirror, the others are left out,
+    /// and so are those not in `served` (the policy's choice; `None`: all).
+    pub fn rewrite(
+        &self,
+        package: &str,
+        doc_url: &str,
+        body: &[u8],
+        served: Option<&HashSet<String>>,
+    ) -> Result<Rewritten, String> {
+        let parsed = Parsed::new(package, body)?;
+        let base = reqwest::Url::parse(doc_url).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(body.len() + 64 * parsed.versions.len());
+        out.push(b'{');
         let mut minify = Minifier::default();
         let (mut dists, mut dropped, mut unverified) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, raw) in &top {
+        for (k, raw) in &parsed.top {
             if k == "packages" || k == "minified" {
                 continue;
             }
@@ -189,21 +253,14 @@ impl Composer {
         write_key(&mut out, package);
         out.push(b'[');
         let mut first = true;
-        for (i, raw) in versions.iter().enumerate() {
-            let entry: Map<String, Value> = serde_json::from_str(raw.get())
-                .map_err(|_| format!("version entry {i} of {package:?} is not an object"))?;
-            let mut v = if minified {
-                expand.next(entry)
-            } else {
-                entry
-            };
-            let version = v
-                .get("version")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
+        for (i, v) in parsed.expanded(package).enumerate() {
+            let mut v = v?;
+            let version = version_of(&v).to_string();
             if version.is_empty() {
                 dropped.push(format!("entry {i}: no `version`"));
+                continue;
+            }
+            if served.is_some_and(|s| !s.contains(&version)) {
                 continue;
             }
             match self.dist(package, &version, v.get("dist"), &base) {

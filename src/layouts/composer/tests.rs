@@ -126,7 +126,7 @@ fn a_p2_document_points_at_the_mirror_and_drops_what_cannot_be_verified() {
     let a = adapter(None);
     let body = serde_json::to_vec(&demo_doc()).unwrap();
     let url = "https://repo.upstream.test/p2/regfs/demo.json";
-    let r = a.rewrite("regfs/demo", url, &body).unwrap();
+    let r = a.rewrite("regfs/demo", url, &body, None).unwrap();
     assert_eq!(r.unverified, ["1.9.0"]);
     assert_eq!(r.dropped.len(), 3, "{:?}", r.dropped);
     for (d, why) in r
@@ -179,7 +179,7 @@ fn an_unminified_document_is_read_too_and_bad_ones_are_refused() {
         {"name": "a/b", "version": "1.0.0", "dist": {"type": "zip", "url": "/x.zip", "shasum": sha1(1)}},
         {"name": "a/b", "version": "0.9.0", "dist": {"type": "zip", "url": "/y.zip", "shasum": sha1(2)}},
     ]}});
-    let r = a.rewrite("a/b", url, &serde_json::to_vec(&plain).unwrap()).unwrap();
+    let r = a.rewrite("a/b", url, &serde_json::to_vec(&plain).unwrap(), None).unwrap();
     let served = expand(&r.body, "a/b");
     assert_eq!(served[1]["dist"]["url"], format!("http://mirror.example/composer/dists/a/b/0.9.0/{}.zip", sha1(2)));
     for (doc, err) in [
@@ -190,7 +190,7 @@ fn an_unminified_document_is_read_too_and_bad_ones_are_refused() {
         (br#"{"packages": {"a/b": [1]}}"#, "version entry 0"),
         (br#"{"minified": "composer/9", "packages": {"a/b": []}}"#, "unknown `minified`"),
     ] {
-        let e = a.rewrite("a/b", url, doc).err().unwrap();
+        let e = a.rewrite("a/b", url, doc, None).err().unwrap();
         assert!(e.contains(err), "{e}");
     }
 }
@@ -263,7 +263,7 @@ fn a_large_document_is_rewritten_one_version_at_a_time() {
         versions.push(json!({"version": format!("0.0.{i}"), "dist": {"type": "zip", "url": format!("/{i}.zip"), "shasum": sha1((i % 256) as u8)}}));
     }
     let body = serde_json::to_vec(&json!({"minified": "composer/2.0", "packages": {"big/pkg": versions}})).unwrap();
-    let r = a.rewrite("big/pkg", "https://repo.upstream.test/p2/big/pkg.json", &body).unwrap();
+    let r = a.rewrite("big/pkg", "https://repo.upstream.test/p2/big/pkg.json", &body, None).unwrap();
     assert_eq!(r.dists.len(), 20_000);
     assert!(r.body.len() < body.len() * 3, "{} from {}", r.body.len(), body.len());
     let served = expand(&r.body, "big/pkg");
@@ -276,7 +276,7 @@ fn under_trust_on_first_use_a_dist_with_no_shasum_is_listed_to_be_pinned() {
     let a = testing::configure(&LAYOUT, UP, keys, Composer::from_keys).unwrap();
     let body = serde_json::to_vec(&demo_doc()).unwrap();
     let url = "https://repo.upstream.test/p2/regfs/demo.json";
-    let r = a.rewrite("regfs/demo", url, &body).unwrap();
+    let r = a.rewrite("regfs/demo", url, &body, None).unwrap();
     assert!(r.unverified.is_empty(), "{:?}", r.unverified);
     let pinned: Vec<_> = r
         .dists
@@ -296,4 +296,73 @@ fn under_trust_on_first_use_a_dist_with_no_shasum_is_listed_to_be_pinned() {
         v["dist"]["url"],
         format!("http://mirror.example/composer/{}", pinned[0].0)
     );
+}
+
+/// The versions and dists of one unit's output: each p2 document's versions
+/// (expanded) and the dist directories in the tree.
+fn policy_unit(keys: &str, now: u64) -> Option<(Vec<String>, Vec<String>, Vec<String>)> {
+    let keys = format!("public_url = \"http://mirror.example/composer/\"\n{keys}");
+    let a = testing::configure(&LAYOUT, UP, &keys, Composer::from_keys).unwrap();
+    let doc = |vs: &[(&str, &str)]| {
+        let versions: Vec<Value> = vs
+            .iter()
+            .map(|(v, t)| json!({"name": "regfs/demo", "version": v, "time": t,
+                "dist": {"type": "zip", "url": format!("/{v}.zip"), "shasum": sha1(9)}}))
+            .collect();
+        serde_json::to_vec(&json!({"packages": {"regfs/demo": versions}})).unwrap()
+    };
+    let src = Docs::new(UP)
+        .with("packages.json", br#"{"packages": [], "metadata-url": "/meta/%package%.json"}"#)
+        .with("/meta/regfs/demo.json", doc(&[
+            ("2.1.0", "1970-01-21T00:00:00+00:00"),
+            ("2.0.0-beta1", "1970-01-05T00:00:00+00:00"),
+            ("1.10.0", "1970-01-04T00:00:00+00:00"),
+            ("1.9.0", "1970-01-03T00:00:00+00:00"),
+            ("1.2.0", "1970-01-02T00:00:00+00:00"),
+        ]))
+        .with("/meta/regfs/demo~dev.json", doc(&[("dev-main", "1970-01-20T00:00:00+00:00")]));
+    let out = block_on(a.unit("regfs/demo", &src, now, true)).unwrap()?;
+    let body = |p: &str| match &out.entries.iter().find(|e| e.path.as_str() == p).unwrap().body {
+        Body::Inline(b) => b.clone(),
+        _ => panic!("{p} is not inline"),
+    };
+    let versions = |p: &str| -> Vec<String> {
+        expand(&body(p), "regfs/demo").iter().map(|v| v["version"].as_str().unwrap().to_string()).collect()
+    };
+    let mut dists: Vec<String> = out
+        .entries
+        .iter()
+        .filter_map(|e| e.path.as_str().strip_prefix("dists/regfs/demo/"))
+        .map(|p| p.split('/').next().unwrap().to_string())
+        .collect();
+    dists.sort();
+    Some((versions("p2/regfs/demo.json"), versions("p2/regfs/demo~dev.json"), dists))
+}
+
+#[test]
+fn the_policy_applies_to_both_p2_documents_and_the_tree_alike() {
+    let day = 86400;
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // No policy: everything.
+    let (tagged, dev, dists) = policy_unit("", 30 * day).unwrap();
+    assert_eq!(tagged, strs(&["2.1.0", "2.0.0-beta1", "1.10.0", "1.9.0", "1.2.0"]));
+    assert_eq!((dev, dists.len()), (strs(&["dev-main"]), 6));
+    // A cooldown of 15 days on day 30 hides what was published after day 15,
+    // in both documents.
+    let (tagged, dev, dists) = policy_unit("cooldown = \"15d\"", 30 * day).unwrap();
+    assert_eq!(tagged, strs(&["2.0.0-beta1", "1.10.0", "1.9.0", "1.2.0"]));
+    assert!(dev.is_empty());
+    assert_eq!(dists, strs(&["1.10.0", "1.2.0", "1.9.0", "2.0.0-beta1"]));
+    // keep_latest counts by Composer's order (1.10 > 1.9), after
+    // prereleases = false and block; dev-main is a pre-release.
+    let keys = "keep_latest = 2\nprereleases = false\nblock = [\"regfs/demo@2.1.0\"]";
+    let (tagged, dev, dists) = policy_unit(keys, 30 * day).unwrap();
+    assert_eq!((tagged, dev), (strs(&["1.10.0", "1.9.0"]), vec![]));
+    assert_eq!(dists, strs(&["1.10.0", "1.9.0"]));
+    // An override for the unit wins over the mirror's filters.
+    let keys = "keep_latest = 1\n[[override]]\nunits = [\"regfs/*\"]\nkeep_latest = 2\nprereleases = false";
+    let (tagged, dev, _) = policy_unit(keys, 30 * day).unwrap();
+    assert_eq!((tagged, dev), (strs(&["2.1.0", "1.10.0"]), vec![]));
+    // A blocked package is not served at all.
+    assert!(policy_unit("block = [\"regfs/demo\"]", 30 * day).is_none());
 }
