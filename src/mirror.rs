@@ -25,6 +25,7 @@ mod docs;
 mod identity;
 mod lazy;
 mod persist;
+mod retain;
 mod snapshot;
 mod state;
 mod sync;
@@ -123,6 +124,8 @@ pub struct Mirror {
     published: RwLock<Option<Arc<MirrorSnapshot>>>,
     /// What was served before the last publish switch.
     served_before: RwLock<Option<Arc<Generation>>>,
+    /// `retain = "additive"`: the artifact cache and the retained versions.
+    retained: retain::Retained,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -262,6 +265,7 @@ impl Mirror {
             snapshots: RwLock::default(),
             published: RwLock::default(),
             served_before: RwLock::default(),
+            retained: retain::Retained::default(),
             config,
         };
         mirror.load_snapshots();

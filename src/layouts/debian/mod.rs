@@ -53,6 +53,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: true,
         cooldown: false,
         versions: None,
+        retain: crate::layout::RetainSupport::Signed,
     },
     configure: |ctx, keys| Ok(Box::new(Debian::from_keys(ctx, keys)?)),
     file_digests: &[],

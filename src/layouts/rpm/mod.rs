@@ -61,6 +61,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: true,
         cooldown: false,
         versions: None,
+        retain: crate::layout::RetainSupport::Signed,
     },
     configure: |ctx, keys| Ok(Box::new(Rpm::from_keys(ctx, keys)?)),
     file_digests: &[],
