@@ -148,6 +148,10 @@ pub struct SyncRecord {
 struct StatusFile {
     sync: SyncRecord,
     counters: Snapshot,
+    /// `retain = "additive"`: per unit, the versions retained and their
+    /// artifacts (`algo:hex`).
+    #[serde(default)]
+    retained: HashMap<String, (usize, Vec<String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,7 +269,11 @@ impl Mirror {
             snapshots: RwLock::default(),
             published: RwLock::default(),
             served_before: RwLock::default(),
-            retained: retain::Retained::default(),
+            // Switched back to `retain = "mirror"`: nothing is retained.
+            retained: retain::Retained::load(match config.policy.retain {
+                crate::policy::Retain::Additive => status.retained,
+                crate::policy::Retain::Mirror => HashMap::new(),
+            }),
             config,
         };
         mirror.load_snapshots();
@@ -423,6 +431,7 @@ impl Mirror {
         let status = StatusFile {
             sync: self.sync_record(),
             counters: self.counters.snapshot(),
+            retained: self.retained.save(),
         };
         let path = self.dir.join("status.json");
         if let Err(e) = crate::durable::write_atomic(

@@ -27,11 +27,65 @@ pub(super) struct Retained {
     units: Mutex<HashMap<String, (usize, HashSet<Digest>)>>,
 }
 
+impl Retained {
+    /// What `status.json` kept (an unreadable digest is dropped: it was
+    /// written by this code, and is back at the unit's next refresh).
+    pub(super) fn load(saved: HashMap<String, (usize, Vec<String>)>) -> Retained {
+        let units = saved
+            .into_iter()
+            .map(|(u, (n, ds))| {
+                let ds = ds
+                    .iter()
+                    .filter_map(|d| Digest::parse_tagged(d).ok())
+                    .collect();
+                (u, (n, ds))
+            })
+            .collect();
+        Retained {
+            artifacts: OnceLock::new(),
+            units: Mutex::new(units),
+        }
+    }
+
+    /// For `status.json`.
+    pub(super) fn save(&self) -> HashMap<String, (usize, Vec<String>)> {
+        let units = self.units.lock().unwrap();
+        units
+            .iter()
+            .map(|(u, (n, ds))| (u.clone(), (*n, ds.iter().map(Digest::to_string).collect())))
+            .collect()
+    }
+}
+
 impl Mirror {
     /// Gives the mirror the artifact cache, so that `retain = "additive"`
     /// can tell a removed version whose bytes are still cached.
     pub fn set_artifacts(&self, store: Arc<Store>) {
         let _ = self.retained.artifacts.set(store);
+        self.hold_retained();
+    }
+
+    /// On an immediate mirror, holds every unit's retained artifacts from
+    /// eviction (they stay listed while they are cached).
+    fn hold_retained(&self) {
+        if self.config.download != Download::Immediate {
+            return;
+        }
+        let Some(store) = self.retained.artifacts.get() else {
+            return;
+        };
+        let units = self.retained.units.lock().unwrap();
+        let held: HashSet<Digest> = units
+            .values()
+            .flat_map(|(_, a)| a.iter().cloned())
+            .collect();
+        drop(units);
+        let holder = format!("retained by {}", self.name());
+        if held.is_empty() {
+            store.release(&holder);
+        } else {
+            store.hold(&holder, held);
+        }
     }
 
     /// How many versions the served documents keep listing although
@@ -69,9 +123,8 @@ impl Mirror {
     /// retained artifacts of every unit from eviction.
     pub(super) fn record_retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {
         let artifacts: HashSet<Digest> = artifacts
-            .iter()
-            .map(|d| Some(d.clone()).filter(|d| !d.algo().is_weak()))
-            .flatten()
+            .into_iter()
+            .filter(|d| !d.algo().is_weak())
             .collect();
         let mut units = self.retained.units.lock().unwrap();
         let before = units.get(unit).map(|(_, a)| a.clone()).unwrap_or_default();
