@@ -407,3 +407,75 @@ fn mirror_retention_drops_a_removed_version_even_when_cached() {
     assert!(!html.contains(&f.filename), "{html}");
     assert!(!m.path(&format!("pypi/{}", f.path)).exists());
 }
+
+#[test]
+fn an_immediate_additive_mirror_keeps_its_retained_files_through_eviction() {
+    let fx = pypi();
+    let (up, m) = mount(
+        "retain-immediate",
+        &format!("{ALL}\nretain = \"additive\"\ndownload = \"immediate\""),
+    );
+    let sidecars = fx
+        .files
+        .iter()
+        .filter(|f| f.metadata_path.is_some())
+        .count();
+    let all = (fx.files.len() + sidecars) as u64;
+    m.wait_for(
+        || m.status()[0]["cached"].as_u64() == Some(all),
+        "every artifact to be cached",
+    );
+    let removed: Vec<_> = fx
+        .files
+        .iter()
+        .filter(|f| f.project == "alpha" && f.version == "1.0")
+        .collect();
+    assert_eq!(removed.len(), 2, "alpha 1.0's wheel and sdist");
+    up.remap("simple/alpha/", "v2/simple/alpha/");
+    for f in &removed {
+        up.fault(&f.path, Fault::Status(404));
+    }
+    let out = run(&m.config, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        m.status()[0]["retained"].as_u64(),
+        Some(1),
+        "one version, two files"
+    );
+    // Evict all the cache will let go: the retained files are held.
+    let out = run(&m.config, &["gc", "--max-size", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&m.config, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
+    for f in &removed {
+        assert!(
+            html.contains(&format!("../../{}#sha256={}", f.path, f.sha256)),
+            "{}: {html}",
+            f.filename
+        );
+        assert_eq!(
+            sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap()),
+            f.sha256
+        );
+        assert_eq!(
+            up.hits(&f.path),
+            1,
+            "{}: fetched once, by the first pass",
+            f.filename
+        );
+    }
+    assert_eq!(m.status()[0]["retained"].as_u64(), Some(1));
+}

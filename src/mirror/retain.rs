@@ -133,21 +133,9 @@ impl Mirror {
         } else {
             units.insert(unit.to_string(), (versions, artifacts.clone()));
         }
-        if self.config.download != Download::Immediate || before == artifacts {
-            return;
-        }
-        let held: HashSet<Digest> = units
-            .values()
-            .flat_map(|(_, a)| a.iter().cloned())
-            .collect();
         drop(units);
-        if let Some(store) = self.retained.artifacts.get() {
-            let holder = format!("retained by {}", self.name());
-            if held.is_empty() {
-                store.release(&holder);
-            } else {
-                store.hold(&holder, held);
-            }
+        if before != artifacts {
+            self.hold_retained();
         }
     }
 }
