@@ -91,6 +91,7 @@ impl App {
         })?;
         let mirror = Mirror::open(m.clone(), slots[&m.name], state)?;
         mirror.hold_artifacts(&self.store);
+        mirror.set_artifacts(self.store.clone());
         Ok(Arc::new(mirror))
     }
 

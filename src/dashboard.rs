@@ -272,6 +272,7 @@ mod tests {
             unverified: 0,
             weak_digest: 0,
             tofu_pinned: 0,
+            retained: 0,
             snapshots: Vec::new(),
             published: None,
         };

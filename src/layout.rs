@@ -74,6 +74,17 @@ impl LayoutDef {
                 ),
             ));
         }
+        if policy.retain == crate::policy::Retain::Additive {
+            if let Some(why) = self.capabilities.retain.refusal() {
+                return Err(keys.error(
+                    "retain",
+                    format!(
+                        "the {} layout cannot honour \"additive\" ({why}); remove the key or set it to \"mirror\"",
+                        self.name
+                    ),
+                ));
+            }
+        }
         Ok(policy)
     }
 }
@@ -105,6 +116,33 @@ pub struct Capabilities {
     /// the common version filters (`keep_latest`, `prereleases`, `block`,
     /// `[[mirror.override]]`); a mirror of a layout that does not is refused.
     pub versions: Option<crate::policy::Scheme>,
+    /// Whether the layout honours `retain = "additive"` (keeps listing
+    /// versions upstream removed while their artifacts are cached).
+    pub retain: RetainSupport,
+}
+
+/// Whether a layout honours `retain = "additive"`, and if not why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetainSupport {
+    /// Removed versions stay in every document of the unit and in the tree.
+    Yes,
+    /// Not implemented for this layout's documents yet.
+    No,
+    /// Its metadata is signed: rewriting it would break the signature.
+    Signed,
+}
+
+impl RetainSupport {
+    /// Why `retain = "additive"` is refused, if it is.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            RetainSupport::Yes => None,
+            RetainSupport::No => Some("it does not merge removed versions into its documents"),
+            RetainSupport::Signed => Some(
+                "its indexes are signed and are never rewritten; superseded index files already stay reachable through by-hash/ for by_hash_grace where the layout has it",
+            ),
+        }
+    }
 }
 
 /// Where artifact sizes come from.
@@ -317,9 +355,37 @@ pub trait DocSource: Send + Sync {
         self.get(req)
     }
 
+    /// What the generation being served has at the mirror-relative `path`,
+    /// for `retain = "additive"` (a layout merges the versions its last
+    /// documents listed and upstream's no longer do). Sources that keep no
+    /// generation (fixtures) have nothing.
+    fn previous(&self, _path: &str) -> Option<Previous> {
+        None
+    }
+
+    /// Tells the mirror how many versions of `unit` its new documents keep
+    /// listing although upstream removed them, and their artifacts (held
+    /// from eviction on an immediate mirror); `status` shows the total.
+    fn retained(&self, _unit: &str, _versions: usize, _artifacts: Vec<crate::digest::Digest>) {}
+
     /// Opens a blob for bytes the adapter derives (a decompressed index)
     /// that must hash to `sha256`; serve them afterwards as `Body::Stored`.
     fn keep(&self, sha256: &crate::digest::Digest, size: u64) -> Result<Box<dyn Keep>, String>;
+}
+
+/// A file of the generation being served ([`DocSource::previous`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Previous {
+    /// A document regfs serves (a page it rendered), its bytes.
+    Doc(Vec<u8>),
+    /// An artifact as its entry promised it, and whether its verified bytes
+    /// are in the cache now.
+    Artifact {
+        url: String,
+        size: Option<u64>,
+        digest: crate::digest::Digest,
+        cached: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ pub const GENERATION: &str = "regfs_generation";
 pub const CATALOG_FILES: &str = "regfs_catalog_files";
 pub const WEAK_DIGEST_FILES: &str = "regfs_weak_digest_files";
 pub const TOFU_PINNED: &str = "regfs_tofu_pinned";
+pub const RETAINED_VERSIONS: &str = "regfs_retained_versions";
 pub const CACHE_BYTES: &str = "regfs_cache_bytes";
 pub const CACHE_OBJECTS: &str = "regfs_cache_objects";
 
@@ -169,6 +170,12 @@ pub fn render(app: &App, fuse: Option<&crate::stats::OpCounters>) -> String {
         "gauge",
         "Artifacts pinned to the SHA-256 of their first download (trust_on_first_use).",
         &per(&|s| s.tofu_pinned as f64),
+    );
+    family(
+        RETAINED_VERSIONS,
+        "gauge",
+        "Versions removed upstream still listed because their artifacts are cached (retain = \"additive\").",
+        &per(&|s| s.retained as f64),
     );
     let usage = app.store.usage();
     family(

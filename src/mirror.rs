@@ -26,6 +26,7 @@ mod docs;
 mod identity;
 mod lazy;
 mod persist;
+mod retain;
 mod snapshot;
 mod state;
 mod sync;
@@ -124,6 +125,8 @@ pub struct Mirror {
     published: RwLock<Option<Arc<MirrorSnapshot>>>,
     /// What was served before the last publish switch.
     served_before: RwLock<Option<Arc<Generation>>>,
+    /// `retain = "additive"`: the artifact cache and the retained versions.
+    retained: retain::Retained,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -146,6 +149,10 @@ pub struct SyncRecord {
 struct StatusFile {
     sync: SyncRecord,
     counters: Snapshot,
+    /// `retain = "additive"`: per unit, the versions retained and their
+    /// artifacts (`algo:hex`).
+    #[serde(default)]
+    retained: HashMap<String, (usize, Vec<String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +270,11 @@ impl Mirror {
             snapshots: RwLock::default(),
             published: RwLock::default(),
             served_before: RwLock::default(),
+            // Switched back to `retain = "mirror"`: nothing is retained.
+            retained: retain::Retained::load(match config.policy.retain {
+                crate::policy::Retain::Additive => status.retained,
+                crate::policy::Retain::Mirror => HashMap::new(),
+            }),
             config,
         };
         mirror.load_snapshots();
@@ -420,6 +432,7 @@ impl Mirror {
         let status = StatusFile {
             sync: self.sync_record(),
             counters: self.counters.snapshot(),
+            retained: self.retained.save(),
         };
         let path = self.dir.join("status.json");
         if let Err(e) = crate::durable::write_atomic(

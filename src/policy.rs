@@ -32,6 +32,20 @@ pub struct Policy {
     pub overrides: Vec<Override>,
     /// `block` and `block_file`.
     pub block: Block,
+    /// `retain`: what becomes of a version upstream removed.
+    pub retain: Retain,
+}
+
+/// `retain = "mirror" | "additive"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retain {
+    /// A version removed upstream is removed here (at the next generation).
+    #[default]
+    Mirror,
+    /// A version removed upstream stays listed, with its original digests,
+    /// while its artifact is in the cache; it goes at the first generation
+    /// after its eviction.
+    Additive,
 }
 
 /// `keep_latest` and `prereleases`, mirror-wide or for some units.
@@ -146,6 +160,16 @@ impl Policy {
                 }
             }
         }
+        let retain = match keys.string("retain")?.as_deref() {
+            None | Some("mirror") => Retain::Mirror,
+            Some("additive") => Retain::Additive,
+            Some(other) => {
+                return Err(keys.error(
+                    "retain",
+                    format!("expected \"mirror\" or \"additive\", got \"{other}\""),
+                ));
+            }
+        };
         let label = format!("{} override", keys.label());
         let overrides = keys
             .tables("override")?
@@ -158,6 +182,7 @@ impl Policy {
             filters,
             overrides,
             block,
+            retain,
         })
     }
 

@@ -39,6 +39,10 @@ pub struct MirrorStatus {
     /// Artifacts pinned on first use (the mirror's pins, see `crate::pins`).
     #[serde(default)]
     pub tofu_pinned: u64,
+    /// Versions still listed although upstream removed them
+    /// (`retain = "additive"`, while their artifacts are cached).
+    #[serde(default)]
+    pub retained: u64,
     /// Snapshots kept (`regfs snapshot create`), and the one `<mirror>/`
     /// serves instead of following upstream (`regfs publish`), if any.
     #[serde(default)]
@@ -86,6 +90,7 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
         unverified: mirror.unverified(),
         weak_digest,
         tofu_pinned: mirror.pins.len() as u64,
+        retained: mirror.retained_versions(),
         snapshots: mirror
             .snapshot_infos()
             .into_iter()
@@ -199,6 +204,12 @@ pub fn render(list: &[MirrorStatus]) -> String {
             out.push_str(&format!(
                 "  first use      {} artifacts with a weak digest or none, {} pinned (trust_on_first_use)\n",
                 s.weak_digest, s.tofu_pinned
+            ));
+        }
+        if s.retained > 0 {
+            out.push_str(&format!(
+                "  retained       {} versions removed upstream, still listed while cached (retain = \"additive\")\n",
+                s.retained
             ));
         }
         if let Some(p) = &s.published {

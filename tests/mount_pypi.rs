@@ -307,3 +307,175 @@ fn a_running_mount_syncs_on_its_interval() {
     let listing = std::fs::read_to_string(m.path("pypi/simple/gamma/index.html")).unwrap();
     assert_eq!(listing.matches("<a ").count(), 1);
 }
+
+#[test]
+fn additive_retention_keeps_a_removed_version_while_it_is_cached() {
+    let fx = pypi();
+    let (up, m) = mount("retain", &format!("{ALL}\nretain = \"additive\""));
+    let kept = fx.file("alpha-1.0-py3-none-any.whl");
+    let uncached = fx.file("alpha-1.0.tar.gz");
+    assert_eq!(
+        sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", kept.path))).unwrap()),
+        kept.sha256
+    );
+    // Upstream drops alpha 1.0: its pages no longer list it, its files are gone.
+    up.remap("simple/alpha/", "v2/simple/alpha/");
+    up.fault(&kept.path, Fault::Status(404));
+    up.fault(&uncached.path, Fault::Status(404));
+    let sync = |what: &str| {
+        let out = run(&m.config, &["sync"]);
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(sync("the removal").contains("generation 2"));
+    let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
+    assert!(
+        html.contains(&format!("../../{}#sha256={}", kept.path, kept.sha256)),
+        "the cached wheel stays listed with its digest: {html}"
+    );
+    assert!(
+        !html.contains(&uncached.filename),
+        "the uncached sdist goes: {html}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.path("pypi/simple/alpha/index.v1_json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&kept.filename.as_str()) && !names.contains(&uncached.filename.as_str()),
+        "{json}"
+    );
+    assert!(
+        json["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "1.0"),
+        "{json}"
+    );
+    let before = up.hits(&kept.path);
+    assert_eq!(
+        sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", kept.path))).unwrap()),
+        kept.sha256,
+        "the retained wheel reads from the cache"
+    );
+    assert_eq!(up.hits(&kept.path), before);
+    assert!(!m.path(&format!("pypi/{}", uncached.path)).exists());
+    assert_eq!(
+        m.status()[0]["retained"].as_u64(),
+        Some(1),
+        "{}",
+        m.status()[0]
+    );
+    // Evicted from the cache: gone at the next generation.
+    let out = run(&m.config, &["gc", "--max-size", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sync("after the eviction").contains("generation 3"));
+    let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
+    assert!(!html.contains(&kept.filename), "{html}");
+    assert!(!m.path(&format!("pypi/{}", kept.path)).exists());
+    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+}
+
+#[test]
+fn mirror_retention_drops_a_removed_version_even_when_cached() {
+    let fx = pypi();
+    let (up, m) = mount("retain-mirror", &format!("{ALL}\nretain = \"mirror\""));
+    let f = fx.file("alpha-1.0-py3-none-any.whl");
+    std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap();
+    up.remap("simple/alpha/", "v2/simple/alpha/");
+    let out = run(&m.config, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
+    assert!(!html.contains(&f.filename), "{html}");
+    assert!(!m.path(&format!("pypi/{}", f.path)).exists());
+}
+
+#[test]
+fn an_immediate_additive_mirror_keeps_its_retained_files_through_eviction() {
+    let fx = pypi();
+    let (up, m) = mount(
+        "retain-immediate",
+        &format!("{ALL}\nretain = \"additive\"\ndownload = \"immediate\""),
+    );
+    let sidecars = fx
+        .files
+        .iter()
+        .filter(|f| f.metadata_path.is_some())
+        .count();
+    let all = (fx.files.len() + sidecars) as u64;
+    m.wait_for(
+        || m.status()[0]["cached"].as_u64() == Some(all),
+        "every artifact to be cached",
+    );
+    let removed: Vec<_> = fx
+        .files
+        .iter()
+        .filter(|f| f.project == "alpha" && f.version == "1.0")
+        .collect();
+    assert_eq!(removed.len(), 2, "alpha 1.0's wheel and sdist");
+    up.remap("simple/alpha/", "v2/simple/alpha/");
+    for f in &removed {
+        up.fault(&f.path, Fault::Status(404));
+    }
+    let out = run(&m.config, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        m.status()[0]["retained"].as_u64(),
+        Some(1),
+        "one version, two files"
+    );
+    // Evict all the cache will let go: the retained files are held.
+    let out = run(&m.config, &["gc", "--max-size", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&m.config, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
+    for f in &removed {
+        assert!(
+            html.contains(&format!("../../{}#sha256={}", f.path, f.sha256)),
+            "{}: {html}",
+            f.filename
+        );
+        assert_eq!(
+            sha256_hex(&std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap()),
+            f.sha256
+        );
+        assert_eq!(
+            up.hits(&f.path),
+            1,
+            "{}: fetched once, by the first pass",
+            f.filename
+        );
+    }
+    assert_eq!(m.status()[0]["retained"].as_u64(), Some(1));
+}

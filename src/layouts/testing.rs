@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::config::MirrorConfig;
 use crate::digest::Digest;
-use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep};
+use crate::layout::{BoxFuture, Doc, DocError, DocRequest, DocSource, Keep, Previous};
 
 pub use super::configure;
 
@@ -15,6 +15,10 @@ pub struct Docs {
     pub map: HashMap<String, Vec<u8>>,
     /// Every path asked for, in order.
     pub asked: std::sync::Mutex<Vec<String>>,
+    /// The files of the generation "being served", by mirror path.
+    pub previous: HashMap<String, Previous>,
+    /// What the adapter reported retained, by unit: (versions, artifacts).
+    pub retained: std::sync::Mutex<HashMap<String, (usize, Vec<Digest>)>>,
 }
 
 impl Docs {
@@ -23,7 +27,15 @@ impl Docs {
             base: base.to_string(),
             map: HashMap::new(),
             asked: Default::default(),
+            previous: HashMap::new(),
+            retained: Default::default(),
         }
+    }
+
+    /// Puts `file` at mirror path `path` in the generation being served.
+    pub fn served(mut self, path: &str, file: Previous) -> Docs {
+        self.previous.insert(path.to_string(), file);
+        self
     }
 
     pub fn with(mut self, path: &str, body: impl AsRef<[u8]>) -> Docs {
@@ -49,6 +61,15 @@ impl DocSource for Docs {
             None => Err(DocError::NotFound { url }),
         };
         Box::pin(async move { r })
+    }
+
+    fn previous(&self, path: &str) -> Option<Previous> {
+        self.previous.get(path).cloned()
+    }
+
+    fn retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {
+        let mut r = self.retained.lock().unwrap();
+        r.insert(unit.to_string(), (versions, artifacts));
     }
 
     fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {

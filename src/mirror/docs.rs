@@ -331,6 +331,14 @@ impl DocSource for Source<'_> {
         Box::pin(self.fetch(req, true))
     }
 
+    fn previous(&self, path: &str) -> Option<crate::layout::Previous> {
+        self.mirror.previous_file(path)
+    }
+
+    fn retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {
+        self.mirror.record_retained(unit, versions, artifacts)
+    }
+
     fn keep(&self, sha256: &Digest, size: u64) -> Result<Box<dyn Keep>, String> {
         let store = self.mirror.meta.clone();
         let pending = store

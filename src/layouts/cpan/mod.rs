@@ -56,6 +56,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
+        retain: crate::layout::RetainSupport::No,
     },
     configure: |ctx, keys| Ok(Box::new(Cpan::from_keys(ctx, keys)?)),
     file_digests: &[],

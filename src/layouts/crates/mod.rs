@@ -41,6 +41,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(crate::policy::Scheme::Semver),
+        retain: crate::layout::RetainSupport::No,
     },
     configure: |ctx, keys| Ok(Box::new(Crates::from_keys(ctx, keys)?)),
     file_digests: &[],

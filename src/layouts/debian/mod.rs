@@ -54,6 +54,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         // Holds a new Release back, never rewrites one (`mirror/cooldown.rs`).
         cooldown: true,
         versions: None,
+        retain: crate::layout::RetainSupport::Signed,
     },
     configure: |ctx, keys| Ok(Box::new(Debian::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -56,6 +56,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(Scheme::Semver),
+        retain: crate::layout::RetainSupport::No,
     },
     configure: |ctx, keys| Ok(Box::new(Go::from_keys(ctx, keys)?)),
     // `h1:` hashes a module zip's files, not its bytes.

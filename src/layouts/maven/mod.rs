@@ -41,6 +41,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
+        retain: crate::layout::RetainSupport::No,
     },
     configure: |ctx, keys| Ok(Box::new(Maven::from_keys(ctx, keys)?)),
     file_digests: &[],

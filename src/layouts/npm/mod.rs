@@ -44,6 +44,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(Scheme::Semver),
+        retain: crate::layout::RetainSupport::No,
     },
     configure: |ctx, keys| Ok(Box::new(Npm::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -17,6 +17,7 @@ mod html;
 mod json;
 mod parse;
 mod render;
+mod retain;
 
 use std::borrow::Cow;
 
@@ -30,7 +31,7 @@ use crate::layout::{
     Selection, SyncError, UnitOutput,
 };
 use crate::path::{RelPath, check_name};
-use crate::policy::{Policy, Scheme};
+use crate::policy::{Policy, Retain, Scheme};
 
 pub static LAYOUT: LayoutDef = LayoutDef {
     name: "pypi",
@@ -44,6 +45,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(Scheme::Pep440),
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Pypi::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -456,12 +458,23 @@ impl Adapter for Pypi {
                 Err(DocError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            let page = parse_project(&doc.url, doc.content_type.as_deref(), &doc.body).map_err(
-                |what| SyncError::BadMetadata {
+            let mut page = parse_project(&doc.url, doc.content_type.as_deref(), &doc.body)
+                .map_err(|what| SyncError::BadMetadata {
                     url: doc.url.clone(),
                     what,
-                },
-            )?;
+                })?;
+            let dir = self.project_path(unit);
+            let served = match self.versions.retain {
+                Retain::Additive => retain::served_page(src, &dir),
+                Retain::Mirror => None,
+            };
+            if self.versions.retain == Retain::Additive {
+                let old = served.as_deref().and_then(|b| retain::parse_served(&dir, b));
+                let kept = old
+                    .map(|old| retain::merge(unit, &mut page, &old, src))
+                    .unwrap_or_default();
+                src.retained(unit, kept.versions, kept.artifacts);
+            }
             Ok(Some(self.project_entries(unit, &page, now)))
         })
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::layout::Previous;
 use crate::layouts::testing;
 
 const SIX_JSON: &str = include_str!("../../../tests/fixtures/pypi/six.v1_json");
@@ -431,4 +432,104 @@ fn a_blocked_project_never_materializes() {
     let listed = policy_adapter("projects = [\"evil\", \"good\"]\nblock = \"evil\"\n");
     let sel = testing::block_on(listed.select(&docs)).unwrap();
     assert!(matches!(sel, Selection::Units(u) if u == ["good"]));
+}
+
+/// A PEP 691 page of `demo` upstream, listing `names` (see [`demo_file`]).
+fn demo_page(names: &[&str]) -> Vec<u8> {
+    let files: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| {
+            let f = demo_file(n);
+            serde_json::json!({
+                "filename": n, "url": f.url, "hashes": {"sha256": f.sha256.unwrap().hex()},
+                "size": 1, "upload-time": "2024-01-01T00:00:00Z", "core-metadata": false,
+            })
+        })
+        .collect();
+    let versions: Vec<&str> = names.iter().filter_map(|n| file_version("demo", n)).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "meta": {"api-version": "1.1"}, "name": "demo", "versions": versions, "files": files,
+    }))
+    .unwrap()
+}
+
+/// One sync of `demo` against `upstream`, with the generation being served
+/// built from `served` (the previous sync's entries) and `cached` the files
+/// whose bytes are in the cache.
+fn retain_sync(a: &Pypi, upstream: &[&str], served: &UnitOutput, cached: &[&str]) -> (UnitOutput, (usize, Vec<Digest>)) {
+    let mut docs = testing::Docs::new("https://pypi.upstream.test/").with("simple/demo/", demo_page(upstream));
+    for e in &served.entries {
+        let file = match &e.body {
+            Body::Inline(b) => Previous::Doc(b.clone()),
+            Body::Remote { url, size, digest } => Previous::Artifact {
+                url: url.clone(),
+                size: *size,
+                digest: digest.clone(),
+                cached: cached.contains(&e.path.file_name()),
+            },
+            _ => continue,
+        };
+        docs = docs.served(e.path.as_str(), file);
+    }
+    let out = testing::block_on(a.unit("demo", &docs, 1_800_000_000, true)).unwrap().unwrap();
+    let r = docs.retained.lock().unwrap().remove("demo").unwrap_or_default();
+    (out, r)
+}
+
+#[test]
+fn additive_keeps_removed_files_listed_while_cached_with_their_digests() {
+    let a = policy_adapter("retain = \"additive\"\n");
+    let all = ["demo-1.0.tar.gz", "demo-1.0-py3-none-any.whl", "demo-1.1.tar.gz", "demo-2.0.tar.gz"];
+    let (first, r) = retain_sync(&a, &all, &UnitOutput { entries: vec![], rejected: 0, unchanged: false }, &[]);
+    assert_eq!(r, (0, vec![]), "nothing served before: nothing retained");
+    // Upstream removes 1.0 (both files) and 1.1; 1.0's wheel and 1.1's sdist are cached.
+    let cached = ["demo-1.0-py3-none-any.whl", "demo-1.1.tar.gz"];
+    let (second, (versions, artifacts)) = retain_sync(&a, &["demo-2.0.tar.gz"], &first, &cached);
+    let (json, html, tree, pep700) = served_files(&second);
+    let want = ["demo-1.0-py3-none-any.whl", "demo-1.1.tar.gz", "demo-2.0.tar.gz"];
+    assert_eq!(json, want, "cached removed files stay, the uncached one goes");
+    assert_eq!(html, want);
+    assert_eq!(tree, want);
+    let mut pep700: Vec<String> = serde_json::from_value(pep700).unwrap();
+    pep700.sort();
+    assert_eq!(pep700, ["1.0", "1.1", "2.0"], "PEP 700 versions keep the retained");
+    assert_eq!(versions, 2);
+    assert_eq!(artifacts.len(), 2);
+    // The retained file keeps its digest and upstream URL.
+    let whl = second.entries.iter().find(|e| e.path.file_name() == "demo-1.0-py3-none-any.whl").unwrap();
+    let want_digest = demo_file("demo-1.0-py3-none-any.whl").sha256.unwrap();
+    assert!(matches!(&whl.body, Body::Remote { url, digest, .. }
+        if *digest == want_digest && url == "https://files.upstream.test/demo-1.0-py3-none-any.whl"));
+    // Evicted since: gone at the next generation; still cached: still kept.
+    let (third, (versions, _)) = retain_sync(&a, &["demo-2.0.tar.gz"], &second, &["demo-1.1.tar.gz"]);
+    assert_eq!(served_files(&third).0, ["demo-1.1.tar.gz", "demo-2.0.tar.gz"]);
+    assert_eq!(versions, 1);
+    // Back upstream: listed as upstream has it, not counted as retained.
+    let (fourth, (versions, _)) = retain_sync(&a, &["demo-1.1.tar.gz", "demo-2.0.tar.gz"], &third, &["demo-1.1.tar.gz"]);
+    assert_eq!(served_files(&fourth).0, ["demo-1.1.tar.gz", "demo-2.0.tar.gz"]);
+    assert_eq!(versions, 0);
+}
+
+#[test]
+fn mirror_retention_drops_removed_files_even_when_cached() {
+    let a = policy_adapter("retain = \"mirror\"\n");
+    let (first, _) = retain_sync(&a, &["demo-1.0.tar.gz", "demo-2.0.tar.gz"], &UnitOutput { entries: vec![], rejected: 0, unchanged: false }, &[]);
+    let (second, r) = retain_sync(&a, &["demo-2.0.tar.gz"], &first, &["demo-1.0.tar.gz"]);
+    assert_eq!(served_files(&second).0, ["demo-2.0.tar.gz"]);
+    assert_eq!(r, (0, vec![]), "nothing reported under mirror retention");
+}
+
+#[test]
+fn additive_is_refused_by_layouts_that_cannot_honour_it() {
+    for (layout, upstream, keys) in [
+        ("debian", "http://deb.upstream.test/", "suites = [\"stable\"]\nkeyring = \"/nonexistent\"\n"),
+        ("maven", "http://maven.upstream.test/", ""),
+    ] {
+        let text = format!("[[mirror]]\nname = \"m\"\nlayout = \"{layout}\"\nupstream = \"{upstream}\"\nretain = \"additive\"\n{keys}");
+        let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("retain") && e.contains("cannot honour"), "{layout}: {e}");
+    }
+    let text = "[[mirror]]\nname = \"m\"\nlayout = \"pypi\"\nupstream = \"http://p.upstream.test/\"\nretain = \"sometimes\"\n";
+    let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), text).unwrap_err().to_string();
+    assert!(e.contains("retain") && e.contains("\"mirror\" or \"additive\""), "{e}");
 }

@@ -62,6 +62,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         // Holds a new repomd.xml back, never rewrites one (`mirror/cooldown.rs`).
         cooldown: true,
         versions: None,
+        retain: crate::layout::RetainSupport::Signed,
     },
     configure: |ctx, keys| Ok(Box::new(Rpm::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -53,6 +53,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
+        retain: crate::layout::RetainSupport::No,
     },
     configure: |ctx, keys| Ok(Box::new(Rustup::from_keys(ctx, keys)?)),
     file_digests: &[],
