@@ -255,3 +255,62 @@ fn a_metalink_skips_a_dead_mirror_and_requires_a_repomd_it_lists() {
     );
     assert_eq!(m.status()[0]["generation"].as_u64(), Some(1));
 }
+
+#[test]
+fn a_cooldown_serves_the_old_signed_repomd_until_the_new_one_is_old_enough() {
+    let fx = rpm();
+    let up = Upstream::serve(&fx.root);
+    let dir = scratch("rpm-cooldown");
+    let with = |cooldown: &str| {
+        let keys = format!("{}cooldown = \"{cooldown}\"\n", keys(&keyring()));
+        config(&dir, "", &mirror(&up.url(), &keys))
+    };
+    let cfg = with("1h");
+    let m = Mount::start(&dir, &cfg, "rpm");
+    m.wait_generation(1);
+    let repomd = m.path("rpm/os/repodata/repomd.xml");
+    let old = std::fs::read(fx.root.join("os/repodata/repomd.xml")).unwrap();
+    assert_eq!(
+        std::fs::read(&repomd).unwrap(),
+        old,
+        "an empty mirror adopts at once"
+    );
+
+    let v2 = fx.manifest["v2"]["root"].as_str().unwrap();
+    let new = std::fs::read(fx.root.join(format!("{v2}/repodata/repomd.xml"))).unwrap();
+    up.remap("os/repodata/", &format!("{v2}/repodata/"));
+    sync_ok(&m.config);
+    let s = &m.status()[0];
+    assert_eq!(s["generation"].as_u64(), Some(1), "{s}");
+    assert!(
+        s["sync"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("held by the cooldown"),
+        "{s}"
+    );
+    assert_eq!(
+        std::fs::read(&repomd).unwrap(),
+        old,
+        "the old repomd.xml is served"
+    );
+    // Every file the served repomd.xml lists is still there, verified.
+    for (href, size, sha) in listed(&String::from_utf8(old).unwrap()) {
+        let data = std::fs::read(m.path(&format!("rpm/os/{href}"))).unwrap();
+        assert_eq!(
+            (data.len() as u64, sha256_hex(&data)),
+            (size, sha),
+            "{href}"
+        );
+    }
+
+    // Seen for longer than the cooldown: the next sync adopts it.
+    drop(m);
+    let cfg = with("1s");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let m = Mount::start(&dir, &cfg, "rpm");
+    m.wait_generation(1);
+    sync_ok(&m.config);
+    m.wait_generation(2);
+    assert_eq!(std::fs::read(&repomd).unwrap(), new);
+}
