@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use support::upstream::{Fault, Upstream};
-use support::{Mount, config, pypi, pypi_mirror, run, scratch, sha256_hex};
+use support::{Mount, config, pypi, pypi_mirror, run, run_ok, scratch, sha256_hex};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     let up = Upstream::serve(&pypi().root);
@@ -83,14 +83,9 @@ fn lists_reads_and_hashes_files_then_serves_them_from_the_cache() {
         "no upstream URL leaks into pages"
     );
     let st = &m.status()[0];
-    let sidecars = fx
-        .files
-        .iter()
-        .filter(|f| f.metadata_path.is_some())
-        .count();
     assert_eq!(
         st["cached"].as_u64(),
-        Some((fx.files.len() + sidecars) as u64),
+        Some(fx.objects()),
         "artifacts and PEP 658 sidecars"
     );
     assert!(st["counters"]["hits"].as_u64().unwrap() >= fx.files.len() as u64);
@@ -377,12 +372,7 @@ fn additive_retention_keeps_a_removed_version_while_it_is_cached() {
         m.status()[0]
     );
     // Evicted from the cache: gone at the next generation.
-    let out = run(&m.config, &["gc", "--max-size", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&m.config, &["gc", "--max-size", "1"]);
     assert!(sync("after the eviction").contains("generation 3"));
     let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
     assert!(!html.contains(&kept.filename), "{html}");
@@ -397,12 +387,7 @@ fn mirror_retention_drops_a_removed_version_even_when_cached() {
     let f = fx.file("alpha-1.0-py3-none-any.whl");
     std::fs::read(m.path(&format!("pypi/{}", f.path))).unwrap();
     up.remap("simple/alpha/", "v2/simple/alpha/");
-    let out = run(&m.config, &["sync"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&m.config, &["sync"]);
     let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
     assert!(!html.contains(&f.filename), "{html}");
     assert!(!m.path(&format!("pypi/{}", f.path)).exists());
@@ -415,12 +400,7 @@ fn an_immediate_additive_mirror_keeps_its_retained_files_through_eviction() {
         "retain-immediate",
         &format!("{ALL}\nretain = \"additive\"\ndownload = \"immediate\""),
     );
-    let sidecars = fx
-        .files
-        .iter()
-        .filter(|f| f.metadata_path.is_some())
-        .count();
-    let all = (fx.files.len() + sidecars) as u64;
+    let all = fx.objects();
     m.wait_for(
         || m.status()[0]["cached"].as_u64() == Some(all),
         "every artifact to be cached",
@@ -435,30 +415,15 @@ fn an_immediate_additive_mirror_keeps_its_retained_files_through_eviction() {
     for f in &removed {
         up.fault(&f.path, Fault::Status(404));
     }
-    let out = run(&m.config, &["sync"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&m.config, &["sync"]);
     assert_eq!(
         m.status()[0]["retained"].as_u64(),
         Some(1),
         "one version, two files"
     );
     // Evict all the cache will let go: the retained files are held.
-    let out = run(&m.config, &["gc", "--max-size", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run(&m.config, &["sync"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&m.config, &["gc", "--max-size", "1"]);
+    run_ok(&m.config, &["sync"]);
     let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
     for f in &removed {
         assert!(

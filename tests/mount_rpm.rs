@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use support::upstream::{Fault, Upstream};
-use support::{Fixture, Mount, config, fixture, run, scratch, sha256_hex};
+use support::{Fixture, Mount, config, fixture, run, run_ok, scratch, sha256_hex};
 
 fn rpm() -> &'static Fixture {
     fixture("rpm")
@@ -40,14 +40,7 @@ fn mount(name: &str) -> (Upstream, Mount) {
 }
 
 fn sync_ok(cfg: &Path) -> String {
-    let out = run(cfg, &["sync"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_ok(cfg, &["sync"])
 }
 
 /// (href, size, sha256) of every file a repomd.xml lists.

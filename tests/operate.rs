@@ -238,12 +238,7 @@ fn immediate_download_fetches_each_new_generation_in_the_background() {
     );
     let m = Mount::start(&dir, &cfg, "pypi");
     m.wait_generation(1);
-    let sidecars = fx
-        .files
-        .iter()
-        .filter(|f| f.metadata_path.is_some())
-        .count();
-    let all = (fx.files.len() + sidecars) as u64;
+    let all = fx.objects();
     // While the throttled wheel trickles in, status shows the pass in flight.
     m.wait_for(
         || {

@@ -209,6 +209,12 @@ impl PypiFixture {
             .find(|f| f.filename == filename)
             .unwrap_or_else(|| panic!("no fixture file {filename}"))
     }
+
+    /// How many objects caching every file takes: the files and their PEP 658 sidecars.
+    pub fn objects(&self) -> u64 {
+        let sidecars = self.files.iter().filter(|f| f.metadata_path.is_some());
+        (self.files.len() + sidecars.count()) as u64
+    }
 }
 
 /// The fixture PyPI and its files.
@@ -345,6 +351,18 @@ pub fn run(cfg: &Path, args: &[&str]) -> std::process::Output {
         .arg(cfg)
         .output()
         .unwrap()
+}
+
+/// `regfs ARGS… --config CFG`, which must succeed; what it printed on stdout.
+pub fn run_ok(cfg: &Path, args: &[&str]) -> String {
+    let out = run(cfg, args);
+    assert!(
+        out.status.success(),
+        "regfs {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The fixture PyPI on a fresh upstream and a mount of it (`extra` goes
