@@ -61,6 +61,10 @@ pub struct Pypi {
     /// overrides), its cooldown cleared: PyPI's cooldown is per file, by
     /// its upload time, applied above.
     versions: Policy,
+    /// `package_types`: the kinds of file served (none: every kind).
+    types: Option<Vec<FileKind>>,
+    /// `platforms`: globs a wheel's platform tag must match (none: any wheel).
+    platforms: Option<Vec<Glob>>,
     index_dir: String,
     project_dir: String,
     file_template: String,
@@ -144,6 +148,46 @@ pub fn file_version<'f>(project: &str, filename: &'f str) -> Option<&'f str> {
     (!version.is_empty()).then_some(version)
 }
 
+/// What kind of distribution a file is, by its name (`package_types`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FileKind {
+    Wheel,
+    Sdist,
+    Egg,
+    /// Installers and other formats (`.exe`, `.msi`, `.rpm`, `.dmg`, …).
+    Other,
+}
+
+impl FileKind {
+    const NAMES: [(&'static str, FileKind); 4] = [
+        ("wheel", FileKind::Wheel),
+        ("sdist", FileKind::Sdist),
+        ("egg", FileKind::Egg),
+        ("other", FileKind::Other),
+    ];
+
+    fn of(filename: &str) -> FileKind {
+        const SDIST: [&str; 6] = [".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz", ".tar"];
+        let lower = filename.to_ascii_lowercase();
+        if lower.ends_with(".whl") {
+            FileKind::Wheel
+        } else if lower.ends_with(".egg") {
+            FileKind::Egg
+        } else if SDIST.iter().any(|e| lower.ends_with(e)) {
+            FileKind::Sdist
+        } else {
+            FileKind::Other
+        }
+    }
+}
+
+/// A wheel's platform tags (the last `-` field, `.`-separated when
+/// compressed: `manylinux_2_17_x86_64.manylinux2014_x86_64`).
+fn wheel_platforms(filename: &str) -> impl Iterator<Item = &str> {
+    let stem = &filename[..filename.len().saturating_sub(4)];
+    stem.rsplit('-').next().unwrap_or("").split('.')
+}
+
 /// A normalized, valid project name.
 fn is_project_name(name: &str) -> bool {
     !name.is_empty()
@@ -161,6 +205,33 @@ impl Pypi {
     /// time is unknown; the version filters apply to the version in each
     /// file's name (see [`file_version`]).
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Pypi, String> {
+        let types = keys
+            .string_or_list("package_types")?
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        FileKind::NAMES
+                            .iter()
+                            .find(|(name, _)| name == n)
+                            .map(|&(_, k)| k)
+                            .ok_or_else(|| {
+                                keys.error(
+                                    "package_types",
+                                    format!("\"{n}\" is not one of \"wheel\", \"sdist\", \"egg\", \"other\""),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let platforms = keys.globs("platforms")?;
+        if platforms.is_some() && types.as_ref().is_some_and(|t| !t.contains(&FileKind::Wheel)) {
+            return Err(keys.error(
+                "platforms",
+                "filters wheels, but package_types serves none: add \"wheel\" or drop platforms",
+            ));
+        }
         Ok(Pypi {
             filter: keys.globs("projects")?,
             cooldown: ctx.policy.cooldown,
@@ -168,10 +239,26 @@ impl Pypi {
                 cooldown: None,
                 ..ctx.policy.clone()
             },
+            types,
+            platforms,
             index_dir: ctx.spec.path("index_dir").to_string(),
             project_dir: ctx.spec.path("project_dir").to_string(),
             file_template: ctx.spec.path("file").to_string(),
         })
+    }
+
+    /// Whether `package_types` and `platforms` let this file through.
+    fn serves_kind(&self, filename: &str) -> bool {
+        let kind = FileKind::of(filename);
+        if self.types.as_ref().is_some_and(|t| !t.contains(&kind)) {
+            return false;
+        }
+        match (&self.platforms, kind) {
+            (Some(globs), FileKind::Wheel) => {
+                wheel_platforms(filename).any(|p| globs.iter().any(|g| g.matches(p)))
+            }
+            _ => true,
+        }
     }
 
     fn project_path(&self, project: &str) -> String {
@@ -249,6 +336,10 @@ impl Pypi {
                 rejected += 1;
                 continue;
             };
+            if !self.serves_kind(&f.filename) {
+                tracing::debug!(project, file = %f.filename, "not a package type or platform this mirror serves");
+                continue;
+            }
             let uploaded = f
                 .upload_time
                 .as_deref()

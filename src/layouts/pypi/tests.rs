@@ -533,3 +533,44 @@ fn additive_is_refused_by_layouts_that_cannot_honour_it() {
     let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), text).unwrap_err().to_string();
     assert!(e.contains("retain") && e.contains("\"mirror\" or \"additive\""), "{e}");
 }
+
+#[test]
+fn package_types_and_platforms_choose_the_files_of_both_pages_and_the_tree() {
+    let names = [
+        "demo-1.0.tar.gz",
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "demo-1.0-cp311-cp311-musllinux_1_1_aarch64.whl",
+        "demo-1.0-cp311-cp311-win_amd64.whl",
+        "demo-1.0-py3.11.egg",
+        "demo-1.0.win32.exe",
+    ];
+    let page = Project {
+        files: names.iter().map(|n| demo_file(n)).collect(),
+        ..Project::default()
+    };
+    let served = |keys: &str| served_files(&policy_adapter(keys).project_entries("demo", &page, 1_800_000_000));
+    let (json, html, tree, _) = served("package_types = [\"wheel\", \"sdist\"]\nplatforms = [\"manylinux*_x86_64\", \"any\"]\n");
+    let want = [
+        "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0.tar.gz",
+    ];
+    assert_eq!(json, want, "a compressed tag set matches by any of its tags");
+    assert_eq!(html, want);
+    assert_eq!(tree, want, "a file not served is not in the tree");
+    let (json, ..) = served("package_types = \"sdist\"\n");
+    assert_eq!(json, ["demo-1.0.tar.gz"]);
+    let (json, ..) = served("platforms = [\"win*\"]\n");
+    assert_eq!(json.len(), 4, "platforms leaves sdists, eggs and installers alone: {json:?}");
+    assert!(json.contains(&"demo-1.0-cp311-cp311-win_amd64.whl".to_string()), "{json:?}");
+    let (json, ..) = served("");
+    assert_eq!(json.len(), names.len());
+    for (keys, says) in [
+        ("package_types = [\"wheels\"]\n", "package_types: \"wheels\" is not one of"),
+        ("package_types = \"sdist\"\nplatforms = \"any\"\n", "platforms: filters wheels"),
+    ] {
+        let e = testing::configure(&LAYOUT, "https://pypi.upstream.test/", keys, Pypi::from_keys).err().unwrap();
+        assert!(e.contains(says), "{e}");
+    }
+}
