@@ -90,7 +90,6 @@ impl App {
             }
         })?;
         let mirror = Mirror::open(m.clone(), slots[&m.name], state)?;
-        mirror.hold_artifacts(&self.store);
         mirror.set_artifacts(self.store.clone());
         Ok(Arc::new(mirror))
     }

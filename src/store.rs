@@ -493,19 +493,16 @@ impl Store {
     }
 
     /// Keeps `digests` from eviction for `holder` (replacing what it held
-    /// before) until [`Store::release`]. Removal by `verify --repair` of a
+    /// before; an empty set releases it). Removal by `verify --repair` of a
     /// corrupt object still happens: a held object is one never evicted,
     /// not one served unverified.
     pub fn hold(&self, holder: &str, digests: HashSet<Digest>) {
-        self.held
-            .write()
-            .unwrap()
-            .insert(holder.to_string(), Arc::new(digests));
-    }
-
-    /// Drops what `holder` held from eviction.
-    pub fn release(&self, holder: &str) {
-        self.held.write().unwrap().remove(holder);
+        let mut held = self.held.write().unwrap();
+        if digests.is_empty() {
+            held.remove(holder);
+        } else {
+            held.insert(holder.to_string(), Arc::new(digests));
+        }
     }
 
     /// Is `d` held from eviction by anyone?

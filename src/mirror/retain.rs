@@ -58,9 +58,11 @@ impl Retained {
 }
 
 impl Mirror {
-    /// Gives the mirror the artifact cache, so that `retain = "additive"`
-    /// can tell a removed version whose bytes are still cached.
+    /// Gives the mirror the artifact cache: what its snapshots taken with
+    /// artifacts and its retained versions hold from eviction, and how
+    /// `retain = "additive"` tells a removed version still cached.
     pub fn set_artifacts(&self, store: Arc<Store>) {
+        self.hold_artifacts(&store);
         let _ = self.retained.artifacts.set(store);
         self.hold_retained();
     }
@@ -80,12 +82,7 @@ impl Mirror {
             .flat_map(|(_, a)| a.iter().cloned())
             .collect();
         drop(units);
-        let holder = format!("retained by {}", self.name());
-        if held.is_empty() {
-            store.release(&holder);
-        } else {
-            store.hold(&holder, held);
-        }
+        store.hold(&format!("retained by {}", self.name()), held);
     }
 
     /// How many versions the served documents keep listing although

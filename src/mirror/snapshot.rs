@@ -317,12 +317,7 @@ impl Mirror {
         for s in self.snapshots().iter().filter(|s| s.with_artifacts) {
             held.extend(self.owned_objects(&s.generation));
         }
-        let holder = format!("snapshots of {}", self.name());
-        if held.is_empty() {
-            store.release(&holder);
-        } else {
-            store.hold(&holder, held);
-        }
+        store.hold(&format!("snapshots of {}", self.name()), held);
     }
 
     /// The store objects `g`'s artifacts are (a weak digest's is its pin).
