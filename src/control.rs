@@ -118,7 +118,10 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
                 .create_snapshot(&name, with_artifacts, &app.store)
                 .await
             {
-                Ok(info) => snapshots(vec![info]),
+                Ok(info) => {
+                    m[0].invalidations_sent().await;
+                    snapshots(vec![info])
+                }
                 Err(e) => failed(e.to_string()),
             },
             Err(e) => failed(e.to_string()),
@@ -130,7 +133,10 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
         Request::SnapshotDelete { mirror, name } => {
             match app.select(std::slice::from_ref(&mirror)) {
                 Ok(m) => match m[0].delete_snapshot(&name, &app.store).await {
-                    Ok(()) => snapshots(Vec::new()),
+                    Ok(()) => {
+                        m[0].invalidations_sent().await;
+                        snapshots(Vec::new())
+                    }
                     Err(e) => failed(e.to_string()),
                 },
                 Err(e) => failed(e.to_string()),
@@ -138,7 +144,10 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
         }
         Request::Publish { mirror, name } => match app.select(std::slice::from_ref(&mirror)) {
             Ok(m) => match m[0].publish(name.as_deref()).await {
-                Ok(()) => snapshots(m[0].snapshot_infos()),
+                Ok(()) => {
+                    m[0].invalidations_sent().await;
+                    snapshots(m[0].snapshot_infos())
+                }
                 Err(e) => failed(e.to_string()),
             },
             Err(e) => failed(e.to_string()),
@@ -161,7 +170,11 @@ pub async fn handle(app: &Arc<App>, req: Request) -> Response {
             };
             let runs = selected.into_iter().map(|m| {
                 let fetcher = app.fetcher.clone();
-                tokio::spawn(async move { m.sync(&fetcher).await })
+                tokio::spawn(async move {
+                    let r = m.sync(&fetcher).await;
+                    m.invalidations_sent().await;
+                    r
+                })
             });
             let mut resp = Response {
                 ok: true,

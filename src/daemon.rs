@@ -453,7 +453,7 @@ fn lazy_unmount(mountpoint: &Path) {
     }
 }
 
-type Invalidator = Arc<dyn Fn(Invalidations) + Send + Sync>;
+type Invalidator = Arc<dyn Fn(Invalidations) -> crate::mirror::InvalidationsSent + Send + Sync>;
 
 /// The mirrors being served and their sync schedules; applies a reloaded
 /// configuration without unmounting.

@@ -134,7 +134,7 @@ impl FuseFs {
 pub fn invalidator(
     notifier: fuser::Notifier,
     rt: tokio::runtime::Handle,
-) -> impl Fn(Invalidations) + Send + Sync + 'static {
+) -> impl Fn(Invalidations) -> tokio::task::JoinHandle<()> + Send + Sync + 'static {
     let notifier = Arc::new(notifier);
     move |inv: Invalidations| {
         let n = notifier.clone();
@@ -149,7 +149,7 @@ pub fn invalidator(
                     tracing::debug!(ino, "inval_inode: {e}");
                 }
             }
-        });
+        })
     }
 }
 

@@ -58,8 +58,12 @@ use state::{Catalog, Loaded};
 /// Where lookups wait for a unit being materialized: `Ok(false)` = upstream does not have it.
 type Waiter = watch::Receiver<Option<Result<bool, String>>>;
 
-/// Called with what the kernel must forget after a swap.
-pub type SwapHook = Box<dyn Fn(Invalidations) + Send + Sync>;
+/// Called with what the kernel must forget after a swap; the handle
+/// completes once every notification has been sent.
+pub type SwapHook = Box<dyn Fn(Invalidations) -> InvalidationsSent + Send + Sync>;
+
+/// Completes when a swap's notifications have reached the kernel.
+pub type InvalidationsSent = tokio::task::JoinHandle<()>;
 
 /// The label of the root entries' segment (units are named otherwise).
 const ROOTS_LABEL: &str = ":root entries";
@@ -109,6 +113,8 @@ pub struct Mirror {
     docs: docs::DocCache,
     record: Mutex<SyncRecord>,
     on_swap: RwLock<Option<SwapHook>>,
+    /// Notifications handed to the hook and perhaps not sent yet.
+    invalidating: Mutex<Vec<InvalidationsSent>>,
     /// Woken after every swap (the immediate-download prefetcher waits here).
     pub swapped: tokio::sync::Notify,
     /// Metadata blobs written by a sync in progress, not yet referenced by
@@ -264,6 +270,7 @@ impl Mirror {
             persist_due: AtomicBool::new(false),
             record: Mutex::new(status.sync),
             on_swap: RwLock::new(None),
+            invalidating: Mutex::new(Vec::new()),
             swapped: tokio::sync::Notify::new(),
             pinned: Mutex::default(),
             gc_lock: Mutex::default(),
@@ -307,6 +314,32 @@ impl Mirror {
 
     pub fn set_swap_hook(&self, hook: SwapHook) {
         *self.on_swap.write().unwrap() = Some(hook);
+    }
+
+    /// Tells the kernel (through the swap hook, if mounted) what to forget.
+    fn invalidate(&self, inv: Invalidations) {
+        if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
+            let sent = hook(inv);
+            let mut pending = self.invalidating.lock().unwrap();
+            pending.retain(|h| !h.is_finished());
+            pending.push(sent);
+        }
+    }
+
+    /// Waits until the kernel has been told about every swap so far, so a
+    /// command that changed the tree (`publish`, `snapshot`, `sync`) answers
+    /// only once a client's next lookup sees the change. Gives up after
+    /// 10 s (the kernel answers notifications in microseconds; a command
+    /// never hangs on one).
+    pub async fn invalidations_sent(&self) {
+        let pending = std::mem::take(&mut *self.invalidating.lock().unwrap());
+        let all = futures_util::future::join_all(pending);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(mirror = %self.name(), "the kernel took over 10 s to take this mirror's invalidations; answering anyway");
+        }
     }
 
     /// Files of the served generation that no digest covers (see

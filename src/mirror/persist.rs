@@ -65,9 +65,7 @@ impl Mirror {
         }
         // A published snapshot is served meanwhile: the kernel's view is unchanged.
         if !self.is_published() {
-            if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
-                hook(catalog::diff(&old, &next, touched));
-            }
+            self.invalidate(catalog::diff(&old, &next, touched));
         }
         self.swapped.notify_waiters();
         Ok(next)

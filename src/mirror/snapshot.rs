@@ -332,12 +332,10 @@ impl Mirror {
 
     /// Tells the kernel what changed at the mount root (a snapshot came or went).
     fn invalidate_root(&self, name: &str) {
-        if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
-            hook(Invalidations {
-                inodes: vec![ROOT_INO],
-                entries: vec![(ROOT_INO, dir_name(self.name(), name))],
-            });
-        }
+        self.invalidate(Invalidations {
+            inodes: vec![ROOT_INO],
+            entries: vec![(ROOT_INO, dir_name(self.name(), name))],
+        });
     }
 
     /// Pins the current generation as snapshot `name`.
@@ -446,9 +444,7 @@ impl Mirror {
             }
         };
         *self.published.write().unwrap() = snap;
-        if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
-            hook(crate::catalog::diff_all(&old, &new));
-        }
+        self.invalidate(crate::catalog::diff_all(&old, &new));
         match name {
             Some(n) => {
                 tracing::info!(mirror = %self.name(), snapshot = n, generation = new.number(), "publishing snapshot")
