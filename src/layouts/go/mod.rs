@@ -398,12 +398,25 @@ impl Go {
         now: u64,
     ) -> Result<Option<UnitOutput>, SyncError> {
         let at = format!("{esc}/@v/{version}");
-        if self.policy != Policy::default() && !self.version_served(esc, module, version, src, now).await? {
-            tracing::debug!(module, version, "hidden by the mirror's policy");
-            return Ok(None);
+        // Under a cooldown the policy has read the .info already.
+        let mut dated = None;
+        if self.policy != Policy::default() {
+            match self.version_served(esc, module, version, src, now).await? {
+                Served::Hidden => {
+                    tracing::debug!(module, version, "hidden by the mirror's policy");
+                    return Ok(None);
+                }
+                Served::Yes(info) => dated = info,
+            }
         }
+        let info = async {
+            match dated {
+                Some(d) => Ok(Some(d)),
+                None => self.optional(src, format!("{at}.info")).await,
+            }
+        };
         let (info, modf, sums) = tokio::join!(
-            self.optional(src, format!("{at}.info")),
+            info,
             self.optional(src, format!("{at}.mod")),
             self.sums_for(src, module, version)
         );
@@ -465,26 +478,36 @@ impl Go {
         version: &str,
         src: &dyn DocSource,
         now: u64,
-    ) -> Result<bool, SyncError> {
-        let time = match self.policy.cooldown {
+    ) -> Result<Served, SyncError> {
+        let (time, info) = match self.policy.cooldown {
             Some(_) => match self.optional(src, format!("{esc}/@v/{version}.info")).await? {
-                Some(d) => parse_info(&d.body).1,
-                None => return Ok(false),
+                Some(d) => (parse_info(&d.body).1, Some(d)),
+                None => return Ok(Served::Hidden),
             },
-            None => None,
+            None => (None, None),
         };
         if self.policy.unit(module).hides(Scheme::Semver, version, time, now).is_some() {
-            return Ok(false);
+            return Ok(Served::Hidden);
         }
         if self.policy.unit(module).filters.keep_latest.is_none() {
-            return Ok(true);
+            return Ok(Served::Yes(info));
         }
         let Some(list) = self.optional(src, format!("{esc}/@v/list")).await? else {
-            return Ok(false);
+            return Ok(Served::Hidden);
         };
-        let (kept, _) = self.served(esc, module, &list.body, src, now).await?;
-        Ok(kept.iter().any(|v| v == version))
+        let (kept, mut infos) = self.served(esc, module, &list.body, src, now).await?;
+        if !kept.iter().any(|v| v == version) {
+            return Ok(Served::Hidden);
+        }
+        Ok(Served::Yes(info.or_else(|| infos.remove(version))))
     }
+}
+
+/// What the policy says of one module version.
+enum Served {
+    Hidden,
+    /// Served; the `.info` read to date it, if one was.
+    Yes(Option<Doc>),
 }
 
 /// A document served as it came, at `path`; a path the tree cannot hold (a

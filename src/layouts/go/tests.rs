@@ -222,7 +222,11 @@ fn a_policy_hides_versions_from_list_latest_and_the_version_files() {
     let (list, latest) = files(&a, 20);
     assert_eq!(list.as_deref(), Some("v1.0.0\nv1.1.0\nv1.2.0-rc.1\nv1.2.0\n"));
     assert_eq!(latest, Some(info("v1.2.0", 9)));
-    assert!(testing::block_on(a.unit(&format!("{m}@v1.2.0"), &docs(), 20 * 86400, true)).unwrap().is_some());
+    let d = docs();
+    assert!(testing::block_on(a.unit(&format!("{m}@v1.2.0"), &d, 20 * 86400, true)).unwrap().is_some());
+    let asked = d.asked.lock().unwrap();
+    let infos = asked.iter().filter(|p| p.ends_with("/v1.2.0.info")).count();
+    assert_eq!(infos, 1, "the .info that dated the version is the one served: {asked:?}");
     // Filters need no dates.
     let b = with("keep_latest = 1\nprereleases = false\nblock = [\"github.com/Demo/m@v1.2.0\"]");
     let (list, latest) = files(&b, 0);
