@@ -157,9 +157,10 @@ pub async fn gc_bucket(app: &App, r: &mut Report) {
     };
     match shared.list().await {
         Ok(o) => r.actions.push(format!(
-            "shared store {}: {} objects ({} bytes), none deleted (gc never deletes from a shared bucket)",
+            "shared store {}: {} {} ({} bytes), none deleted (gc never deletes from a shared bucket)",
             shared.describe(),
             o.len(),
+            if o.len() == 1 { "object" } else { "objects" },
             o.iter().map(|(_, s)| s).sum::<u64>()
         )),
         Err(e) => r

@@ -418,3 +418,70 @@ fn kill_9_during_a_multipart_upload_leaves_no_object_and_a_later_read_completes(
     wait_uploaded(&b, &c.gw, f);
     assert_eq!(c.gw.objects(), [c.gw.object(&f.sha256)]);
 }
+
+#[test]
+fn verify_bucket_names_a_corrupt_object_repair_deletes_it_and_gc_deletes_nothing() {
+    let up = Upstream::serve(&pypi().root);
+    let base = scratch("s3-verify");
+    let gw = Gateway::start(&base);
+    let dir = base.join("node");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config(
+        &dir,
+        &gw.globals(&dir, ""),
+        &pypi_mirror("pypi", &up.url(), ALL),
+    );
+    let m = Mount::start(&dir, &cfg, "pypi");
+    m.wait_generation(1);
+    let fx = pypi();
+    let (good, bad) = (
+        fx.file("alpha-2.0-py3-none-any.whl"),
+        fx.file("Beta_Pkg-0.1-py3-none-any.whl"),
+    );
+    for f in [good, bad] {
+        assert_eq!(sha256_hex(&read(&m, &f.path)), f.sha256);
+        wait_uploaded(&m, &gw, f);
+    }
+    let out = support::run_ok(&cfg, &["verify", "--bucket"]);
+    assert!(out.contains(", 0 problems"), "{out}");
+
+    // Behind regfs's back: one object's bytes change in the bucket.
+    let obj = gw.object(&bad.sha256);
+    let mut bytes = std::fs::read(&obj).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&obj, &bytes).unwrap();
+    let key = format!("cas/sha256/{}/{}", &bad.sha256[..2], bad.sha256);
+    let out = support::run(&cfg, &["verify", "--bucket"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a corrupt object fails verify: {text}"
+    );
+    assert!(
+        text.contains("PROBLEM: shared store") && text.contains(&key) && text.contains("corrupt"),
+        "the problem names the object's key: {text}"
+    );
+    assert!(obj.exists(), "verify without --repair deletes nothing");
+
+    let out = support::run(&cfg, &["verify", "--bucket", "--repair"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("deleted ") && text.contains(&key), "{text}");
+    assert!(!obj.exists(), "--repair deleted the corrupt object");
+    assert!(gw.object(&good.sha256).exists(), "and only it");
+    let out = support::run_ok(&cfg, &["verify", "--bucket"]);
+    assert!(
+        out.contains(", 0 problems"),
+        "clean after the repair: {out}"
+    );
+
+    // gc counts the bucket and never deletes from it.
+    let out = support::run_ok(&cfg, &["gc"]);
+    assert!(
+        out.contains(": 1 object (") && out.contains("none deleted"),
+        "{out}"
+    );
+    assert_eq!(gw.objects(), [gw.object(&good.sha256)]);
+    // The node still serves both (from its own verified cache).
+    assert_eq!(sha256_hex(&read(&m, &bad.path)), bad.sha256);
+    assert_eq!(sha256_hex(&read(&m, &good.path)), good.sha256);
+}
