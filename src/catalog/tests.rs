@@ -395,6 +395,55 @@ fn unit_tables_add_and_replace_by_name() {
 }
 
 #[test]
+fn unit_tables_stay_sorted_and_shared_across_many_additions() {
+    // Enough units, added one at a time in scrambled order, to split chunks.
+    let names: Vec<String> = (0..3000u32)
+        .map(|i| format!("u{:05}", i.wrapping_mul(7919) % 3000))
+        .collect();
+    let unit = |name: &str, n: u32| Unit {
+        name: leak(name),
+        seg: [n as u8; 16],
+        place: Place::Overlay(n + 1),
+    };
+    let mut want = std::collections::BTreeMap::new();
+    let mut t = Units::new([]);
+    let mut kept = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        t = t.with([unit(n, i as u32)]);
+        want.insert(n.clone(), i as u32);
+        if i % 1000 == 0 {
+            kept.push((t.clone(), want.clone()));
+        }
+    }
+    // Replacing keeps the count.
+    t = t.with([unit("u00042", 9999)]);
+    want.insert("u00042".into(), 9999);
+    kept.push((t, want));
+    for (t, want) in &kept {
+        assert_eq!(t.len(), want.len());
+        assert_eq!(t.iter().len(), want.len());
+        let got: Vec<(&str, u32)> = t
+            .iter()
+            .map(|u| match u.place {
+                Place::Overlay(s) => (u.name, s - 1),
+                Place::Base => panic!("{u:?}"),
+            })
+            .collect();
+        let exp: Vec<(&str, u32)> = want.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, exp, "every table keeps its own units, in order");
+        for (k, v) in want.iter().step_by(37) {
+            assert_eq!(t.get(k).map(|u| u.place), Some(Place::Overlay(v + 1)));
+        }
+        assert!(t.get("u99999").is_none() && t.get("a").is_none() && t.get("u00000x").is_none());
+    }
+}
+
+/// A `&'static str` for a test table (the tables borrow their input).
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+#[test]
 fn a_generation_is_cheap_to_share() {
     let g = Arc::new(gen_of(1, sample(), None).generation);
     let (next, _, _) = extend(&g, &[], Vec::new());
