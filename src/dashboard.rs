@@ -275,6 +275,7 @@ mod tests {
             retained: 0,
             snapshots: Vec::new(),
             published: None,
+            held: None,
         };
         let unverified = MirrorStatus {
             name: "gems".into(),

@@ -25,6 +25,7 @@ pub const CATALOG_FILES: &str = "regfs_catalog_files";
 pub const WEAK_DIGEST_FILES: &str = "regfs_weak_digest_files";
 pub const TOFU_PINNED: &str = "regfs_tofu_pinned";
 pub const RETAINED_VERSIONS: &str = "regfs_retained_versions";
+pub const COOLDOWN_HELD_UNTIL: &str = "regfs_cooldown_held_until_timestamp_seconds";
 pub const CACHE_BYTES: &str = "regfs_cache_bytes";
 pub const CACHE_OBJECTS: &str = "regfs_cache_objects";
 
@@ -176,6 +177,12 @@ pub fn render(app: &App, fuse: Option<&crate::stats::OpCounters>) -> String {
         "gauge",
         "Versions removed upstream still listed because their artifacts are cached (retain = \"additive\").",
         &per(&|s| s.retained as f64),
+    );
+    family(
+        COOLDOWN_HELD_UNTIL,
+        "gauge",
+        "When the new upstream generation a cooldown holds back is adopted (Unix seconds; 0: none held; Debian and RPM).",
+        &per(&|s| s.held.map_or(0.0, |h| h.adopt_at as f64)),
     );
     let usage = app.store.usage();
     family(

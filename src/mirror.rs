@@ -306,6 +306,18 @@ impl Mirror {
         self.record.lock().unwrap().clone()
     }
 
+    /// The new upstream generation a `cooldown` holds back (signed
+    /// layouts), if one is: what `cooldown.json` records now.
+    pub fn held(&self) -> Option<Held> {
+        if self.config.policy.cooldown.is_none() || !self.config.layout.capabilities.signed {
+            return None;
+        }
+        cooldown::pending(&self.dir).map(|p| Held {
+            first_seen: p.first_seen,
+            adopt_at: p.adopt_at,
+        })
+    }
+
     /// Waits until no sync or materialization of this mirror is running.
     pub async fn wait_idle(&self) {
         let _sync = self.sync_lock.lock().await;

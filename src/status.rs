@@ -49,6 +49,10 @@ pub struct MirrorStatus {
     pub snapshots: Vec<String>,
     #[serde(default)]
     pub published: Option<String>,
+    /// A new upstream generation the `cooldown` holds back (Debian, RPM):
+    /// the older signed one is served until `adopt_at`.
+    #[serde(default)]
+    pub held: Option<crate::mirror::Held>,
     pub counters: Snapshot,
     /// Syncs and prefetches of this mirror in flight.
     #[serde(default)]
@@ -97,6 +101,7 @@ pub fn collect(mirror: &Mirror, store: &Store) -> MirrorStatus {
             .map(|i| i.name)
             .collect(),
         published: mirror.published_name(),
+        held: mirror.held(),
         counters: mirror.counters.snapshot(),
         activity: crate::progress::board()
             .snapshot()
@@ -216,6 +221,13 @@ pub fn render(list: &[MirrorStatus]) -> String {
             out.push_str(&format!(
                 "  published      snapshot {p} is served at {}/ (syncs go on underneath; `regfs publish {} --follow` returns to them)\n",
                 s.name, s.name
+            ));
+        }
+        if let Some(h) = s.held {
+            out.push_str(&format!(
+                "  held           a new upstream generation, first seen {}, adopted at the first sync after {} (cooldown)\n",
+                crate::timestamp::format_rfc3339(h.first_seen as i64),
+                crate::timestamp::format_rfc3339(h.adopt_at as i64)
             ));
         }
         if !s.snapshots.is_empty() {

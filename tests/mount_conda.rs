@@ -291,7 +291,7 @@ fn filters_and_cooldown_agree_across_repodata_its_zst_the_shard_index_and_the_sh
     let fx = conda();
     let future = fx.manifest["future"].as_str().unwrap();
     let v1 = packages("v1");
-    let cases: [(&str, &str, Keep); 4] = [
+    let cases: [(&str, &str, Keep); 6] = [
         ("conda-f-none", "", Box::new(|_| true)),
         (
             "conda-f-packages",
@@ -307,6 +307,16 @@ fn filters_and_cooldown_agree_across_repodata_its_zst_the_shard_index_and_the_sh
             "conda-f-cooldown",
             "cooldown = \"1d\"",
             Box::new(move |p| p["path"] != future),
+        ),
+        (
+            "conda-f-latest",
+            "keep_latest = 1",
+            Box::new(|p| p["name"] != "fixlib" || p["version"] == "1.2"),
+        ),
+        (
+            "conda-f-block",
+            "block = [\"fixlib@1.1\"]",
+            Box::new(|p| p["name"] != "fixlib" || p["version"] != "1.1"),
         ),
     ];
     for (name, keys, keep) in cases {

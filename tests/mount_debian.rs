@@ -317,6 +317,11 @@ fn a_cooldown_keeps_serving_the_old_signed_release_until_the_new_one_is_old_enou
         assert!(!packages.contains("Version: 1.1-1"), "{packages}");
         let message = s["sync"]["message"].as_str().unwrap().to_string();
         assert!(message.contains("held by the cooldown"), "{s}");
+        let (first_seen, adopt_at) = (
+            s["held"]["first_seen"].as_u64().unwrap(),
+            s["held"]["adopt_at"].as_u64().unwrap(),
+        );
+        assert!(adopt_at >= first_seen + 3600, "status shows the hold: {s}");
         message
     };
     let first = held(&m);
@@ -342,6 +347,7 @@ fn a_cooldown_keeps_serving_the_old_signed_release_until_the_new_one_is_old_enou
     );
     m.wait_generation(2);
     assert_eq!(std::fs::read(&inrelease).unwrap(), new);
+    assert!(m.status()[0]["held"].is_null(), "nothing held once adopted");
     let packages =
         std::fs::read_to_string(m.path("debian/dists/bookworm/main/binary-amd64/Packages"))
             .unwrap();

@@ -167,6 +167,14 @@ pub fn load(dir: &Path) -> HoldState {
     }
 }
 
+/// The generation held back now, as `status` shows it: read quietly (a
+/// damaged file is reported by the next sync, which reads it with
+/// [`load`]).
+pub fn pending(dir: &Path) -> Option<Pending> {
+    let bytes = std::fs::read(path(dir)).ok()?;
+    serde_json::from_slice::<HoldState>(&bytes).ok()?.pending
+}
+
 /// Writes the hold state atomically.
 pub fn save(dir: &Path, state: &HoldState) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;

@@ -18,6 +18,12 @@ pub enum Scheme {
     Composer,
     /// RubyGems: a version with a letter in it is a pre-release.
     Rubygems,
+    /// conda's `VersionOrder` (epoch `N!`, components split at `.`/`_`,
+    /// runs of digits and letters, `dev` lowest and `post` highest, letters
+    /// below numbers, a local `+` part breaking ties); a pre-release has a
+    /// `dev`, `a`/`alpha`, `b`/`beta`, `c`/`rc` or `pre` run in its main part
+    /// (other tags, as openssl's `1.1.1w` letters, are not pre-releases).
+    Conda,
 }
 
 impl Scheme {
@@ -28,6 +34,7 @@ impl Scheme {
             Scheme::Pep440 => pep440(a).cmp(&pep440(b)),
             Scheme::Composer => composer(a).cmp(&composer(b)),
             Scheme::Rubygems => cmp_gem(a, b),
+            Scheme::Conda => cmp_conda(a, b),
         }
     }
 
@@ -38,6 +45,15 @@ impl Scheme {
             Scheme::Pep440 => pep440(v).is_none_or(|k| k.pre.is_some() || k.dev.is_some()),
             Scheme::Composer => composer(v).is_none_or(|k| k.1 != STABLE),
             Scheme::Rubygems => v.chars().any(|c| c.is_ascii_alphabetic()),
+            Scheme::Conda => conda(v).is_none_or(|c| {
+                c.main.iter().flatten().any(|p| match p {
+                    Run::Word(w) => matches!(
+                        w.as_str(),
+                        "DEV" | "a" | "alpha" | "b" | "beta" | "c" | "rc" | "pre" | "preview"
+                    ),
+                    _ => false,
+                })
+            }),
         }
     }
 }
@@ -271,6 +287,114 @@ fn cmp_gem(a: &str, b: &str) -> Ordering {
     Ordering::Equal
 }
 
+/// One run of a conda version component. Declared in conda's order:
+/// words (byte order, with `dev` upper-cased to `DEV` so it sorts below
+/// every lower-case word) below numbers below `post`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Run {
+    Word(String),
+    Num(u64),
+    Post,
+}
+
+/// A conda version: the epoch is the first component of `main`.
+#[derive(Debug)]
+struct CondaVersion {
+    main: Vec<Vec<Run>>,
+    local: Vec<Vec<Run>>,
+}
+
+fn conda_components(part: &str) -> Option<Vec<Vec<Run>>> {
+    part.split(['.', '_'])
+        .map(|c| {
+            if c.is_empty() {
+                return None;
+            }
+            let mut runs = Vec::new();
+            // A component starting with a letter gets a 0 first, so that
+            // `1.1.a1` == `1.1.0a1`.
+            if !c.starts_with(|ch: char| ch.is_ascii_digit()) {
+                runs.push(Run::Num(0));
+            }
+            let mut rest = c;
+            while !rest.is_empty() {
+                let digits = rest.starts_with(|ch: char| ch.is_ascii_digit());
+                let end = rest
+                    .find(|ch: char| ch.is_ascii_digit() != digits)
+                    .unwrap_or(rest.len());
+                let run = &rest[..end];
+                runs.push(match run {
+                    _ if digits => Run::Num(run.parse().unwrap_or(u64::MAX)),
+                    "post" => Run::Post,
+                    "dev" => Run::Word("DEV".into()),
+                    w => Run::Word(w.to_string()),
+                });
+                rest = &rest[end..];
+            }
+            Some(runs)
+        })
+        .collect()
+}
+
+fn conda(v: &str) -> Option<CondaVersion> {
+    let mut v = v.trim().to_ascii_lowercase();
+    let allowed = |v: &str| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'+' | b'!' | b'*'))
+    };
+    if !allowed(&v) && v.contains('-') && !v.contains('_') {
+        v = v.replace('-', "_");
+    }
+    if !allowed(&v) || v.matches('!').count() > 1 || v.matches('+').count() > 1 {
+        return None;
+    }
+    let (epoch, rest) = match v.split_once('!') {
+        Some((e, rest)) => (e.parse::<u64>().ok()?, rest),
+        None => (0, v.as_str()),
+    };
+    let (main, local) = match rest.split_once('+') {
+        Some((m, l)) => (m, conda_components(l)?),
+        None => (rest, Vec::new()),
+    };
+    let mut components = vec![vec![Run::Num(epoch)]];
+    components.extend(conda_components(main)?);
+    Some(CondaVersion {
+        main: components,
+        local,
+    })
+}
+
+/// Compares component lists, a missing component or run counting as 0
+/// (`1.1` == `1.1.0`).
+fn cmp_components(a: &[Vec<Run>], b: &[Vec<Run>]) -> Ordering {
+    let zero = Run::Num(0);
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).map_or(&[][..], Vec::as_slice),
+            b.get(i).map_or(&[][..], Vec::as_slice),
+        );
+        for j in 0..x.len().max(y.len()) {
+            let o = x.get(j).unwrap_or(&zero).cmp(y.get(j).unwrap_or(&zero));
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+    }
+    Ordering::Equal
+}
+
+fn cmp_conda(a: &str, b: &str) -> Ordering {
+    match (conda(a), conda(b)) {
+        (Some(a), Some(b)) => {
+            cmp_components(&a.main, &b.main).then_with(|| cmp_components(&a.local, &b.local))
+        }
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +489,65 @@ mod tests {
         assert!(
             !Scheme::Composer.is_prerelease("v2.1.0") && !Scheme::Composer.is_prerelease("2.1.0.0")
         );
+    }
+
+    #[test]
+    fn conda_follows_version_order() {
+        // conda's documented order, `==` pairs as one entry each.
+        let want = [
+            "0.4",
+            "0.4.1.rc",
+            "0.4.1",
+            "0.5a1",
+            "0.5b3",
+            "0.5C1",
+            "0.5",
+            "0.9.6",
+            "0.960923",
+            "1.0.1",
+            "1.1dev1",
+            "1.1a1",
+            "1.1.dev1",
+            "1.1.a1",
+            "1.1.0rc1",
+            "1.1",
+            "1.1.post1",
+            "1.1post1",
+            "1996.07.12",
+            "1!0.4.1",
+            "1!3.1.1.6",
+            "2!0.4.1",
+        ];
+        let mut shuffled = want.to_vec();
+        shuffled.reverse();
+        assert_eq!(sorted(Scheme::Conda, &shuffled), want);
+        for (a, b) in [
+            ("0.4", "0.4.0"),
+            ("0.4.1.rc", "0.4.1.RC"),
+            ("1.1.0dev1", "1.1.dev1"),
+            ("1.1.0", "1.1"),
+            ("1.1.0post1", "1.1.post1"),
+            ("1.0-1", "1.0_1"),
+        ] {
+            assert_eq!(Scheme::Conda.cmp(a, b), Ordering::Equal, "{a} == {b}");
+        }
+        assert_eq!(
+            Scheme::Conda.cmp("1.0+2", "1.0+10"),
+            Ordering::Less,
+            "the local part breaks ties"
+        );
+        assert_eq!(Scheme::Conda.cmp("1.0+9", "1.1"), Ordering::Less);
+        assert_eq!(
+            Scheme::Conda.cmp("1..0", "0.1"),
+            Ordering::Less,
+            "unreadable sorts first"
+        );
+        for pre in ["1.0rc1", "2.0.0a1", "1.1dev1", "3.0.0.beta2", "1.0.dev0"] {
+            assert!(Scheme::Conda.is_prerelease(pre), "{pre}");
+        }
+        for rel in ["1.0", "1.26.4", "1.1.1w", "1.0.post1", "2024.1", "1.0+cuda"] {
+            assert!(!Scheme::Conda.is_prerelease(rel), "{rel}");
+        }
     }
 
     #[test]

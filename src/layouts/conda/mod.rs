@@ -59,7 +59,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         placeholders: false,
         signed: false,
         cooldown: true,
-        versions: None,
+        versions: Some(crate::policy::Scheme::Conda),
         retain: crate::layout::RetainSupport::No,
     },
     configure: |ctx, keys| Ok(Box::new(Conda::from_keys(ctx, keys)?)),
@@ -73,14 +73,19 @@ pub struct Filter {
     pub packages: Option<Vec<Glob>>,
     /// Package names (or patterns) never listed.
     pub exclude: Vec<Glob>,
-    /// Records younger than this (by their `timestamp`) are hidden, seconds.
-    pub cooldown: Option<u64>,
+    /// The mirror's policy: records younger than `cooldown` (by their
+    /// `timestamp`) are hidden, and its version filters and block list
+    /// apply per package name (the policy's unit), by conda's version order.
+    pub policy: crate::policy::Policy,
 }
 
 impl Filter {
     /// Whether any record could be left out.
     pub fn is_empty(&self) -> bool {
-        self.packages.is_none() && self.exclude.is_empty() && self.cooldown.is_none()
+        self.packages.is_none()
+            && self.exclude.is_empty()
+            && self.policy.cooldown.is_none()
+            && !self.policy.filters_versions()
     }
 
     pub fn allows(&self, name: &str) -> bool {
@@ -90,11 +95,19 @@ impl Filter {
             && !self.exclude.iter().any(|g| g.matches(name))
     }
 
-    /// A record timestamped less than `cooldown` before `now` (or later),
-    /// or with no timestamp under a cooldown: a cooldown never lists a
-    /// package whose age it cannot establish.
-    pub fn hides(&self, timestamp: Option<u64>, now: u64) -> bool {
-        crate::policy::cooled(self.cooldown, timestamp, now)
+    /// Of one package's records (version and timestamp each), which are
+    /// served: the block list, the cooldown (a record timestamped less than
+    /// `cooldown` before `now`, or later, or with no timestamp: a cooldown
+    /// never lists a package whose age it cannot establish), `prereleases`,
+    /// then `keep_latest` over the versions left (every build of a kept
+    /// version stays).
+    pub fn served<'v>(
+        &self,
+        name: &str,
+        records: impl IntoIterator<Item = (&'v str, Option<u64>)>,
+        now: u64,
+    ) -> std::collections::HashSet<&'v str> {
+        self.policy.unit(name).select(crate::policy::Scheme::Conda, records, now)
     }
 }
 
@@ -117,8 +130,9 @@ fn is_subdir(s: &str) -> bool {
 }
 
 impl CondaOptions {
-    /// Reads `channels`, `subdirs`, `packages` and `exclude`; `cooldown` is
-    /// the common policy key.
+    /// Reads `channels`, `subdirs`, `packages` and `exclude`; `cooldown`,
+    /// `keep_latest`, `prereleases`, `block` and `[[mirror.override]]` are
+    /// the common policy keys, applied per package name.
     pub fn from_keys(keys: &mut Section, policy: &crate::policy::Policy) -> Result<CondaOptions, String> {
         let channels = keys.subpaths("channels", "channel", "conda-forge", "")?;
         let subdirs = keys.string_or_list("subdirs")?;
@@ -154,7 +168,7 @@ impl CondaOptions {
         let filter = Filter {
             packages: keys.globs("packages")?,
             exclude: keys.globs("exclude")?.unwrap_or_default(),
-            cooldown: policy.cooldown,
+            policy: policy.clone(),
         };
         Ok(CondaOptions {
             channels,
@@ -218,7 +232,7 @@ impl Adapter for Conda {
     }
 
     fn changes_with_time(&self) -> bool {
-        self.opts.filter.cooldown.is_some()
+        self.opts.filter.policy.cooldown.is_some()
     }
 
     fn lazy_unit(&self, _parent: &str, _name: &str) -> Option<String> {

@@ -231,6 +231,9 @@ impl<'de> Visitor<'de> for Records<'_, 'de> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub name: String,
+    /// `version` (`""` when the record gives none: conda's order sorts it
+    /// first, and `prereleases = false` drops it).
+    pub version: String,
     pub sha256: Digest,
     pub size: Option<u64>,
     /// Unix seconds (records give milliseconds, older ones seconds).
@@ -240,6 +243,7 @@ pub struct Record {
 #[derive(Deserialize)]
 struct Fields {
     name: Option<String>,
+    version: Option<String>,
     sha256: Option<String>,
     size: Option<u64>,
     timestamp: Option<serde_json::Number>,
@@ -305,6 +309,7 @@ pub fn check(r: &Listed, subdir: &str) -> Result<Record, String> {
         .map(seconds);
     Ok(Record {
         name,
+        version: fields.version.unwrap_or_default(),
         sha256,
         size: fields.size,
         timestamp,

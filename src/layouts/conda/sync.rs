@@ -126,7 +126,7 @@ impl Conda {
         let unchanged = main_unchanged
             && current.as_ref().is_none_or(|d| d.unchanged)
             && index.as_ref().is_none_or(|d| d.unchanged);
-        if unchanged && !full && self.opts.filter.cooldown.is_none() {
+        if unchanged && !full && self.opts.filter.policy.cooldown.is_none() {
             return Ok(Some(UnitOutput {
                 entries: Vec::new(),
                 rejected: 0,
@@ -246,16 +246,17 @@ impl Plan {
             by_name: HashMap::new(),
             lost: HashSet::new(),
         };
-        let mut entries = Vec::new();
+        // Records that passed the checks and the name filter, in listing
+        // order, with their versions and timestamps by package name.
+        let mut passed: Vec<(usize, repodata::Record, Entry)> = Vec::new();
         let mut skipped = 0;
-        let mut undated = 0;
         for (i, r) in doc.records.iter().enumerate() {
             let checked = if doc.duplicates.contains(&r.filename) {
                 Err("listed more than once".to_string())
             } else {
                 repodata::check(r, &self.subdir)
             };
-            let rec = match checked.and_then(|rec| {
+            let rec = checked.and_then(|rec| {
                 let e = self.entry(
                     &r.filename,
                     Body::Remote {
@@ -266,8 +267,10 @@ impl Plan {
                     rec.timestamp.and_then(|t| u32::try_from(t).ok()),
                 )?;
                 Ok((rec, e))
-            }) {
-                Ok(ok) => ok,
+            });
+            match rec {
+                Ok((rec, e)) if self.filter.allows(&rec.name) => passed.push((i, rec, e)),
+                Ok(_) => {}
                 Err(why) => {
                     skipped += 1;
                     if skipped <= WARN_EACH {
@@ -276,16 +279,31 @@ impl Plan {
                     if let Some(n) = record_name(r) {
                         kept.lost.insert(n);
                     }
-                    continue;
                 }
-            };
-            let (rec, e) = rec;
-            if !self.filter.allows(&rec.name) {
-                continue;
             }
-            if self.filter.hides(rec.timestamp, self.now) {
-                undated += usize::from(rec.timestamp.is_none());
-                tracing::debug!(file = %r.filename, "hidden by cooldown");
+        }
+        let serve: Vec<bool> = {
+            let mut versions: HashMap<&str, Vec<(&str, Option<u64>)>> = HashMap::new();
+            for (_, rec, _) in &passed {
+                versions.entry(&rec.name).or_default().push((&rec.version, rec.timestamp));
+            }
+            let served: HashMap<&str, HashSet<&str>> = versions
+                .into_iter()
+                .map(|(name, vs)| (name, self.filter.served(name, vs, self.now)))
+                .collect();
+            passed
+                .iter()
+                .map(|(_, rec, _)| served[rec.name.as_str()].contains(rec.version.as_str()))
+                .collect()
+        };
+        let mut entries = Vec::new();
+        let mut undated = 0;
+        for ((i, rec, e), serve) in passed.into_iter().zip(serve) {
+            if !serve {
+                if self.filter.policy.cooldown.is_some() && rec.timestamp.is_none() {
+                    undated += 1;
+                }
+                tracing::debug!(file = %doc.records[i].filename, "hidden by the mirror's policy");
                 kept.lost.insert(rec.name);
                 continue;
             }

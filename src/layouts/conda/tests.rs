@@ -102,7 +102,7 @@ fn keys_are_read_strictly() {
     );
     let root = adapter("subdirs = [\"noarch\"]\ncooldown = \"3d\"\npackages = [\"numpy*\"]\nexclude = \"numpy-base\"").unwrap();
     assert_eq!(root.units(), ["noarch"]);
-    assert_eq!(root.opts.filter.cooldown, Some(3 * 86400));
+    assert_eq!(root.opts.filter.policy.cooldown, Some(3 * 86400));
     assert!(root.opts.filter.allows("numpy") && !root.opts.filter.allows("numpy-base") && !root.opts.filter.allows("scipy"));
     for (keys, what) in [
         ("", "missing key `subdirs`"),
@@ -214,6 +214,64 @@ fn a_cooldown_hides_young_records_from_every_document() {
     // Later, nothing is young any more.
     let later = block_on(a.unit("ch/noarch", &docs("ch/", ALL), 4_102_444_800 + 8 * 86400, true)).unwrap().unwrap();
     assert_eq!(inline(&by_path(&later), "ch/noarch/repodata.json"), fx("fixture-noarch-repodata.json"));
+}
+
+/// The files repodata.json, current_repodata.json and the shard of
+/// `out` list for noarch, checking that the three agree (current only
+/// ever lists a subset of repodata.json).
+fn served_everywhere(out: &UnitOutput) -> Vec<String> {
+    let e = by_path(out);
+    let main = files(&json(inline(&e, "ch/noarch/repodata.json")));
+    let current = files(&json(inline(&e, "ch/noarch/current_repodata.json")));
+    assert!(current.iter().all(|f| main.contains(f)), "current {current:?} within {main:?}");
+    let (index, ..) = index_of(inline(&e, "ch/noarch/repodata_shards.msgpack.zst"));
+    let shard = match &index[..] {
+        [] => Vec::new(),
+        [(name, hex)] => {
+            assert_eq!(name, "fixlib");
+            let path = format!("ch/noarch/shards/{hex}.msgpack.zst");
+            let upstream = fx("fixture-noarch-shard.msgpack.zst");
+            let bytes = match &e[&path].body {
+                Body::Inline(b) => zstd::decode(b, 1 << 20).unwrap(),
+                // Unfiltered: upstream's own shard, fetched on first read.
+                Body::Remote { digest, .. } if *digest == Digest::sha256_of(&upstream) => {
+                    zstd::decode(&upstream, 1 << 20).unwrap()
+                }
+                b => panic!("{path}: {b:?}"),
+            };
+            files(&shard_json(&bytes).unwrap())
+        }
+        more => panic!("one shard expected: {more:?}"),
+    };
+    assert_eq!(shard, main, "the shard lists what repodata.json lists");
+    let listed: Vec<String> = e
+        .keys()
+        .filter_map(|p| p.strip_prefix("ch/noarch/"))
+        .filter(|f| f.starts_with("fixlib-"))
+        .map(str::to_string)
+        .collect();
+    let mut listed = listed;
+    listed.sort();
+    assert_eq!(listed, main, "the tree holds exactly the served packages");
+    main
+}
+
+#[test]
+fn version_filters_and_the_block_list_apply_to_every_document_by_conda_order() {
+    let at = |keys: &str| {
+        let a = adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}")).unwrap();
+        served_everywhere(&sync(&a, "ch/noarch", &docs("ch/", ALL)))
+    };
+    let (v10, v11, v12) = ("fixlib-1.0-h0_0.tar.bz2", "fixlib-1.1-h0_0.conda", "fixlib-1.2-h0_0.conda");
+    assert_eq!(at(""), [v10, v11, v12]);
+    assert_eq!(at("keep_latest = 1"), [v12], "the newest by version");
+    assert_eq!(at("keep_latest = 2"), [v11, v12]);
+    assert_eq!(at("keep_latest = 1\ncooldown = \"7d\""), [v11], "keep_latest counts what the cooldown left");
+    assert_eq!(at("block = [\"fixlib@1.1\"]"), [v10, v12]);
+    assert_eq!(at("block = [\"fixlib\"]"), Vec::<String>::new(), "a blocked name is not served at all");
+    assert_eq!(at("keep_latest = 1\n[[override]]\nunits = [\"fix*\"]\nkeep_latest = 2"), [v11, v12], "an override wins for its units");
+    assert_eq!(at("keep_latest = 2\n[[override]]\nunits = [\"other\"]\nkeep_latest = 1"), [v11, v12]);
+    assert_eq!(at("prereleases = false"), [v10, v11, v12], "no pre-release in the fixture");
 }
 
 #[test]
