@@ -311,6 +311,21 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
             ))
         })?
     };
+    // Signals are caught before the mount exists: a SIGTERM that arrives
+    // while the daemon is still starting (the mount already answering)
+    // must unmount, not kill the process and leave the mount behind.
+    let (mut term, mut int, mut hup) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _rt = rt.enter();
+        let catch = |kind: SignalKind| {
+            signal(kind).map_err(|e| DaemonError::Runtime(format!("cannot catch signals: {e}")))
+        };
+        (
+            catch(SignalKind::terminate())?,
+            catch(SignalKind::interrupt())?,
+            catch(SignalKind::hangup())?,
+        )
+    };
     let mut session = fuser::Session::new(fuse, &mountpoint, &fuse_config).map_err(|e| {
         DaemonError::Mountpoint {
             path: mountpoint.clone(),
@@ -400,10 +415,6 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
                 tokio::time::sleep(sampled.config.history_interval).await;
             }
         });
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("signal handler");
-        let mut int = signal(SignalKind::interrupt()).expect("signal handler");
-        let mut hup = signal(SignalKind::hangup()).expect("signal handler");
         let mut ended_rx = ended_rx;
         loop {
             tokio::select! {
