@@ -91,6 +91,7 @@ impl App {
         })?;
         let mirror = Mirror::open(m.clone(), slots[&m.name], state)?;
         mirror.set_artifacts(self.store.clone());
+        mirror.set_role(self.config.role);
         Ok(Arc::new(mirror))
     }
 

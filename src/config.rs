@@ -35,11 +35,39 @@ pub struct Config {
     pub mirrors: Vec<MirrorConfig>,
     /// `[store.s3]`: the shared artifact store in a bucket, if any.
     pub shared: Option<crate::store::shared::SharedConfig>,
+    /// `role`: what this node does with the shared store's generations.
+    pub role: Role,
+    /// `follow_interval`: how often a follower looks for a new generation.
+    pub follow_interval: Duration,
     /// Upstream logins: from the `credentials` file, and the userinfo taken
     /// out of `upstream` URLs (which then hold none).
     pub credentials: crate::credentials::Credentials,
     /// Things worth a WARN when the configuration is put to use.
     pub warnings: Vec<String>,
+}
+
+/// `role`: one node syncing for many (see `mirror/follow.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Syncs upstream and publishes nothing (one node, or nodes sharing
+    /// artifacts only).
+    #[default]
+    Standalone,
+    /// Syncs upstream and publishes each generation it serves to the
+    /// shared store.
+    Syncer,
+    /// Never syncs upstream: serves the generations the syncer published.
+    Follower,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Syncer => "syncer",
+            Role::Follower => "follower",
+        }
+    }
 }
 
 /// Bounds on upstream requests; together they bound how long a reader waits.
@@ -198,6 +226,22 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
             })?),
         },
         shared: parse_store(&mut top)?,
+        role: match top.string("role")?.as_deref() {
+            None | Some("standalone") => Role::Standalone,
+            Some("syncer") => Role::Syncer,
+            Some("follower") => Role::Follower,
+            Some(other) => {
+                return Err(top.error(
+                    "role",
+                    format!("expected \"standalone\", \"syncer\" or \"follower\", got \"{other}\""),
+                ));
+            }
+        },
+        follow_interval: match top.duration("follow_interval")? {
+            None => Duration::from_secs(30),
+            Some(d) if d >= Duration::from_secs(1) => d,
+            Some(_) => return Err("top level: follow_interval: must be at least 1s".into()),
+        },
         fetch,
         mirrors: Vec::new(),
         credentials: crate::credentials::Credentials::default(),
@@ -208,6 +252,12 @@ fn parse_config(path: &Path, text: &str) -> Result<Config, String> {
         config.mirrors.push(m);
     }
     top.finish()?;
+    if config.role != Role::Standalone && config.shared.is_none() {
+        return Err(format!(
+            "top level: role: a {} shares generations through the shared store: add a [store.s3] table (or remove the key)",
+            config.role.name()
+        ));
+    }
     check_unique_names(&config.mirrors)?;
     load_credentials(&mut config, credentials_file)?;
     Ok(config)
@@ -389,6 +439,35 @@ mod tests {
         assert_eq!(m.upstreams[1].as_str(), "https://b.upstream.test/pypi/");
         assert_eq!(m.sync_interval, Duration::from_secs(3600));
         assert_eq!(c.fetch, FetchSettings::default());
+    }
+
+    #[test]
+    fn role_needs_the_shared_store_and_is_one_of_three() {
+        assert_eq!(parse(GOOD).unwrap().role, Role::Standalone);
+        let e = parse(&format!("role = \"follower\"\n{GOOD}")).unwrap_err();
+        assert!(
+            e.contains("role: a follower") && e.contains("[store.s3]"),
+            "{e}"
+        );
+        let e = parse(&format!("role = \"leader\"\n{GOOD}")).unwrap_err();
+        assert!(
+            e.contains("role: expected \"standalone\", \"syncer\" or \"follower\", got \"leader\""),
+            "{e}"
+        );
+        let s3 = "[store.s3]\nendpoint = \"http://127.0.0.1:7070\"\nbucket = \"regfs\"\n";
+        let c = parse(&format!(
+            "role = \"follower\"\nfollow_interval = \"5s\"\n{GOOD}\n{s3}"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.role, c.follow_interval),
+            (Role::Follower, Duration::from_secs(5))
+        );
+        let e = parse(&format!(
+            "role = \"syncer\"\nfollow_interval = \"0s\"\n{GOOD}\n{s3}"
+        ))
+        .unwrap_err();
+        assert!(e.contains("follow_interval: must be at least 1s"), "{e}");
     }
 
     #[test]

@@ -480,8 +480,11 @@ impl Supervisor {
     fn start(&mut self, m: Arc<Mirror>, sync_now: bool) {
         let inval = self.inval.clone();
         m.set_swap_hook(Box::new(move |i| inval(i)));
-        let mut handles =
-            vec![tokio::spawn(schedule(self.app.clone(), m.clone(), sync_now)).abort_handle()];
+        let run = match self.app.config.role {
+            crate::config::Role::Follower => tokio::spawn(follow(self.app.clone(), m.clone())),
+            _ => tokio::spawn(schedule(self.app.clone(), m.clone(), sync_now)),
+        };
+        let mut handles = vec![run.abort_handle()];
         if m.config.download == Download::Immediate {
             handles.push(
                 tokio::spawn(prefetch_each_generation(self.app.clone(), m.clone())).abort_handle(),
@@ -511,6 +514,7 @@ impl Supervisor {
             new.metrics_listen,
             &new.credentials,
             new.history_interval,
+            (new.role, new.follow_interval),
         ) != (
             &old.cache_dir,
             &old.state_dir,
@@ -519,6 +523,7 @@ impl Supervisor {
             old.metrics_listen,
             &old.credentials,
             old.history_interval,
+            (old.role, old.follow_interval),
         ) {
             tracing::warn!(
                 "SIGHUP: global settings changed; they take effect at the next restart (mirror changes apply now)"
@@ -605,5 +610,44 @@ async fn schedule(app: Arc<App>, mirror: Arc<crate::mirror::Mirror>, sync_now: b
         let _ = mirror.sync(&app.fetcher).await;
         n += 1;
         wait = crate::mirror::jittered(interval, seed.wrapping_add(n));
+    }
+}
+
+/// A follower's mirror: looks at the syncer's pointer every
+/// `follow_interval` and adopts each newer generation; while the bucket or
+/// the syncer is down it keeps serving what it has (one WARN when that
+/// starts, one INFO when it ends).
+async fn follow(app: Arc<App>, mirror: Arc<crate::mirror::Mirror>) {
+    use crate::mirror::Followed;
+    let Some(shared) = app.fetcher.shared().cloned() else {
+        return;
+    };
+    let mut failing = false;
+    let mut told = None;
+    loop {
+        match mirror.follow_once(&shared).await {
+            Ok(f) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!(mirror = %mirror.name(), "following the syncer again");
+                }
+                match f {
+                    Followed::NothingPublished if told != Some(0) => {
+                        told = Some(0);
+                        tracing::info!(mirror = %mirror.name(), pointer = %shared.describe_pointer(mirror.name()), "following: no generation published yet; serving generation {}", mirror.current().number());
+                    }
+                    Followed::Older(n) if told != Some(n) => {
+                        told = Some(n);
+                        tracing::warn!(mirror = %mirror.name(), "following: the syncer's pointer names generation {n}, older than the {} served here; not going back (a syncer with fresh state? it is adopted once it passes)", mirror.current().number());
+                    }
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(mirror = %mirror.name(), "{e}; serving generation {} until a new one can be adopted, trying every {}s", mirror.current().number(), app.config.follow_interval.as_secs());
+                }
+            }
+        }
+        tokio::time::sleep(app.config.follow_interval).await;
     }
 }

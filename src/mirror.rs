@@ -23,6 +23,7 @@
 mod compact;
 mod cooldown;
 mod docs;
+mod follow;
 mod identity;
 mod lazy;
 mod persist;
@@ -32,6 +33,7 @@ mod state;
 mod sync;
 mod trust;
 
+pub use follow::{Followed, Role};
 pub use snapshot::{
     Snapshot as MirrorSnapshot, SnapshotError, SnapshotInfo, check_name as check_snapshot_name,
     dir_name as snapshot_dir_name,
@@ -133,6 +135,10 @@ pub struct Mirror {
     served_before: RwLock<Option<Arc<Generation>>>,
     /// `retain = "additive"`: the artifact cache and the retained versions.
     retained: retain::Retained,
+    /// This node's role with the shared store (set by [`Mirror::set_role`]).
+    role: std::sync::OnceLock<Role>,
+    /// What was published to (or adopted from) the shared store.
+    follow: follow::FollowState,
 }
 
 /// The outcome of the last sync, as `status` shows it.
@@ -282,6 +288,8 @@ impl Mirror {
                 crate::policy::Retain::Additive => status.retained,
                 crate::policy::Retain::Mirror => HashMap::new(),
             }),
+            role: std::sync::OnceLock::new(),
+            follow: follow::FollowState::default(),
             config,
         };
         mirror.load_snapshots();
@@ -290,6 +298,15 @@ impl Mirror {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Sets this node's role with the shared store (once, at open).
+    pub fn set_role(&self, role: Role) {
+        let _ = self.role.set(role);
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.get().copied().unwrap_or_default()
     }
 
     /// The generation being served.

@@ -485,3 +485,135 @@ fn verify_bucket_names_a_corrupt_object_repair_deletes_it_and_gc_deletes_nothing
     assert_eq!(sha256_hex(&read(&m, &bad.path)), bad.sha256);
     assert_eq!(sha256_hex(&read(&m, &good.path)), good.sha256);
 }
+
+/// A node of role `role` (`follow_interval = "1s"` for followers).
+fn role_node(up: &Upstream, gw: &Gateway, dir: &Path, role: &str) -> Mount {
+    std::fs::create_dir_all(dir).unwrap();
+    let globals = format!(
+        "role = \"{role}\"\nfollow_interval = \"1s\"\n{}",
+        gw.globals(dir, "")
+    );
+    let cfg = config(dir, &globals, &pypi_mirror("pypi", &up.url(), ALL));
+    Mount::start(dir, &cfg, "pypi")
+}
+
+fn sync_ok(m: &Mount) -> String {
+    let out = support::run(&m.config, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn generation(m: &Mount) -> u64 {
+    m.status()[0]["generation"].as_u64().unwrap()
+}
+
+#[test]
+fn followers_adopt_the_syncers_generations_atomically_and_keep_theirs_when_the_bucket_fails() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let base = scratch("s3-follow");
+    let mut gw = Gateway::start(&base);
+    let syncer = role_node(&up, &gw, &base.join("syncer"), "syncer");
+    syncer.wait_generation(1);
+    let f1 = role_node(&up, &gw, &base.join("f1"), "follower");
+    let f2_dir = base.join("f2");
+    let f2 = role_node(&up, &gw, &f2_dir, "follower");
+    f1.wait_generation(1);
+    f2.wait_generation(1);
+    let page = "pypi/simple/alpha/index.v1_json";
+    for f in [&f1, &f2] {
+        assert_eq!(
+            std::fs::read(f.path(page)).unwrap(),
+            std::fs::read(syncer.path(page)).unwrap(),
+            "a follower serves the syncer's page byte-identical"
+        );
+    }
+    assert_eq!(
+        up.hits("simple/alpha/"),
+        1,
+        "only the syncer asked upstream"
+    );
+    let refused = support::run(&f1.config, &["sync"]);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("follower"),
+        "a follower refuses to sync: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let wheel = fx.file("alpha-1.0-py3-none-any.whl");
+    assert_eq!(sha256_hex(&read(&f1, &wheel.path)), wheel.sha256);
+
+    // A reader holds the old page open on a follower while the syncer
+    // publishes generation 2.
+    let mut held = std::fs::File::open(f1.path(page)).unwrap();
+    up.remap("simple/alpha/", "v2/simple/alpha/");
+    assert!(sync_ok(&syncer).contains("generation 2"));
+    f1.wait_generation(2);
+    f2.wait_generation(2);
+    let new = std::fs::read_to_string(f1.path(page)).unwrap();
+    assert!(
+        !new.contains("alpha-1.0") && new.contains("alpha-2.0"),
+        "{new}"
+    );
+    assert_eq!(new.as_bytes(), std::fs::read(syncer.path(page)).unwrap());
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut held, &mut old).unwrap();
+    assert!(
+        old.contains("alpha-1.0"),
+        "the open handle reads the old page whole"
+    );
+
+    // The bucket stops: followers keep serving generation 2.
+    gw.stop();
+    f1.wait_for(
+        || {
+            f1.log()
+                .contains("serving generation 2 until a new one can be adopted")
+        },
+        "the follower to say it keeps its generation",
+    );
+    assert_eq!(std::fs::read_to_string(f1.path(page)).unwrap(), new);
+    gw.resume();
+
+    // Generation 3 is published while f2 is down, and one of its metadata
+    // blobs is corrupted in the bucket before f2 comes back.
+    f2.stop();
+    let mut gamma: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.root.join("simple/gamma/index.v1_json")).unwrap())
+            .unwrap();
+    gamma["files"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| !f["filename"].as_str().unwrap().starts_with("gamma-0.2"));
+    up.fault(
+        "simple/gamma/",
+        support::upstream::Fault::Body(gamma.to_string().into_bytes()),
+    );
+    assert!(sync_ok(&syncer).contains("generation 3"));
+    let gamma_page = "pypi/simple/gamma/index.v1_json";
+    let published = std::fs::read(syncer.path(gamma_page)).unwrap();
+    let obj = gw.object(&sha256_hex(&published));
+    let mut bad = std::fs::read(&obj).unwrap();
+    bad[10] ^= 0xff;
+    std::fs::write(&obj, &bad).unwrap();
+    let f2 = Mount::start(&f2_dir, &f2_dir.join("regfs.toml"), "pypi");
+    assert_eq!(
+        generation(&f2),
+        2,
+        "a restarted follower serves what it had at once"
+    );
+    f2.wait_for(
+        || f2.log().contains("is missing or corrupt in the bucket"),
+        "the follower to refuse the corrupt generation",
+    );
+    assert_eq!(generation(&f2), 2);
+    assert_ne!(std::fs::read(f2.path(gamma_page)).unwrap(), published);
+    // The syncer's next publish sends the object again; f2 adopts it.
+    assert!(sync_ok(&syncer).contains("unchanged"));
+    f2.wait_generation(3);
+    assert_eq!(std::fs::read(f2.path(gamma_page)).unwrap(), published);
+    assert_eq!(std::fs::read(f1.path(gamma_page)).unwrap(), published);
+}

@@ -76,10 +76,26 @@ enum Fetched {
 impl Mirror {
     /// Runs one sync and records its outcome for `status`.
     pub async fn sync(self: &Arc<Self>, fetcher: &Arc<Fetcher>) -> Result<SyncReport, MirrorError> {
+        if self.role() == super::Role::Follower {
+            return Err(MirrorError::Other {
+                mirror: self.name().to_string(),
+                what: "this node is a follower (role = \"follower\"): it serves the generations the syncer publishes and never syncs upstream; sync the syncer instead".into(),
+            });
+        }
         let _one_at_a_time = self.sync_lock.lock().await;
         let started = Instant::now();
         let span = tracing::info_span!("sync", mirror = %self.name());
         let result = tracing::Instrument::instrument(self.sync_inner(fetcher, started), span).await;
+        // A syncer publishes what it serves for its followers after every
+        // sync (what the bucket lost since, it sends again).
+        let mut unpublished = None;
+        if let (Ok(_), super::Role::Syncer, Some(shared)) = (&result, self.role(), fetcher.shared())
+        {
+            if let Err(e) = self.publish_for_followers(shared).await {
+                tracing::warn!(mirror = %self.name(), "followers keep their generation: {e}");
+                unpublished = Some(e.to_string());
+            }
+        }
         self.unpin_all();
         self.catalog.settle();
         // A sync's transient memory (pages, entries) is large; give it back.
@@ -111,6 +127,9 @@ impl Mirror {
                         "; {} unit(s) kept their previous contents",
                         r.failed.len()
                     ));
+                }
+                if let Some(e) = &unpublished {
+                    message.push_str(&format!("; not published for followers: {e}"));
                 }
                 SyncRecord {
                     last_sync: now,

@@ -422,6 +422,96 @@ impl Shared {
         self.client.complete_multipart(key, upload, &parts).await
     }
 
+    /// Uploads the file at `path`, whose content is `d` (a catalog tree a
+    /// syncer publishes), unless the bucket has it.
+    pub async fn upload_file(&self, path: PathBuf, d: &Digest) -> Result<Put, S3Error> {
+        let r = self.upload_inner(path, d).await;
+        self.note(r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// Creates the object of `bytes` (named by their SHA-256) unless the
+    /// bucket has it; its digest.
+    pub async fn put_object(&self, bytes: Vec<u8>) -> Result<Digest, S3Error> {
+        let d = Digest::sha256_of(&bytes);
+        let r = self.client.put_new(&self.key(&d), bytes.into()).await;
+        self.note(r.as_ref().map(|_| ()));
+        r.map(|_| d)
+    }
+
+    /// `d`'s object read whole (it must be `size` bytes), verified:
+    /// `Ok(None)` when the bucket has none, or had a corrupt one (deleted,
+    /// with a WARN naming its key: the syncer uploads it again).
+    pub async fn get_object(&self, d: &Digest, size: u64) -> Result<Option<Vec<u8>>, S3Error> {
+        let key = self.key(d);
+        let got = self.read_whole(&key, size).await;
+        self.note(got.as_ref().map(|_| ()));
+        let Some(bytes) = got? else {
+            return Ok(None);
+        };
+        let actual = Digest::sha256_of(&bytes);
+        if bytes.len() as u64 != size || d.algo() != Algo::Sha256 || actual != *d {
+            self.repair(
+                &key,
+                &format!(
+                    "{} bytes hashing to {actual}, expected {size} bytes of {d}",
+                    bytes.len()
+                ),
+            )
+            .await;
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The object at `key` whole, at most `limit` bytes (more is cut off:
+    /// the caller's checks then refuse it).
+    async fn read_whole(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, S3Error> {
+        let Some(mut obj) = self.client.get(key).await? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(obj.len.unwrap_or(0).min(limit) as usize);
+        while let Some(c) = obj.chunk().await? {
+            bytes.extend_from_slice(&c);
+            if bytes.len() as u64 > limit {
+                break;
+            }
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The key of `mirror`'s pointer (the newest generation its syncer
+    /// published): not content-addressed, so `list`, `verify` and `gc`
+    /// pass it by.
+    fn pointer_key(&self, mirror: &str) -> String {
+        match self.prefix.as_str() {
+            "" => format!("follow/{mirror}.json"),
+            p => format!("{p}/follow/{mirror}.json"),
+        }
+    }
+
+    /// Replaces `mirror`'s pointer.
+    pub async fn put_pointer(&self, mirror: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
+        let r = self
+            .client
+            .put(&self.pointer_key(mirror), bytes.into())
+            .await;
+        self.note(r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// `mirror`'s pointer, if a syncer published one (at most `limit` bytes).
+    pub async fn get_pointer(&self, mirror: &str, limit: u64) -> Result<Option<Vec<u8>>, S3Error> {
+        let r = self.read_whole(&self.pointer_key(mirror), limit).await;
+        self.note(r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// The pointer's key with the endpoint and bucket, for messages.
+    pub fn describe_pointer(&self, mirror: &str) -> String {
+        self.client.describe(&self.pointer_key(mirror))
+    }
+
     /// Every object in the bucket under the prefix, by digest.
     pub async fn list(&self) -> Result<Vec<(Digest, u64)>, S3Error> {
         let prefix = match self.prefix.as_str() {

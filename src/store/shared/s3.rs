@@ -221,6 +221,19 @@ impl Client {
         put_outcome(resp, || format!("PUT {}", self.describe(key))).await
     }
 
+    /// Writes the object at `key`, replacing any (a follower's pointer:
+    /// the one object that changes); the server checks the body's sha256.
+    pub async fn put(&self, key: &str, body: bytes::Bytes) -> Result<(), S3Error> {
+        let headers = [("x-amz-checksum-sha256", b64(&sha256(&body)))];
+        let resp = self
+            .send(Method::PUT, key, &[], &headers, Some(body))
+            .await?;
+        match resp.status().as_u16() {
+            200 | 201 | 204 => Ok(()),
+            _ => Err(Self::status_error(format!("PUT {}", self.describe(key)), resp).await),
+        }
+    }
+
     /// Starts a multipart upload; its id.
     pub async fn create_multipart(&self, key: &str) -> Result<String, S3Error> {
         let what = || format!("CreateMultipartUpload {}", self.describe(key));

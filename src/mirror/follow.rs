@@ -1,0 +1,475 @@
+//! One syncer, many followers. A syncer (`role = "syncer"`) publishes
+//! every generation it serves to the shared store; a follower
+//! (`role = "follower"`) never syncs upstream and adopts what the syncer
+//! published, switching as a sync's swap does.
+//!
+//! ```text
+//! <prefix>/sha256/<hh>/<hex>       catalog trees, roots, manifests and
+//!                                  metadata blobs, content-addressed like
+//!                                  the artifacts beside them
+//! <prefix>/follow/<mirror>.json    the pointer: the newest manifest
+//! ```
+//!
+//! A generation's manifest names its root file, every tree the root
+//! names (by the catalog's 16-byte name, with the SHA-256 and size of the
+//! file) and every metadata blob it serves. Everything is uploaded before
+//! the manifest and the manifest before the pointer, so a pointer only
+//! ever names a complete generation. A follower verifies every object it
+//! reads by its SHA-256 (a corrupt one is deleted from the bucket and the
+//! generation is not adopted: the syncer uploads it again at its next
+//! publish), writes the trees and blobs locally, and only then swaps the
+//! generation in, durable first as a sync's is. Until then, and whenever
+//! the bucket or the syncer is down, it serves the generation it has.
+//!
+//! The bucket is trusted as the syncer is for what it names: content
+//! addressing guards against torn and corrupted objects, not against a
+//! writer with the bucket's credentials. A follower never goes back: a
+//! pointer naming an older generation than the one served is refused.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, RootFile, Tree};
+use crate::digest::{Algo, Digest, decode_hex, encode_hex};
+use crate::store::shared::{Read, Shared};
+
+use super::persist::Durability;
+use super::state::{TreeKind, root_of};
+use super::{Mirror, MirrorError};
+
+pub use crate::config::Role;
+
+/// The largest pointer and manifest read (a manifest lists every tree and
+/// metadata blob of a generation: ~150 bytes each).
+const MAX_POINTER: u64 = 64 << 10;
+const MAX_MANIFEST: u64 = 256 << 20;
+/// In the mirror's state directory: the SHA-256 of the manifest adopted last.
+const ADOPTED: &str = "followed-manifest";
+/// The manifest format this regfs writes and reads.
+const FORMAT: u32 = 1;
+
+/// One content-addressed object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Object {
+    sha256: String,
+    size: u64,
+}
+
+impl Object {
+    fn digest(&self) -> Result<Digest, String> {
+        Digest::from_hex(Algo::Sha256, &self.sha256)
+            .map_err(|e| format!("sha256 {:?}: {e}", self.sha256))
+    }
+}
+
+/// A catalog tree: the catalog's name for it and its file's object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct TreeObject {
+    /// `seg` or `base`.
+    kind: String,
+    /// The catalog's name (16 bytes, hex).
+    name: String,
+    #[serde(flatten)]
+    object: Object,
+}
+
+/// A published generation.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    mirror: String,
+    layout: String,
+    /// The mirror's inode slot on the syncer: trees carry it in every
+    /// inode number, so a follower must serve the mirror in the same one.
+    slot: u8,
+    generation: u64,
+    root: Object,
+    trees: Vec<TreeObject>,
+    blobs: Vec<Object>,
+}
+
+/// The newest generation published for a mirror.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pointer {
+    manifest: Object,
+    generation: u64,
+    /// Unix seconds it was published.
+    published: u64,
+}
+
+/// What one look at the pointer came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// No syncer published this mirror yet.
+    NothingPublished,
+    /// The generation served is the newest published.
+    Current,
+    /// The pointer names an older generation than the one served.
+    Older(u64),
+    /// Adopted and served: its generation number.
+    Adopted(u64),
+}
+
+/// Per mirror, in memory.
+#[derive(Default)]
+pub(super) struct FollowState {
+    /// Syncer: the object of each tree file hashed so far, by name (tree
+    /// files never change; whether the bucket still has the object is
+    /// asked at every publish: a follower deletes one it found corrupt).
+    trees: std::sync::Mutex<HashMap<[u8; 16], Object>>,
+    /// Follower: the manifest adopted last.
+    adopted: std::sync::Mutex<Option<String>>,
+}
+
+fn kind_name(kind: TreeKind) -> &'static str {
+    match kind {
+        TreeKind::Segment => "seg",
+        TreeKind::Base => "base",
+    }
+}
+
+fn s3(e: crate::store::shared::S3Error) -> String {
+    e.to_string()
+}
+
+impl Mirror {
+    fn follow_error(&self, what: String) -> MirrorError {
+        MirrorError::Other {
+            mirror: self.name().to_string(),
+            what,
+        }
+    }
+
+    /// Publishes the generation served to `shared`: its trees, metadata
+    /// blobs, root and manifest, then the pointer. What the bucket has
+    /// already (asked with a HEAD each) is not sent again.
+    pub async fn publish_for_followers(
+        self: &Arc<Self>,
+        shared: &Shared,
+    ) -> Result<u64, MirrorError> {
+        let err =
+            |what: String| self.follow_error(format!("publishing to the shared store: {what}"));
+        let g = self.current();
+        let root = root_of(&g);
+        let mut named: Vec<(TreeKind, [u8; 16], bool)> = Vec::new();
+        named.extend(root.base.map(|h| (TreeKind::Base, h, true)));
+        named.extend(
+            root.roots
+                .iter()
+                .chain(&root.carry)
+                .map(|h| (TreeKind::Segment, *h, true)),
+        );
+        // A unit merged into the base keeps its segment's name in the root;
+        // its file is sent when it is still there (a later sync may read it).
+        named.extend(root.units.iter().map(|u| (TreeKind::Segment, u.1, !u.2)));
+        let mut trees = Vec::with_capacity(named.len());
+        let mut seen = HashSet::new();
+        for (kind, name, needed) in named {
+            if !seen.insert((kind_name(kind), name)) {
+                continue;
+            }
+            let path = self.catalog.path(kind, &name);
+            if !path.exists() {
+                if needed {
+                    return Err(err(format!("{} is missing", path.display())));
+                }
+                continue;
+            }
+            let known = self.follow.trees.lock().unwrap().get(&name).cloned();
+            let object = match known {
+                Some(o) => o,
+                None => {
+                    let p = path.clone();
+                    let (digest, size) = tokio::task::spawn_blocking(move || {
+                        std::fs::read(&p).map(|b| (Digest::sha256_of(&b), b.len() as u64))
+                    })
+                    .await
+                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(format!("{}: {e}", path.display())))?;
+                    let o = Object {
+                        sha256: digest.hex(),
+                        size,
+                    };
+                    self.follow.trees.lock().unwrap().insert(name, o.clone());
+                    o
+                }
+            };
+            let digest = object.digest().map_err(&err)?;
+            shared
+                .upload_file(path, &digest)
+                .await
+                .map_err(|e| err(s3(e)))?;
+            trees.push(TreeObject {
+                kind: kind_name(kind).into(),
+                name: encode_hex(&name),
+                object,
+            });
+        }
+        let mut digests: Vec<Digest> = g.files().filter_map(|id| g.stored_digest(id)).collect();
+        digests.sort_unstable_by_key(Digest::hex);
+        digests.dedup();
+        let mut blobs = Vec::with_capacity(digests.len());
+        for d in digests {
+            let Some(size) = self.meta.size_of(&d) else {
+                return Err(err(format!(
+                    "metadata blob {d} is not in {}",
+                    self.meta.root().display()
+                )));
+            };
+            shared
+                .upload(&self.meta, &d)
+                .await
+                .map_err(|e| err(s3(e)))?;
+            blobs.push(Object {
+                sha256: d.hex(),
+                size,
+            });
+        }
+        let root_bytes = root.encode();
+        let root_object = Object {
+            sha256: Digest::sha256_of(&root_bytes).hex(),
+            size: root_bytes.len() as u64,
+        };
+        shared
+            .put_object(root_bytes)
+            .await
+            .map_err(|e| err(s3(e)))?;
+        let manifest = Manifest {
+            format: FORMAT,
+            mirror: self.name().to_string(),
+            layout: self.config.layout.name.to_string(),
+            slot: self.slot,
+            generation: g.number(),
+            root: root_object,
+            trees,
+            blobs,
+        };
+        let bytes = serde_json::to_vec(&manifest).expect("a manifest serializes");
+        let size = bytes.len() as u64;
+        let m = shared.put_object(bytes).await.map_err(|e| err(s3(e)))?;
+        let pointer = Pointer {
+            manifest: Object {
+                sha256: m.hex(),
+                size,
+            },
+            generation: g.number(),
+            published: crate::timestamp::now(),
+        };
+        let bytes = serde_json::to_vec(&pointer).expect("a pointer serializes");
+        shared
+            .put_pointer(self.name(), bytes)
+            .await
+            .map_err(|e| err(s3(e)))?;
+        tracing::info!(mirror = %self.name(), generation = g.number(), trees = manifest.trees.len(), blobs = manifest.blobs.len(), pointer = %shared.describe_pointer(self.name()), "published the generation to the shared store for followers");
+        Ok(g.number())
+    }
+
+    /// Looks at the pointer once and adopts the generation it names if
+    /// it is newer than the one served.
+    pub async fn follow_once(self: &Arc<Self>, shared: &Shared) -> Result<Followed, MirrorError> {
+        let at = shared.describe_pointer(self.name());
+        let err = |what: String| self.follow_error(format!("following {at}: {what}"));
+        let Some(bytes) = shared
+            .get_pointer(self.name(), MAX_POINTER)
+            .await
+            .map_err(|e| err(s3(e)))?
+        else {
+            return Ok(Followed::NothingPublished);
+        };
+        let pointer: Pointer =
+            serde_json::from_slice(&bytes).map_err(|e| err(format!("not a regfs pointer: {e}")))?;
+        if self.adopted().as_deref() == Some(pointer.manifest.sha256.as_str()) {
+            return Ok(Followed::Current);
+        }
+        let served = self.current().number();
+        if pointer.generation < served {
+            return Ok(Followed::Older(pointer.generation));
+        }
+        let started = Instant::now();
+        let m = self.fetch_manifest(shared, &pointer).await.map_err(&err)?;
+        self.fetch_trees(shared, &m).await.map_err(&err)?;
+        let result = self.adopt(shared, &m, started).await;
+        self.unpin_all();
+        let g = result.map_err(&err)?;
+        // Recorded once it is served and durable: a restart neither adopts
+        // it again nor forgets it.
+        if let Err(e) = crate::durable::write_atomic(
+            &self.dir.join(ADOPTED),
+            pointer.manifest.sha256.as_bytes(),
+        ) {
+            tracing::warn!(mirror = %self.name(), "cannot record the adopted manifest (a restart adopts it again): {e}");
+        }
+        *self.follow.adopted.lock().unwrap() = Some(pointer.manifest.sha256);
+        Ok(Followed::Adopted(g))
+    }
+
+    /// The manifest adopted last (remembered in [`ADOPTED`]).
+    fn adopted(&self) -> Option<String> {
+        let mut a = self.follow.adopted.lock().unwrap();
+        if a.is_none() {
+            *a = std::fs::read_to_string(self.dir.join(ADOPTED))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+        }
+        a.clone()
+    }
+
+    async fn fetch_manifest(&self, shared: &Shared, p: &Pointer) -> Result<Manifest, String> {
+        if p.manifest.size > MAX_MANIFEST {
+            return Err(format!(
+                "its manifest is {} bytes, more than this regfs reads",
+                p.manifest.size
+            ));
+        }
+        let d = p.manifest.digest()?;
+        let bytes = shared
+            .get_object(&d, p.manifest.size)
+            .await
+            .map_err(s3)?
+            .ok_or_else(|| {
+                format!(
+                    "its manifest {} is missing or corrupt in the bucket",
+                    shared.describe_key(&d)
+                )
+            })?;
+        let m: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| format!("manifest {d}: {e}"))?;
+        if m.format != FORMAT {
+            return Err(format!(
+                "manifest format {} (this regfs reads {FORMAT}): upgrade this node",
+                m.format
+            ));
+        }
+        if m.mirror != self.name() || m.layout != self.config.layout.name {
+            return Err(format!(
+                "the manifest is of mirror {:?} (layout {}), not of this {} mirror",
+                m.mirror, m.layout, self.config.layout.name
+            ));
+        }
+        if m.slot != self.slot {
+            return Err(format!(
+                "the syncer serves this mirror in inode slot {} and this node in slot {}: stop this node and set \"{}\": {} in {} (or start it with an empty state_dir and the mirrors in the syncer's order)",
+                m.slot,
+                self.slot,
+                self.name(),
+                m.slot,
+                self.dir.parent().and_then(|p| p.parent()).map_or_else(
+                    || "slots.json".into(),
+                    |s| s.join("slots.json").display().to_string()
+                ),
+            ));
+        }
+        if m.generation != p.generation {
+            return Err(format!(
+                "the pointer says generation {}, its manifest {}",
+                p.generation, m.generation
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Writes the manifest's trees this node does not have.
+    async fn fetch_trees(&self, shared: &Shared, m: &Manifest) -> Result<(), String> {
+        for t in &m.trees {
+            let kind = match t.kind.as_str() {
+                "seg" => TreeKind::Segment,
+                "base" => TreeKind::Base,
+                k => return Err(format!("a tree of kind {k:?}")),
+            };
+            let name: [u8; 16] = decode_hex(&t.name)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("a tree named {:?}", t.name))?;
+            if self.catalog.path(kind, &name).exists() {
+                continue;
+            }
+            let d = t.object.digest()?;
+            let bytes = shared
+                .get_object(&d, t.object.size)
+                .await
+                .map_err(s3)?
+                .ok_or_else(|| {
+                    format!(
+                        "tree {} is missing or corrupt in the bucket",
+                        shared.describe_key(&d)
+                    )
+                })?;
+            let tree = Tree::from_bytes(bytes).map_err(|e| format!("tree {}: {e}", t.name))?;
+            if tree.hash() != name {
+                return Err(format!(
+                    "tree {} is named {}",
+                    encode_hex(&tree.hash()),
+                    t.name
+                ));
+            }
+            self.catalog
+                .put_tree(kind, &tree)
+                .map_err(|e| format!("{}: {e}", self.catalog.path(kind, &name).display()))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the manifest's metadata blobs and root, then swaps the
+    /// generation in (durable first); its number.
+    async fn adopt(
+        self: &Arc<Self>,
+        shared: &Shared,
+        m: &Manifest,
+        started: Instant,
+    ) -> Result<u64, String> {
+        for b in &m.blobs {
+            let d = b.digest()?;
+            self.pinned.lock().unwrap().insert(d.clone());
+            if self.meta.size_of(&d).is_some() {
+                continue;
+            }
+            match shared
+                .read_into(&self.meta, &d, Some(b.size), b.size, |_| {})
+                .await
+            {
+                Read::Stored(_) => {}
+                Read::Miss | Read::Repaired => {
+                    return Err(format!(
+                        "metadata blob {} is missing or corrupt in the bucket",
+                        shared.describe_key(&d)
+                    ));
+                }
+            }
+        }
+        let d = m.root.digest()?;
+        let bytes = shared
+            .get_object(&d, m.root.size)
+            .await
+            .map_err(s3)?
+            .ok_or_else(|| {
+                format!(
+                    "root {} is missing or corrupt in the bucket",
+                    shared.describe_key(&d)
+                )
+            })?;
+        let mut root = RootFile::decode(&bytes).map_err(|e| format!("root {d}: {e}"))?;
+        let _swap = self.swap_lock.lock().await;
+        let old = self.current();
+        // This node's roots are numbered by its own sequence (it may have
+        // materialized units since the last one it adopted).
+        root.seq = old.info().seq.max(self.persisted.lock().unwrap().newest) + 1;
+        let me = self.clone();
+        let next = tokio::task::spawn_blocking(move || me.catalog.assemble(me.slot, &root))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let g = self
+            .swap_in(next, &[], started.elapsed(), Durability::Now)
+            .map_err(|e| e.to_string())?;
+        if !self.is_published() {
+            self.invalidate(catalog::diff_all(&old, &g));
+        }
+        drop(_swap);
+        self.collect_garbage(&g, &old);
+        tracing::info!(mirror = %self.name(), generation = g.number(), ms = started.elapsed().as_millis() as u64, "following: serving the generation the syncer published");
+        Ok(g.number())
+    }
+}
