@@ -135,6 +135,22 @@ fn s3(e: crate::store::shared::S3Error) -> String {
     e.to_string()
 }
 
+/// `object` read whole from the bucket and verified (`what` names it in
+/// the error when it is missing or corrupt).
+async fn read_object(shared: &Shared, object: &Object, what: &str) -> Result<Vec<u8>, String> {
+    let d = object.digest()?;
+    shared
+        .get_object(&d, object.size)
+        .await
+        .map_err(s3)?
+        .ok_or_else(|| {
+            format!(
+                "{what} {} is missing or corrupt in the bucket",
+                shared.describe_key(&d)
+            )
+        })
+}
+
 impl Mirror {
     fn follow_error(&self, what: String) -> MirrorError {
         MirrorError::Other {
@@ -326,16 +342,7 @@ impl Mirror {
             ));
         }
         let d = p.manifest.digest()?;
-        let bytes = shared
-            .get_object(&d, p.manifest.size)
-            .await
-            .map_err(s3)?
-            .ok_or_else(|| {
-                format!(
-                    "its manifest {} is missing or corrupt in the bucket",
-                    shared.describe_key(&d)
-                )
-            })?;
+        let bytes = read_object(shared, &p.manifest, "its manifest").await?;
         let m: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| format!("manifest {d}: {e}"))?;
         if m.format != FORMAT {
@@ -386,17 +393,7 @@ impl Mirror {
             if self.catalog.path(kind, &name).exists() {
                 continue;
             }
-            let d = t.object.digest()?;
-            let bytes = shared
-                .get_object(&d, t.object.size)
-                .await
-                .map_err(s3)?
-                .ok_or_else(|| {
-                    format!(
-                        "tree {} is missing or corrupt in the bucket",
-                        shared.describe_key(&d)
-                    )
-                })?;
+            let bytes = read_object(shared, &t.object, "tree").await?;
             let tree = Tree::from_bytes(bytes).map_err(|e| format!("tree {}: {e}", t.name))?;
             if tree.hash() != name {
                 return Err(format!(
@@ -440,16 +437,7 @@ impl Mirror {
             }
         }
         let d = m.root.digest()?;
-        let bytes = shared
-            .get_object(&d, m.root.size)
-            .await
-            .map_err(s3)?
-            .ok_or_else(|| {
-                format!(
-                    "root {} is missing or corrupt in the bucket",
-                    shared.describe_key(&d)
-                )
-            })?;
+        let bytes = read_object(shared, &m.root, "root").await?;
         let mut root = RootFile::decode(&bytes).map_err(|e| format!("root {d}: {e}"))?;
         let _swap = self.swap_lock.lock().await;
         let old = self.current();
