@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use support::upstream::Upstream;
-use support::{Mount, errno, hex_of, mount_over, npm, npm_mirror};
+use support::{Mount, errno, hex_of, mount_over, npm, npm_mirror, run, run_ok};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &npm().root, "npm", |up| npm_mirror("npm", up, extra))
@@ -114,4 +114,65 @@ fn a_tarball_that_does_not_match_its_integrity_is_eio_and_not_cached() {
     );
     assert_eq!(up.total(), before);
     assert!(m.stop().contains("digest mismatch"));
+}
+
+#[test]
+fn additive_retention_keeps_an_unpublished_version_while_its_tarball_is_cached() {
+    let fx = npm();
+    let (up, m) = mount(
+        "npm-retain",
+        "packages = [\"regfs-demo-b\"]\nretain = \"additive\"",
+    );
+    let tgz = "regfs-demo-b/-/regfs-demo-b-1.0.0.tgz";
+    let want = fx.manifest["files"][tgz]["sha512"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = || {
+        hex_of(
+            regfs::digest::Algo::Sha512,
+            &std::fs::read(m.path(&format!("npm/{tgz}"))).unwrap(),
+        )
+    };
+    assert_eq!(read(), want);
+    let before = json(&m.path("npm/regfs-demo-b/index.json"));
+    assert!(before["versions"]["1.0.0"]["dist"]["integrity"].is_string());
+    // Upstream unpublishes 1.0.0: the packument no longer lists it, its tarball is gone.
+    up.remap("regfs-demo-b", "v2/regfs-demo-b");
+    let sync = |what: &str| {
+        let out = run(&m.config, &["sync"]);
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sync("the unpublish");
+    for doc in ["index.json", "abbreviated.json"] {
+        let d = json(&m.path(&format!("npm/regfs-demo-b/{doc}")));
+        assert_eq!(
+            d["versions"]["1.0.0"]["dist"]["integrity"],
+            before["versions"]["1.0.0"]["dist"]["integrity"],
+            "{doc} keeps the cached version with its integrity: {d}"
+        );
+        assert!(d["versions"].get("1.1.0").is_some(), "{doc}: {d}");
+    }
+    let hits = up.hits(tgz);
+    assert_eq!(read(), want, "the retained tarball reads from the cache");
+    assert_eq!(up.hits(tgz), hits);
+    assert_eq!(
+        m.status()[0]["retained"].as_u64(),
+        Some(1),
+        "{}",
+        m.status()[0]
+    );
+    // Evicted from the cache: gone at the next generation.
+    run_ok(&m.config, &["gc", "--max-size", "1"]);
+    sync("after the eviction");
+    for doc in ["index.json", "abbreviated.json"] {
+        let d = json(&m.path(&format!("npm/regfs-demo-b/{doc}")));
+        assert!(d["versions"].get("1.0.0").is_none(), "{doc}: {d}");
+    }
+    assert!(!m.path(&format!("npm/{tgz}")).exists());
+    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
 }

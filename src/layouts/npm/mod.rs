@@ -14,14 +14,18 @@
 //! hides versions from both documents and from `time` alike; a dist-tag
 //! naming a hidden version goes, except `latest`, which moves to the newest
 //! served version below it (a release rather than a pre-release where one
-//! is left). Tarball sizes are not
-//! in the packument: a tarball is fetched and verified on its first `stat`.
+//! is left). With `retain = "additive"` a version upstream removed stays in
+//! both documents while its tarball is cached (`retain.rs`). Tarball sizes
+//! are not in the packument: a tarball is fetched and verified on its first
+//! `stat`.
 //! The shipped nginx config maps npm's URLs (`/<name>`, `/@scope%2f<name>`,
 //! the Accept header) onto this tree.
 
 mod packument;
+mod retain;
 
 pub use packument::Rewritten;
+pub use retain::Served;
 
 use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
@@ -31,7 +35,7 @@ use crate::layout::{
     Selection, SyncError, UnitOutput, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
-use crate::policy::{Policy, Scheme};
+use crate::policy::{Policy, Retain, Scheme};
 
 pub static LAYOUT: LayoutDef = LayoutDef {
     name: "npm",
@@ -44,7 +48,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(Scheme::Semver),
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Npm::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -188,13 +192,24 @@ impl Adapter for Npm {
                 url: doc.url.clone(),
                 what,
             };
+            let last = match self.policy.retain {
+                Retain::Additive => retain::served_packument(src, unit),
+                Retain::Mirror => None,
+            };
+            let last = last.as_deref().map(|packument| Served { packument, src });
             let packument::Rewritten {
                 full,
                 abbreviated,
                 mut entries,
                 dropped,
                 hidden,
-            } = self.rewrite(unit, &doc.url, &doc.body, now).map_err(bad)?;
+                retained,
+            } = self
+                .rewrite_retaining(unit, &doc.url, &doc.body, last, now)
+                .map_err(bad)?;
+            if self.policy.retain == Retain::Additive {
+                src.retained(unit, retained.len(), retained);
+            }
             if hidden > 0 {
                 tracing::debug!(url = %doc.url, "the policy hides {hidden} versions");
             }

@@ -7,6 +7,10 @@
 //!
 //! Of a key that appears twice in one object the last is kept (as JSON
 //! parsers commonly do).
+//!
+//! Under `retain = "additive"` the versions of the packument served last
+//! generation that upstream no longer lists join upstream's before the
+//! policy applies (`retain.rs`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -16,8 +20,10 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::retain::{Old, Served};
 use super::{ABBREVIATED_FIELDS, Npm, dist_digest};
 use crate::catalog::{Body, Entry};
+use crate::digest::Digest;
 use crate::path::{RelPath, check_name};
 use crate::policy::{Scheme, UnitPolicy};
 
@@ -47,7 +53,7 @@ impl<'de> Deserialize<'de> for Str<'de> {
 }
 
 /// A JSON object's members in order, values unparsed.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(super) struct Members<'a>(pub(super) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -71,14 +77,14 @@ impl<'de> Deserialize<'de> for Members<'de> {
 
 impl<'a> Members<'a> {
     /// The object in `raw`, if it is one, duplicates removed.
-    fn of(raw: &'a RawValue) -> Option<Members<'a>> {
+    pub(super) fn of(raw: &'a RawValue) -> Option<Members<'a>> {
         serde_json::from_str::<Members<'a>>(raw.get())
             .ok()
             .map(Members::dedup)
     }
 
     /// Keeps the last of each key, in the order of the kept ones.
-    fn dedup(mut self) -> Members<'a> {
+    pub(super) fn dedup(mut self) -> Members<'a> {
         if self.0.len() < 2 {
             return self;
         }
@@ -93,13 +99,13 @@ impl<'a> Members<'a> {
         self
     }
 
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub(super) fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 }
 
 /// The string in `raw`, if it is one.
-fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub(super) fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Str>(raw.get()).ok().map(|s| s.0)
 }
 
@@ -133,20 +139,34 @@ fn object<T>(
 }
 
 /// A version the mirror serves: its metadata and its tarball's new URL.
-struct Kept<'a> {
-    version: &'a str,
-    meta: Members<'a>,
-    tarball: String,
+pub(super) struct Kept<'a> {
+    pub(super) version: &'a str,
+    pub(super) meta: Members<'a>,
+    pub(super) tarball: String,
+}
+
+/// The `.tgz` file a tarball URL names (its last path segment), if it is
+/// one the tree can hold.
+pub(super) fn tarball_file(tarball: &reqwest::Url) -> Option<String> {
+    tarball
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .map(str::to_string)
+        .filter(|f| f.ends_with(".tgz") && check_name(f).is_ok() && !f.starts_with('.'))
 }
 
 /// A rewritten packument: both documents served, the tarballs, why
-/// versions were left out, and how many the policy hides.
+/// versions were left out, how many the policy hides, and what was
+/// retained.
 pub struct Rewritten {
     pub full: Vec<u8>,
     pub abbreviated: Vec<u8>,
     pub entries: Vec<Entry>,
     pub dropped: Vec<String>,
     pub hidden: usize,
+    /// The tarball digests of the versions served although upstream
+    /// removed them (`retain = "additive"`), one per version.
+    pub retained: Vec<Digest>,
 }
 
 impl Npm {
@@ -155,6 +175,26 @@ impl Npm {
     /// install document is derived. The policy hides versions as of `now`
     /// (their publish time is the packument's `time` entry).
     pub fn rewrite(&self, name: &str, doc_url: &str, body: &[u8], now: u64) -> Result<Rewritten, String> {
+        self.rewrite_retaining(name, doc_url, body, None, now)
+    }
+
+    /// [`Npm::rewrite`] for `retain = "additive"`: the versions `last`
+    /// (the packument served last generation) listed that upstream's no longer does
+    /// are served too while their tarballs are cached, as they were served,
+    /// if the policy lets them through as it would upstream's (a blocked
+    /// version never is; retained versions count towards `keep_latest`).
+    /// A retained version's `time` entry is upstream's where it kept one,
+    /// else the one served; upstream's dist-tags are kept as for any
+    /// version, so a tag names a retained version only if upstream's does
+    /// or `latest` moves to it.
+    pub fn rewrite_retaining(
+        &self,
+        name: &str,
+        doc_url: &str,
+        body: &[u8],
+        last: Option<Served>,
+        now: u64,
+    ) -> Result<Rewritten, String> {
         let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
         let top = serde_json::from_str::<Members>(text)
             .map_err(|e| format!("not a JSON object ({e})"))?
@@ -189,12 +229,7 @@ impl Npm {
                 dropped.push(format!("{vers}: no usable integrity, shasum or tarball"));
                 continue;
             };
-            let file = tarball
-                .path_segments()
-                .and_then(|mut s| s.next_back())
-                .map(str::to_string)
-                .filter(|f| f.ends_with(".tgz") && check_name(f).is_ok() && !f.starts_with('.'));
-            let Some(file) = file else {
+            let Some(file) = tarball_file(&tarball) else {
                 dropped.push(format!("{vers}: tarball URL {tarball} names no .tgz file"));
                 continue;
             };
@@ -217,9 +252,29 @@ impl Npm {
                 tarball: format!("{}/{name}/-/{file}", self.public_url),
             });
         }
+        let old = last.and_then(|s| Some((Old::parse(name, s.packument)?, s.src)));
+        let removed = old
+            .as_ref()
+            .map(|(o, src)| o.removed(name, &versions, *src, &self.public_url))
+            .unwrap_or_default();
+        // A tarball path upstream's versions now use is theirs.
+        let removed: Vec<_> = removed
+            .into_iter()
+            .filter(|(_, e)| !entries.iter().any(|(_, u)| u.path.as_str() == e.path.as_str()))
+            .collect();
+        let candidates: HashSet<&str> = removed.iter().map(|(k, _)| k.version).collect();
+        for (k, e) in removed {
+            entries.push((k.version, e));
+            kept.push(k);
+        }
         let times = top.get("time").and_then(Members::of);
+        // A retained version's time: upstream's if it kept one, else the one served.
+        let time_of = |v: &str| {
+            let upstream = times.as_ref().and_then(|t| t.get(v));
+            upstream.or_else(|| candidates.contains(v).then(|| old.as_ref()?.0.time(v)).flatten())
+        };
         let published = |v: &str| {
-            let t = times.as_ref()?.get(v).and_then(string)?;
+            let t = string(time_of(v)?)?;
             crate::timestamp::parse_rfc3339(&t).map(|t| t.max(0) as u64)
         };
         let selected = self.policy.unit(name).select(
@@ -229,6 +284,22 @@ impl Npm {
         );
         let hidden = kept.len() - selected.len();
         kept.retain(|k| selected.contains(k.version));
+        let retained_versions: Vec<&str> = kept
+            .iter()
+            .map(|k| k.version)
+            .filter(|v| candidates.contains(v))
+            .collect();
+        let retained: Vec<Digest> = entries
+            .iter()
+            .filter(|(v, _)| retained_versions.contains(v))
+            .filter_map(|(_, e)| match &e.body {
+                Body::Remote { digest, .. } => Some(digest.clone()),
+                _ => None,
+            })
+            .collect();
+        if !retained.is_empty() {
+            tracing::info!(package = name, versions = retained.len(), "retain: keeping versions removed upstream whose tarballs are cached");
+        }
         let entries: Vec<Entry> = entries
             .into_iter()
             .filter(|(v, _)| selected.contains(v))
@@ -257,10 +328,21 @@ impl Npm {
                 }
             })
         };
-        // `time` loses the versions not served (it keeps `created`, `modified`).
+        // `time` loses the versions not served (it keeps `created`,
+        // `modified`), a version served last generation included; a
+        // retained version upstream's `time` no longer dates keeps the one
+        // it was served with.
+        let was_listed = |k: &str| {
+            versions.get(k).is_some() || old.as_ref().is_some_and(|(o, _)| o.versions.get(k).is_some())
+        };
         let write_times = |out: &mut Vec<u8>, times: &Members| {
-            object(out, &times.0, |out, (k, v)| {
-                let keep = served.contains(k.as_ref()) || versions.get(k).is_none();
+            let upstream = times.0.iter().map(|(k, v)| (k.as_ref(), *v));
+            let carried = retained_versions
+                .iter()
+                .filter(|v| times.get(v).is_none())
+                .filter_map(|v| Some((*v, time_of(v)?)));
+            object(out, upstream.chain(carried), |out, (k, v)| {
+                let keep = served.contains(k) || !was_listed(k);
                 if keep {
                     key(out, k);
                     out.extend_from_slice(v.get().as_bytes());
@@ -339,6 +421,7 @@ impl Npm {
             entries,
             dropped,
             hidden,
+            retained,
         })
     }
 }

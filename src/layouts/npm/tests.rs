@@ -1,4 +1,5 @@
 use super::*;
+use crate::layout::Previous;
 use crate::layouts::testing;
 
 fn adapter(filter: Option<&[&str]>) -> Npm {
@@ -251,4 +252,242 @@ fn keep_latest_prereleases_and_block_apply_to_every_document() {
     let docs = testing::Docs::new("https://r/").with("evil", &body);
     let out = testing::block_on(a.unit("evil", &docs, 0, true)).unwrap();
     assert!(out.is_none() && docs.asked.lock().unwrap().is_empty(), "a blocked unit is never fetched");
+}
+
+/// The sha512 a tarball of `demo` at `version` is listed with (each version its own).
+fn tarball_digest(version: &str) -> Digest {
+    let mut h = crate::digest::Hasher::new(Algo::Sha512);
+    h.update(version.as_bytes());
+    h.finish()
+}
+
+fn integrity(version: &str) -> String {
+    format!("sha512-{}", sri(tarball_digest(version).as_bytes()))
+}
+
+fn shasum(version: &str) -> String {
+    let mut h = crate::digest::Hasher::new(Algo::Sha1);
+    h.update(version.as_bytes());
+    h.finish().hex()
+}
+
+/// The packument of `demo` upstream with these versions (each published at
+/// the day given, with its own integrity and shasum) and dist-tags; `time`
+/// dates only the versions listed, as after an unpublish.
+fn demo(versions: &[(&str, i64)], tags: serde_json::Value) -> Vec<u8> {
+    let mut vs = serde_json::Map::new();
+    let mut time = serde_json::Map::new();
+    time.insert("created".into(), "2020-01-01T00:00:00Z".into());
+    time.insert("modified".into(), "2021-01-01T00:00:00Z".into());
+    for (v, day) in versions {
+        vs.insert(v.to_string(), serde_json::json!({"name": "demo", "version": v, "description": format!("demo {v}"),
+            "scripts": {"postinstall": "true"},
+            "dist": {"tarball": format!("https://registry.upstream.test/demo/-/demo-{v}.tgz"),
+                     "integrity": integrity(v), "shasum": shasum(v)}}));
+        time.insert(v.to_string(), crate::timestamp::format_rfc3339(day * 86400).into());
+    }
+    serde_json::json!({"name": "demo", "dist-tags": tags, "time": time, "versions": vs})
+        .to_string()
+        .into_bytes()
+}
+
+/// The generation being served, built from the sync output `served`, with
+/// the tarballs (by file name) in `cached` in the cache.
+fn generation(served: &UnitOutput, cached: &[&str]) -> Vec<(String, Previous)> {
+    let mut files = Vec::new();
+    for e in &served.entries {
+        let file = match &e.body {
+            Body::Inline(b) => Previous::Doc(b.clone()),
+            Body::Remote { url, size, digest } => Previous::Artifact {
+                url: url.clone(),
+                size: *size,
+                digest: digest.clone(),
+                cached: cached.contains(&e.path.file_name()),
+            },
+            _ => continue,
+        };
+        files.push((e.path.as_str().to_string(), file));
+    }
+    files
+}
+
+/// One sync of `demo` against the packument `upstream` while `previous` is
+/// served: what it serves, and what it reported retained.
+fn sync_over(a: &Npm, upstream: &[u8], previous: Vec<(String, Previous)>) -> (UnitOutput, (usize, Vec<Digest>)) {
+    let mut docs = testing::Docs::new("https://registry.upstream.test/").with("demo", upstream);
+    for (path, file) in previous {
+        docs = docs.served(&path, file);
+    }
+    let out = testing::block_on(a.unit("demo", &docs, 400 * 86400, true)).unwrap().unwrap();
+    let r = docs.retained.lock().unwrap().remove("demo").unwrap_or_default();
+    (out, r)
+}
+
+/// [`sync_over`] the generation `served` made, `cached` its cached tarballs.
+fn retain_sync(a: &Npm, upstream: &[u8], served: &UnitOutput, cached: &[&str]) -> (UnitOutput, (usize, Vec<Digest>)) {
+    sync_over(a, upstream, generation(served, cached))
+}
+
+fn nothing_served() -> UnitOutput {
+    UnitOutput { entries: vec![], rejected: 0, unchanged: false }
+}
+
+/// What a sync serves: the full packument, the install document and the
+/// tarballs in the tree (by file name).
+fn documents(out: &UnitOutput) -> (serde_json::Value, serde_json::Value, Vec<String>) {
+    let doc = |file: &str| {
+        let e = out.entries.iter().find(|e| e.path.as_str() == format!("demo/{file}")).unwrap();
+        let Body::Inline(b) = &e.body else { panic!("{file} is not inline") };
+        serde_json::from_slice::<serde_json::Value>(b).expect("JSON")
+    };
+    let mut tgz: Vec<String> = out
+        .entries
+        .iter()
+        .filter(|e| matches!(e.body, Body::Remote { .. }))
+        .map(|e| e.path.file_name().to_string())
+        .collect();
+    tgz.sort();
+    (doc(FULL), doc(ABBREVIATED), tgz)
+}
+
+#[test]
+fn additive_keeps_a_removed_version_while_its_tarball_is_cached_as_it_was_served() {
+    let a = policy_adapter("retain = \"additive\"\n");
+    let all = demo(&[("1.0.0", 1), ("1.1.0", 2), ("2.0.0", 3)], serde_json::json!({"latest": "2.0.0"}));
+    let (first, r) = retain_sync(&a, &all, &nothing_served(), &[]);
+    assert_eq!(r, (0, vec![]), "nothing served before: nothing retained");
+    let (full1, ab1, _) = documents(&first);
+    // Upstream unpublishes 1.0.0 and 1.1.0; only 1.0.0's tarball is cached.
+    let only = demo(&[("2.0.0", 3)], serde_json::json!({"latest": "2.0.0"}));
+    let (second, (versions, artifacts)) = retain_sync(&a, &only, &first, &["demo-1.0.0.tgz"]);
+    let (full, ab, tgz) = documents(&second);
+    assert_eq!(keys_of(&full["versions"]), ["1.0.0", "2.0.0"], "the cached removed version stays, the uncached one goes");
+    assert_eq!(keys_of(&ab["versions"]), ["1.0.0", "2.0.0"]);
+    assert_eq!(tgz, ["demo-1.0.0.tgz", "demo-2.0.0.tgz"]);
+    assert_eq!(full["versions"]["1.0.0"], full1["versions"]["1.0.0"], "served as it was");
+    assert_eq!(ab["versions"]["1.0.0"], ab1["versions"]["1.0.0"]);
+    assert_eq!(full["versions"]["1.0.0"]["dist"]["integrity"], integrity("1.0.0"));
+    assert_eq!(full["versions"]["1.0.0"]["dist"]["shasum"], shasum("1.0.0"));
+    assert_eq!(ab["versions"]["1.0.0"]["dist"]["integrity"], integrity("1.0.0"));
+    assert_eq!(full["versions"]["1.0.0"]["dist"]["tarball"], "http://mirror.example/npm/demo/-/demo-1.0.0.tgz");
+    assert_eq!(full["time"]["1.0.0"], full1["time"]["1.0.0"], "its time is the one served");
+    assert_eq!(keys_of(&full["time"]), ["1.0.0", "2.0.0", "created", "modified"]);
+    assert_eq!(full["dist-tags"], serde_json::json!({"latest": "2.0.0"}));
+    assert_eq!((versions, artifacts), (1, vec![tarball_digest("1.0.0")]));
+    // The tarball: the digest and upstream URL it was served with.
+    let e = second.entries.iter().find(|e| e.path.as_str() == "demo/-/demo-1.0.0.tgz").unwrap();
+    assert!(matches!(&e.body, Body::Remote { url, digest, .. }
+        if *digest == tarball_digest("1.0.0") && url == "https://registry.upstream.test/demo/-/demo-1.0.0.tgz"));
+    // Still cached: still kept, from what the last generation served.
+    let (third, (versions, _)) = retain_sync(&a, &only, &second, &["demo-1.0.0.tgz"]);
+    assert_eq!(documents(&third).0, full);
+    assert_eq!(versions, 1);
+    // Evicted since: gone at the next generation, from every document.
+    let (fourth, r) = retain_sync(&a, &only, &third, &[]);
+    let (full, ab, tgz) = documents(&fourth);
+    assert_eq!(keys_of(&full["versions"]), ["2.0.0"]);
+    assert_eq!(keys_of(&ab["versions"]), ["2.0.0"]);
+    assert_eq!(tgz, ["demo-2.0.0.tgz"]);
+    assert_eq!(keys_of(&full["time"]), ["2.0.0", "created", "modified"]);
+    assert_eq!(r, (0, vec![]));
+    // Back upstream: served as upstream has it, not counted as retained.
+    let (fifth, (versions, _)) = retain_sync(&a, &all, &third, &["demo-1.0.0.tgz"]);
+    assert_eq!(keys_of(&documents(&fifth).0["versions"]), ["1.0.0", "1.1.0", "2.0.0"]);
+    assert_eq!(versions, 0);
+}
+
+#[test]
+fn a_removed_version_is_not_retained_from_other_bytes_or_an_unreadable_packument() {
+    let a = policy_adapter("retain = \"additive\"\n");
+    let all = demo(&[("1.0.0", 1), ("2.0.0", 3)], serde_json::json!({"latest": "2.0.0"}));
+    let only = demo(&[("2.0.0", 3)], serde_json::json!({"latest": "2.0.0"}));
+    let (first, _) = retain_sync(&a, &all, &nothing_served(), &[]);
+    // The cache holds bytes of another digest at 1.0.0's path.
+    let mut other = generation(&first, &["demo-1.0.0.tgz"]);
+    for (path, file) in &mut other {
+        if let (true, Previous::Artifact { digest, .. }) = (path.ends_with("1.0.0.tgz"), file) {
+            *digest = tarball_digest("something else");
+        }
+    }
+    let (out, r) = sync_over(&a, &only, other);
+    assert_eq!(keys_of(&documents(&out).0["versions"]), ["2.0.0"]);
+    assert_eq!(r, (0, vec![]));
+    // The served packument cannot be read: upstream's versions are served.
+    let mut broken = generation(&first, &["demo-1.0.0.tgz"]);
+    for (path, file) in &mut broken {
+        if path.as_str() == "demo/index.json" {
+            *file = Previous::Doc(b"{\"name\": ".to_vec());
+        }
+    }
+    let (out, r) = sync_over(&a, &only, broken);
+    assert_eq!(keys_of(&documents(&out).0["versions"]), ["2.0.0"]);
+    assert_eq!(r, (0, vec![]));
+}
+
+#[test]
+fn a_blocked_or_filtered_version_is_never_retained() {
+    let all = demo(
+        &[("1.0.0", 1), ("1.1.0", 2), ("2.0.0-beta.1", 3), ("2.0.0", 4)],
+        serde_json::json!({"latest": "2.0.0", "beta": "2.0.0-beta.1"}),
+    );
+    let (first, _) = retain_sync(&policy_adapter("retain = \"additive\"\n"), &all, &nothing_served(), &[]);
+    // Upstream removes all but 2.0.0, every tarball is cached, and the
+    // mirror's policy now blocks 1.1.0 and drops pre-releases.
+    let cached = ["demo-1.0.0.tgz", "demo-1.1.0.tgz", "demo-2.0.0-beta.1.tgz"];
+    let only = demo(&[("2.0.0", 4)], serde_json::json!({"latest": "2.0.0"}));
+    let strict = policy_adapter("retain = \"additive\"\nblock = [\"demo@1.1.0\"]\nprereleases = false\n");
+    let (second, (versions, artifacts)) = retain_sync(&strict, &only, &first, &cached);
+    let (full, ab, tgz) = documents(&second);
+    assert_eq!(keys_of(&full["versions"]), ["1.0.0", "2.0.0"], "the blocked version and the pre-release are not retained");
+    assert_eq!(keys_of(&ab["versions"]), ["1.0.0", "2.0.0"]);
+    assert_eq!(tgz, ["demo-1.0.0.tgz", "demo-2.0.0.tgz"]);
+    assert_eq!(keys_of(&full["time"]), ["1.0.0", "2.0.0", "created", "modified"]);
+    assert_eq!((versions, artifacts), (1, vec![tarball_digest("1.0.0")]), "only what is served counts");
+    // keep_latest counts retained versions as it counts upstream's.
+    let newest = policy_adapter("retain = \"additive\"\nkeep_latest = 2\n");
+    let (third, (versions, _)) = retain_sync(&newest, &only, &first, &cached);
+    let (full, ab, _) = documents(&third);
+    assert_eq!(keys_of(&full["versions"]), ["2.0.0", "2.0.0-beta.1"]);
+    assert_eq!(keys_of(&ab["versions"]), ["2.0.0", "2.0.0-beta.1"]);
+    assert_eq!(versions, 1);
+}
+
+#[test]
+fn dist_tags_never_name_a_version_not_served() {
+    let a = policy_adapter("retain = \"additive\"\n");
+    let all = demo(&[("1.0.0", 1), ("1.1.0", 2), ("2.0.0", 3), ("3.0.0", 4)], serde_json::json!({"latest": "3.0.0"}));
+    let (first, _) = retain_sync(&a, &all, &nothing_served(), &[]);
+    // Upstream lists 1.0.0 only, its tags still naming removed versions
+    // and one it never had; only 2.0.0's tarball is cached.
+    let only = demo(
+        &[("1.0.0", 1)],
+        serde_json::json!({"latest": "3.0.0", "old": "1.1.0", "stable": "2.0.0", "next": "4.0.0"}),
+    );
+    let (second, _) = retain_sync(&a, &only, &first, &["demo-2.0.0.tgz"]);
+    let (full, ab, _) = documents(&second);
+    for doc in [&full, &ab] {
+        assert_eq!(keys_of(&doc["versions"]), ["1.0.0", "2.0.0"]);
+        assert_eq!(
+            doc["dist-tags"],
+            serde_json::json!({"latest": "2.0.0", "stable": "2.0.0"}),
+            "latest moves to the newest served version (a retained one), tags of versions not served go"
+        );
+        for (tag, v) in doc["dist-tags"].as_object().unwrap() {
+            assert!(doc["versions"].get(v.as_str().unwrap()).is_some(), "{tag} names {v}");
+        }
+    }
+}
+
+#[test]
+fn mirror_retention_drops_a_removed_version_even_when_cached() {
+    let a = policy_adapter("retain = \"mirror\"\n");
+    let all = demo(&[("1.0.0", 1), ("2.0.0", 3)], serde_json::json!({"latest": "2.0.0"}));
+    let (first, _) = retain_sync(&a, &all, &nothing_served(), &[]);
+    let only = demo(&[("2.0.0", 3)], serde_json::json!({"latest": "2.0.0"}));
+    let (second, r) = retain_sync(&a, &only, &first, &["demo-1.0.0.tgz"]);
+    let (full, ab, tgz) = documents(&second);
+    assert_eq!(keys_of(&full["versions"]), ["2.0.0"]);
+    assert_eq!(keys_of(&ab["versions"]), ["2.0.0"]);
+    assert_eq!(tgz, ["demo-2.0.0.tgz"]);
+    assert_eq!(r, (0, vec![]), "nothing reported under mirror retention");
 }
