@@ -4,8 +4,9 @@
 
 mod support;
 
+use support::upstream::Fault;
 use support::upstream::Upstream;
-use support::{Mount, crates, crates_mirror, errno, mount_over, sha256_hex};
+use support::{Mount, crates, crates_mirror, errno, mount_over, run, run_ok, sha256_hex};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &crates().root, "crates", |up| {
@@ -94,4 +95,66 @@ fn a_crate_that_does_not_match_its_cksum_is_eio_and_not_cached() {
     assert_eq!(up.total(), before);
     let log = m.stop();
     assert!(log.contains("digest mismatch"), "logged with both digests");
+}
+
+#[test]
+fn additive_retention_keeps_a_deleted_version_while_its_crate_is_cached() {
+    let fx = crates();
+    let (up, m) = mount(
+        "crates-retain",
+        "crates = [\"regfs-demo-leaf\"]\nretain = \"additive\"",
+    );
+    let index = "crates/index/re/gf/regfs-demo-leaf";
+    let dl = "dl/regfs-demo-leaf/regfs-demo-leaf-0.1.0.crate";
+    let want = fx.manifest["files"][dl]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = || sha256_hex(&std::fs::read(m.path(&format!("crates/{dl}"))).unwrap());
+    assert_eq!(read(), want);
+    let before = String::from_utf8(std::fs::read(m.path(index)).unwrap()).unwrap();
+    let line = before
+        .lines()
+        .find(|l| l.contains("\"vers\":\"0.1.0\""))
+        .unwrap()
+        .to_string();
+    // Upstream deletes 0.1.0: its line and its .crate are gone.
+    up.remap(
+        "index/re/gf/regfs-demo-leaf",
+        "v2/index/re/gf/regfs-demo-leaf",
+    );
+    up.fault(dl, Fault::Status(404));
+    let sync = |what: &str| {
+        let out = run(&m.config, &["sync"]);
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sync("the deletion");
+    let after = String::from_utf8(std::fs::read(m.path(index)).unwrap()).unwrap();
+    assert!(after.contains("\"vers\":\"0.1.1\""), "{after}");
+    assert!(
+        after.lines().any(|l| l == line),
+        "the deleted line stays byte-identical: {after}"
+    );
+    let hits = up.hits(dl);
+    assert_eq!(read(), want, "the retained .crate reads from the cache");
+    assert_eq!(up.hits(dl), hits);
+    assert_eq!(
+        m.status()[0]["retained"].as_u64(),
+        Some(1),
+        "{}",
+        m.status()[0]
+    );
+    // Evicted from the cache: gone at the next generation.
+    run_ok(&m.config, &["gc", "--max-size", "1"]);
+    sync("after the eviction");
+    let last = String::from_utf8(std::fs::read(m.path(index)).unwrap()).unwrap();
+    assert!(!last.contains("\"vers\":\"0.1.0\""), "{last}");
+    assert!(last.contains("\"vers\":\"0.1.1\""), "{last}");
+    assert!(!m.path(&format!("crates/{dl}")).exists());
+    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+    m.stop();
 }

@@ -18,6 +18,12 @@
 //! versions' lines left out (each kept line byte-identical) and their
 //! `.crate` files are not in the tree. A line without `pubtime` (older
 //! registries) is of unknown age: a cooldown hides it.
+//!
+//! Under `retain = "additive"` a line upstream removed stays while its
+//! `.crate` is cached (`retain.rs`); the index file is then upstream's kept
+//! lines followed by the retained ones, each byte-identical.
+
+mod retain;
 
 use std::sync::Mutex;
 
@@ -29,6 +35,7 @@ use crate::layout::{
     Selection, Sizes, SyncError, UnitOutput, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
+use crate::policy::Retain;
 
 pub static LAYOUT: LayoutDef = LayoutDef {
     name: "crates",
@@ -41,7 +48,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(crate::policy::Scheme::Semver),
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Crates::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -282,16 +289,34 @@ impl Adapter for Crates {
                     what: format!("no usable version line ({})", bad[0]),
                 });
             }
-            let policed = self.policy != crate::policy::Policy::default();
+            let index_path = format!("{INDEX}/{path}");
+            let served = match self.policy.retain {
+                Retain::Additive => retain::served_index(src, &index_path),
+                Retain::Mirror => None,
+            };
+            let mut removed = served
+                .as_deref()
+                .map(|old| retain::removed(unit, old, &versions, src))
+                .unwrap_or_default();
+            let policed = self.policy.cooldown.is_some() || self.policy.filters_versions();
             if policed {
+                let all = versions.iter().chain(removed.iter().map(|r| &r.version));
                 let selected = self.policy.unit(unit).select(
                     crate::policy::Scheme::Semver,
-                    versions.iter().map(|v| (v.vers.as_str(), v.pubtime)),
+                    all.map(|v| (v.vers.as_str(), v.pubtime)),
                     now,
                 );
                 let selected: std::collections::HashSet<String> =
                     selected.into_iter().map(str::to_string).collect();
                 versions.retain(|v| selected.contains(&v.vers));
+                removed.retain(|r| selected.contains(&r.version.vers));
+            }
+            if self.policy.retain == Retain::Additive {
+                let artifacts = removed.iter().map(|r| r.version.cksum.clone()).collect();
+                src.retained(unit, removed.len(), artifacts);
+            }
+            if !removed.is_empty() {
+                tracing::info!(krate = unit, versions = removed.len(), "retain: keeping index lines removed upstream whose .crate files are cached");
             }
             let mut entries: Vec<Entry> = versions
                 .iter()
@@ -309,14 +334,21 @@ impl Adapter for Crates {
                     })
                 })
                 .collect();
+            entries.extend(removed.iter().map(|r| r.entry.clone()));
             entries.push(Entry {
-                path: RelPath::new(format!("{INDEX}/{path}")).expect("validated name"),
+                path: RelPath::new(index_path).expect("validated name"),
                 mtime: None,
-                body: if policed {
-                    // The kept lines as upstream wrote them.
+                body: if policed || !removed.is_empty() {
+                    // The kept lines as upstream wrote them, then the
+                    // retained ones as they were served.
                     let mut kept = Vec::with_capacity(doc.body.len());
                     for v in &versions {
                         kept.extend_from_slice(&doc.body[v.line.clone()]);
+                        kept.push(b'\n');
+                    }
+                    let old = served.as_deref().unwrap_or_default();
+                    for r in &removed {
+                        kept.extend_from_slice(&old[r.version.line.clone()]);
                         kept.push(b'\n');
                     }
                     Body::Inline(kept)
