@@ -119,9 +119,15 @@ pub struct Mirror {
     invalidating: Mutex<Vec<InvalidationsSent>>,
     /// Woken after every swap (the immediate-download prefetcher waits here).
     pub swapped: tokio::sync::Notify,
-    /// Metadata blobs written by a sync in progress, not yet referenced by
-    /// a generation: garbage collection keeps them.
-    pinned: Mutex<std::collections::HashSet<Digest>>,
+    /// Metadata blobs written and not yet referenced by a served
+    /// generation, each with the number of operations (a sync, a lazy
+    /// materialization, an adoption) holding it: garbage collection keeps
+    /// them. Counted, as two operations may write the same blob and the
+    /// first to finish must not unpin the other's.
+    pinned: Mutex<HashMap<Digest, usize>>,
+    /// What the sync in progress pinned ([`Mirror::spool`]), unpinned when
+    /// it ends.
+    sync_pins: Mutex<Vec<Digest>>,
     /// Held while a metadata blob is written and made live (kept by the
     /// document cache or pinned), and while garbage is collected: a blob
     /// written between the collector's view of what is live and its sweep
@@ -227,8 +233,9 @@ impl Mirror {
                     ..Info::default()
                 };
                 let g = Generation::of_base(slot, base, info, Units::default());
-                let roots =
-                    root_segment(&*adapter, &meta, slot, &g, now as u32, None).map_err(other)?;
+                let roots = root_segment(&*adapter, &meta, slot, &g, now as u32, None)
+                    .map_err(other)?
+                    .0;
                 let (g, srcs, _) = catalog::extend(&g, &[], vec![roots]);
                 let info = Info {
                     roots: srcs.first().copied(),
@@ -279,6 +286,7 @@ impl Mirror {
             invalidating: Mutex::new(Vec::new()),
             swapped: tokio::sync::Notify::new(),
             pinned: Mutex::default(),
+            sync_pins: Mutex::default(),
             gc_lock: Mutex::default(),
             snapshots: RwLock::default(),
             published: RwLock::default(),
@@ -437,7 +445,7 @@ impl Mirror {
         self.retired.lock().unwrap().clear();
         let _gc = self.gc_lock.lock().unwrap();
         let mut live: std::collections::HashSet<Digest> = self.docs.blobs();
-        live.extend(self.pinned.lock().unwrap().iter().cloned());
+        live.extend(self.pinned.lock().unwrap().keys().cloned());
         for g in keep {
             live.extend(g.files().filter_map(|id| g.stored_digest(id)));
         }
@@ -449,17 +457,21 @@ impl Mirror {
 
     /// Writes a unit's generated files to the metadata store as soon as the
     /// unit is done (rather than holding them all until the build), pinned
-    /// until the generation that names them is served.
+    /// until the generation that names them is served: the caller unpins
+    /// the digests returned ([`Mirror::unpin`]). On an error nothing stays
+    /// pinned.
     pub(crate) fn spool(&self, entries: &mut [Entry]) -> Result<Vec<Digest>, String> {
         let mut spooled = Vec::new();
         for e in entries.iter_mut() {
             if let Body::Inline(bytes) = &e.body {
                 let digest = Digest::sha256_of(bytes);
                 let _gc = self.gc_lock.lock().unwrap();
-                self.meta
-                    .put_bytes(&digest, bytes)
-                    .map_err(|err| err.to_string())?;
-                self.pinned.lock().unwrap().insert(digest.clone());
+                if let Err(err) = self.meta.put_bytes(&digest, bytes) {
+                    drop(_gc);
+                    self.unpin(&spooled);
+                    return Err(err.to_string());
+                }
+                self.pin(&digest);
                 spooled.push(digest.clone());
                 e.body = Body::Stored {
                     digest,
@@ -470,15 +482,40 @@ impl Mirror {
         Ok(spooled)
     }
 
-    fn unpin(&self, digests: &[Digest]) {
+    /// Holds `digest` from garbage collection until as many
+    /// [`Mirror::unpin`]s name it. Called with `gc_lock` held, so that a
+    /// blob is written and pinned between two collections.
+    pub(crate) fn pin(&self, digest: &Digest) {
+        *self
+            .pinned
+            .lock()
+            .unwrap()
+            .entry(digest.clone())
+            .or_insert(0) += 1;
+    }
+
+    /// Releases one pin of each of `digests` ([`Mirror::pin`]).
+    pub(crate) fn unpin(&self, digests: &[Digest]) {
         let mut p = self.pinned.lock().unwrap();
         for d in digests {
-            p.remove(d);
+            if let Some(n) = p.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(d);
+                }
+            }
         }
     }
 
-    pub(crate) fn unpin_all(&self) {
-        self.pinned.lock().unwrap().clear();
+    /// Pins what the sync in progress spooled, until it ends.
+    pub(crate) fn pin_for_sync(&self, digests: Vec<Digest>) {
+        self.sync_pins.lock().unwrap().extend(digests);
+    }
+
+    /// Releases the pins of the sync that ended.
+    pub(crate) fn unpin_sync(&self) {
+        let pins = std::mem::take(&mut *self.sync_pins.lock().unwrap());
+        self.unpin(&pins);
     }
 
     fn record_sync(&self, rec: SyncRecord) {
@@ -535,8 +572,10 @@ fn stored_digests(t: &Tree) -> Vec<Digest> {
         .collect()
 }
 
-/// The segment of the root entries for `g`'s units (their blobs stored,
-/// and pinned in `pin`'s mirror when given, until a generation names them).
+/// The segment of the root entries for `g`'s units, their blobs stored
+/// and, when `pin` is given, pinned in that mirror until a generation
+/// names them: the digests pinned come back with the segment, for the
+/// caller to unpin. On an error nothing stays pinned.
 fn root_segment(
     adapter: &dyn Adapter,
     meta: &Store,
@@ -544,7 +583,7 @@ fn root_segment(
     g: &Generation,
     now: u32,
     pin: Option<&Mirror>,
-) -> Result<Arc<Tree>, String> {
+) -> Result<(Arc<Tree>, Vec<Digest>), String> {
     let units: Vec<String> = g.units().map(str::to_string).collect();
     let built = catalog::build_tree(
         slot,
@@ -555,15 +594,23 @@ fn root_segment(
         false,
     )
     .map_err(|e| e.to_string())?;
+    let mut pinned = Vec::new();
     for (d, bytes) in &built.blobs {
         // Written and pinned at once, between garbage collections.
         let _gc = pin.map(|m| m.gc_lock.lock().unwrap());
         if let Some(m) = pin {
-            m.pinned.lock().unwrap().insert(d.clone());
+            m.pin(d);
+            pinned.push(d.clone());
         }
-        meta.put_bytes(d, bytes).map_err(|e| e.to_string())?;
+        if let Err(e) = meta.put_bytes(d, bytes) {
+            drop(_gc);
+            if let Some(m) = pin {
+                m.unpin(&pinned);
+            }
+            return Err(e.to_string());
+        }
     }
-    Ok(Arc::new(built.tree))
+    Ok((Arc::new(built.tree), pinned))
 }
 
 #[cfg(test)]

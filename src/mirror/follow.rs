@@ -307,8 +307,9 @@ impl Mirror {
         let started = Instant::now();
         let m = self.fetch_manifest(shared, &pointer).await.map_err(&err)?;
         self.fetch_trees(shared, &m).await.map_err(&err)?;
-        let result = self.adopt(shared, &m, started).await;
-        self.unpin_all();
+        let mut pins = Vec::new();
+        let result = self.adopt(shared, &m, started, &mut pins).await;
+        self.unpin(&pins);
         let g = result.map_err(&err)?;
         // Recorded once it is served and durable: a restart neither adopts
         // it again nor forgets it.
@@ -410,16 +411,23 @@ impl Mirror {
     }
 
     /// Reads the manifest's metadata blobs and root, then swaps the
-    /// generation in (durable first); its number.
+    /// generation in (durable first); its number. The blobs stay pinned
+    /// (their digests in `pins`, for the caller to unpin) until the
+    /// generation naming them is served.
     async fn adopt(
         self: &Arc<Self>,
         shared: &Shared,
         m: &Manifest,
         started: Instant,
+        pins: &mut Vec<Digest>,
     ) -> Result<u64, String> {
         for b in &m.blobs {
             let d = b.digest()?;
-            self.pinned.lock().unwrap().insert(d.clone());
+            {
+                let _gc = self.gc_lock.lock().unwrap();
+                self.pin(&d);
+            }
+            pins.push(d.clone());
             if self.meta.size_of(&d).is_some() {
                 continue;
             }

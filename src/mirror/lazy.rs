@@ -18,7 +18,7 @@ use crate::fetch::Fetcher;
 
 use super::persist::Durability;
 use super::state::TreeKind;
-use super::{InFlight, Mirror, MirrorError, ROOTS_EVERY, docs, root_segment, stored_digests};
+use super::{InFlight, Mirror, MirrorError, ROOTS_EVERY, docs, root_segment};
 
 impl Mirror {
     /// Makes `unit` part of the tree if upstream has it; `Ok(false)` if not.
@@ -85,32 +85,34 @@ impl Mirror {
         };
         self.admit(&mut out.entries);
         let spooled = self.spool(&mut out.entries)?;
-        let cur = self.current();
-        let built = catalog::build_tree(
-            self.slot,
-            now as u32,
-            unit,
-            std::mem::take(&mut out.entries),
-            Some(&*cur),
-            false,
-        )
-        .map_err(|e| e.to_string())?;
-        for c in &built.conflicts {
-            tracing::warn!(mirror = %self.name(), unit, "conflict: {c}");
-        }
-        self.catalog
-            .put_tree(TreeKind::Segment, &built.tree)
-            .map_err(|e| format!("cannot write the segment of {unit}: {e}"))?;
-        self.pending
-            .lock()
-            .unwrap()
-            .push((unit.to_string(), Arc::new(built.tree)));
-        let result = {
+        // Unpinned however it ends: served, or given up.
+        let installed = async {
+            let cur = self.current();
+            let built = catalog::build_tree(
+                self.slot,
+                now as u32,
+                unit,
+                std::mem::take(&mut out.entries),
+                Some(&*cur),
+                false,
+            )
+            .map_err(|e| e.to_string())?;
+            for c in &built.conflicts {
+                tracing::warn!(mirror = %self.name(), unit, "conflict: {c}");
+            }
+            self.catalog
+                .put_tree(TreeKind::Segment, &built.tree)
+                .map_err(|e| format!("cannot write the segment of {unit}: {e}"))?;
+            self.pending
+                .lock()
+                .unwrap()
+                .push((unit.to_string(), Arc::new(built.tree)));
             let _guard = self.swap_lock.lock().await;
-            self.install_pending(now)
-        };
+            self.install_pending(now).map_err(|e| e.to_string())
+        }
+        .await;
         self.unpin(&spooled);
-        result.map(|_| true).map_err(|e| e.to_string())?;
+        installed?;
         self.maybe_compact();
         Ok(true)
     }
@@ -179,10 +181,10 @@ impl Mirror {
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
             let result = match built {
-                Ok(roots) => {
+                Ok((roots, pinned)) => {
                     let _guard = me.swap_lock.lock().await;
-                    let r = me.install_roots(roots.clone());
-                    me.unpin(&stored_digests(&roots));
+                    let r = me.install_roots(roots);
+                    me.unpin(&pinned);
                     r
                 }
                 Err(e) => Err(MirrorError::Other {

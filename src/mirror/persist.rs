@@ -144,7 +144,7 @@ impl Mirror {
         // Kept documents are asked one digest at a time: their number grows
         // with every materialized unit, a collection's candidates do not.
         let mut live: std::collections::HashSet<crate::digest::Digest> =
-            self.pinned.lock().unwrap().iter().cloned().collect();
+            self.pinned.lock().unwrap().keys().cloned().collect();
         let mut named: Vec<[u8; 16]> = Vec::new();
         let kept_gens = self.kept_generations();
         let in_memory = [Some(&cur), prev.as_ref()]

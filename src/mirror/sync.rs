@@ -96,7 +96,7 @@ impl Mirror {
                 unpublished = Some(e.to_string());
             }
         }
-        self.unpin_all();
+        self.unpin_sync();
         self.catalog.settle();
         // A sync's transient memory (pages, entries) is large; give it back.
         #[cfg(target_env = "gnu")]
@@ -398,7 +398,8 @@ impl Mirror {
             now as u32,
             None,
         )
-        .map_err(&other)?;
+        .map_err(&other)?
+        .0;
         self.catalog
             .put_tree(TreeKind::Segment, &roots)
             .map_err(|e| other(e.to_string()))?;
@@ -563,8 +564,10 @@ impl Mirror {
             what,
         };
         out.rejected += self.admit(&mut out.entries);
-        self.spool(&mut out.entries)
+        let spooled = self
+            .spool(&mut out.entries)
             .map_err(|e| bad(format!("cannot keep its files: {e}")))?;
+        self.pin_for_sync(spooled);
         let kept = if keep_entries {
             out.entries.clone()
         } else {

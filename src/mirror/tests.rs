@@ -133,3 +133,37 @@ async fn an_appended_tail_is_held_under_the_budget_share_of_the_whole_document()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_blob_pinned_by_two_operations_outlives_the_first_to_finish() {
+    let dir = std::env::temp_dir().join(format!("regfs-mirror-pins-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = crate::layouts::testing::mirror("pypi", "http://up.test/", "");
+    config.adapter = Arc::new(PanicsOnce {
+        calls: AtomicUsize::new(1),
+    });
+    let mirror = Arc::new(Mirror::open(config, 1, &dir).unwrap());
+    let mut a = vec![Entry {
+        path: RelPath::new("unit/file").unwrap(),
+        mtime: None,
+        body: Body::Inline(b"shared".to_vec()),
+    }];
+    let mut b = a.clone();
+    // A sync and a lazy materialization write the same blob.
+    let first = mirror.spool(&mut a).unwrap();
+    let second = mirror.spool(&mut b).unwrap();
+    assert_eq!(first, second);
+    let gc = || {
+        let g = mirror.current();
+        mirror.collect_garbage(&g, &g);
+        mirror.meta.size_of(&first[0]).is_some()
+    };
+    mirror.unpin(&first);
+    assert!(gc(), "still pinned by the second operation: not collected");
+    mirror.unpin(&second);
+    assert!(
+        !gc(),
+        "unpinned by both and named by no generation: collected"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
