@@ -576,6 +576,11 @@ fn followers_adopt_the_syncers_generations_atomically_and_keep_theirs_when_the_b
         "the follower to say it keeps its generation",
     );
     assert_eq!(std::fs::read_to_string(f1.path(page)).unwrap(), new);
+    // The syncer syncs meanwhile: the sync is served and says it is not
+    // published; the pointer still names generation 2.
+    sync_ok(&syncer);
+    let said = syncer.status()[0].to_string();
+    assert!(said.contains("not published for followers"), "{said}");
     gw.resume();
 
     // Generation 3 is published while f2 is down, and one of its metadata
@@ -615,5 +620,43 @@ fn followers_adopt_the_syncers_generations_atomically_and_keep_theirs_when_the_b
     assert!(sync_ok(&syncer).contains("unchanged"));
     f2.wait_generation(3);
     assert_eq!(std::fs::read(f2.path(gamma_page)).unwrap(), published);
+    assert_eq!(std::fs::read(f1.path(gamma_page)).unwrap(), published);
+
+    // A node whose mirror has another inode slot than the syncer's (a
+    // mirror listed before it) refuses the generation, naming slots.json.
+    let f3_dir = base.join("f3");
+    std::fs::create_dir_all(&f3_dir).unwrap();
+    let globals = format!(
+        "role = \"follower\"\nfollow_interval = \"1s\"\n{}",
+        gw.globals(&f3_dir, "")
+    );
+    let mirrors = pypi_mirror("first", &up.url(), ALL) + &pypi_mirror("pypi", &up.url(), ALL);
+    let f3 = Mount::start(&f3_dir, &config(&f3_dir, &globals, &mirrors), "pypi");
+    f3.wait_for(
+        || f3.log().contains("slots.json"),
+        "the follower to refuse the other slot",
+    );
+    assert!(f3.log().contains("inode slot"), "{}", f3.log());
+    assert!(
+        !f3.path(page).exists(),
+        "nothing of the refused generation is served"
+    );
+    f3.stop();
+
+    // The syncer restarts with an empty state_dir and publishes its
+    // generation 1: followers do not go back.
+    syncer.stop();
+    std::fs::remove_dir_all(base.join("syncer/state")).unwrap();
+    let syncer = Mount::start(
+        &base.join("syncer"),
+        &base.join("syncer/regfs.toml"),
+        "pypi",
+    );
+    syncer.wait_generation(1);
+    f1.wait_for(
+        || f1.log().contains("not going back"),
+        "the follower to refuse the older generation",
+    );
+    assert_eq!(generation(&f1), 3);
     assert_eq!(std::fs::read(f1.path(gamma_page)).unwrap(), published);
 }

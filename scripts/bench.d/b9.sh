@@ -20,7 +20,7 @@
 # the fixture whose tarball and dl URLs are absolute, as those clients need).
 # Median of B9_RUNS runs each. Target <= 1.3x the direct time.
 
-b9_clients="pip apt mvn npm cargo go"
+b9_clients=${B9_CLIENTS:-"pip apt mvn npm cargo go"}
 
 # b9_serve NAME ROOT [serve.py flags]: a delayed upstream for NAME; sets b9_port_NAME.
 b9_serve() {
