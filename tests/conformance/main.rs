@@ -144,7 +144,7 @@ fn fifty_concurrent_cold_readers_cause_one_upstream_get() {
 }
 
 #[test]
-fn a_thousand_unknown_names_ask_upstream_at_most_once_each_and_never_again() {
+fn a_thousand_unknown_names_ask_upstream_the_layouts_few_requests_each_and_never_again() {
     each_layout(|case| {
         let (up, m) = case.mount("storm");
         let cached = case.artifact(0);
