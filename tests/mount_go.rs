@@ -5,7 +5,7 @@
 mod support;
 
 use support::upstream::{Fault, Upstream};
-use support::{Mount, errno, go, go_mirror, mount_over};
+use support::{Mount, errno, go, go_mirror, mount_over, run, run_ok};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &go().root, "go", |up| go_mirror("go", up, extra))
@@ -121,4 +121,84 @@ fn a_go_sum_file_can_be_the_checksum_source() {
         0
     );
     assert!(m.stop().contains("serving new generation"));
+}
+
+#[test]
+fn additive_retention_keeps_a_removed_version_while_its_zip_is_cached() {
+    let fx = go();
+    let (up, m) = mount(
+        "go-retain",
+        "checksum_db = \"fixture.test\"\nmodules = [\"example.com/regfs/leaf\"]\nretain = \"additive\"",
+    );
+    let proxy = fx.root.join("proxy");
+    let at = "example.com/regfs/leaf/@v/v1.0.0";
+    let read = |rel: &str| std::fs::read(m.path(&format!("go/{rel}")));
+    let list = || String::from_utf8(read("example.com/regfs/leaf/@v/list").unwrap()).unwrap();
+    assert_eq!(list(), "v1.0.0\nv1.1.0\n");
+    let zip = std::fs::read(proxy.join(format!("{at}.zip"))).unwrap();
+    assert_eq!(read(&format!("{at}.zip")).unwrap(), zip);
+    let info = read(&format!("{at}.info")).unwrap();
+    let modf = read(&format!("{at}.mod")).unwrap();
+    // Upstream removes v1.0.0: its list no longer has it, its files are gone.
+    up.fault(
+        "/proxy/example.com/regfs/leaf/@v/list",
+        Fault::Body(b"v1.1.0\n".to_vec()),
+    );
+    for ext in ["info", "mod", "zip"] {
+        up.fault(&format!("/proxy/{at}.{ext}"), Fault::Status(404));
+    }
+    let sync = |what: &str| {
+        let out = run(&m.config, &["sync"]);
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sync("the removal");
+    assert_eq!(
+        list(),
+        "v1.1.0\nv1.0.0\n",
+        "the cached version stays listed"
+    );
+    assert_eq!(
+        read(&format!("{at}.info")).unwrap(),
+        info,
+        "its .info as served"
+    );
+    assert_eq!(
+        read(&format!("{at}.mod")).unwrap(),
+        modf,
+        "its .mod as served"
+    );
+    let hits = up.hits(&format!("/proxy/{at}.zip"));
+    assert_eq!(
+        read(&format!("{at}.zip")).unwrap(),
+        zip,
+        "the retained zip reads from the cache"
+    );
+    assert_eq!(
+        up.hits(&format!("/proxy/{at}.zip")),
+        hits,
+        "upstream not asked"
+    );
+    assert_eq!(
+        m.status()[0]["retained"].as_u64(),
+        Some(1),
+        "{}",
+        m.status()[0]
+    );
+    // Evicted from the cache: gone at the next generation.
+    run_ok(&m.config, &["gc", "--max-size", "1"]);
+    sync("after the eviction");
+    assert_eq!(list(), "v1.1.0\n");
+    for ext in ["info", "mod", "zip"] {
+        assert_eq!(
+            errno(&m.path(&format!("go/{at}.{ext}"))),
+            Some(libc::ENOENT),
+            "{ext}"
+        );
+    }
+    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+    m.stop();
 }

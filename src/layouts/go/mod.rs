@@ -29,8 +29,14 @@
 //! cooldown dates each version by its `.info` `Time`, so a module's sync
 //! then asks for the `.info` of every version it lists; a version whose
 //! `.info` has no `Time` is of unknown age and hidden.
+//!
+//! With `retain = "additive"` a version upstream removed stays in
+//! `@v/list` and its files in the tree while its zip is cached with the
+//! `h1:` it was served with (`retain.rs`); it passes the policy as
+//! upstream's versions do (dated by the `.info` it was served with).
 
 pub mod modzip;
+mod retain;
 
 use std::collections::HashMap;
 
@@ -42,7 +48,7 @@ use crate::layout::{
     MirrorContext, Selection, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
-use crate::policy::{Policy, Scheme};
+use crate::policy::{Policy, Retain, Scheme};
 use modzip::{escape, hash_mod, parse_h1, unescape};
 
 pub static LAYOUT: LayoutDef = LayoutDef {
@@ -56,7 +62,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(Scheme::Semver),
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Go::from_keys(ctx, keys)?)),
     // `h1:` hashes a module zip's files, not its bytes.
@@ -278,8 +284,9 @@ impl Go {
         }
     }
 
-    /// The versions of upstream's `list` the policy serves, and the
-    /// `.info` documents it read to date them (under a cooldown).
+    /// The versions the policy serves of upstream's `list` and (under
+    /// `retain = "additive"`) of the versions the served list had that
+    /// upstream's lacks and whose zips are cached, upstream's first.
     async fn served(
         &self,
         esc: &str,
@@ -287,12 +294,16 @@ impl Go {
         list: &[u8],
         src: &dyn DocSource,
         now: u64,
-    ) -> Result<(Vec<String>, HashMap<String, Doc>), SyncError> {
+    ) -> Result<Listing, SyncError> {
         let listed: Vec<String> = String::from_utf8_lossy(list)
             .split_whitespace()
             .filter(|v| is_version(v))
             .map(str::to_string)
             .collect();
+        let removed = match self.policy.retain {
+            Retain::Additive => retain::removed(src, esc, &listed),
+            Retain::Mirror => Vec::new(),
+        };
         let mut infos = HashMap::new();
         if self.policy.cooldown.is_some() {
             let docs = futures_util::future::join_all(
@@ -305,14 +316,29 @@ impl Go {
                 }
             }
         }
+        // A retained version is dated by the .info it was served with.
         let time = |v: &str| infos.get(v).and_then(|d| parse_info(&d.body).1);
-        let selected = self.policy.unit(module).select(
-            Scheme::Semver,
-            listed.iter().map(|v| (v.as_str(), time(v))),
-            now,
-        );
-        let kept = listed.iter().filter(|v| selected.contains(v.as_str())).cloned().collect();
-        Ok((kept, infos))
+        let candidates = listed
+            .iter()
+            .map(|v| (v.as_str(), time(v)))
+            .chain(removed.iter().map(|(v, k)| (v.as_str(), k.time())));
+        let selected = self.policy.unit(module).select(Scheme::Semver, candidates, now);
+        let kept = listed
+            .iter()
+            .chain(removed.iter().map(|(v, _)| v))
+            .filter(|v| selected.contains(v.as_str()))
+            .cloned()
+            .collect();
+        let retained = removed
+            .iter()
+            .filter(|(v, _)| selected.contains(v.as_str()))
+            .cloned()
+            .collect();
+        Ok(Listing {
+            kept,
+            infos,
+            retained,
+        })
     }
 
     async fn module_unit(
@@ -347,7 +373,14 @@ impl Go {
                 unchanged: false,
             }));
         }
-        let (kept, mut infos) = self.served(esc, module, &list.body, src, now).await?;
+        let Listing {
+            kept,
+            mut infos,
+            retained,
+        } = self.served(esc, module, &list.body, src, now).await?;
+        if !retained.is_empty() {
+            tracing::info!(module, versions = retained.len(), "retain: keeping versions removed upstream whose zips are cached in @v/list");
+        }
         let path = |p: String| {
             RelPath::new(p).map_err(|e| SyncError::BadMetadata {
                 url: list.url.clone(),
@@ -361,7 +394,8 @@ impl Go {
             body: Body::Inline(text.into_bytes()),
         }];
         // @latest as upstream has it if it names a served version, else
-        // the newest served version's .info.
+        // the newest served version's .info (a retained version's as it
+        // was served).
         let upstream_latest = latest.as_ref().and_then(|d| parse_info(&d.body).0);
         let dated = |d: &Doc| {
             let (v, t) = parse_info(&d.body);
@@ -369,26 +403,27 @@ impl Go {
         };
         let unlisted = |v: &str| !String::from_utf8_lossy(&list.body).split_whitespace().any(|l| l == v);
         let served_latest = match (latest, upstream_latest) {
-            (Some(d), Some(v)) if kept.contains(&v) => Some(d),
+            (Some(d), Some(v)) if kept.contains(&v) => Some(d.body),
             // A latest not in the list (a pseudo-version) stands if the policy lets it.
             (Some(d), Some(v))
                 if unlisted(&v) && self.policy.unit(module).filters.keep_latest.is_none() && dated(&d) =>
             {
-                Some(d)
+                Some(d.body)
             }
             _ => match crate::policy::UnitPolicy::newest_release(Scheme::Semver, kept.iter().map(String::as_str)) {
-                Some(v) => match infos.remove(v) {
-                    Some(d) => Some(d),
-                    None => self.optional(src, format!("{esc}/@v/{v}.info")).await?,
+                Some(v) => match (infos.remove(v), retained.iter().find(|(r, _)| r == v)) {
+                    (Some(d), _) => Some(d.body),
+                    (None, Some((_, k))) => Some(k.info.clone()),
+                    (None, None) => self.optional(src, format!("{esc}/@v/{v}.info")).await?.map(|d| d.body),
                 },
                 None => None,
             },
         };
-        if let Some(d) = served_latest {
+        if let Some(body) = served_latest {
             entries.push(Entry {
                 path: path(format!("{esc}/@latest"))?,
                 mtime: None,
-                body: Body::Inline(d.body),
+                body: Body::Inline(body),
             });
         }
         Ok(Some(UnitOutput {
@@ -398,6 +433,9 @@ impl Go {
         }))
     }
 
+    /// A module version's `.info`, `.mod` and `.zip`, and (under `retain =
+    /// "additive"`) the zip's `h1:` if the version is served from the
+    /// served generation's files because upstream removed it.
     async fn version_unit(
         &self,
         esc: &str,
@@ -405,15 +443,19 @@ impl Go {
         version: &str,
         src: &dyn DocSource,
         now: u64,
-    ) -> Result<Option<UnitOutput>, SyncError> {
+    ) -> Result<(Option<UnitOutput>, Option<Digest>), SyncError> {
         let at = format!("{esc}/@v/{version}");
+        let old = match self.policy.retain {
+            Retain::Additive => retain::served_version(src, esc, version),
+            Retain::Mirror => None,
+        };
         // Under a cooldown the policy has read the .info already.
         let mut dated = None;
         if self.policy != Policy::default() {
-            match self.version_served(esc, module, version, src, now).await? {
+            match self.version_served(esc, module, version, old.as_ref(), src, now).await? {
                 Served::Hidden => {
                     tracing::debug!(module, version, "hidden by the mirror's policy");
-                    return Ok(None);
+                    return Ok((None, None));
                 }
                 Served::Yes(info) => dated = info,
             }
@@ -430,7 +472,7 @@ impl Go {
             self.sums_for(src, module, version)
         );
         let (Some(info), Some(modf)) = (info?, modf?) else {
-            return Ok(None);
+            return Ok(self.retained_version(module, version, &at, old, sums?));
         };
         let (zip_sum, mod_sum) = sums?;
         let (Some(zip_sum), Some(mod_sum)) = (zip_sum, mod_sum) else {
@@ -439,7 +481,7 @@ impl Go {
                 version,
                 "not served: the checksum source has no h1: hashes for it"
             );
-            return Ok(None);
+            return Ok((None, None));
         };
         let got = hash_mod(&modf.body);
         if got != mod_sum {
@@ -468,11 +510,42 @@ impl Go {
                 },
             },
         ];
-        Ok(Some(UnitOutput {
+        let out = UnitOutput {
             entries,
             rejected: 0,
             unchanged: false,
-        }))
+        };
+        Ok((Some(out), None))
+    }
+
+    /// A version upstream no longer serves (its `.info` or `.mod` is gone):
+    /// under `retain = "additive"` its files as the served generation has
+    /// them (`old`, there only if its zip is cached), unless the checksum
+    /// source now names another zip `h1:` for it; else nothing.
+    fn retained_version(
+        &self,
+        module: &str,
+        version: &str,
+        at: &str,
+        old: Option<retain::Kept>,
+        sums: (Option<Digest>, Option<Digest>),
+    ) -> (Option<UnitOutput>, Option<Digest>) {
+        let Some(old) = old else {
+            return (None, None);
+        };
+        if let (Some(sum), _) = &sums
+            && *sum != old.digest
+        {
+            tracing::warn!(module, version, "retain: the checksum source names another zip h1: than the one served, not retained");
+            return (None, None);
+        }
+        tracing::info!(module, version, "retain: removed upstream, served from the cache");
+        let out = UnitOutput {
+            entries: old.entries(at),
+            rejected: 0,
+            unchanged: false,
+        };
+        (Some(out), Some(old.digest))
     }
 }
 
@@ -480,18 +553,22 @@ impl Go {
     /// Whether the policy serves `module@version`: it passes the filters on
     /// its own `.info` `Time`, and under `keep_latest` is among the newest
     /// served of the list.
+    /// A version upstream removed that is retained (`old`, its files as
+    /// served) is dated by the `.info` it was served with.
     async fn version_served(
         &self,
         esc: &str,
         module: &str,
         version: &str,
+        old: Option<&retain::Kept>,
         src: &dyn DocSource,
         now: u64,
     ) -> Result<Served, SyncError> {
         let (time, info) = match self.policy.cooldown {
-            Some(_) => match self.optional(src, format!("{esc}/@v/{version}.info")).await? {
-                Some(d) => (parse_info(&d.body).1, Some(d)),
-                None => return Ok(Served::Hidden),
+            Some(_) => match (self.optional(src, format!("{esc}/@v/{version}.info")).await?, old) {
+                (Some(d), _) => (parse_info(&d.body).1, Some(d)),
+                (None, Some(old)) => (old.time(), None),
+                (None, None) => return Ok(Served::Hidden),
             },
             None => (None, None),
         };
@@ -504,12 +581,22 @@ impl Go {
         let Some(list) = self.optional(src, format!("{esc}/@v/list")).await? else {
             return Ok(Served::Hidden);
         };
-        let (kept, mut infos) = self.served(esc, module, &list.body, src, now).await?;
+        let Listing { kept, mut infos, .. } = self.served(esc, module, &list.body, src, now).await?;
         if !kept.iter().any(|v| v == version) {
             return Ok(Served::Hidden);
         }
         Ok(Served::Yes(info.or_else(|| infos.remove(version))))
     }
+}
+
+/// The versions of a module the policy serves ([`Go::served`]).
+struct Listing {
+    /// Upstream's in its order, then the retained ones.
+    kept: Vec<String>,
+    /// The `.info` documents read upstream to date them (under a cooldown).
+    infos: HashMap<String, Doc>,
+    /// The kept versions upstream's list no longer has, with their files as served.
+    retained: Vec<(String, retain::Kept)>,
 }
 
 /// What the policy says of one module version.
@@ -573,10 +660,15 @@ impl Adapter for Go {
             let Some(module) = self.module_of(esc) else {
                 return Ok(None);
             };
-            match version {
-                None => self.module_unit(esc, &module, src, now).await,
-                Some(v) => self.version_unit(esc, &module, v, src, now).await,
+            let Some(v) = version else {
+                return self.module_unit(esc, &module, src, now).await;
+            };
+            let (out, retained) = self.version_unit(esc, &module, v, src, now).await?;
+            if self.policy.retain == Retain::Additive {
+                let artifacts: Vec<Digest> = retained.into_iter().collect();
+                src.retained(unit, artifacts.len(), artifacts);
             }
+            Ok(out)
         })
     }
 

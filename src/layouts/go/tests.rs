@@ -1,5 +1,6 @@
 use super::*;
 use super::modzip::format_h1;
+use crate::layout::Previous;
 use crate::layouts::testing;
 
 const BASE: &str = "https://proxy.upstream.test/";
@@ -232,4 +233,280 @@ fn a_policy_hides_versions_from_list_latest_and_the_version_files() {
     let (list, latest) = files(&b, 0);
     assert_eq!(list.as_deref(), Some("v1.1.0\n"));
     assert_eq!(latest, Some(info("v1.1.0", 2)));
+}
+
+// retain = "additive"
+
+const M: &str = "github.com/!demo/m";
+
+/// The zip `h1:` the checksum source gives `version` in these tests.
+fn zip_of(version: &str) -> Digest {
+    let h = Digest::sha256_of(version.as_bytes());
+    Digest::from_bytes(crate::digest::Algo::GoH1, h.as_bytes()).unwrap()
+}
+
+fn info_of(version: &str, day: i64) -> String {
+    format!(r#"{{"Version":"{version}","Time":"{}"}}"#, crate::timestamp::format_rfc3339(day * 86400))
+}
+
+/// An upstream proxy whose list has `versions` (each with its day of
+/// publication), each with its .info and .mod, and whose @latest names the
+/// last of them.
+fn upstream(versions: &[(&str, i64)]) -> testing::Docs {
+    let list: String = versions.iter().map(|(v, _)| format!("{v}\n")).collect();
+    let mut d = testing::Docs::new(BASE).with(&format!("{M}/@v/list"), list);
+    if let Some((v, day)) = versions.last() {
+        d = d.with(&format!("{M}/@latest"), info_of(v, *day));
+    }
+    for (v, day) in versions {
+        d = d
+            .with(&format!("{M}/@v/{v}.info"), info_of(v, *day))
+            .with(&format!("{M}/@v/{v}.mod"), MODF);
+    }
+    d
+}
+
+/// A go.sum vouching for `versions`.
+fn sums_for(versions: &[&str]) -> HashMap<String, Digest> {
+    let text: String = versions
+        .iter()
+        .map(|v| {
+            format!(
+                "github.com/Demo/m {v} {}\ngithub.com/Demo/m {v}/go.mod {}\n",
+                format_h1(&zip_of(v)),
+                format_h1(&hash_mod(MODF))
+            )
+        })
+        .collect();
+    parse_go_sum(&text).unwrap()
+}
+
+/// A go mirror with the policy `keys`, trusting `sums`.
+fn policy_adapter(keys: &str, sums: HashMap<String, Digest>) -> Go {
+    let keys = format!("checksum_db = \"unused\"\n{keys}");
+    let mut go = testing::configure(&LAYOUT, BASE, &keys, Go::from_keys).unwrap();
+    go.sums = Sums::File(sums);
+    go
+}
+
+const ALL: &[&str] = &["v1.0.0", "v1.1.0", "v1.2.0-rc.1", "v1.2.0"];
+
+/// A generation as the mirror serves it: every entry of `outs`, the zips
+/// named in `cached` in the cache.
+fn generation(outs: &[UnitOutput], cached: &[&str]) -> Vec<(String, Previous)> {
+    let mut files = Vec::new();
+    for e in outs.iter().flat_map(|o| &o.entries) {
+        let file = match &e.body {
+            Body::Inline(b) => Previous::Doc(b.clone()),
+            Body::Remote { url, size, digest } => Previous::Artifact {
+                url: url.clone(),
+                size: *size,
+                digest: digest.clone(),
+                cached: cached.contains(&e.path.file_name()),
+            },
+            b => panic!("{}: {b:?}", e.path.as_str()),
+        };
+        files.push((e.path.as_str().to_string(), file));
+    }
+    files
+}
+
+/// What one sync of the module and of each of `versions` serves over
+/// `up` while `previous` is served, and what each version unit reported
+/// retained (versions, zips).
+struct Synced {
+    /// The module unit's and each version unit's output, in that order
+    /// (an absent one is empty).
+    outs: Vec<UnitOutput>,
+    retained: HashMap<String, (usize, Vec<Digest>)>,
+}
+
+fn sync_over(a: &Go, up: testing::Docs, previous: &[(String, Previous)], now_day: u64) -> Synced {
+    let mut docs = up;
+    for (path, file) in previous {
+        docs = docs.served(path, file.clone());
+    }
+    let empty = || UnitOutput { entries: vec![], rejected: 0, unchanged: false };
+    let mut outs = Vec::new();
+    for unit in std::iter::once(M.to_string()).chain(ALL.iter().map(|v| format!("{M}@{v}"))) {
+        let out = testing::block_on(a.unit(&unit, &docs, now_day * 86400, true)).unwrap();
+        outs.push(out.unwrap_or_else(empty));
+    }
+    let retained = std::mem::take(&mut *docs.retained.lock().unwrap());
+    Synced { outs, retained }
+}
+
+impl Synced {
+    /// The body of the inline document at `path`, if served.
+    fn doc(&self, path: &str) -> Option<String> {
+        let e = self.outs.iter().flat_map(|o| &o.entries).find(|e| e.path.as_str() == path)?;
+        match &e.body {
+            Body::Inline(b) => Some(String::from_utf8(b.clone()).unwrap()),
+            b => panic!("{path}: {b:?}"),
+        }
+    }
+
+    fn list(&self) -> Vec<String> {
+        self.doc(&format!("{M}/@v/list")).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    /// The versions whose .info, .mod and .zip are all in the tree.
+    fn versions_in_tree(&self) -> Vec<&'static str> {
+        let has = |p: String| self.outs.iter().flat_map(|o| &o.entries).any(|e| e.path.as_str() == p);
+        ALL.iter()
+            .copied()
+            .filter(|v| ["info", "mod", "zip"].iter().all(|x| has(format!("{M}/@v/{v}.{x}"))))
+            .collect()
+    }
+
+    fn zip(&self, version: &str) -> Option<&Body> {
+        let p = format!("{M}/@v/{version}.zip");
+        self.outs.iter().flat_map(|o| &o.entries).find(|e| e.path.as_str() == p).map(|e| &e.body)
+    }
+
+    /// The total retained versions and their zips, over the units.
+    fn retained_total(&self) -> (usize, Vec<Digest>) {
+        let mut zips: Vec<Digest> = self.retained.values().flat_map(|(_, z)| z.clone()).collect();
+        zips.sort();
+        (self.retained.values().map(|(n, _)| n).sum(), zips)
+    }
+}
+
+/// Upstream with every version of [`ALL`], dated days 1 to 4.
+fn everything() -> testing::Docs {
+    upstream(&[("v1.0.0", 1), ("v1.1.0", 2), ("v1.2.0-rc.1", 3), ("v1.2.0", 4)])
+}
+
+#[test]
+fn additive_keeps_a_removed_version_in_the_list_and_tree_while_its_zip_is_cached() {
+    let a = policy_adapter("retain = \"additive\"\n", sums_for(ALL));
+    let first = sync_over(&a, everything(), &[], 10);
+    assert_eq!(first.list(), ALL, "all served at first");
+    assert_eq!(first.retained_total(), (0, vec![]), "nothing served before: nothing retained");
+    // Upstream removes v1.0.0 and v1.1.0 (from the list, and their files);
+    // only v1.0.0's zip is cached.
+    let only = || upstream(&[("v1.2.0-rc.1", 3), ("v1.2.0", 4)]);
+    let served = generation(&first.outs, &["v1.0.0.zip"]);
+    let second = sync_over(&a, only(), &served, 10);
+    assert_eq!(second.list(), ["v1.2.0-rc.1", "v1.2.0", "v1.0.0"], "the cached removed version stays listed, the uncached one goes");
+    assert_eq!(second.versions_in_tree(), ["v1.0.0", "v1.2.0-rc.1", "v1.2.0"]);
+    for ext in ["info", "mod"] {
+        let p = format!("{M}/@v/v1.0.0.{ext}");
+        assert_eq!(second.doc(&p), first.doc(&p), "{p} is served as it was");
+    }
+    assert_eq!(
+        second.zip("v1.0.0"),
+        Some(&Body::Remote { url: format!("{BASE}{M}/@v/v1.0.0.zip"), size: None, digest: zip_of("v1.0.0") }),
+        "the zip: the upstream URL and h1: it was served with"
+    );
+    assert_eq!(second.doc(&format!("{M}/@latest")), Some(info_of("v1.2.0", 4)), "upstream's @latest names a served version");
+    assert_eq!(second.retained_total(), (1, vec![zip_of("v1.0.0")]), "status counts it, an immediate mirror holds its zip");
+    // Still cached: still kept, from what the last generation served.
+    let third = sync_over(&a, only(), &generation(&second.outs, &["v1.0.0.zip"]), 10);
+    assert_eq!(third.list(), second.list());
+    assert_eq!(third.versions_in_tree(), second.versions_in_tree());
+    assert_eq!(third.retained_total().0, 1);
+    // Evicted since: gone at the next generation, from the list and the tree.
+    let fourth = sync_over(&a, only(), &generation(&third.outs, &[]), 10);
+    assert_eq!(fourth.list(), ["v1.2.0-rc.1", "v1.2.0"]);
+    assert_eq!(fourth.versions_in_tree(), ["v1.2.0-rc.1", "v1.2.0"]);
+    assert_eq!(fourth.retained_total(), (0, vec![]));
+    // Back upstream: served as upstream has it, not counted as retained.
+    let fifth = sync_over(&a, everything(), &generation(&third.outs, &["v1.0.0.zip"]), 10);
+    assert_eq!(fifth.list(), ["v1.0.0", "v1.1.0", "v1.2.0-rc.1", "v1.2.0"]);
+    assert_eq!(fifth.retained_total(), (0, vec![]));
+}
+
+#[test]
+fn latest_falls_back_to_a_retained_version_as_it_was_served() {
+    let a = policy_adapter("retain = \"additive\"\n", sums_for(ALL));
+    let first = sync_over(&a, everything(), &[], 10);
+    // Upstream removes its newest version and has no @latest any more.
+    let mut only = upstream(&[("v1.0.0", 1), ("v1.1.0", 2)]);
+    only.map.remove(&format!("{M}/@latest"));
+    let second = sync_over(&a, only, &generation(&first.outs, &["v1.2.0.zip"]), 10);
+    assert_eq!(second.list(), ["v1.0.0", "v1.1.0", "v1.2.0"]);
+    assert_eq!(
+        second.doc(&format!("{M}/@latest")),
+        first.doc(&format!("{M}/@v/v1.2.0.info")),
+        "@latest is the newest served release's .info, the retained one's as served"
+    );
+}
+
+#[test]
+fn a_blocked_pre_release_or_cooled_version_is_never_retained_and_keep_latest_counts_retained_ones() {
+    let cached = ["v1.0.0.zip", "v1.1.0.zip", "v1.2.0-rc.1.zip"];
+    let first = sync_over(&policy_adapter("retain = \"additive\"\n", sums_for(ALL)), everything(), &[], 10);
+    let served = generation(&first.outs, &cached);
+    let only = || upstream(&[("v1.2.0", 4)]);
+    // The mirror's policy now blocks v1.1.0 and drops pre-releases.
+    let strict = policy_adapter(
+        "retain = \"additive\"\nblock = [\"github.com/Demo/m@v1.1.0\"]\nprereleases = false\n",
+        sums_for(ALL),
+    );
+    let second = sync_over(&strict, only(), &served, 10);
+    assert_eq!(second.list(), ["v1.2.0", "v1.0.0"], "the blocked version and the pre-release are not retained");
+    assert_eq!(second.versions_in_tree(), ["v1.0.0", "v1.2.0"]);
+    assert_eq!(second.retained_total(), (1, vec![zip_of("v1.0.0")]), "only what is served counts");
+    // keep_latest counts retained versions as it counts upstream's.
+    let newest = policy_adapter("retain = \"additive\"\nkeep_latest = 2\n", sums_for(ALL));
+    let third = sync_over(&newest, only(), &served, 10);
+    assert_eq!(third.list(), ["v1.2.0", "v1.2.0-rc.1"]);
+    assert_eq!(third.versions_in_tree(), ["v1.2.0-rc.1", "v1.2.0"]);
+    assert_eq!(third.retained_total(), (1, vec![zip_of("v1.2.0-rc.1")]));
+    // A cooldown dates retained versions by the .info they were served
+    // with: on day 4 with 2 days, v1.1.0 (day 2) is served, the
+    // pre-release (day 3) not yet.
+    let cool = policy_adapter("retain = \"additive\"\ncooldown = \"2d\"\n", sums_for(ALL));
+    let fourth = sync_over(&cool, only(), &served, 4);
+    assert_eq!(fourth.list(), ["v1.0.0", "v1.1.0"]);
+    assert_eq!(fourth.versions_in_tree(), ["v1.0.0", "v1.1.0"]);
+    assert_eq!(fourth.retained_total().0, 2);
+}
+
+#[test]
+fn mirror_retention_drops_a_removed_version_even_when_cached() {
+    for keys in ["", "retain = \"mirror\"\n"] {
+        let a = policy_adapter(keys, sums_for(ALL));
+        let first = sync_over(&a, everything(), &[], 10);
+        let only = upstream(&[("v1.2.0", 4)]);
+        let second = sync_over(&a, only, &generation(&first.outs, &["v1.0.0.zip", "v1.1.0.zip"]), 10);
+        assert_eq!(second.list(), ["v1.2.0"], "{keys:?}");
+        assert_eq!(second.versions_in_tree(), ["v1.2.0"], "{keys:?}");
+        assert!(second.retained.is_empty(), "nothing reported under mirror retention");
+    }
+}
+
+#[test]
+fn an_unreadable_served_document_or_another_checksum_retains_nothing() {
+    let a = policy_adapter("retain = \"additive\"\n", sums_for(ALL));
+    let first = sync_over(&a, everything(), &[], 10);
+    let only = || upstream(&[("v1.2.0", 4)]);
+    let cached = ["v1.0.0.zip"];
+    let with = |path: &str, file: Previous| {
+        let mut g = generation(&first.outs, &cached);
+        for (p, f) in &mut g {
+            if p == path {
+                *f = file.clone();
+            }
+        }
+        g
+    };
+    // The served list cannot be read: the list is upstream's.
+    let broken = with(&format!("{M}/@v/list"), Previous::Doc(b"v1.0.0\n\xff\n".to_vec()));
+    let out = sync_over(&a, only(), &broken, 10);
+    assert_eq!(out.list(), ["v1.2.0"]);
+    // The served .info is not the version's: its files are not retained.
+    let broken = with(&format!("{M}/@v/v1.0.0.info"), Previous::Doc(b"{\"Version\": ".to_vec()));
+    let out = sync_over(&a, only(), &broken, 10);
+    assert_eq!(out.list(), ["v1.2.0"]);
+    assert_eq!(out.versions_in_tree(), ["v1.2.0"]);
+    assert_eq!(out.retained_total(), (0, vec![]));
+    // The checksum source now names another zip h1: the version goes.
+    let mut other = sums_for(ALL);
+    other.insert("github.com/Demo/m v1.0.0".into(), zip_of("something else"));
+    let b = policy_adapter("retain = \"additive\"\n", other);
+    let out = sync_over(&b, only(), &generation(&first.outs, &cached), 10);
+    assert_eq!(out.versions_in_tree(), ["v1.2.0"]);
+    assert_eq!(out.retained_total(), (0, vec![]));
 }
