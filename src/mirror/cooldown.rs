@@ -150,18 +150,28 @@ fn path(dir: &Path) -> std::path::PathBuf {
     dir.join("cooldown.json")
 }
 
+/// What a damaged record says is served: no upstream generation's
+/// fingerprint, so whatever upstream has is held for the full cooldown.
+const UNKNOWN: &str = "unknown: cooldown.json was damaged";
+
 /// Reads the hold state (none yet: the default). A damaged file is
-/// reported and read as none: the next sync adopts what upstream has,
-/// which is what the mirror did before the cooldown was set.
+/// reported and read as "what is served is unknown": the next sync holds
+/// upstream's generation for the whole cooldown from then (failing closed:
+/// a cooldown is there to keep new releases out for a while). Deleting
+/// the file instead adopts upstream's generation at the next sync, as
+/// when the key is first set.
 pub fn load(dir: &Path) -> HoldState {
     let p = path(dir);
     match std::fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
             tracing::warn!(
-                "{}: unreadable ({e}); starting the cooldown afresh",
+                "{}: unreadable ({e}); upstream's generation is held for the whole cooldown from now (delete the file to adopt it at the next sync instead)",
                 p.display()
             );
-            HoldState::default()
+            HoldState {
+                served: Some(UNKNOWN.to_string()),
+                ..HoldState::default()
+            }
         }),
         Err(_) => HoldState::default(),
     }

@@ -129,10 +129,21 @@ fn the_state_survives_a_restart() {
     save(dir, &s).unwrap();
     assert_eq!(load(dir), s);
     std::fs::write(dir.join("cooldown.json"), b"{not json").unwrap();
+    let damaged = load(dir);
+    assert_eq!(damaged.pending, None);
+    let (d, _) = decide(&damaged, true, "a", Some(5), 3 * DAY, 3600, 1000);
     assert_eq!(
-        load(dir),
-        HoldState::default(),
-        "a damaged file reads as none"
+        d,
+        Decision::Hold {
+            first_seen: 1000,
+            adopt_at: 1000 + 3 * DAY
+        },
+        "a damaged record holds upstream's generation for the whole cooldown"
     );
+    let (d, _) = decide(&damaged, false, "a", None, 3 * DAY, 3600, 1000);
+    assert_eq!(d, Decision::Adopt(Adopt::Empty), "unless nothing is served yet");
+    std::fs::remove_file(dir.join("cooldown.json")).unwrap();
+    let (d, _) = decide(&load(dir), true, "a", None, 3 * DAY, 3600, 1000);
+    assert_eq!(d, Decision::Adopt(Adopt::Unrecorded), "a deleted record adopts");
     std::fs::remove_dir_all(dir).unwrap();
 }
