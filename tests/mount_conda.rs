@@ -451,3 +451,47 @@ fn an_unchanged_channel_asks_for_each_document_once_and_fetches_no_package_or_sh
     // Each of the four subdirs asked at least for its shard index and repodata.
     assert!(reqs.len() >= 4 * 2, "{reqs:?}");
 }
+
+#[test]
+fn additive_retention_keeps_a_removed_package_in_every_document_while_it_is_cached() {
+    let fx = conda();
+    let (up, m) = mount("conda-retain", "retain = \"additive\"");
+    let dir = m.path("conda/fixture/noarch");
+    let gone = "fixture/noarch/fixlib-1.0-h0_0.tar.bz2";
+    let want = fx.bytes(gone);
+    let read = || std::fs::read(m.path(&format!("conda/{gone}"))).unwrap();
+    assert_eq!(read(), want);
+    // A publish upstream removes fixlib 1.0 (and its file) and adds 1.3.
+    for (from, to) in fx.manifest["update"]["remap"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap(), r[1].as_str().unwrap()))
+    {
+        up.remap(from, to);
+    }
+    up.fault(&format!("/{gone}"), Fault::Status(404));
+    sync_ok(&m.config);
+    let mut with_retained = names(&packages("v2"), "noarch");
+    with_retained.insert("fixlib-1.0-h0_0.tar.bz2".to_string());
+    assert_eq!(
+        agreeing(&dir),
+        with_retained,
+        "repodata.json, its .zst, the shards and the tree keep the cached package"
+    );
+    let hits = up.hits(&format!("/{gone}"));
+    assert_eq!(read(), want, "the retained package reads from the cache");
+    assert_eq!(up.hits(&format!("/{gone}")), hits, "upstream not asked");
+    assert_eq!(
+        m.status()[0]["retained"].as_u64(),
+        Some(1),
+        "{}",
+        m.status()[0]
+    );
+    // Evicted from the cache: gone at the next generation.
+    support::run_ok(&m.config, &["gc", "--max-size", "1"]);
+    sync_ok(&m.config);
+    assert_eq!(agreeing(&dir), names(&packages("v2"), "noarch"));
+    assert_eq!(errno(&m.path(&format!("conda/{gone}"))), Some(libc::ENOENT));
+    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+}

@@ -31,10 +31,16 @@
 //! is never served: regfs would have to decompress it to know that it
 //! agrees with repodata.json, and every client that probes for it falls
 //! back to `.zst` or plain JSON on the 404.
+//!
+//! With `retain = "additive"` a package upstream's repodata.json no longer
+//! lists stays in every document that lists packages, and in the tree,
+//! while its file is cached with the sha256 it was listed with
+//! (`retain.rs`).
 
 mod msgpack;
 pub mod repodata;
 pub mod shards;
+mod retain;
 mod sync;
 pub mod zstd;
 
@@ -60,7 +66,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(crate::policy::Scheme::Conda),
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Conda::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -105,13 +105,39 @@ impl<'a> Repodata<'a> {
     /// The document with only the records `keep` selects (by index into
     /// [`Repodata::records`]), and `info` replaced when given.
     pub fn render(&self, keep: &dyn Fn(usize) -> bool, info: Option<&str>) -> Vec<u8> {
+        self.render_adding(keep, info, &[])
+    }
+
+    /// [`Repodata::render`] with `extra` records (another document's, for
+    /// `retain = "additive"`) after each map's own, a map of their kind
+    /// added where the document has none, and their filenames left out of
+    /// `removed`.
+    pub fn render_adding(&self, keep: &dyn Fn(usize) -> bool, info: Option<&str>, extra: &[&Listed]) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 << 12);
         out.push(b'{');
+        let records = |out: &mut Vec<u8>, kind: Kind| {
+            key(out, kind.key());
+            out.push(b'{');
+            let own = self.records.iter().enumerate().filter(|(j, r)| r.kind == kind && keep(*j));
+            let added = extra.iter().copied().filter(|r| r.kind == kind);
+            for (n, r) in own.map(|(_, r)| r).chain(added).enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                key(out, &r.filename);
+                out.extend(r.raw.get().as_bytes());
+            }
+            out.push(b'}');
+        };
         for (i, m) in self.members.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             match m {
+                Member::Raw(k, v) if k == "removed" && !extra.is_empty() => {
+                    key(&mut out, k);
+                    out.extend(without(v, extra).as_bytes());
+                }
                 Member::Raw(k, v) => {
                     key(&mut out, k);
                     let v = match info {
@@ -120,26 +146,32 @@ impl<'a> Repodata<'a> {
                     };
                     out.extend(v.as_bytes());
                 }
-                Member::Records(kind) => {
-                    key(&mut out, kind.key());
-                    out.push(b'{');
-                    let mut first = true;
-                    for (j, r) in self.records.iter().enumerate() {
-                        if r.kind != *kind || !keep(j) {
-                            continue;
-                        }
-                        if !std::mem::take(&mut first) {
-                            out.push(b',');
-                        }
-                        key(&mut out, &r.filename);
-                        out.extend(r.raw.get().as_bytes());
-                    }
-                    out.push(b'}');
+                Member::Records(kind) => records(&mut out, *kind),
+            }
+        }
+        for kind in Kind::ALL {
+            let missing = !self.members.iter().any(|m| matches!(m, Member::Records(k) if *k == kind));
+            if missing && extra.iter().any(|r| r.kind == kind) {
+                if out.len() > 1 {
+                    out.push(b',');
                 }
+                records(&mut out, kind);
             }
         }
         out.push(b'}');
         out
+    }
+}
+
+/// A `removed` array without the filenames of `extra` (as it was if it is
+/// not an array).
+fn without(removed: &RawValue, extra: &[&Listed]) -> String {
+    match serde_json::from_str::<Vec<serde_json::Value>>(removed.get()) {
+        Ok(mut v) => {
+            v.retain(|f| !f.as_str().is_some_and(|f| extra.iter().any(|r| r.filename == f)));
+            serde_json::to_string(&v).expect("JSON values serialize")
+        }
+        Err(_) => removed.get().to_string(),
     }
 }
 

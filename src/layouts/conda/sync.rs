@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use reqwest::Url;
 use serde_json::Value;
 
-use super::repodata::{self, Kind, Repodata};
+use super::repodata::{self, Kind, Listed, Repodata};
+use super::retain::{self, Served};
 use super::shards::{self, Index};
 use super::{Conda, Filter, zstd};
 use crate::catalog::{Body, Entry};
@@ -15,6 +16,7 @@ use crate::digest::{Algo, Digest};
 use crate::fetch::DocHold;
 use crate::layout::{Doc, DocSource, SyncError, UnitOutput, get_optional};
 use crate::path::RelPath;
+use crate::policy::Retain;
 
 /// Malformed records logged one by one before a summary takes over.
 const WARN_EACH: usize = 10;
@@ -89,8 +91,41 @@ struct Kept<'d> {
     keep: Vec<bool>,
     /// Kept records by package name (indices into `doc.records`).
     by_name: HashMap<String, Vec<usize>>,
-    /// Names of which some record is not served (hidden or malformed).
+    /// Names of which some record is not served (hidden or malformed), or
+    /// that have retained records: their shards are written here.
     lost: HashSet<String>,
+    /// Records of the repodata.json served last generation that upstream's
+    /// no longer lists, served still (`retain = "additive"`).
+    retained: Vec<&'d Listed<'d>>,
+    /// Retained records by package name (indices into `retained`).
+    retained_by_name: HashMap<String, Vec<usize>>,
+    /// How many versions (name and version) only retained records give.
+    retained_versions: usize,
+    /// The retained records' sha256s.
+    retained_artifacts: Vec<Digest>,
+}
+
+impl Kept<'_> {
+    /// Whether any record of `name` is served.
+    fn has(&self, name: &str) -> bool {
+        self.by_name.contains_key(name) || self.retained_by_name.contains_key(name)
+    }
+
+    /// The served records of `name`, upstream's then retained ones.
+    fn records_of(&self, name: &str) -> Vec<&Listed<'_>> {
+        let own = self.by_name.get(name).into_iter().flatten().map(|&i| &self.doc.records[i]);
+        let kept = self.retained_by_name.get(name).into_iter().flatten().map(|&i| self.retained[i]);
+        own.chain(kept).collect()
+    }
+}
+
+/// Where a record that passed the checks comes from.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// Upstream's repodata.json, at this index.
+    Upstream(usize),
+    /// The one served last generation, at this index (retained).
+    Served(usize),
 }
 
 impl Conda {
@@ -126,7 +161,9 @@ impl Conda {
         let unchanged = main_unchanged
             && current.as_ref().is_none_or(|d| d.unchanged)
             && index.as_ref().is_none_or(|d| d.unchanged);
-        if unchanged && !full && self.opts.filter.policy.cooldown.is_none() {
+        // Under `retain = "additive"` an eviction changes what is served.
+        let retain = self.opts.filter.policy.retain == Retain::Additive;
+        if unchanged && !full && self.opts.filter.policy.cooldown.is_none() && !retain {
             return Ok(Some(UnitOutput {
                 entries: Vec::new(),
                 rejected: 0,
@@ -145,10 +182,22 @@ impl Conda {
             now,
             max_document: self.max_document,
         };
-        tokio::task::spawn_blocking(move || plan.build(main, current, index))
+        let (ask, asked) = retain::line();
+        let served = retain
+            .then(|| retain::served_repodata(src, &plan.prefix))
+            .flatten()
+            .map(|bytes| Served { bytes, ask });
+        let build = tokio::task::spawn_blocking(move || plan.build(main, current, index, served));
+        let (out, versions, artifacts) = retain::answer(src, asked, build)
             .await
-            .map_err(|e| bad(unit, format!("sync task failed: {e}")))?
-            .map(Some)
+            .map_err(|e| bad(unit, format!("sync task failed: {e}")))??;
+        if retain {
+            if versions > 0 {
+                tracing::info!(subdir = unit, versions, "retain: keeping packages removed upstream whose files are cached");
+            }
+            src.retained(unit, versions, artifacts);
+        }
+        Ok(Some(out))
     }
 }
 
@@ -164,7 +213,16 @@ impl Plan {
             .expect("channels are checked to leave room for the subdir's documents")
     }
 
-    fn build(self, main: Main, current: Option<Doc>, index: Option<Doc>) -> Result<UnitOutput, SyncError> {
+    /// The subdir's entries from upstream's documents (and, under `retain =
+    /// "additive"`, the repodata.json served last generation), with the
+    /// versions and artifacts retained.
+    fn build(
+        self,
+        main: Main,
+        current: Option<Doc>,
+        index: Option<Doc>,
+        last: Option<Served>,
+    ) -> Result<(UnitOutput, usize, Vec<Digest>), SyncError> {
         let (doc_url, json) = match &main {
             Main::Zst(d) => (
                 d.url.clone(),
@@ -189,9 +247,12 @@ impl Plan {
             serde_json::to_string(&info).expect("JSON values serialize")
         });
         let mut rejected = 0;
-        let (kept, mut entries) = self.classify(&doc, &doc_url, &packages_at, &mut rejected);
-        let whole = kept.keep.iter().all(|k| *k) && new_info.is_none();
-        let rendered = (!whole).then(|| doc.render(&|i| kept.keep[i], new_info.as_deref()));
+        let old = last.as_ref().and_then(|s| Some((s.parse(&self.prefix)?, &s.ask)));
+        let old = old.as_ref().map(|(o, ask)| (o, *ask));
+        let (kept, mut entries) = self.classify(&doc, &doc_url, &packages_at, old, &mut rejected);
+        let whole = kept.keep.iter().all(|k| *k) && new_info.is_none() && kept.retained.is_empty();
+        let rendered = (!whole).then(|| doc.render_adding(&|i| kept.keep[i], new_info.as_deref(), &kept.retained));
+        let (retained_versions, retained_artifacts) = (kept.retained_versions, kept.retained_artifacts.clone());
         if let Some(c) = &current {
             match self.current(c, &kept) {
                 Ok(body) => entries.push(self.doc_entry("current_repodata.json", body)),
@@ -225,19 +286,23 @@ impl Plan {
         if let Some(z) = zst_body {
             entries.push(self.doc_entry("repodata.json.zst", z));
         }
-        Ok(UnitOutput {
+        let out = UnitOutput {
             entries,
             rejected,
             unchanged: false,
-        })
+        };
+        Ok((out, retained_versions, retained_artifacts))
     }
 
-    /// Checks and filters every record; the package entries.
+    /// Checks and filters every record, and (given `old`, the repodata.json
+    /// served last generation) the served records upstream no longer lists
+    /// whose files are cached; the package entries.
     fn classify<'d>(
         &self,
         doc: &'d Repodata<'d>,
         url: &str,
         packages_at: &Url,
+        old: Option<(&'d Repodata<'d>, &retain::Ask)>,
         rejected: &mut usize,
     ) -> (Kept<'d>, Vec<Entry>) {
         let mut kept = Kept {
@@ -245,10 +310,15 @@ impl Plan {
             keep: vec![false; doc.records.len()],
             by_name: HashMap::new(),
             lost: HashSet::new(),
+            retained: Vec::new(),
+            retained_by_name: HashMap::new(),
+            retained_versions: 0,
+            retained_artifacts: Vec::new(),
         };
         // Records that passed the checks and the name filter, in listing
-        // order, with their versions and timestamps by package name.
-        let mut passed: Vec<(usize, repodata::Record, Entry)> = Vec::new();
+        // order (then retained ones), with their versions and timestamps by
+        // package name.
+        let mut passed: Vec<(Origin, repodata::Record, Entry)> = Vec::new();
         let mut skipped = 0;
         for (i, r) in doc.records.iter().enumerate() {
             let checked = if doc.duplicates.contains(&r.filename) {
@@ -269,7 +339,7 @@ impl Plan {
                 Ok((rec, e))
             });
             match rec {
-                Ok((rec, e)) if self.filter.allows(&rec.name) => passed.push((i, rec, e)),
+                Ok((rec, e)) if self.filter.allows(&rec.name) => passed.push((Origin::Upstream(i), rec, e)),
                 Ok(_) => {}
                 Err(why) => {
                     skipped += 1;
@@ -280,6 +350,15 @@ impl Plan {
                         kept.lost.insert(n);
                     }
                 }
+            }
+        }
+        if let Some((old, ask)) = old {
+            // A filename upstream lists (well-formed or not) is upstream's.
+            let listed: HashSet<&str> = doc.records.iter().map(|r| r.filename.as_str()).collect();
+            let listed = |f: &str| listed.contains(f);
+            let allows = |n: &str| self.filter.allows(n);
+            for c in retain::removed(old, ask, &self.prefix, &self.subdir, &listed, &allows) {
+                passed.push((Origin::Served(c.index), c.rec, c.entry));
             }
         }
         let serve: Vec<bool> = {
@@ -298,8 +377,14 @@ impl Plan {
         };
         let mut entries = Vec::new();
         let mut undated = 0;
-        for ((i, rec, e), serve) in passed.into_iter().zip(serve) {
+        let mut upstream_versions: HashSet<(String, String)> = HashSet::new();
+        let mut retained_versions: HashSet<(String, String)> = HashSet::new();
+        for ((origin, rec, e), serve) in passed.into_iter().zip(serve) {
             if !serve {
+                let Origin::Upstream(i) = origin else {
+                    tracing::debug!(file = %e.path.file_name(), "removed upstream and hidden by the mirror's policy: not retained");
+                    continue;
+                };
                 if self.filter.policy.cooldown.is_some() && rec.timestamp.is_none() {
                     undated += 1;
                 }
@@ -307,10 +392,24 @@ impl Plan {
                 kept.lost.insert(rec.name);
                 continue;
             }
-            kept.keep[i] = true;
-            kept.by_name.entry(rec.name).or_default().push(i);
+            match origin {
+                Origin::Upstream(i) => {
+                    kept.keep[i] = true;
+                    upstream_versions.insert((rec.name.clone(), rec.version.clone()));
+                    kept.by_name.entry(rec.name).or_default().push(i);
+                }
+                Origin::Served(j) => {
+                    let old = old.expect("served records come from the served document").0;
+                    kept.retained_by_name.entry(rec.name.clone()).or_default().push(kept.retained.len());
+                    kept.retained.push(&old.records[j]);
+                    kept.retained_artifacts.push(rec.sha256.clone());
+                    kept.lost.insert(rec.name.clone());
+                    retained_versions.insert((rec.name, rec.version));
+                }
+            }
             entries.push(e);
         }
+        kept.retained_versions = retained_versions.difference(&upstream_versions).count();
         if skipped > WARN_EACH {
             tracing::warn!("{url}: skipped {skipped} malformed packages in all");
         }
@@ -395,12 +494,12 @@ impl Plan {
                 if skipped <= WARN_EACH {
                     tracing::warn!("{}: skipping the shard of {}: {why}", doc.url, shown(name));
                 }
-                if kept.by_name.contains_key(*name) && !regenerate.contains(name) {
+                if kept.has(name) && !regenerate.contains(name) {
                     regenerate.push(name);
                 }
                 continue;
             }
-            if !kept.by_name.contains_key(*name) {
+            if !kept.has(name) {
                 // Filtered, hidden whole, or not in repodata.json at all.
                 changed = true;
                 continue;
@@ -428,8 +527,10 @@ impl Plan {
         *rejected += skipped;
         // Names repodata.json lists that the index lacks get a shard too.
         let listed: HashSet<&str> = index.shards.iter().map(|(n, _)| *n).collect();
-        let mut missing: Vec<&str> = kept.by_name.keys().map(String::as_str).filter(|n| !listed.contains(n)).collect();
+        let names = kept.by_name.keys().chain(kept.retained_by_name.keys());
+        let mut missing: Vec<&str> = names.map(String::as_str).filter(|n| !listed.contains(n)).collect();
         missing.sort_unstable();
+        missing.dedup();
         changed |= !missing.is_empty();
         regenerate.extend(missing);
         if !changed {
@@ -437,17 +538,17 @@ impl Plan {
         }
         let removed = kept.doc.removed();
         for name in regenerate {
-            let records: Vec<_> = kept.by_name[name]
-                .iter()
-                .map(|&i| {
-                    let r = &kept.doc.records[i];
-                    (r.kind, r.filename.as_str(), r.raw)
-                })
+            let records: Vec<_> = kept
+                .records_of(name)
+                .into_iter()
+                .map(|r| (r.kind, r.filename.as_str(), r.raw))
                 .collect();
+            // A retained file is listed, not removed.
             let gone: Vec<&str> = removed
                 .iter()
                 .map(String::as_str)
                 .filter(|f| repodata::name_of_filename(f) == Some(name))
+                .filter(|f| !kept.retained.iter().any(|r| r.filename == *f))
                 .collect();
             let z = zstd::encode(&shards::render_shard(&records, &gone)?);
             let digest = Digest::sha256_of(&z);

@@ -405,3 +405,195 @@ fn a_cooldown_hides_records_whose_age_is_unknown() {
     let e2 = sync(&open, "ch/noarch", &src);
     assert!(by_path(&e2).contains_key("ch/noarch/fixlib-1.1-h0_0.conda"), "listed without a cooldown");
 }
+
+// retain = "additive"
+
+const V10: &str = "fixlib-1.0-h0_0.tar.bz2";
+const V11: &str = "fixlib-1.1-h0_0.conda";
+const V12: &str = "fixlib-1.2-h0_0.conda";
+const V13A: &str = "fixlib-1.3a1-h0_0.conda";
+
+fn retain_adapter(keys: &str) -> Conda {
+    adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\nretain = \"additive\"\n{keys}")).unwrap()
+}
+
+/// The fixture's noarch repodata.json, with a pre-release (1.3a1, dated
+/// like 1.0 and 1.1) added.
+fn with_prerelease() -> serde_json::Value {
+    let mut doc = json(&fx("fixture-noarch-repodata.json"));
+    let mut rec = doc["packages.conda"][V12].clone();
+    rec["version"] = "1.3a1".into();
+    rec["timestamp"] = 1_704_067_200_000u64.into();
+    rec["sha256"] = Digest::sha256_of(b"1.3a1").hex().into();
+    doc["packages.conda"][V13A] = rec;
+    doc
+}
+
+/// `doc` without the records `gone`.
+fn without(mut doc: serde_json::Value, gone: &[&str]) -> serde_json::Value {
+    for k in ["packages", "packages.conda"] {
+        if let Some(m) = doc.get_mut(k).and_then(|m| m.as_object_mut()) {
+            for g in gone {
+                m.remove(*g);
+            }
+        }
+    }
+    doc
+}
+
+/// Upstream's noarch of channel `ch`: `doc` without `gone` as
+/// repodata.json and its .zst, the fixture's current_repodata.json without
+/// `gone`, and the fixture's shard index.
+fn upstream_without(doc: &serde_json::Value, gone: &[&str]) -> Docs {
+    let bytes = serde_json::to_vec(&without(doc.clone(), gone)).unwrap();
+    let current = without(json(&fx("fixture-noarch-current_repodata.json")), gone);
+    Docs::new(BASE)
+        .with("ch/noarch/repodata.json.zst", zstd::encode(&bytes))
+        .with("ch/noarch/repodata.json", bytes)
+        .with("ch/noarch/current_repodata.json", serde_json::to_vec(&current).unwrap())
+        .with("ch/noarch/repodata_shards.msgpack.zst", fx("fixture-noarch-repodata_shards.msgpack.zst"))
+}
+
+/// The generation `out` made, as the mirror serves it: the packages named
+/// in `cached` are in the cache.
+fn generation(out: &UnitOutput, cached: &[&str]) -> Vec<(String, crate::layout::Previous)> {
+    use crate::layout::Previous;
+    let mut files = Vec::new();
+    for e in &out.entries {
+        let file = match &e.body {
+            Body::Inline(b) => Previous::Doc(b.clone()),
+            Body::Remote { url, size, digest } => Previous::Artifact {
+                url: url.clone(),
+                size: *size,
+                digest: digest.clone(),
+                cached: cached.contains(&e.path.file_name()),
+            },
+            b => panic!("{}: {b:?}", e.path.as_str()),
+        };
+        files.push((e.path.as_str().to_string(), file));
+    }
+    files
+}
+
+/// One sync of ch/noarch over `up` while `previous` is served: what it
+/// serves, and what it reported retained.
+fn sync_over(a: &Conda, mut up: Docs, previous: Vec<(String, crate::layout::Previous)>) -> (UnitOutput, (usize, Vec<Digest>)) {
+    for (path, file) in previous {
+        up = up.served(&path, file);
+    }
+    let out = sync(a, "ch/noarch", &up);
+    let r = up.retained.lock().unwrap().remove("ch/noarch").unwrap_or_default();
+    (out, r)
+}
+
+fn sha256_of_record(doc: &serde_json::Value, kind: &str, file: &str) -> Digest {
+    Digest::from_hex(Algo::Sha256, doc[kind][file]["sha256"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn additive_keeps_a_removed_package_in_every_document_while_its_file_is_cached() {
+    let a = retain_adapter("");
+    let fixture = json(&fx("fixture-noarch-repodata.json"));
+    let (first, r) = sync_over(&a, docs("ch/", ALL), vec![]);
+    assert_eq!(r, (0, vec![]), "nothing served before: nothing retained");
+    // Upstream removes 1.0 (its whole `packages` map) and 1.1, and names
+    // both in `removed`; only 1.0's file is cached.
+    let mut removed = fixture.clone();
+    removed.as_object_mut().unwrap().remove("packages");
+    removed["removed"] = serde_json::json!([V10, V11]);
+    let only = || upstream_without(&removed, &[V11]);
+    let (second, (versions, artifacts)) = sync_over(&a, only(), generation(&first, &[V10]));
+    assert_eq!(served_everywhere(&second), [V10, V12], "the cached removed package stays everywhere, the uncached one goes");
+    let e = by_path(&second);
+    let main = json(inline(&e, "ch/noarch/repodata.json"));
+    assert_eq!(main["packages"][V10], fixture["packages"][V10], "its record as it was served");
+    assert_eq!(main["removed"], serde_json::json!([V11]), "`removed` no longer names it");
+    let zst = zstd::decode(inline(&e, "ch/noarch/repodata.json.zst"), 1 << 20).unwrap();
+    assert_eq!(zst, inline(&e, "ch/noarch/repodata.json"), "the .zst agrees");
+    assert_eq!(files(&json(inline(&e, "ch/noarch/current_repodata.json"))), [V12]);
+    let was = by_path(&first)[&format!("ch/noarch/{V10}")].body.clone();
+    assert_eq!(e[&format!("ch/noarch/{V10}")].body, was, "the URL, size and sha256 it was served with");
+    assert_eq!((versions, artifacts), (1, vec![sha256_of_record(&fixture, "packages", V10)]));
+    // Still cached: still kept, from what the last generation served.
+    let (third, (versions, _)) = sync_over(&a, only(), generation(&second, &[V10]));
+    assert_eq!(served_everywhere(&third), [V10, V12]);
+    assert_eq!(versions, 1);
+    // Evicted since: gone at the next generation.
+    let (fourth, r) = sync_over(&a, only(), generation(&third, &[]));
+    let e = by_path(&fourth);
+    assert_eq!(files(&json(inline(&e, "ch/noarch/repodata.json"))), [V12]);
+    assert!(!e.contains_key(&format!("ch/noarch/{V10}")));
+    assert_eq!(r, (0, vec![]));
+    // Back upstream: served as upstream has it, not counted.
+    let (fifth, (versions, _)) = sync_over(&a, docs("ch/", ALL), generation(&third, &[V10]));
+    assert_eq!(served_everywhere(&fifth), [V10, V11, V12]);
+    assert_eq!(versions, 0);
+}
+
+#[test]
+fn a_blocked_pre_release_or_cooled_package_is_never_retained() {
+    let all = with_prerelease();
+    let (first, _) = sync_over(&retain_adapter(""), upstream_without(&all, &[]), vec![]);
+    let cached = [V10, V11, V13A];
+    let served = || generation(&first, &cached);
+    // Upstream keeps 1.2 only; the mirror now blocks 1.0 and drops pre-releases.
+    let only = || upstream_without(&all, &[V10, V11, V13A]);
+    let strict = retain_adapter("block = [\"fixlib@1.0\"]\nprereleases = false");
+    let (out, (versions, artifacts)) = sync_over(&strict, only(), served());
+    assert_eq!(served_everywhere(&out), [V11, V12], "the blocked package and the pre-release are not retained");
+    assert_eq!((versions, artifacts), (1, vec![sha256_of_record(&all, "packages.conda", V11)]));
+    // keep_latest counts retained versions as it counts upstream's.
+    let (out, (versions, _)) = sync_over(&retain_adapter("keep_latest = 2"), only(), served());
+    assert_eq!(served_everywhere(&out), [V12, V13A]);
+    assert_eq!(versions, 1);
+    // A cooldown dates them by their own timestamps: 1.2 (2099) is hidden,
+    // the retained ones (2024) are served.
+    let (out, (versions, _)) = sync_over(&retain_adapter("cooldown = \"7d\"\nprereleases = false"), only(), served());
+    assert_eq!(files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))), [V10, V11]);
+    assert_eq!(versions, 2);
+}
+
+#[test]
+fn mirror_retention_drops_a_removed_package_even_when_cached() {
+    for keys in ["", "retain = \"mirror\""] {
+        let a = adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}")).unwrap();
+        let fixture = json(&fx("fixture-noarch-repodata.json"));
+        let first = sync(&a, "ch/noarch", &docs("ch/", ALL));
+        let (out, r) = sync_over(&a, upstream_without(&fixture, &[V10, V11]), generation(&first, &[V10, V11]));
+        let e = by_path(&out);
+        assert_eq!(files(&json(inline(&e, "ch/noarch/repodata.json"))), [V12], "{keys:?}");
+        assert!(!e.contains_key(&format!("ch/noarch/{V10}")), "{keys:?}");
+        assert_eq!(r, (0, vec![]), "nothing reported under mirror retention");
+    }
+}
+
+#[test]
+fn an_unreadable_served_repodata_or_other_cached_bytes_retain_nothing() {
+    use crate::layout::Previous;
+    let a = retain_adapter("");
+    let fixture = json(&fx("fixture-noarch-repodata.json"));
+    let (first, _) = sync_over(&a, docs("ch/", ALL), vec![]);
+    let only = || upstream_without(&fixture, &[V10]);
+    let served_with = |path: &str, f: &dyn Fn(&mut Previous)| {
+        let mut g = generation(&first, &[V10]);
+        for (p, file) in &mut g {
+            if p == path {
+                f(file);
+            }
+        }
+        g
+    };
+    let broken = served_with("ch/noarch/repodata.json", &|f| *f = Previous::Doc(b"{\"packages\": ".to_vec()));
+    let (out, r) = sync_over(&a, only(), broken);
+    assert_eq!(files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))), [V11, V12]);
+    assert_eq!(r, (0, vec![]));
+    // The cache holds bytes of another sha256 at 1.0's path.
+    let other = served_with(&format!("ch/noarch/{V10}"), &|f| {
+        if let Previous::Artifact { digest, .. } = f {
+            *digest = Digest::sha256_of(b"something else");
+        }
+    });
+    let (out, r) = sync_over(&a, only(), other);
+    assert_eq!(files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))), [V11, V12]);
+    assert_eq!(r, (0, vec![]));
+}
