@@ -361,7 +361,12 @@ impl Plan {
                 passed.push((Origin::Served(c.index), c.rec, c.entry));
             }
         }
-        let serve: Vec<bool> = {
+        let policed = self.filter.policy.cooldown.is_some() || self.filter.policy.filters_versions();
+        let serve: Vec<bool> = if !policed {
+            // No version policy: every record that passed is served (a
+            // channel's repodata.json has hundreds of thousands).
+            vec![true; passed.len()]
+        } else {
             let mut versions: HashMap<&str, Vec<(&str, Option<u64>)>> = HashMap::new();
             for (_, rec, _) in &passed {
                 versions.entry(&rec.name).or_default().push((&rec.version, rec.timestamp));

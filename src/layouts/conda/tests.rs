@@ -272,6 +272,25 @@ fn version_filters_and_the_block_list_apply_to_every_document_by_conda_order() {
     assert_eq!(at("keep_latest = 1\n[[override]]\nunits = [\"fix*\"]\nkeep_latest = 2"), [v11, v12], "an override wins for its units");
     assert_eq!(at("keep_latest = 2\n[[override]]\nunits = [\"other\"]\nkeep_latest = 1"), [v11, v12]);
     assert_eq!(at("prereleases = false"), [v10, v11, v12], "no pre-release in the fixture");
+    // A release candidate published beside them: prereleases = false drops
+    // it, and it is the newest by version otherwise.
+    let mut doc = json(&fx("fixture-noarch-repodata.json"));
+    let mut rc = doc["packages.conda"][v12].clone();
+    rc["version"] = "1.3rc1".into();
+    doc["packages.conda"]["fixlib-1.3rc1-h0_0.conda"] = rc;
+    let src = Docs::new(BASE).with("ch/noarch/repodata.json", serde_json::to_vec(&doc).unwrap());
+    let listed = |keys: &str| {
+        let a = adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}")).unwrap();
+        let out = sync(&a, "ch/noarch", &src);
+        let mut f = files(&json(inline(&by_path(&out), "ch/noarch/repodata.json")));
+        f.retain(|f| f.starts_with("fixlib-"));
+        f
+    };
+    let rc = "fixlib-1.3rc1-h0_0.conda";
+    assert_eq!(listed(""), [v10, v11, v12, rc]);
+    assert_eq!(listed("keep_latest = 1"), [rc], "1.3rc1 sorts above 1.2");
+    assert_eq!(listed("prereleases = false"), [v10, v11, v12], "the release candidate is dropped");
+    assert_eq!(listed("prereleases = false\nkeep_latest = 1"), [v12]);
 }
 
 #[test]

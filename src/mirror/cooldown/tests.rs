@@ -141,9 +141,17 @@ fn the_state_survives_a_restart() {
         "a damaged record holds upstream's generation for the whole cooldown"
     );
     let (d, _) = decide(&damaged, false, "a", None, 3 * DAY, 3600, 1000);
-    assert_eq!(d, Decision::Adopt(Adopt::Empty), "unless nothing is served yet");
+    assert_eq!(
+        d,
+        Decision::Adopt(Adopt::Empty),
+        "unless nothing is served yet"
+    );
     std::fs::remove_file(dir.join("cooldown.json")).unwrap();
     let (d, _) = decide(&load(dir), true, "a", None, 3 * DAY, 3600, 1000);
-    assert_eq!(d, Decision::Adopt(Adopt::Unrecorded), "a deleted record adopts");
+    assert_eq!(
+        d,
+        Decision::Adopt(Adopt::Unrecorded),
+        "a deleted record adopts"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
