@@ -6,7 +6,7 @@ mod support;
 
 use support::upstream::Fault;
 use support::upstream::Upstream;
-use support::{Mount, crates, crates_mirror, errno, mount_over, run, run_ok, sha256_hex};
+use support::{Mount, crates, crates_mirror, errno, mount_over, run_ok, sha256_hex};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &crates().root, "crates", |up| {
@@ -124,15 +124,7 @@ fn additive_retention_keeps_a_deleted_version_while_its_crate_is_cached() {
         "v2/index/re/gf/regfs-demo-leaf",
     );
     up.fault(dl, Fault::Status(404));
-    let sync = |what: &str| {
-        let out = run(&m.config, &["sync"]);
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sync("the deletion");
+    run_ok(&m.config, &["sync"]);
     let after = String::from_utf8(std::fs::read(m.path(index)).unwrap()).unwrap();
     assert!(after.contains("\"vers\":\"0.1.1\""), "{after}");
     assert!(
@@ -150,7 +142,7 @@ fn additive_retention_keeps_a_deleted_version_while_its_crate_is_cached() {
     );
     // Evicted from the cache: gone at the next generation.
     run_ok(&m.config, &["gc", "--max-size", "1"]);
-    sync("after the eviction");
+    run_ok(&m.config, &["sync"]);
     let last = String::from_utf8(std::fs::read(m.path(index)).unwrap()).unwrap();
     assert!(!last.contains("\"vers\":\"0.1.0\""), "{last}");
     assert!(last.contains("\"vers\":\"0.1.1\""), "{last}");

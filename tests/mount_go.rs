@@ -5,7 +5,7 @@
 mod support;
 
 use support::upstream::{Fault, Upstream};
-use support::{Mount, errno, go, go_mirror, mount_over, run, run_ok};
+use support::{Mount, errno, go, go_mirror, mount_over, run_ok};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &go().root, "go", |up| go_mirror("go", up, extra))
@@ -147,15 +147,7 @@ fn additive_retention_keeps_a_removed_version_while_its_zip_is_cached() {
     for ext in ["info", "mod", "zip"] {
         up.fault(&format!("/proxy/{at}.{ext}"), Fault::Status(404));
     }
-    let sync = |what: &str| {
-        let out = run(&m.config, &["sync"]);
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sync("the removal");
+    run_ok(&m.config, &["sync"]);
     assert_eq!(
         list(),
         "v1.1.0\nv1.0.0\n",
@@ -190,7 +182,7 @@ fn additive_retention_keeps_a_removed_version_while_its_zip_is_cached() {
     );
     // Evicted from the cache: gone at the next generation.
     run_ok(&m.config, &["gc", "--max-size", "1"]);
-    sync("after the eviction");
+    run_ok(&m.config, &["sync"]);
     assert_eq!(list(), "v1.1.0\n");
     for ext in ["info", "mod", "zip"] {
         assert_eq!(

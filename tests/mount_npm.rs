@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use support::upstream::Upstream;
-use support::{Mount, errno, hex_of, mount_over, npm, npm_mirror, run, run_ok};
+use support::{Mount, errno, hex_of, mount_over, npm, npm_mirror, run_ok};
 
 fn mount(name: &str, extra: &str) -> (Upstream, Mount) {
     mount_over(name, &npm().root, "npm", |up| npm_mirror("npm", up, extra))
@@ -139,15 +139,7 @@ fn additive_retention_keeps_an_unpublished_version_while_its_tarball_is_cached()
     assert!(before["versions"]["1.0.0"]["dist"]["integrity"].is_string());
     // Upstream unpublishes 1.0.0: the packument no longer lists it, its tarball is gone.
     up.remap("regfs-demo-b", "v2/regfs-demo-b");
-    let sync = |what: &str| {
-        let out = run(&m.config, &["sync"]);
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sync("the unpublish");
+    run_ok(&m.config, &["sync"]);
     for doc in ["index.json", "abbreviated.json"] {
         let d = json(&m.path(&format!("npm/regfs-demo-b/{doc}")));
         assert_eq!(
@@ -168,7 +160,7 @@ fn additive_retention_keeps_an_unpublished_version_while_its_tarball_is_cached()
     );
     // Evicted from the cache: gone at the next generation.
     run_ok(&m.config, &["gc", "--max-size", "1"]);
-    sync("after the eviction");
+    run_ok(&m.config, &["sync"]);
     for doc in ["index.json", "abbreviated.json"] {
         let d = json(&m.path(&format!("npm/regfs-demo-b/{doc}")));
         assert!(d["versions"].get("1.0.0").is_none(), "{doc}: {d}");

@@ -104,3 +104,28 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .unwrap()
         .block_on(f)
 }
+
+/// The generation a mirror serves after syncs whose entries are `entries`,
+/// as [`Docs::served`] takes it: each document as served, each artifact
+/// with its URL, size and digest, cached when its file name is in `cached`.
+pub fn generation<'e>(
+    entries: impl IntoIterator<Item = &'e crate::catalog::Entry>,
+    cached: &[&str],
+) -> Vec<(String, Previous)> {
+    use crate::catalog::Body;
+    let mut files = Vec::new();
+    for e in entries {
+        let file = match &e.body {
+            Body::Inline(b) => Previous::Doc(b.clone()),
+            Body::Remote { url, size, digest } => Previous::Artifact {
+                url: url.clone(),
+                size: *size,
+                digest: digest.clone(),
+                cached: cached.contains(&e.path.file_name()),
+            },
+            _ => continue,
+        };
+        files.push((e.path.as_str().to_string(), file));
+    }
+    files
+}

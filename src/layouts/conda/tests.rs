@@ -476,22 +476,7 @@ fn upstream_without(doc: &serde_json::Value, gone: &[&str]) -> Docs {
 /// The generation `out` made, as the mirror serves it: the packages named
 /// in `cached` are in the cache.
 fn generation(out: &UnitOutput, cached: &[&str]) -> Vec<(String, crate::layout::Previous)> {
-    use crate::layout::Previous;
-    let mut files = Vec::new();
-    for e in &out.entries {
-        let file = match &e.body {
-            Body::Inline(b) => Previous::Doc(b.clone()),
-            Body::Remote { url, size, digest } => Previous::Artifact {
-                url: url.clone(),
-                size: *size,
-                digest: digest.clone(),
-                cached: cached.contains(&e.path.file_name()),
-            },
-            b => panic!("{}: {b:?}", e.path.as_str()),
-        };
-        files.push((e.path.as_str().to_string(), file));
-    }
-    files
+    crate::layouts::testing::generation(&out.entries, cached)
 }
 
 /// One sync of ch/noarch over `up` while `previous` is served: what it

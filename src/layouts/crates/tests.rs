@@ -265,18 +265,10 @@ fn retain_sync(
     let mut docs = testing::Docs::new(BASE)
         .with("config.json", format!(r#"{{"dl":"{DL}"}}"#))
         .with("de/mo/demo", &index);
-    for e in &served.entries {
-        let file = match &e.body {
-            Body::Inline(b) => crate::layout::Previous::Doc(b.clone()),
-            Body::Remote { url, size, digest } => crate::layout::Previous::Artifact {
-                url: url.clone(),
-                size: *size,
-                digest: digest.clone(),
-                cached: cached.iter().any(|v| e.path.file_name() == format!("demo-{v}.crate")),
-            },
-            _ => continue,
-        };
-        docs = docs.served(e.path.as_str(), file);
+    let cached: Vec<String> = cached.iter().map(|v| format!("demo-{v}.crate")).collect();
+    let cached: Vec<&str> = cached.iter().map(String::as_str).collect();
+    for (path, file) in testing::generation(&served.entries, &cached) {
+        docs = docs.served(&path, file);
     }
     let keys = format!("public_url = \"http://mirror.example/crates\"\n{keys}");
     let a = testing::configure(&LAYOUT, BASE, &keys, Crates::from_keys).unwrap();

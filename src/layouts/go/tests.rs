@@ -294,21 +294,7 @@ const ALL: &[&str] = &["v1.0.0", "v1.1.0", "v1.2.0-rc.1", "v1.2.0"];
 /// A generation as the mirror serves it: every entry of `outs`, the zips
 /// named in `cached` in the cache.
 fn generation(outs: &[UnitOutput], cached: &[&str]) -> Vec<(String, Previous)> {
-    let mut files = Vec::new();
-    for e in outs.iter().flat_map(|o| &o.entries) {
-        let file = match &e.body {
-            Body::Inline(b) => Previous::Doc(b.clone()),
-            Body::Remote { url, size, digest } => Previous::Artifact {
-                url: url.clone(),
-                size: *size,
-                digest: digest.clone(),
-                cached: cached.contains(&e.path.file_name()),
-            },
-            b => panic!("{}: {b:?}", e.path.as_str()),
-        };
-        files.push((e.path.as_str().to_string(), file));
-    }
-    files
+    testing::generation(outs.iter().flat_map(|o| &o.entries), cached)
 }
 
 /// What one sync of the module and of each of `versions` serves over

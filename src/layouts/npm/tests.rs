@@ -294,21 +294,7 @@ fn demo(versions: &[(&str, i64)], tags: serde_json::Value) -> Vec<u8> {
 /// The generation being served, built from the sync output `served`, with
 /// the tarballs (by file name) in `cached` in the cache.
 fn generation(served: &UnitOutput, cached: &[&str]) -> Vec<(String, Previous)> {
-    let mut files = Vec::new();
-    for e in &served.entries {
-        let file = match &e.body {
-            Body::Inline(b) => Previous::Doc(b.clone()),
-            Body::Remote { url, size, digest } => Previous::Artifact {
-                url: url.clone(),
-                size: *size,
-                digest: digest.clone(),
-                cached: cached.contains(&e.path.file_name()),
-            },
-            _ => continue,
-        };
-        files.push((e.path.as_str().to_string(), file));
-    }
-    files
+    testing::generation(&served.entries, cached)
 }
 
 /// One sync of `demo` against the packument `upstream` while `previous` is

@@ -1,5 +1,4 @@
 use super::*;
-use crate::layout::Previous;
 use crate::layouts::testing;
 
 const SIX_JSON: &str = include_str!("../../../tests/fixtures/pypi/six.v1_json");
@@ -458,18 +457,8 @@ fn demo_page(names: &[&str]) -> Vec<u8> {
 /// whose bytes are in the cache.
 fn retain_sync(a: &Pypi, upstream: &[&str], served: &UnitOutput, cached: &[&str]) -> (UnitOutput, (usize, Vec<Digest>)) {
     let mut docs = testing::Docs::new("https://pypi.upstream.test/").with("simple/demo/", demo_page(upstream));
-    for e in &served.entries {
-        let file = match &e.body {
-            Body::Inline(b) => Previous::Doc(b.clone()),
-            Body::Remote { url, size, digest } => Previous::Artifact {
-                url: url.clone(),
-                size: *size,
-                digest: digest.clone(),
-                cached: cached.contains(&e.path.file_name()),
-            },
-            _ => continue,
-        };
-        docs = docs.served(e.path.as_str(), file);
+    for (path, file) in testing::generation(&served.entries, cached) {
+        docs = docs.served(&path, file);
     }
     let out = testing::block_on(a.unit("demo", &docs, 1_800_000_000, true)).unwrap().unwrap();
     let r = docs.retained.lock().unwrap().remove("demo").unwrap_or_default();
