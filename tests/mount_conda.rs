@@ -482,16 +482,10 @@ fn additive_retention_keeps_a_removed_package_in_every_document_while_it_is_cach
     let hits = up.hits(&format!("/{gone}"));
     assert_eq!(read(), want, "the retained package reads from the cache");
     assert_eq!(up.hits(&format!("/{gone}")), hits, "upstream not asked");
-    assert_eq!(
-        m.status()[0]["retained"].as_u64(),
-        Some(1),
-        "{}",
-        m.status()[0]
-    );
+    m.expect_retained(1);
     // Evicted from the cache: gone at the next generation.
-    support::run_ok(&m.config, &["gc", "--max-size", "1"]);
-    sync_ok(&m.config);
+    m.evict_all_and_sync();
     assert_eq!(agreeing(&dir), names(&packages("v2"), "noarch"));
     assert_eq!(errno(&m.path(&format!("conda/{gone}"))), Some(libc::ENOENT));
-    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+    m.expect_retained(0);
 }

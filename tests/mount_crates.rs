@@ -134,19 +134,13 @@ fn additive_retention_keeps_a_deleted_version_while_its_crate_is_cached() {
     let hits = up.hits(dl);
     assert_eq!(read(), want, "the retained .crate reads from the cache");
     assert_eq!(up.hits(dl), hits);
-    assert_eq!(
-        m.status()[0]["retained"].as_u64(),
-        Some(1),
-        "{}",
-        m.status()[0]
-    );
+    m.expect_retained(1);
     // Evicted from the cache: gone at the next generation.
-    run_ok(&m.config, &["gc", "--max-size", "1"]);
-    run_ok(&m.config, &["sync"]);
+    m.evict_all_and_sync();
     let last = String::from_utf8(std::fs::read(m.path(index)).unwrap()).unwrap();
     assert!(!last.contains("\"vers\":\"0.1.0\""), "{last}");
     assert!(last.contains("\"vers\":\"0.1.1\""), "{last}");
     assert!(!m.path(&format!("crates/{dl}")).exists());
-    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+    m.expect_retained(0);
     m.stop();
 }

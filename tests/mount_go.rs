@@ -174,15 +174,9 @@ fn additive_retention_keeps_a_removed_version_while_its_zip_is_cached() {
         hits,
         "upstream not asked"
     );
-    assert_eq!(
-        m.status()[0]["retained"].as_u64(),
-        Some(1),
-        "{}",
-        m.status()[0]
-    );
+    m.expect_retained(1);
     // Evicted from the cache: gone at the next generation.
-    run_ok(&m.config, &["gc", "--max-size", "1"]);
-    run_ok(&m.config, &["sync"]);
+    m.evict_all_and_sync();
     assert_eq!(list(), "v1.1.0\n");
     for ext in ["info", "mod", "zip"] {
         assert_eq!(
@@ -191,6 +185,6 @@ fn additive_retention_keeps_a_removed_version_while_its_zip_is_cached() {
             "{ext}"
         );
     }
-    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+    m.expect_retained(0);
     m.stop();
 }

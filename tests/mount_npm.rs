@@ -152,19 +152,13 @@ fn additive_retention_keeps_an_unpublished_version_while_its_tarball_is_cached()
     let hits = up.hits(tgz);
     assert_eq!(read(), want, "the retained tarball reads from the cache");
     assert_eq!(up.hits(tgz), hits);
-    assert_eq!(
-        m.status()[0]["retained"].as_u64(),
-        Some(1),
-        "{}",
-        m.status()[0]
-    );
+    m.expect_retained(1);
     // Evicted from the cache: gone at the next generation.
-    run_ok(&m.config, &["gc", "--max-size", "1"]);
-    run_ok(&m.config, &["sync"]);
+    m.evict_all_and_sync();
     for doc in ["index.json", "abbreviated.json"] {
         let d = json(&m.path(&format!("npm/regfs-demo-b/{doc}")));
         assert!(d["versions"].get("1.0.0").is_none(), "{doc}: {d}");
     }
     assert!(!m.path(&format!("npm/{tgz}")).exists());
-    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+    m.expect_retained(0);
 }

@@ -365,19 +365,14 @@ fn additive_retention_keeps_a_removed_version_while_it_is_cached() {
     );
     assert_eq!(up.hits(&kept.path), before);
     assert!(!m.path(&format!("pypi/{}", uncached.path)).exists());
-    assert_eq!(
-        m.status()[0]["retained"].as_u64(),
-        Some(1),
-        "{}",
-        m.status()[0]
-    );
+    m.expect_retained(1);
     // Evicted from the cache: gone at the next generation.
     run_ok(&m.config, &["gc", "--max-size", "1"]);
     assert!(sync("after the eviction").contains("generation 3"));
     let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
     assert!(!html.contains(&kept.filename), "{html}");
     assert!(!m.path(&format!("pypi/{}", kept.path)).exists());
-    assert_eq!(m.status()[0]["retained"].as_u64(), Some(0));
+    m.expect_retained(0);
 }
 
 #[test]
@@ -422,8 +417,7 @@ fn an_immediate_additive_mirror_keeps_its_retained_files_through_eviction() {
         "one version, two files"
     );
     // Evict all the cache will let go: the retained files are held.
-    run_ok(&m.config, &["gc", "--max-size", "1"]);
-    run_ok(&m.config, &["sync"]);
+    m.evict_all_and_sync();
     let html = std::fs::read_to_string(m.path("pypi/simple/alpha/index.html")).unwrap();
     for f in &removed {
         assert!(
@@ -442,5 +436,5 @@ fn an_immediate_additive_mirror_keeps_its_retained_files_through_eviction() {
             f.filename
         );
     }
-    assert_eq!(m.status()[0]["retained"].as_u64(), Some(1));
+    m.expect_retained(1);
 }

@@ -551,6 +551,20 @@ impl Mount {
         );
     }
 
+    /// How many versions `status` says the first mirror retains
+    /// (`retain = "additive"`), asserted to be `want`.
+    pub fn expect_retained(&self, want: u64) {
+        let status = &self.status()[0];
+        assert_eq!(status["retained"].as_u64(), Some(want), "{status}");
+    }
+
+    /// Evicts every cached artifact (`gc --max-size 1`), then syncs: what
+    /// was retained only while cached goes.
+    pub fn evict_all_and_sync(&self) {
+        run_ok(&self.config, &["gc", "--max-size", "1"]);
+        run_ok(&self.config, &["sync"]);
+    }
+
     pub fn status(&self) -> Vec<Value> {
         let out = regfs()
             .args(["status", "--json", "--config"])
