@@ -40,9 +40,14 @@ impl Case {
     /// A mount of this layout's mirror (named after the layout) over a
     /// fresh upstream serving the fixture, its first sync served.
     pub fn mount(&self, test: &str) -> (Upstream, Mount) {
+        self.mount_with(test, "")
+    }
+
+    /// [`Case::mount`] with `extra` lines in the mirror's table.
+    pub fn mount_with(&self, test: &str, extra: &str) -> (Upstream, Mount) {
         let up = Upstream::serve(&self.fx.root);
         let dir = scratch(&format!("{test}-{}", self.layout));
-        let cfg = config(&dir, "", &self.fx.mirror(self.layout, &up.url(), ""));
+        let cfg = config(&dir, "", &self.fx.mirror(self.layout, &up.url(), extra));
         let m = Mount::start(&dir, &cfg, self.layout);
         m.wait_generation(1);
         (up, m)
@@ -50,6 +55,18 @@ impl Case {
 
     pub fn artifact(&self, i: usize) -> &Artifact {
         &self.fx.artifacts[i]
+    }
+
+    /// The one artifact whose path contains `part`.
+    pub fn artifact_at(&self, part: &str) -> &Artifact {
+        let mut found = self.fx.artifacts.iter().filter(|a| a.path.contains(part));
+        match (found.next(), found.next()) {
+            (Some(a), None) => a,
+            _ => panic!(
+                "{}: the fixture has not exactly one artifact at {part:?}",
+                self.layout
+            ),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ mod case;
 use std::io::Read;
 use std::time::Duration;
 
-use case::{Case, at, list, listed, read_verified, status, timed_errno, walk};
+use case::{Case, at, list, listed, names_in, read_verified, status, timed_errno, walk};
 use regfs::layout::Sizes;
 use support::upstream::Fault;
 use support::{errno, lookup_storm, run};
@@ -169,6 +169,63 @@ fn a_thousand_unknown_names_ask_upstream_the_layouts_few_requests_each_and_never
         if case.caps.lazy {
             assert!(asked >= n, "each unknown name is asked upstream: {asked}");
         }
+    });
+}
+
+#[test]
+fn a_blocked_version_is_not_listed_is_enoent_and_is_never_asked_of_upstream() {
+    each_layout(|case| {
+        let b = &case.fx.manifest["block"];
+        if case.caps.versions.is_none() {
+            assert!(
+                b.is_null(),
+                "{}: no version filters, no block case",
+                case.layout
+            );
+            return;
+        }
+        assert!(
+            b.is_object(),
+            "{}: the fixture's manifest needs a `block` case",
+            case.layout
+        );
+        let field = |k: &str| {
+            b[k].as_str()
+                .unwrap_or_else(|| panic!("{}: block.{k}", case.layout))
+        };
+        let (blocked, kept) = (
+            case.artifact_at(field("blocked")),
+            case.artifact_at(field("kept")),
+        );
+        let (up, m) = case.mount_with("block", field("key"));
+        read_verified(&listed(&m, case, kept), kept);
+        for v in &blocked.visit {
+            let _ = std::fs::metadata(at(&m, case, v));
+        }
+        let p = at(&m, case, &blocked.path);
+        // Its directory may be gone with it (a file's own hash directory).
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = p.parent().unwrap();
+        assert!(
+            !dir.exists() || !names_in(dir).contains(&name),
+            "{}: {} is listed",
+            case.layout,
+            blocked.path
+        );
+        assert_eq!(
+            errno(&p),
+            Some(libc::ENOENT),
+            "{}: {}",
+            case.layout,
+            blocked.path
+        );
+        assert_eq!(
+            up.hits(&blocked.upstream),
+            0,
+            "{}: the blocked artifact was asked of upstream",
+            case.layout
+        );
+        m.stop();
     });
 }
 
