@@ -203,14 +203,25 @@ mod flow {
         let urls: Vec<String> = (0..10)
             .map(|i| format!("http://reg.upstream.test/v2/fixture/app/blobs/sha256:{i}"))
             .collect();
+        // Every first request is answered 401 only after a second, so all
+        // ten are challenged before any token exists (a request sent later
+        // would carry t1, and a 401 to that rightly means t1 was refused).
         for u in &urls {
-            fake.route(u, vec![challenge(), ok(b"b")]);
+            let slow = Reply {
+                delay: Duration::from_secs(1),
+                ..challenge()
+            };
+            fake.route(u, vec![slow, ok(b"b")]);
         }
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(urls.len()));
         let tasks: Vec<_> = urls
             .iter()
             .map(|u| {
-                let (f, u) = (fetcher.clone(), u.clone());
-                tokio::spawn(async move { doc(&f, &u).await })
+                let (f, u, start) = (fetcher.clone(), u.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    doc(&f, &u).await
+                })
             })
             .collect();
         for t in tasks {
