@@ -363,6 +363,16 @@ pub trait DocSource: Send + Sync {
         None
     }
 
+    /// The document the generation being served has at `path`, if it has
+    /// one there (not an artifact): what a layout merges under
+    /// `retain = "additive"`.
+    fn previous_doc(&self, path: &str) -> Option<Vec<u8>> {
+        match self.previous(path)? {
+            Previous::Doc(bytes) => Some(bytes),
+            Previous::Artifact { .. } => None,
+        }
+    }
+
     /// Tells the mirror how many versions of `unit` its new documents keep
     /// listing although upstream removed them, and their artifacts (held
     /// from eviction on an immediate mirror); `status` shows the total.

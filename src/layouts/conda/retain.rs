@@ -67,15 +67,6 @@ pub(super) async fn answer<T>(
     }
 }
 
-/// The repodata.json the served generation has for the subdir at `prefix`
-/// (`<unit>/`), if there is one.
-pub(super) fn served_repodata(src: &dyn DocSource, prefix: &str) -> Option<Vec<u8>> {
-    match src.previous(&format!("{prefix}repodata.json"))? {
-        Previous::Doc(bytes) => Some(bytes),
-        Previous::Artifact { .. } => None,
-    }
-}
-
 /// What a build merges from: the repodata.json served last generation, and
 /// the line to the source.
 pub(super) struct Served {

@@ -184,7 +184,7 @@ impl Conda {
         };
         let (ask, asked) = retain::line();
         let served = retain
-            .then(|| retain::served_repodata(src, &plan.prefix))
+            .then(|| src.previous_doc(&format!("{}repodata.json", plan.prefix)))
             .flatten()
             .map(|bytes| Served { bytes, ask });
         let build = tokio::task::spawn_blocking(move || plan.build(main, current, index, served));

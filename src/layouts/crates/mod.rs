@@ -291,7 +291,7 @@ impl Adapter for Crates {
             }
             let index_path = format!("{INDEX}/{path}");
             let served = match self.policy.retain {
-                Retain::Additive => retain::served_index(src, &index_path),
+                Retain::Additive => src.previous_doc(&index_path),
                 Retain::Mirror => None,
             };
             let mut removed = served

@@ -22,14 +22,6 @@ pub struct Removed {
     pub entry: Entry,
 }
 
-/// The index file served last generation at `path`, if there is one.
-pub fn served_index(src: &dyn DocSource, path: &str) -> Option<Vec<u8>> {
-    match src.previous(path)? {
-        Previous::Doc(bytes) => Some(bytes),
-        Previous::Artifact { .. } => None,
-    }
-}
-
 /// The lines of `served` (the index file of `unit` served last generation)
 /// whose version `upstream` (the new file's lines) no longer lists and
 /// whose `.crate` is cached with the line's `cksum`.

@@ -73,14 +73,6 @@ impl Kept {
     }
 }
 
-/// The served document at `path`, if the served generation has one there.
-fn served_doc(src: &dyn DocSource, path: &str) -> Option<Vec<u8>> {
-    match src.previous(path)? {
-        Previous::Doc(bytes) => Some(bytes),
-        Previous::Artifact { .. } => None,
-    }
-}
-
 /// The files the served generation has for `esc@version` if its zip is
 /// cached with the `h1:` it was served with; an `.info` that cannot be read
 /// as this version's retains nothing (with a warning naming it).
@@ -99,8 +91,8 @@ pub(super) fn served_version(src: &dyn DocSource, esc: &str, version: &str) -> O
             return None;
         }
     };
-    let info = served_doc(src, &format!("{at}.info"))?;
-    let modf = served_doc(src, &format!("{at}.mod"))?;
+    let info = src.previous_doc(&format!("{at}.info"))?;
+    let modf = src.previous_doc(&format!("{at}.mod"))?;
     if parse_info(&info).0.as_deref() != Some(version) {
         tracing::warn!(info = %format!("{at}.info"), "retain: the .info served last cannot be read as {version}'s, nothing retained");
         return None;
@@ -119,7 +111,7 @@ pub(super) fn served_version(src: &dyn DocSource, esc: &str, version: &str) -> O
 /// nothing, with a warning naming it.
 pub(super) fn served_list(src: &dyn DocSource, esc: &str) -> Vec<String> {
     let path = format!("{esc}/@v/list");
-    let Some(bytes) = served_doc(src, &path) else {
+    let Some(bytes) = src.previous_doc(&path) else {
         return Vec::new();
     };
     let read = std::str::from_utf8(&bytes)

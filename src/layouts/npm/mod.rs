@@ -193,7 +193,7 @@ impl Adapter for Npm {
                 what,
             };
             let last = match self.policy.retain {
-                Retain::Additive => retain::served_packument(src, unit),
+                Retain::Additive => src.previous_doc(&format!("{unit}/{FULL}")),
                 Retain::Mirror => None,
             };
             let last = last.as_deref().map(|packument| Served { packument, src });

@@ -24,15 +24,6 @@ pub struct Served<'s> {
     pub src: &'s dyn DocSource,
 }
 
-/// The packument served last generation for `name` (`<name>/index.json`),
-/// if there is one.
-pub fn served_packument(src: &dyn DocSource, name: &str) -> Option<Vec<u8>> {
-    match src.previous(&format!("{name}/{FULL}"))? {
-        Previous::Doc(bytes) => Some(bytes),
-        Previous::Artifact { .. } => None,
-    }
-}
-
 /// The parts of the served packument a merge reads.
 pub(super) struct Old<'o> {
     /// Its `versions`, as served (tarballs at the mirror).

@@ -556,7 +556,7 @@ impl Adapter for Pypi {
                 })?;
             let dir = self.project_path(unit);
             let served = match self.versions.retain {
-                Retain::Additive => retain::served_page(src, &dir),
+                Retain::Additive => src.previous_doc(&format!("{dir}/index.v1_json")),
                 Retain::Mirror => None,
             };
             if self.versions.retain == Retain::Additive {

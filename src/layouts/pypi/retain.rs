@@ -21,14 +21,6 @@ pub struct Kept {
     pub artifacts: Vec<Digest>,
 }
 
-/// The page served last generation (`dir`/index.v1_json), if there is one.
-pub fn served_page(src: &dyn DocSource, dir: &str) -> Option<Vec<u8>> {
-    match src.previous(&format!("{dir}/index.v1_json"))? {
-        Previous::Doc(bytes) => Some(bytes),
-        Previous::Artifact { .. } => None,
-    }
-}
-
 /// The artifact the served generation has at `path`, if it is cached and
 /// of `digest`: its upstream URL and size.
 fn cached(src: &dyn DocSource, path: &str, digest: &Digest) -> Option<(String, Option<u64>)> {
