@@ -14,7 +14,9 @@
 //! hides versions from both documents and from `time` alike; a dist-tag
 //! naming a hidden version goes, except `latest`, which moves to the newest
 //! served version below it (a release rather than a pre-release where one
-//! is left). With `retain = "additive"` a version upstream removed stays in
+//! is left). With `dist_tags` only the dist-tags it names are served, and
+//! only the versions they name (after the policy: a `latest` that moved
+//! names the version it moved to). With `retain = "additive"` a version upstream removed stays in
 //! both documents while its tarball is cached (`retain.rs`). Tarball sizes
 //! are not in the packument: a tarball is fetched and verified on its first
 //! `stat`.
@@ -86,6 +88,9 @@ pub struct Npm {
     filter: Option<Vec<Glob>>,
     public_url: String,
     policy: Policy,
+    /// `dist_tags`: the dist-tags served (globs); with it, only the versions
+    /// they name are (see [`Npm::rewrite_retaining`]).
+    dist_tags: Option<Vec<Glob>>,
 }
 
 /// One part of a package name (the scope without `@`, or the bare name).
@@ -137,13 +142,21 @@ pub fn dist_digest(dist: &serde_json::Value) -> Option<Digest> {
 }
 
 impl Npm {
-    /// Reads `packages` (names or globs; none: lazy) and `public_url`
-    /// (packuments hold absolute tarball URLs).
+    /// Reads `packages` (names or globs; none: lazy), `public_url`
+    /// (packuments hold absolute tarball URLs) and `dist_tags`.
     pub fn from_keys(ctx: &MirrorContext, keys: &mut Section) -> Result<Npm, String> {
+        let dist_tags = keys.globs("dist_tags")?;
+        if dist_tags.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(keys.error(
+                "dist_tags",
+                "an empty list would serve no version: name the tags to serve (e.g. [\"latest\"]) or drop the key",
+            ));
+        }
         Ok(Npm {
             filter: keys.globs("packages")?,
             public_url: crate::layout::public_url(ctx, keys)?,
             policy: ctx.policy.clone(),
+            dist_tags,
         })
     }
 

@@ -24,6 +24,7 @@ use super::retain::{Old, Served};
 use super::{ABBREVIATED_FIELDS, Npm, dist_digest};
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
+use crate::keys::Glob;
 use crate::path::{RelPath, check_name};
 use crate::policy::{Scheme, UnitPolicy};
 
@@ -282,6 +283,11 @@ impl Npm {
             kept.iter().map(|k| (k.version, published(k.version))),
             now,
         );
+        let tags = top.get("dist-tags").and_then(Members::of);
+        let selected = match &self.dist_tags {
+            Some(globs) => tagged(globs, tags.as_ref(), selected),
+            None => selected,
+        };
         let hidden = kept.len() - selected.len();
         kept.retain(|k| selected.contains(k.version));
         let retained_versions: Vec<&str> = kept
@@ -306,7 +312,6 @@ impl Npm {
             .map(|(_, e)| e)
             .collect();
         let served: HashSet<&str> = kept.iter().map(|k| k.version).collect();
-        let tags = top.get("dist-tags").and_then(Members::of);
         let latest = tags
             .as_ref()
             .and_then(|t| t.get("latest"))
@@ -315,7 +320,9 @@ impl Npm {
             .and_then(|t| moved_latest(&served, &t));
         let write_tags = |out: &mut Vec<u8>, tags: &Members| {
             object(out, &tags.0, |out, (tag, v)| {
-                if string(v).is_some_and(|v| served.contains(&*v)) {
+                if !self.dist_tags.as_ref().is_none_or(|g| g.iter().any(|g| g.matches(tag))) {
+                    false
+                } else if string(v).is_some_and(|v| served.contains(&*v)) {
                     key(out, tag);
                     out.extend_from_slice(v.get().as_bytes());
                     true
@@ -424,6 +431,27 @@ impl Npm {
             retained,
         })
     }
+}
+
+/// `dist_tags`: of the versions the policy `selected`, those a tag `globs`
+/// match names, where `latest` names the version it moves to if its own
+/// is not selected.
+fn tagged<'v>(globs: &[Glob], tags: Option<&Members>, selected: HashSet<&'v str>) -> HashSet<&'v str> {
+    let mut keep = HashSet::new();
+    for (tag, v) in tags.map_or(&[][..], |t| &t.0[..]) {
+        if !globs.iter().any(|g| g.matches(tag)) {
+            continue;
+        }
+        let Some(v) = string(v) else { continue };
+        match selected.get(v.as_ref()) {
+            Some(v) => {
+                keep.insert(*v);
+            }
+            None if tag.as_ref() == "latest" => keep.extend(moved_latest(&selected, &v)),
+            None => {}
+        }
+    }
+    keep
 }
 
 /// Where `latest` moves when the version it names is not served: the newest

@@ -477,3 +477,47 @@ fn mirror_retention_drops_a_removed_version_even_when_cached() {
     assert_eq!(tgz, ["demo-2.0.0.tgz"]);
     assert_eq!(r, (0, vec![]), "nothing reported under mirror retention");
 }
+
+#[test]
+fn dist_tags_serve_only_the_tags_named_and_the_versions_they_name() {
+    let body = dated(&[("1.0.0", 1), ("1.1.0", 8), ("2.0.0-beta.1", 9), ("1.2.0", 10)], "1.2.0");
+    let url = "https://registry.upstream.test/demo";
+    let r = policy_adapter("dist_tags = \"latest\"").rewrite("demo", url, &body, 30 * 86400).unwrap();
+    let (full, ab, tgz) = served(&r);
+    assert_eq!(keys_of(&full["versions"]), ["1.2.0"]);
+    assert_eq!(keys_of(&ab["versions"]), ["1.2.0"]);
+    assert_eq!(tgz, ["demo/-/demo-1.2.0.tgz"], "an untagged tarball is not in the tree");
+    for doc in [&full, &ab] {
+        assert_eq!(doc["dist-tags"], serde_json::json!({"latest": "1.2.0"}), "beta is not served");
+    }
+    assert_eq!(keys_of(&full["time"]), ["1.2.0", "created"]);
+    assert_eq!(r.hidden, 3);
+    // Globs; each tag's version once.
+    let r = policy_adapter("dist_tags = [\"lat*\", \"beta\"]").rewrite("demo", url, &body, 30 * 86400).unwrap();
+    let (full, ..) = served(&r);
+    assert_eq!(keys_of(&full["versions"]), ["1.2.0", "2.0.0-beta.1"]);
+    assert_eq!(full["dist-tags"], serde_json::json!({"latest": "1.2.0", "beta": "2.0.0-beta.1"}));
+    // Under a cooldown hiding 1.2.0 and the beta, latest moves to 1.1.0,
+    // which is served: the package stays installable.
+    let r = policy_adapter("cooldown = \"3d\"\ndist_tags = [\"latest\", \"beta\"]")
+        .rewrite("demo", url, &body, 12 * 86400 - 1)
+        .unwrap();
+    let (full, ab, tgz) = served(&r);
+    assert_eq!(keys_of(&full["versions"]), ["1.1.0"]);
+    assert_eq!(ab["dist-tags"], serde_json::json!({"latest": "1.1.0"}));
+    assert_eq!(tgz, ["demo/-/demo-1.1.0.tgz"]);
+    // A tag the list does not name goes even where its version is served.
+    let r = policy_adapter("dist_tags = \"beta\"").rewrite("demo", url, &body, 30 * 86400).unwrap();
+    let (full, ..) = served(&r);
+    assert_eq!(keys_of(&full["versions"]), ["2.0.0-beta.1"]);
+    assert_eq!(full["dist-tags"], serde_json::json!({"beta": "2.0.0-beta.1"}));
+}
+
+#[test]
+fn an_empty_dist_tags_list_is_refused_by_name() {
+    let keys = "public_url = \"http://mirror.example/npm\"\ndist_tags = []\n";
+    let e = testing::configure(&LAYOUT, "https://registry.upstream.test/", keys, Npm::from_keys)
+        .err()
+        .expect("refused");
+    assert!(e.contains("dist_tags") && e.contains("latest"), "{e}");
+}
