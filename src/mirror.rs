@@ -354,6 +354,11 @@ impl Mirror {
     }
 
     /// Tells the kernel (through the swap hook, if mounted) what to forget.
+    /// Whether a kernel mount is told of swaps (not under `regfs sync`).
+    fn has_kernel(&self) -> bool {
+        self.on_swap.read().unwrap().is_some()
+    }
+
     fn invalidate(&self, inv: Invalidations) {
         if let Some(hook) = self.on_swap.read().unwrap().as_ref() {
             let sent = hook(inv);

@@ -6,7 +6,6 @@
 //! the cost is those units', not the catalog's. [`diff_all`] walks every
 //! directory instead (for tests, which check the two agree).
 
-use super::name::Name;
 use super::tree::Tree;
 use super::{Generation, Kind};
 
@@ -33,40 +32,40 @@ impl Invalidations {
 }
 
 /// Compares two generations of one mirror at the directories of
-/// `touched`: every segment whose contribution differs between them.
+/// `touched`: every segment whose contribution differs between them. Each
+/// directory is compared where a segment has it, name by name, so what is
+/// held is the answer alone (a first sync of a million files under a mount
+/// used to collect every name first: 135 MiB at the B5 scale). A
+/// directory the old generation did not have is skipped: the kernel has
+/// nothing cached of it.
 pub fn diff(old: &Generation, new: &Generation, touched: &[&Tree]) -> Invalidations {
-    let mut names: Vec<(u64, Name)> = Vec::new();
+    let mut out = Invalidations::default();
     for t in touched {
         for d in 0..t.node_count() {
-            if t.kind(d) == Kind::Dir {
-                let ino = t.ino(d);
-                names.extend(t.children(d).map(|c| (ino, t.name(c))));
+            if t.kind(d) != Kind::Dir {
+                continue;
             }
-        }
-    }
-    names.sort_unstable();
-    names.dedup();
-    let mut out = Invalidations::default();
-    let mut i = 0;
-    while i < names.len() {
-        let dir = names[i].0;
-        let od = old.find_ino(dir).filter(|&n| old.kind(n) == Kind::Dir);
-        let nd = new.find_ino(dir).filter(|&n| new.kind(n) == Kind::Dir);
-        let mut changed = false;
-        while i < names.len() && names[i].0 == dir {
-            let name = names[i].1.as_str();
-            let o = od.and_then(|d| old.lookup(d, &name)).map(|c| old.ino(c));
-            let n = nd.and_then(|d| new.lookup(d, &name)).map(|c| new.ino(c));
-            if o != n {
-                changed = true;
-                if o.is_some() {
-                    out.entries.push((dir, name.to_string()));
+            let dir = t.ino(d);
+            let Some(od) = old.find_ino(dir).filter(|&n| old.kind(n) == Kind::Dir) else {
+                continue;
+            };
+            let nd = new.find_ino(dir).filter(|&n| new.kind(n) == Kind::Dir);
+            let mut changed = false;
+            for c in t.children(d) {
+                let name = t.name(c);
+                let name = name.as_str();
+                let o = old.lookup(od, &name).map(|c| old.ino(c));
+                let n = nd.and_then(|d| new.lookup(d, &name)).map(|c| new.ino(c));
+                if o != n {
+                    changed = true;
+                    if o.is_some() {
+                        out.entries.push((dir, name.to_string()));
+                    }
                 }
             }
-            i += 1;
-        }
-        if changed && od.is_some() {
-            out.inodes.push(dir);
+            if changed {
+                out.inodes.push(dir);
+            }
         }
     }
     out.sort();

@@ -64,7 +64,8 @@ impl Mirror {
             tracing::debug!(mirror = %self.name(), generation = next.number(), seq = next.info().seq, units = next.units().len(), nodes = next.node_count(), build_ms = built.as_millis() as u64, "serving new generation");
         }
         // A published snapshot is served meanwhile: the kernel's view is unchanged.
-        if !self.is_published() {
+        // Nothing to tell without a kernel (`regfs sync`): the diff is skipped.
+        if !self.is_published() && self.has_kernel() {
             self.invalidate(catalog::diff(&old, &next, touched));
         }
         self.swapped.notify_waiters();
