@@ -19,6 +19,8 @@ pub struct Docs {
     pub previous: HashMap<String, Previous>,
     /// What the adapter reported retained, by unit: (versions, artifacts).
     pub retained: std::sync::Mutex<HashMap<String, (usize, Vec<Digest>)>>,
+    /// Every document answers as unchanged since the copy kept (a 304).
+    pub unchanged: bool,
 }
 
 impl Docs {
@@ -29,7 +31,14 @@ impl Docs {
             asked: Default::default(),
             previous: HashMap::new(),
             retained: Default::default(),
+            unchanged: false,
         }
+    }
+
+    /// Every document answers as unchanged since the last sync.
+    pub fn unchanged(mut self) -> Docs {
+        self.unchanged = true;
+        self
     }
 
     /// Puts `file` at mirror path `path` in the generation being served.
@@ -54,7 +63,7 @@ impl DocSource for Docs {
                 content_type: None,
                 content_digest: None,
                 body: body.clone(),
-                unchanged: false,
+                unchanged: self.unchanged,
                 stored: None,
                 hold: Default::default(),
             }),

@@ -601,3 +601,27 @@ fn an_unreadable_served_repodata_or_other_cached_bytes_retain_nothing() {
     assert_eq!(files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))), [V11, V12]);
     assert_eq!(r, (0, vec![]));
 }
+
+#[test]
+fn additive_skips_an_unchanged_subdir_only_while_what_it_retained_is_cached() {
+    let a = retain_adapter("");
+    let fixture = json(&fx("fixture-noarch-repodata.json"));
+    let (first, _) = sync_over(&a, docs("ch/", ALL), vec![]);
+    let only = || upstream_without(&fixture, &[V10]);
+    let (second, (versions, _)) = sync_over(&a, only(), generation(&first, &[V10]));
+    assert_eq!(versions, 1, "1.0 is retained");
+    // A periodic (not full) sync where upstream's documents are unchanged.
+    let refresh = |a: &Conda, cached: &[&str]| {
+        let mut up = only().unchanged();
+        for (p, f) in generation(&second, cached) {
+            up = up.served(&p, f);
+        }
+        block_on(a.unit("ch/noarch", &up, NOW, false)).unwrap().unwrap()
+    };
+    assert!(refresh(&a, &[V10]).unchanged, "1.0 still cached: the same tree, not rebuilt");
+    let fresh = retain_adapter("");
+    assert!(!refresh(&fresh, &[V10]).unchanged, "after a restart nothing is known: rebuilt");
+    let evicted = refresh(&a, &[]);
+    assert!(!evicted.unchanged, "1.0 evicted: rebuilt");
+    assert_eq!(files(&json(inline(&by_path(&evicted), "ch/noarch/repodata.json"))), [V11, V12]);
+}
