@@ -172,60 +172,154 @@ fn a_thousand_unknown_names_ask_upstream_the_layouts_few_requests_each_and_never
     });
 }
 
+/// Mounts `case` with the `key` line of the manifest's `entry` case, and
+/// checks that the artifact at its `hidden` path part is not listed, is
+/// ENOENT and is never asked of upstream, while the one at its `kept` part
+/// (of the same unit) is served verified.
+fn a_hidden_version(case: &Case, entry: &str, hidden: &str, kept: &str) {
+    let e = &case.fx.manifest[entry];
+    assert!(
+        e.is_object(),
+        "{}: the fixture's manifest needs a `{entry}` case",
+        case.layout
+    );
+    let field = |k: &str| {
+        e[k].as_str()
+            .unwrap_or_else(|| panic!("{}: {entry}.{k}", case.layout))
+    };
+    let (hidden, kept) = (
+        case.artifact_at(field(hidden)),
+        case.artifact_at(field(kept)),
+    );
+    let (up, m) = case.mount_with(entry, field("key"));
+    read_verified(&listed(&m, case, kept), kept);
+    for v in &hidden.visit {
+        let _ = std::fs::metadata(at(&m, case, v));
+    }
+    let p = at(&m, case, &hidden.path);
+    // Its directory may be gone with it (a file's own hash directory).
+    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = p.parent().unwrap();
+    assert!(
+        !dir.exists() || !names_in(dir).contains(&name),
+        "{}: {} is listed",
+        case.layout,
+        hidden.path
+    );
+    assert_eq!(
+        errno(&p),
+        Some(libc::ENOENT),
+        "{}: {}",
+        case.layout,
+        hidden.path
+    );
+    assert_eq!(
+        up.hits(&hidden.upstream),
+        0,
+        "{}: the hidden artifact {} was asked of upstream",
+        case.layout,
+        hidden.upstream
+    );
+    m.stop();
+}
+
 #[test]
 fn a_blocked_version_is_not_listed_is_enoent_and_is_never_asked_of_upstream() {
     each_layout(|case| {
-        let b = &case.fx.manifest["block"];
         if case.caps.versions.is_none() {
             assert!(
-                b.is_null(),
+                case.fx.manifest["block"].is_null(),
                 "{}: no version filters, no block case",
                 case.layout
             );
             return;
         }
-        assert!(
-            b.is_object(),
-            "{}: the fixture's manifest needs a `block` case",
-            case.layout
-        );
-        let field = |k: &str| {
-            b[k].as_str()
-                .unwrap_or_else(|| panic!("{}: block.{k}", case.layout))
-        };
-        let (blocked, kept) = (
-            case.artifact_at(field("blocked")),
-            case.artifact_at(field("kept")),
-        );
-        let (up, m) = case.mount_with("block", field("key"));
-        read_verified(&listed(&m, case, kept), kept);
-        for v in &blocked.visit {
-            let _ = std::fs::metadata(at(&m, case, v));
+        a_hidden_version(case, "block", "blocked", "kept");
+    });
+}
+
+#[test]
+fn a_version_younger_than_the_cooldown_is_not_listed_is_enoent_and_is_never_asked_of_upstream() {
+    // The young artifact is in the fixture's `artifacts`: without the
+    // cooldown every other property lists and reads it.
+    each_layout(|case| {
+        if !case.caps.cooldown || case.caps.signed {
+            // Signed layouts hold a generation back instead (below).
+            assert!(
+                case.fx.manifest["cooldown"].is_null(),
+                "{}: its cooldown hides no version, no cooldown case",
+                case.layout
+            );
+            return;
         }
-        let p = at(&m, case, &blocked.path);
-        // Its directory may be gone with it (a file's own hash directory).
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        let dir = p.parent().unwrap();
-        assert!(
-            !dir.exists() || !names_in(dir).contains(&name),
-            "{}: {} is listed",
-            case.layout,
-            blocked.path
-        );
-        assert_eq!(
-            errno(&p),
-            Some(libc::ENOENT),
-            "{}: {}",
-            case.layout,
-            blocked.path
-        );
-        assert_eq!(
-            up.hits(&blocked.upstream),
-            0,
-            "{}: the blocked artifact was asked of upstream",
-            case.layout
-        );
-        m.stop();
+        a_hidden_version(case, "cooldown", "young", "old");
+    });
+}
+
+#[test]
+fn a_cooldown_holds_a_new_signed_generation_back_and_serves_the_old_one() {
+    each_layout(|case| {
+        if !(case.caps.cooldown && case.caps.signed) {
+            return;
+        }
+        // An empty mirror adopts what upstream has at once: nothing older
+        // could be served instead.
+        let (up, m) = case.mount_with("cooldown", "cooldown = \"1d\"");
+        let u = &case.fx.manifest["update"];
+        let held_rel = u["held"].as_str().unwrap();
+        let held = at(&m, case, held_rel);
+        let old = std::fs::read(&held).unwrap_or_else(|e| panic!("{held_rel}: {e}"));
+        let gone = u["gone"].as_str();
+        if let Some(g) = gone {
+            list(&m, case, &[], g);
+        }
+        let st = status(&m, case);
+        assert!(st["held"].is_null(), "nothing held at first: {st}");
+        let gen_before = st["generation"].as_u64().unwrap();
+        for r in u["remap"].as_array().unwrap() {
+            up.remap(r[0].as_str().unwrap(), r[1].as_str().unwrap());
+        }
+        let mut first = None;
+        for attempt in ["first", "second"] {
+            let out = run(&m.config, &["sync", case.layout]);
+            assert!(
+                out.status.success(),
+                "{attempt} sync: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let st = status(&m, case);
+            assert_eq!(
+                st["generation"].as_u64(),
+                Some(gen_before),
+                "{attempt} sync: no new generation while held: {st}"
+            );
+            assert_eq!(
+                std::fs::read(&held).unwrap(),
+                old,
+                "{attempt} sync: {held_rel} is the old generation's"
+            );
+            if let Some(g) = gone {
+                assert!(
+                    at(&m, case, g).exists(),
+                    "{attempt} sync: {g} (gone upstream) is still served"
+                );
+            }
+            assert!(
+                st["sync"]["message"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("held by the cooldown")),
+                "{attempt} sync: status says it is held: {st}"
+            );
+            let h = &st["held"];
+            let (first_seen, adopt_at) = (
+                h["first_seen"].as_u64().unwrap_or_else(|| panic!("{st}")),
+                h["adopt_at"].as_u64().unwrap_or_else(|| panic!("{st}")),
+            );
+            assert_eq!(adopt_at, first_seen + 86400, "adopted a day after: {st}");
+            // Later syncs keep the clock where it started.
+            assert_eq!(*first.get_or_insert(first_seen), first_seen, "{st}");
+        }
     });
 }
 
