@@ -250,6 +250,22 @@ fn a_version_younger_than_the_cooldown_is_not_listed_is_enoent_and_is_never_aske
                 "{}: its cooldown hides no version, no cooldown case",
                 case.layout
             );
+            if !case.caps.cooldown {
+                // A policy is never silently ignored: the config is refused.
+                let dir = support::scratch(&format!("refused-{}", case.layout));
+                let mirror =
+                    case.fx
+                        .mirror(case.layout, "http://127.0.0.1:9/", "cooldown = \"1d\"");
+                let out = run(&support::config(&dir, "", &mirror), &["status"]);
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    !out.status.success()
+                        && err.contains("cooldown: ")
+                        && err.contains("remove the key"),
+                    "{}: a cooldown is refused, naming the key and what to do: {err}",
+                    case.layout
+                );
+            }
             return;
         }
         a_hidden_version(case, "cooldown", "young", "old");
