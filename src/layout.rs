@@ -373,6 +373,13 @@ pub trait DocSource: Send + Sync {
         }
     }
 
+    /// The names of the files the generation being served has in directory
+    /// `dir` (mirror-relative), for a layout whose documents do not list
+    /// what it retained (CPAN: a signed CHECKSUMS is never rewritten).
+    fn previous_files(&self, _dir: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Tells the mirror how many versions of `unit` its new documents keep
     /// listing although upstream removed them, and their artifacts (held
     /// from eviction on an immediate mirror); `status` shows the total.

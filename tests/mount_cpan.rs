@@ -231,3 +231,43 @@ fn after_a_restart_with_upstream_down_the_materialized_authors_and_cached_dists_
     assert_eq!(errno(&uncached), Some(libc::EIO));
     m.stop();
 }
+
+#[test]
+fn additive_keeps_a_dist_checksums_no_longer_lists_while_it_is_cached_and_never_rewrites_checksums()
+{
+    let (up, m) = mount("cpan-retain", "retain = \"additive\"");
+    let (dir, name) = ("authors/id/R/RB/RBASE", "Regfs-Base-0.9.tar.gz");
+    let dist = format!("{dir}/{name}");
+    let bytes = read(&m, &dist);
+    // Upstream deletes it: gone from the re-signed CHECKSUMS and from the tree.
+    up.remap(&format!("{dir}/CHECKSUMS"), &format!("v2/{dir}/CHECKSUMS"));
+    up.remap("authors/RECENT-1h.yaml", "v2/RECENT-1h.yaml");
+    up.fault(&dist, Fault::Status(404));
+    sync(&m);
+    assert_eq!(
+        read(&m, &format!("{dir}/CHECKSUMS")),
+        fx().bytes(&format!("v2/{dir}/CHECKSUMS")),
+        "CHECKSUMS is upstream's, signature and all"
+    );
+    assert!(
+        listing(&m, dir).contains(&name.to_string()),
+        "{:?}",
+        listing(&m, dir)
+    );
+    let hits = up.hits(&dist);
+    assert_eq!(read(&m, &dist), bytes, "served from the cache");
+    assert_eq!(up.hits(&dist), hits, "upstream is not asked");
+    m.expect_retained(1);
+    // A sync with nothing changed upstream keeps it.
+    sync(&m);
+    assert!(listing(&m, dir).contains(&name.to_string()));
+    // Evicted: gone at the next generation, although upstream's CHECKSUMS
+    // and the RECENT files are unchanged.
+    m.evict_all_and_sync();
+    m.wait_for(
+        || !m.path(&format!("cpan/{dist}")).exists(),
+        "the evicted dist to go",
+    );
+    m.expect_retained(0);
+    m.stop();
+}

@@ -335,6 +335,10 @@ impl DocSource for Source<'_> {
         self.mirror.previous_file(path)
     }
 
+    fn previous_files(&self, dir: &str) -> Vec<String> {
+        self.mirror.previous_files(dir)
+    }
+
     fn retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {
         self.mirror.record_retained(unit, versions, artifacts)
     }

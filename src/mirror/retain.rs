@@ -116,6 +116,21 @@ impl Mirror {
         }
     }
 
+    /// The names of the files in directory `dir` of the generation being served.
+    pub(super) fn previous_files(&self, dir: &str) -> Vec<String> {
+        let g = self.current();
+        let Some(d) = g
+            .resolve(dir)
+            .filter(|&d| g.kind(d) == crate::catalog::Kind::Dir)
+        else {
+            return Vec::new();
+        };
+        g.children(d)
+            .filter(|&c| g.kind(c) == crate::catalog::Kind::File)
+            .map(|c| g.name(c).as_str().to_string())
+            .collect()
+    }
+
     /// Records what `unit` retains now; on an immediate mirror, holds the
     /// retained artifacts of every unit from eviction.
     pub(super) fn record_retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {

@@ -40,8 +40,8 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, DocSource, LayoutDef, MirrorContext, Selection, Sizes,
-    SyncError, UnitOutput, get_optional, literal_seeds,
+    Adapter, BoxFuture, Capabilities, DocSource, LayoutDef, MirrorContext, Previous, Selection,
+    Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::RelPath;
 
@@ -56,7 +56,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Cpan::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -120,6 +120,12 @@ pub struct Cpan {
     base: String,
     gpg: Arc<crate::gpgv::Gpgv>,
     seen: Mutex<Seen>,
+    /// `retain = "additive"`: a file an author's CHECKSUMS no longer lists
+    /// stays while it is cached (`retain`).
+    additive: bool,
+    /// Under it, the files each author retained at its last build here: a
+    /// refresh is skipped only while they are all still cached.
+    retained: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 
@@ -152,6 +158,8 @@ impl Cpan {
             base: ctx.base(),
             gpg: Arc::new(crate::gpgv::Gpgv::new(&keyring)),
             seen: Mutex::default(),
+            additive: ctx.policy.retain == crate::policy::Retain::Additive,
+            retained: Mutex::default(),
         })
     }
 
@@ -161,6 +169,56 @@ impl Cpan {
                 .filter
                 .as_ref()
                 .is_none_or(|globs| globs.iter().any(|g| g.matches(id)))
+    }
+
+    /// Whether every file `id` retained at its last build here is still
+    /// cached (false when nothing is known: after a restart).
+    fn retained_cached(&self, id: &str, src: &dyn DocSource) -> bool {
+        let retained = self.retained.lock().unwrap();
+        retained.get(id).is_some_and(|paths| {
+            paths
+                .iter()
+                .all(|p| matches!(src.previous(p), Some(Previous::Artifact { cached: true, .. })))
+        })
+    }
+
+    /// `retain = "additive"`: the files the served directory has that the
+    /// new CHECKSUMS (`listed`) no longer names stay while they are cached,
+    /// as they were served (their sha256 is the one an earlier signed
+    /// CHECKSUMS gave); CHECKSUMS itself stays upstream's, never rewritten.
+    fn retain(
+        &self,
+        id: &str,
+        dir: &str,
+        listed: &std::collections::BTreeMap<String, checksums::Fields>,
+        src: &dyn DocSource,
+        entries: &mut Vec<Entry>,
+    ) {
+        let (mut paths, mut digests) = (Vec::new(), Vec::new());
+        for name in src.previous_files(&format!("authors/id/{dir}")) {
+            if name == "CHECKSUMS" || listed.contains_key(&name) {
+                continue;
+            }
+            let path = format!("authors/id/{dir}/{name}");
+            match src.previous(&path) {
+                Some(Previous::Artifact {
+                    url,
+                    size,
+                    digest,
+                    cached: true,
+                }) => {
+                    digests.push(digest.clone());
+                    paths.push(path.clone());
+                    entries.push(entry(path, Body::Remote { url, size, digest }));
+                }
+                _ => tracing::debug!(author = id, file = %name, "removed upstream and not cached: gone"),
+            }
+        }
+        if !paths.is_empty() {
+            tracing::info!(author = id, files = paths.len(), "retain: keeping files CHECKSUMS no longer lists whose bytes are cached");
+        }
+        src.retained(id, paths.len(), digests);
+        self.retained.lock().unwrap().insert(id.to_string(), paths);
     }
 
     /// What this sync refreshes, from the RECENT files (see the module head).
@@ -248,7 +306,9 @@ impl Cpan {
             rejected: 0,
             unchanged: true,
         };
-        if !full {
+        // Under additive retention an eviction changes the directory.
+        let unchanged_allowed = !self.additive || self.retained_cached(id, src);
+        if !full && unchanged_allowed {
             if let Some(Plan::Only(set)) = &self.seen.lock().unwrap().plan {
                 if !set.contains(id) {
                     return Ok(Some(unchanged));
@@ -259,7 +319,7 @@ impl Cpan {
         let Some(doc) = get_optional(src, format!("authors/id/{dir}/CHECKSUMS")).await? else {
             return Ok(None);
         };
-        if doc.unchanged && !full {
+        if doc.unchanged && !full && unchanged_allowed {
             return Ok(Some(unchanged));
         }
         let url = doc.url.clone();
@@ -312,6 +372,9 @@ impl Cpan {
                     rejected += 1;
                 }
             }
+        }
+        if self.additive {
+            self.retain(id, &dir, &files, src, &mut entries);
         }
         entries.push(entry(format!("authors/id/{dir}/CHECKSUMS"), doc.into_body()));
         Ok(Some(UnitOutput {
