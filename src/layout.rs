@@ -126,8 +126,8 @@ pub struct Capabilities {
 pub enum RetainSupport {
     /// Removed versions stay in every document of the unit and in the tree.
     Yes,
-    /// Not implemented for this layout's documents yet.
-    No,
+    /// Not for this layout, and why (the refusal names it).
+    No(&'static str),
     /// Its metadata is signed: rewriting it would break the signature.
     Signed,
 }
@@ -137,7 +137,7 @@ impl RetainSupport {
     pub fn refusal(self) -> Option<&'static str> {
         match self {
             RetainSupport::Yes => None,
-            RetainSupport::No => Some("it does not merge removed versions into its documents"),
+            RetainSupport::No(why) => Some(why),
             RetainSupport::Signed => Some(
                 "its indexes are signed and are never rewritten; superseded index files already stay reachable through by-hash/ for by_hash_grace where the layout has it",
             ),

@@ -744,3 +744,26 @@ fn an_artifact_below_names_too_long_to_represent_is_enoent_and_harms_nothing() {
         assert!(!log.contains("panicked"), "{log}");
     });
 }
+
+#[test]
+fn a_layout_that_cannot_retain_refuses_retain_additive_naming_the_key_and_why() {
+    each_layout(|case| {
+        let Some(why) = case.caps.retain.refusal() else {
+            return;
+        };
+        let dir = support::scratch(&format!("retain-refused-{}", case.layout));
+        let mirror = case
+            .fx
+            .mirror(case.layout, "http://127.0.0.1:9/", "retain = \"additive\"");
+        let out = run(&support::config(&dir, "", &mirror), &["status"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("retain: ")
+                && err.contains(why)
+                && err.contains("remove the key"),
+            "{}: {err}",
+            case.layout
+        );
+    });
+}

@@ -63,7 +63,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(Scheme::Composer),
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::No("not built for this layout yet"),
     },
     configure: |ctx, keys| Ok(Box::new(Composer::from_keys(ctx, keys)?)),
     file_digests: &[],

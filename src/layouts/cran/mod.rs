@@ -51,7 +51,9 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::No(
+            "PACKAGES.rds (an R object) is served as upstream has it, and CRAN keeps every superseded or archived version under src/contrib/Archive/<pkg>/, which the mirror serves",
+        ),
     },
     configure: |ctx, keys| Ok(Box::new(Cran::from_keys(ctx, keys)?)),
     file_digests: &[],

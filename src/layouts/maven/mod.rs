@@ -41,7 +41,9 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::No(
+            "not built for Maven: maven-metadata.xml and its checksum files are served as upstream has them",
+        ),
     },
     configure: |ctx, keys| Ok(Box::new(Maven::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -62,7 +62,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::No("not built for this layout yet"),
     },
     configure: |ctx, keys| Ok(Box::new(Oci::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -60,7 +60,9 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::No(
+            "not built for RubyGems: its /versions is upstream's append-only file, served as it is so bundler can fetch only what was appended, and the MD5 it gives each /info file would not match an /info with retained lines",
+        ),
     },
     configure: |ctx, keys| Ok(Box::new(RubyGems::from_keys(ctx, keys)?)),
     file_digests: &[],

@@ -53,7 +53,9 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No,
+        retain: crate::layout::RetainSupport::No(
+            "a channel's manifest is signed and names one release: list the releases to keep as channels of their own (\"1.94.0\", \"nightly-2026-11-30\")",
+        ),
     },
     configure: |ctx, keys| Ok(Box::new(Rustup::from_keys(ctx, keys)?)),
     file_digests: &[],
