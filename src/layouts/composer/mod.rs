@@ -35,6 +35,7 @@
 //! documents and the dists in the tree agree.
 
 mod p2;
+mod retain;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -43,7 +44,7 @@ use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::{Glob, Section};
-use crate::policy::{Policy, Scheme};
+use crate::policy::{Policy, Retain, Scheme};
 use crate::layout::{
     Adapter, BoxFuture, Capabilities, Doc, DocRequest, DocSource, LayoutDef, MirrorContext, Selection,
     Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
@@ -51,6 +52,7 @@ use crate::layout::{
 use crate::path::RelPath;
 
 pub use p2::{Expander, Minifier, Rewritten};
+pub use retain::Retained;
 
 pub static LAYOUT: LayoutDef = LayoutDef {
     name: "composer",
@@ -63,7 +65,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: true,
         versions: Some(Scheme::Composer),
-        retain: crate::layout::RetainSupport::No("not built for this layout yet"),
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Composer::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -220,49 +222,59 @@ impl Composer {
 
     /// The versions of `package` the policy serves as of `now`, chosen
     /// from both its p2 documents at once (so `keep_latest` counts them
-    /// together); `None` where the mirror has no policy.
+    /// together) and the versions they retain; `None` where the mirror has
+    /// no policy.
     fn served(
         &self,
         package: &str,
-        docs: &[&Doc],
+        dated: &[(String, Option<u64>)],
+        retained: &[Retained],
         now: u64,
-    ) -> Result<Option<HashSet<String>>, SyncError> {
+    ) -> Option<HashSet<String>> {
         if self.policy.cooldown.is_none() && !self.policy.filters_versions() {
-            return Ok(None);
+            return None;
         }
-        let mut dated = Vec::new();
-        for doc in docs {
-            dated.extend(p2::dated(package, &doc.body).map_err(|what| bad(&doc.url, what))?);
-        }
-        let unit = self.policy.unit(package);
-        let served = unit.select(Scheme::Composer, dated.iter().map(|(v, t)| (v.as_str(), *t)), now);
-        Ok(Some(served.into_iter().map(str::to_string).collect()))
+        let all = dated
+            .iter()
+            .map(|(v, t)| (v.as_str(), *t))
+            .chain(retained.iter().map(|r| (r.version.as_str(), r.time)));
+        let served = self.policy.unit(package).select(Scheme::Composer, all, now);
+        Some(served.into_iter().map(str::to_string).collect())
+    }
+
+    /// Whether [`Composer::served`] reads the versions' times.
+    fn policed(&self) -> bool {
+        self.policy.cooldown.is_some() || self.policy.filters_versions()
     }
 
     /// Rewrites one p2 document of `package` (`suffix` "" or [`DEV`]) into
     /// `out`, serving the versions of `served` (`None`: all).
+    /// `retained` are the versions kept although upstream removed them;
+    /// returns the digests of those served.
     fn document(
         &self,
         package: &str,
         suffix: &str,
-        doc: &Doc,
+        (url, body): (&str, &[u8]),
         served: Option<&HashSet<String>>,
+        retained: &[Retained],
         out: &mut UnitOutput,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Vec<Digest>, SyncError> {
         let Rewritten {
             body,
             dists,
             dropped,
             unverified,
+            retained,
         } = self
-            .rewrite(package, &doc.url, &doc.body, served)
-            .map_err(|what| bad(&doc.url, what))?;
+            .rewrite_retaining(package, url, body, served, retained)
+            .map_err(|what| bad(url, what))?;
         for d in &dropped {
-            tracing::warn!(url = %doc.url, "leaving out version {d}");
+            tracing::warn!(%url, "leaving out version {d}");
         }
         if !unverified.is_empty() {
             tracing::warn!(
-                url = %doc.url,
+                %url,
                 versions = unverified.len(),
                 "leaving out {} version(s) whose dist has no shasum: nothing vouches for their bytes ({}); trust_on_first_use = true on this mirror would list them, each pinned to the SHA-256 of its first download",
                 unverified.len(),
@@ -276,7 +288,7 @@ impl Composer {
             mtime: None,
             body: Body::Inline(body),
         });
-        Ok(())
+        Ok(retained)
     }
 }
 
@@ -319,10 +331,48 @@ impl Adapter for Composer {
             };
             let dev = get(DEV).await?;
             let docs: Vec<&Doc> = std::iter::once(&tagged).chain(dev.as_ref()).collect();
-            let served = self.served(unit, &docs, now)?;
-            self.document(unit, "", &tagged, served.as_ref(), &mut out)?;
-            if let Some(dev) = &dev {
-                self.document(unit, DEV, dev, served.as_ref(), &mut out)?;
+            let retain = self.policy.retain == Retain::Additive;
+            let mut dated = Vec::new();
+            if retain || self.policed() {
+                for doc in &docs {
+                    dated.extend(p2::dated(unit, &doc.body).map_err(|what| bad(&doc.url, what))?);
+                }
+            }
+            // Per document (tagged, dev): the versions it served last
+            // generation that upstream removed, their dists cached.
+            let mut kept: [Vec<Retained>; 2] = Default::default();
+            if retain {
+                let listed: HashSet<String> = dated.iter().map(|(v, _)| v.clone()).collect();
+                for (kept, suffix) in kept.iter_mut().zip(["", DEV]) {
+                    let path = format!("{P2}/{unit}{suffix}.json");
+                    if let Some(old) = src.previous_doc(&path) {
+                        *kept = retain::removed(unit, &path, &old, &listed, src, &self.public_url);
+                    }
+                }
+            }
+            let all: Vec<Retained> = kept.iter().flatten().cloned().collect();
+            let served = self.served(unit, &dated, &all, now);
+            let mut retained =
+                self.document(unit, "", (&tagged.url, &tagged.body), served.as_ref(), &kept[0], &mut out)?;
+            // Upstream dropped the dev document, but the one served keeps
+            // versions: it is served with those alone.
+            let no_dev = (!kept[1].is_empty()).then(|| {
+                let empty = serde_json::json!({"packages": {unit: []}});
+                (tagged.url.clone(), serde_json::to_vec(&empty).expect("JSON serializes"))
+            });
+            let dev_doc = match (&dev, &no_dev) {
+                (Some(dev), _) => Some((dev.url.as_str(), dev.body.as_slice())),
+                (None, Some((url, body))) => Some((url.as_str(), body.as_slice())),
+                (None, None) => None,
+            };
+            if let Some(doc) = dev_doc {
+                retained.extend(self.document(unit, DEV, doc, served.as_ref(), &kept[1], &mut out)?);
+            }
+            if retain {
+                if !retained.is_empty() {
+                    tracing::info!(package = unit, versions = retained.len(), "retain: keeping versions removed upstream whose dists are cached");
+                }
+                src.retained(unit, retained.len(), retained);
             }
             Ok(Some(out))
         })

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::retain::Retained;
 use super::{Composer, DISTS};
 use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
@@ -75,13 +76,16 @@ impl Minifier {
     }
 }
 
-/// A rewritten p2 document: the bytes served, its dists, and the versions
-/// left out (with why, or only named where their dist has no `shasum`).
+/// A rewritten p2 document: the bytes served, its dists, the versions
+/// left out (with why, or only named where their dist has no `shasum`),
+/// and the dist digests of the versions it keeps although upstream removed
+/// them (`retain = "additive"`), one per version.
 pub struct Rewritten {
     pub body: Vec<u8>,
     pub dists: Vec<Entry>,
     pub dropped: Vec<String>,
     pub unverified: Vec<String>,
+    pub retained: Vec<Digest>,
 }
 
 /// A version directory: the version, `/` (a branch's) as `~` (which no
@@ -147,14 +151,14 @@ enum Dist {
 
 /// A p2 document read as raw slices: its top-level members, whether it is
 /// minified, and `package`'s version list.
-struct Parsed<'b> {
+pub(super) struct Parsed<'b> {
     top: BTreeMap<String, &'b RawValue>,
     minified: bool,
     versions: Vec<&'b RawValue>,
 }
 
 impl<'b> Parsed<'b> {
-    fn new(package: &str, body: &'b [u8]) -> Result<Parsed<'b>, String> {
+    pub(super) fn new(package: &str, body: &'b [u8]) -> Result<Parsed<'b>, String> {
         let top: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
             .map_err(|e| format!("is not a Composer p2 document: not a JSON object ({e})"))?;
         let minified = match top.get("minified").map(|m| serde_json::from_str::<Value>(m.get())) {
@@ -182,7 +186,7 @@ impl<'b> Parsed<'b> {
     }
 
     /// Each version whole (expanded where minified), in document order.
-    fn expanded<'p>(
+    pub(super) fn expanded<'p>(
         &'p self,
         package: &'p str,
     ) -> impl Iterator<Item = Result<Map<String, Value>, String>> + 'p {
@@ -200,7 +204,7 @@ impl<'b> Parsed<'b> {
 }
 
 /// A version's `version` string (empty where it has none).
-fn version_of(v: &Map<String, Value>) -> &str {
+pub(super) fn version_of(v: &Map<String, Value>) -> &str {
     v.get("version").and_then(|v| v.as_str()).unwrap_or_default()
 }
 
@@ -230,6 +234,23 @@ impl Composer {
         doc_url: &str,
         body: &[u8],
         served: Option<&HashSet<String>>,
+    ) -> Result<Rewritten, String> {
+        self.rewrite_retaining(package, doc_url, body, served, &[])
+    }
+
+    /// [`Composer::rewrite`] for `retain = "additive"`: after upstream's
+    /// versions come `retained` (versions this document served last
+    /// generation that upstream removed, their dists cached), each as it
+    /// was served, those not in `served` left out like upstream's. One
+    /// whose dist path an upstream version now uses is left out: the path
+    /// is upstream's.
+    pub fn rewrite_retaining(
+        &self,
+        package: &str,
+        doc_url: &str,
+        body: &[u8],
+        served: Option<&HashSet<String>>,
+        retained: &[Retained],
     ) -> Result<Rewritten, String> {
         let parsed = Parsed::new(package, body)?;
         let base = reqwest::Url::parse(doc_url).map_err(|e| e.to_string())?;
@@ -288,12 +309,28 @@ impl Composer {
             first = false;
             write_json(&mut out, &Value::Object(minify.next(v)));
         }
+        let mut kept = Vec::new();
+        for r in retained {
+            if served.is_some_and(|s| !s.contains(&r.version))
+                || dists.iter().any(|d| d.path.as_str() == r.entry.path.as_str())
+            {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json(&mut out, &Value::Object(minify.next(r.meta.clone())));
+            kept.extend(r.digest().cloned());
+            dists.push(r.entry.clone());
+        }
         out.extend_from_slice(b"]}}");
         Ok(Rewritten {
             body: out,
             dists,
             dropped,
             unverified,
+            retained: kept,
         })
     }
 

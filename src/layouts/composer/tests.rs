@@ -1,6 +1,7 @@
 use serde_json::{Map, Value, json};
 
 use super::*;
+use crate::layout::Previous;
 use crate::layouts::testing::{self, Docs, block_on};
 
 const UP: &str = "https://repo.upstream.test/";
@@ -365,4 +366,229 @@ fn the_policy_applies_to_both_p2_documents_and_the_tree_alike() {
     assert_eq!((tagged, dev), (strs(&["2.1.0", "1.10.0"]), vec![]));
     // A blocked package is not served at all.
     assert!(policy_unit("block = [\"regfs/demo\"]", 30 * day).is_none());
+}
+
+/// A version of regfs/demo whose dist is `/<v>.zip`, reference `ref-<v>`,
+/// `shasum` its own (the sha1 of the version string).
+fn demo_version(v: &str) -> Value {
+    // 1.x published on day 1, the others on day 19.
+    let time = if v.starts_with("1.") { "1970-01-02T00:00:00+00:00" } else { "1970-01-20T00:00:00+00:00" };
+    json!({"name": "regfs/demo", "version": v, "time": time,
+        "require": {"php": ">=8"}, "source": {"type": "git", "url": "https://git.upstream.test/demo.git"},
+        "dist": {"type": "zip", "url": format!("/{v}.zip"), "reference": format!("ref-{v}"),
+                 "shasum": demo_sha1(v).hex()}})
+}
+
+fn demo_sha1(v: &str) -> Digest {
+    let mut h = crate::digest::Hasher::new(crate::digest::Algo::Sha1);
+    h.update(v.as_bytes());
+    h.finish()
+}
+
+/// A minified p2 document of regfs/demo listing `versions`.
+fn demo_p2(versions: &[&str]) -> Vec<u8> {
+    let mut m = Minifier::default();
+    let list: Vec<Value> = versions.iter().map(|v| Value::Object(m.next(obj(demo_version(v))))).collect();
+    serde_json::to_vec(&json!({"minified": "composer/2.0", "packages": {"regfs/demo": list}})).unwrap()
+}
+
+/// What one retain sync serves: each p2 document's versions (expanded, by
+/// version), the dist directories in the tree, and what it reported
+/// retained.
+struct Synced {
+    out: UnitOutput,
+    tagged: Vec<Map<String, Value>>,
+    dev: Option<Vec<Map<String, Value>>>,
+    dists: Vec<String>,
+    retained: (usize, Vec<Digest>),
+}
+
+impl Synced {
+    fn versions(doc: &[Map<String, Value>]) -> Vec<&str> {
+        doc.iter().map(|v| v["version"].as_str().unwrap()).collect()
+    }
+    fn tagged(&self) -> Vec<&str> {
+        Synced::versions(&self.tagged)
+    }
+    fn dev(&self) -> Vec<&str> {
+        Synced::versions(self.dev.as_deref().expect("a ~dev.json"))
+    }
+}
+
+/// One sync of regfs/demo with upstream's documents `tagged` and `dev`
+/// (`None`: 404) while `previous` is the generation served.
+fn sync_over(keys: &str, tagged: &[&str], dev: Option<&[&str]>, previous: Vec<(String, Previous)>) -> Synced {
+    let keys = format!("public_url = \"http://mirror.example/composer/\"\n{keys}");
+    let a = testing::configure(&LAYOUT, UP, &keys, Composer::from_keys).unwrap();
+    let mut src = Docs::new(UP)
+        .with("packages.json", br#"{"packages": [], "metadata-url": "/p2/%package%.json"}"#)
+        .with("/p2/regfs/demo.json", demo_p2(tagged));
+    if let Some(dev) = dev {
+        src = src.with("/p2/regfs/demo~dev.json", demo_p2(dev));
+    }
+    for (path, file) in previous {
+        src = src.served(&path, file);
+    }
+    let out = block_on(a.unit("regfs/demo", &src, 400 * 86400, true)).unwrap().unwrap();
+    let doc = |p: &str| {
+        out.entries.iter().find(|e| e.path.as_str() == p).map(|e| match &e.body {
+            Body::Inline(b) => expand(b, "regfs/demo"),
+            b => panic!("{p} is not inline: {b:?}"),
+        })
+    };
+    let tagged = doc("p2/regfs/demo.json").expect("the tagged document");
+    let dev = doc("p2/regfs/demo~dev.json");
+    let mut dists: Vec<String> = out
+        .entries
+        .iter()
+        .filter_map(|e| e.path.as_str().strip_prefix("dists/regfs/demo/"))
+        .map(str::to_string)
+        .collect();
+    dists.sort();
+    let retained = src.retained.lock().unwrap().remove("regfs/demo").unwrap_or_default();
+    Synced { out, tagged, dev, dists, retained }
+}
+
+/// [`sync_over`] the generation `served` made, the dists of the versions
+/// `cached` in the cache.
+fn retain_sync(keys: &str, tagged: &[&str], dev: Option<&[&str]>, served: &UnitOutput, cached: &[&str]) -> Synced {
+    let files: Vec<String> = cached.iter().map(|v| format!("ref-{v}.zip")).collect();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    sync_over(keys, tagged, dev, testing::generation(&served.entries, &files))
+}
+
+fn nothing_served() -> UnitOutput {
+    UnitOutput { entries: vec![], rejected: 0, unchanged: false }
+}
+
+const ADDITIVE: &str = "retain = \"additive\"";
+
+#[test]
+fn additive_keeps_a_removed_version_in_its_document_while_its_dist_is_cached() {
+    let first = retain_sync(ADDITIVE, &["2.0.0", "1.0.0", "0.9.0"], Some(&["dev-main", "dev-old"]), &nothing_served(), &[]);
+    assert_eq!(first.tagged(), ["2.0.0", "1.0.0", "0.9.0"]);
+    assert_eq!(first.retained, (0, vec![]), "nothing served before: nothing retained");
+    // Upstream removes 1.0.0, 0.9.0 and dev-old; 1.0.0's and dev-old's dists are cached.
+    let second = retain_sync(ADDITIVE, &["2.0.0"], Some(&["dev-main"]), &first.out, &["1.0.0", "dev-old"]);
+    assert_eq!(second.tagged(), ["2.0.0", "1.0.0"], "the cached removed version stays, the uncached one goes");
+    assert_eq!(second.dev(), ["dev-main", "dev-old"], "in the document that served it");
+    assert_eq!(second.tagged[1], first.tagged[1], "its version object as it was served");
+    assert_eq!(second.dev.as_ref().unwrap()[1], first.dev.as_ref().unwrap()[1]);
+    assert_eq!(second.tagged[1]["dist"]["url"], "http://mirror.example/composer/dists/regfs/demo/1.0.0/ref-1.0.0.zip");
+    assert_eq!(second.tagged[1]["dist"]["shasum"], demo_sha1("1.0.0").hex());
+    assert_eq!(second.dists, ["1.0.0/ref-1.0.0.zip", "2.0.0/ref-2.0.0.zip", "dev-main/ref-dev-main.zip", "dev-old/ref-dev-old.zip"]);
+    assert_eq!(second.retained, (2, vec![demo_sha1("1.0.0"), demo_sha1("dev-old")]));
+    // The dist: the upstream URL and digest it was served with.
+    let e = second.out.entries.iter().find(|e| e.path.as_str() == "dists/regfs/demo/1.0.0/ref-1.0.0.zip").unwrap();
+    assert_eq!(
+        e.body,
+        Body::Remote { url: "https://repo.upstream.test/1.0.0.zip".into(), size: None, digest: demo_sha1("1.0.0") }
+    );
+    // Still cached: still kept, from what the last generation served;
+    // dev-old evicted since: gone.
+    let third = retain_sync(ADDITIVE, &["2.0.0"], Some(&["dev-main"]), &second.out, &["1.0.0"]);
+    assert_eq!((third.tagged(), third.dev()), (vec!["2.0.0", "1.0.0"], vec!["dev-main"]));
+    assert_eq!(third.tagged[1], first.tagged[1]);
+    assert_eq!(third.retained, (1, vec![demo_sha1("1.0.0")]));
+    let fourth = retain_sync(ADDITIVE, &["2.0.0"], Some(&["dev-main"]), &third.out, &[]);
+    assert_eq!(fourth.tagged(), ["2.0.0"]);
+    assert_eq!(fourth.dists, ["2.0.0/ref-2.0.0.zip", "dev-main/ref-dev-main.zip"]);
+    assert_eq!(fourth.retained, (0, vec![]));
+    // Back upstream: served as upstream has it (`source` dropped again), not counted.
+    let back = retain_sync(ADDITIVE, &["2.0.0", "1.0.0"], Some(&["dev-main"]), &third.out, &["1.0.0"]);
+    assert_eq!(back.tagged(), ["2.0.0", "1.0.0"]);
+    assert_eq!(back.retained.0, 0);
+    // Upstream's ~dev.json gone: the one served keeps its cached version alone.
+    let no_dev = retain_sync(ADDITIVE, &["2.0.0"], None, &first.out, &["dev-old"]);
+    assert_eq!((no_dev.tagged(), no_dev.dev()), (vec!["2.0.0"], vec!["dev-old"]));
+    assert_eq!(no_dev.retained, (1, vec![demo_sha1("dev-old")]));
+    let none = retain_sync(ADDITIVE, &["2.0.0"], None, &first.out, &[]);
+    assert!(none.dev.is_none(), "nothing kept: no ~dev.json");
+    // Under `retain = "mirror"` removed versions go, cached or not.
+    let mirror = retain_sync("retain = \"mirror\"", &["2.0.0"], Some(&["dev-main"]), &first.out, &["1.0.0", "dev-old"]);
+    assert_eq!((mirror.tagged(), mirror.dev()), (vec!["2.0.0"], vec!["dev-main"]));
+    assert_eq!(mirror.retained, (0, vec![]), "nothing reported under mirror retention");
+    // A package upstream removes entirely (404) is not retained.
+    let keys = format!("public_url = \"http://mirror.example/composer/\"\n{ADDITIVE}");
+    let a = testing::configure(&LAYOUT, UP, &keys, Composer::from_keys).unwrap();
+    let mut src = Docs::new(UP).with("packages.json", br#"{"packages": [], "metadata-url": "/p2/%package%.json"}"#);
+    for (path, file) in testing::generation(&second.out.entries, &["ref-1.0.0.zip", "ref-dev-old.zip"]) {
+        src = src.served(&path, file);
+    }
+    assert!(block_on(a.unit("regfs/demo", &src, 400 * 86400, true)).unwrap().is_none());
+    assert!(src.retained.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_removed_version_is_not_retained_from_other_bytes_or_an_unreadable_document() {
+    let first = retain_sync(ADDITIVE, &["2.0.0", "1.0.0"], Some(&["dev-main", "dev-old"]), &nothing_served(), &[]);
+    let cached = ["ref-1.0.0.zip", "ref-dev-old.zip"];
+    // The cache holds bytes of another digest at 1.0.0's path.
+    let mut other = testing::generation(&first.out.entries, &cached);
+    for (path, file) in &mut other {
+        if let (true, Previous::Artifact { digest, .. }) = (path.ends_with("ref-1.0.0.zip"), file) {
+            *digest = demo_sha1("something else");
+        }
+    }
+    let s = sync_over(ADDITIVE, &["2.0.0"], Some(&["dev-main"]), other);
+    assert_eq!((s.tagged(), s.dev()), (vec!["2.0.0"], vec!["dev-main", "dev-old"]));
+    assert_eq!(s.retained, (1, vec![demo_sha1("dev-old")]));
+    // The served tagged document cannot be read: it retains nothing, with
+    // a WARN naming it; the dev document still retains.
+    let mut broken = testing::generation(&first.out.entries, &cached);
+    for (path, file) in &mut broken {
+        if path.as_str() == "p2/regfs/demo.json" {
+            *file = Previous::Doc(b"{\"packages\": ".to_vec());
+        }
+    }
+    let (s, log) = logged(|| sync_over(ADDITIVE, &["2.0.0"], Some(&["dev-main"]), broken));
+    assert_eq!((s.tagged(), s.dev()), (vec!["2.0.0"], vec!["dev-main", "dev-old"]));
+    assert_eq!(s.retained, (1, vec![demo_sha1("dev-old")]));
+    assert!(
+        log.lines().any(|l| l.contains("WARN") && l.contains("p2/regfs/demo.json") && l.contains("nothing retained")),
+        "{log}"
+    );
+}
+
+/// What `f` returns and what it logged.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let w = lines.clone();
+    let sub = tracing_subscriber::fmt().with_writer(move || w.clone()).with_ansi(false).finish();
+    let got = tracing::subscriber::with_default(sub, f);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    (got, text)
+}
+
+#[test]
+fn retained_versions_pass_the_policy_like_upstreams() {
+    let first = retain_sync(ADDITIVE, &["2.0.0", "1.1.0", "1.0.0", "2.1.0-beta1"], Some(&["dev-old"]), &nothing_served(), &[]);
+    let cached = ["1.1.0", "1.0.0", "2.1.0-beta1", "dev-old"];
+    // A blocked version and pre-releases (`dev-*` among them) are never retained.
+    let keys = format!("{ADDITIVE}\nblock = [\"regfs/demo@1.1.0\"]\nprereleases = false");
+    let s = retain_sync(&keys, &["2.0.0"], Some(&[]), &first.out, &cached);
+    assert_eq!((s.tagged(), s.dev()), (vec!["2.0.0", "1.0.0"], vec![]));
+    assert_eq!(s.dists, ["1.0.0/ref-1.0.0.zip", "2.0.0/ref-2.0.0.zip"]);
+    assert_eq!(s.retained, (1, vec![demo_sha1("1.0.0")]));
+    // Retained versions count towards keep_latest (by Composer's order).
+    let keys = format!("{ADDITIVE}\nkeep_latest = 2\nprereleases = false");
+    let s = retain_sync(&keys, &["2.0.0"], Some(&[]), &first.out, &cached);
+    assert_eq!(s.tagged(), ["2.0.0", "1.1.0"]);
+    assert_eq!(s.retained, (1, vec![demo_sha1("1.1.0")]));
+    // A cooldown dates a retained version by its `time`: on day 400, 385
+    // days hide what was published on day 19 (upstream's 2.0.0 too).
+    let s = retain_sync(&format!("{ADDITIVE}\ncooldown = \"385d\""), &["2.0.0"], Some(&[]), &first.out, &cached);
+    assert_eq!((s.tagged(), s.dev()), (vec!["1.1.0", "1.0.0"], vec![]));
+    assert_eq!(s.retained, (2, vec![demo_sha1("1.1.0"), demo_sha1("1.0.0")]));
 }
