@@ -33,6 +33,10 @@
 //! `prereleases`, `block`) chooses from the versions of both p2 documents
 //! together, by Composer's version order and stability, so the two
 //! documents and the dists in the tree agree.
+//!
+//! Under `retain = "additive"` a version upstream withdrew stays in the p2
+//! document that served it, as served, while its dist is cached
+//! (`retain.rs`); the policy chooses from those and upstream's alike.
 
 mod p2;
 mod retain;
@@ -224,11 +228,11 @@ impl Composer {
     /// from both its p2 documents at once (so `keep_latest` counts them
     /// together) and the versions they retain; `None` where the mirror has
     /// no policy.
-    fn served(
+    fn served<'r>(
         &self,
         package: &str,
         dated: &[(String, Option<u64>)],
-        retained: &[Retained],
+        retained: impl Iterator<Item = &'r Retained>,
         now: u64,
     ) -> Option<HashSet<String>> {
         if self.policy.cooldown.is_none() && !self.policy.filters_versions() {
@@ -237,7 +241,7 @@ impl Composer {
         let all = dated
             .iter()
             .map(|(v, t)| (v.as_str(), *t))
-            .chain(retained.iter().map(|r| (r.version.as_str(), r.time)));
+            .chain(retained.map(|r| (r.version.as_str(), r.time)));
         let served = self.policy.unit(package).select(Scheme::Composer, all, now);
         Some(served.into_iter().map(str::to_string).collect())
     }
@@ -350,12 +354,12 @@ impl Adapter for Composer {
                     }
                 }
             }
-            let all: Vec<Retained> = kept.iter().flatten().cloned().collect();
-            let served = self.served(unit, &dated, &all, now);
+            let served = self.served(unit, &dated, kept.iter().flatten(), now);
             let mut retained =
                 self.document(unit, "", (&tagged.url, &tagged.body), served.as_ref(), &kept[0], &mut out)?;
             // Upstream dropped the dev document, but the one served keeps
-            // versions: it is served with those alone.
+            // versions: it is served with those alone (an empty upstream
+            // document, which no error can name, stands in for it).
             let no_dev = (!kept[1].is_empty()).then(|| {
                 let empty = serde_json::json!({"packages": {unit: []}});
                 (tagged.url.clone(), serde_json::to_vec(&empty).expect("JSON serializes"))
