@@ -9,7 +9,7 @@ use regfs::digest::Algo;
 use regfs::layouts::composer::Expander;
 use serde_json::{Map, Value};
 use support::upstream::{Fault, Upstream};
-use support::{Fixture, Mount, errno, fixture, hex_of, mount_over, run};
+use support::{Fixture, Mount, errno, fixture, hex_of, mount_over, run, run_ok};
 
 const PUBLIC: &str = "http://mirror.example/composer";
 
@@ -307,5 +307,66 @@ fn under_trust_on_first_use_a_dist_without_shasum_is_pinned_by_its_first_downloa
         bytes,
         "the pinned bytes again once upstream has them"
     );
+    m.stop();
+}
+
+#[test]
+fn additive_retention_keeps_a_withdrawn_version_while_its_dist_is_cached() {
+    let (up, m) = mount(
+        "composer-retain",
+        "packages = [\"regfs/demo-b\"]\nretain = \"additive\"",
+    );
+    let (dist, d) = fx().manifest["dists"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, d)| d["package"] == "regfs/demo-b" && d["version"] == "1.0.0")
+        .unwrap();
+    let upstream_file = d["upstream"].as_str().unwrap();
+    let bytes = read(&m, dist);
+    assert_eq!(hex_of(Algo::Sha1, &bytes), d["sha1"]);
+    let doc = "p2/regfs/demo-b.json";
+    let listed = |m: &Mount| versions(&json(&read(m, doc)), "regfs/demo-b");
+    let names = |vs: &[Map<String, Value>]| -> Vec<String> {
+        vs.iter()
+            .map(|v| v["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let served = listed(&m)
+        .into_iter()
+        .find(|v| v["version"] == "1.0.0")
+        .unwrap();
+    // Upstream withdraws 1.0.0: gone from its document, its dist 404.
+    up.remap(doc, &format!("v2/{doc}"));
+    up.fault(upstream_file, Fault::Status(404));
+    run_ok(&m.config, &["sync"]);
+    let after = listed(&m);
+    assert_eq!(
+        names(&after),
+        ["1.1.0", "1.0.0"],
+        "upstream's, then the retained one"
+    );
+    assert_eq!(
+        after[1], served,
+        "the withdrawn version stays as it was served"
+    );
+    assert_eq!(
+        listing(&m, "dists/regfs/demo-b"),
+        ["1.0.0", "1.1.0", "dev-main"]
+    );
+    let hits = up.hits(upstream_file);
+    assert_eq!(
+        read(&m, dist),
+        bytes,
+        "the retained dist reads from the cache"
+    );
+    assert_eq!(up.hits(upstream_file), hits, "upstream is not asked");
+    m.expect_retained(1);
+    // Evicted from the cache: gone at the next generation.
+    m.evict_all_and_sync();
+    assert_eq!(names(&listed(&m)), ["1.1.0"]);
+    assert!(!m.path(&format!("composer/{dist}")).exists());
+    assert_eq!(listing(&m, "dists/regfs/demo-b"), ["1.1.0", "dev-main"]);
+    m.expect_retained(0);
     m.stop();
 }
