@@ -541,6 +541,10 @@ impl Mirror {
                     Ok(None) => Ok(Fetched::Missing),
                     Err(e) => Err(e),
                 };
+                if matches!(r, Ok(Fetched::Missing)) {
+                    // Gone upstream (or no longer admitted): it retains nothing.
+                    self.record_retained(&u, 0, Vec::new());
+                }
                 let f = r.unwrap_or_else(Fetched::Failed);
                 task.step(0, !matches!(f, Fetched::Failed(_)));
                 (u, f)

@@ -25,7 +25,7 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Sizes, DocSource, LayoutDef, MirrorContext, Selection, SyncError,
+    Adapter, BoxFuture, Capabilities, Sizes, DocSource, LayoutDef, MirrorContext, Previous, Selection, SyncError,
     UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
@@ -41,9 +41,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No(
-            "not built for Maven: maven-metadata.xml and its checksum files are served as upstream has them",
-        ),
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Maven::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -67,6 +65,8 @@ pub struct Maven {
     /// The first upstream base URL (ends with `/`).
     base: String,
     kinds: Kinds,
+    /// `retain = "additive"`: a file upstream deleted stays while cached.
+    additive: bool,
 }
 
 /// Lookups in a row that may find a sidecar kind absent before it is no
@@ -157,6 +157,7 @@ impl Maven {
             filter,
             base: ctx.base(),
             kinds: Kinds::default(),
+            additive: ctx.policy.retain == crate::policy::Retain::Additive,
         })
     }
 
@@ -327,6 +328,12 @@ impl Maven {
             self.sidecars(unit, src)
         );
         let (digest, mut entries, rejected) = sidecars?;
+        if entries.is_empty() && self.additive {
+            // Upstream has none of its checksum files: the file is gone.
+            if let Some(kept) = retained_file(unit, src) {
+                return Ok(Some(kept));
+            }
+        }
         let Some(digest) = digest else {
             if !entries.is_empty() {
                 tracing::warn!(url = %format!("{}{unit}", self.base), "not served: upstream gives no SHA-1, SHA-256 or SHA-512 checksum for it");
@@ -361,6 +368,56 @@ impl Maven {
             unchanged: false,
         }))
     }
+}
+
+/// `retain = "additive"`: the file `unit` upstream deleted (with all its
+/// checksum files), as the served generation has it, while its bytes are
+/// cached (a POM is a stored document, always here), with its checksum
+/// files as they were served. `maven-metadata.xml` stays upstream's: a
+/// build that names the version exactly still resolves it.
+fn retained_file(unit: &str, src: &dyn DocSource) -> Option<UnitOutput> {
+    let path = RelPath::new(unit).ok()?;
+    let (body, digest) = match src.previous(unit)? {
+        Previous::Artifact {
+            url,
+            size,
+            digest,
+            cached: true,
+        } => (
+            Body::Remote {
+                url,
+                size,
+                digest: digest.clone(),
+            },
+            Some(digest),
+        ),
+        Previous::Doc(bytes) => (Body::Inline(bytes), None),
+        Previous::Artifact { .. } => return None,
+    };
+    let mut entries: Vec<Entry> = SIDECARS
+        .iter()
+        .filter_map(|(ext, _)| {
+            let at = format!("{unit}{ext}");
+            let bytes = src.previous_doc(&at)?;
+            Some(Entry {
+                path: RelPath::new(at).ok()?,
+                mtime: None,
+                body: Body::Inline(bytes),
+            })
+        })
+        .collect();
+    entries.push(Entry {
+        path,
+        mtime: None,
+        body,
+    });
+    tracing::info!(file = unit, "retain: keeping a file upstream deleted, its bytes are cached");
+    src.retained(unit, 1, digest.into_iter().collect());
+    Some(UnitOutput {
+        entries,
+        rejected: 0,
+        unchanged: false,
+    })
 }
 
 /// A unit's file as a tree path. [`Maven::file_unit`] admits only units

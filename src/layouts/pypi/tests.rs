@@ -512,7 +512,7 @@ fn mirror_retention_drops_removed_files_even_when_cached() {
 fn additive_is_refused_by_layouts_that_cannot_honour_it() {
     for (layout, upstream, keys) in [
         ("debian", "http://deb.upstream.test/", "suites = [\"stable\"]\nkeyring = \"/nonexistent\"\n"),
-        ("maven", "http://maven.upstream.test/", ""),
+        ("rubygems", "http://gems.upstream.test/", ""),
     ] {
         let text = format!("[[mirror]]\nname = \"m\"\nlayout = \"{layout}\"\nupstream = \"{upstream}\"\nretain = \"additive\"\n{keys}");
         let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), &text).unwrap_err().to_string();
