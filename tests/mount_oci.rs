@@ -325,3 +325,71 @@ fn a_manifest_that_does_not_match_its_digest_header_is_refused_with_its_tag() {
         "by digest it is still reached through the index (multi)"
     );
 }
+
+#[test]
+fn additive_retention_keeps_a_deleted_tag_pullable_from_the_cache_until_it_is_evicted() {
+    let (up, m) = mount(
+        "oci-retain",
+        "images = [\"fixture/base:*\"]\nretain = \"additive\"",
+    );
+    let img = image("fixture/base:1.1");
+    let d = s(&img["digest"]);
+    let file = format!("{d}.oci-manifest");
+    let blobs: Vec<&str> = std::iter::once(&img["config"])
+        .chain(img["layers"].as_array().unwrap())
+        .map(|b| s(&b["digest"]))
+        .collect();
+    let pull = || {
+        for r in ["1.1", d] {
+            let dir = format!("oci/v2/fixture/base/manifests/{r}");
+            assert_eq!(names(&m, &dir), [file.clone()], "{dir}");
+            assert_eq!(
+                std::fs::read(m.path(&format!("{dir}/{file}"))).unwrap(),
+                upstream_bytes("v2/fixture/base/manifests/1.1"),
+                "{dir}: as served"
+            );
+        }
+        for b in &blobs {
+            let bytes = std::fs::read(m.path(&format!("oci/v2/fixture/base/blobs/{b}"))).unwrap();
+            assert_eq!(format!("sha256:{}", support::sha256_hex(&bytes)), *b);
+        }
+    };
+    let tags = || -> Value {
+        let p = m.path("oci/v2/fixture/base/tags/list");
+        serde_json::from_slice::<Value>(&std::fs::read(p).unwrap()).unwrap()["tags"].clone()
+    };
+    pull();
+    // Upstream deletes tag 1.1: its manifest and the blobs only it lists.
+    up.fault(
+        "v2/fixture/base/tags/list",
+        Fault::Body(br#"{"name":"fixture/base","tags":["1.0","stable"]}"#.to_vec()),
+    );
+    let shared = image("fixture/base:1.0")["layers"].as_array().unwrap();
+    let own: Vec<&str> = blobs
+        .iter()
+        .copied()
+        .filter(|b| !shared.iter().any(|l| s(&l["digest"]) == *b))
+        .collect();
+    assert_eq!(own.len(), 2, "its config and its own layer");
+    for gone in ["manifests/1.1".to_string(), format!("manifests/{d}")]
+        .into_iter()
+        .chain(own.iter().map(|b| format!("blobs/{b}")))
+    {
+        up.fault(&format!("v2/fixture/base/{gone}"), Fault::Status(404));
+    }
+    support::run_ok(&m.config, &["sync"]);
+    assert_eq!(tags(), serde_json::json!(["1.0", "1.1", "stable"]));
+    let asked = up.total();
+    pull();
+    assert_eq!(up.total(), asked, "pulled from the cache, nothing asked of upstream");
+    m.expect_retained(1);
+    // Evicted from the cache: gone at the next generation.
+    m.evict_all_and_sync();
+    assert_eq!(tags(), serde_json::json!(["1.0", "stable"]));
+    assert!(!m.path("oci/v2/fixture/base/manifests/1.1").exists());
+    assert!(!m.path(&format!("oci/v2/fixture/base/manifests/{d}")).exists());
+    for b in &own {
+        assert!(!m.path(&format!("oci/v2/fixture/base/blobs/{b}")).exists(), "{b}");
+    }
+    m.expect_retained(0);
+}

@@ -76,6 +76,10 @@ impl DocSource for Docs {
         self.previous.get(path).cloned()
     }
 
+    fn previous_files(&self, path: &str) -> Vec<String> {
+        names_in(self.previous.keys(), path)
+    }
+
     fn retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {
         let mut r = self.retained.lock().unwrap();
         r.insert(unit.to_string(), (versions, artifacts));
@@ -84,6 +88,21 @@ impl DocSource for Docs {
     fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {
         Err("not in this test".into())
     }
+}
+
+/// The names of the files in directory `dir` of a tree holding the files
+/// at `paths` ([`DocSource::previous_files`] of a test double), sorted.
+pub fn names_in<'a>(paths: impl IntoIterator<Item = &'a String>, dir: &str) -> Vec<String> {
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    let mut names: Vec<String> = paths
+        .into_iter()
+        .filter_map(|p| p.strip_prefix(&prefix))
+        .filter(|rest| !rest.contains('/'))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A `[[mirror]]` table of `layout` over `upstream`, parsed as the config

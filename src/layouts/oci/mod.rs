@@ -33,6 +33,10 @@
 //! that named it ([`manifest`]); a tag that moved upstream moves in the
 //! next generation, with everything else in it.
 //!
+//! Under `retain = "additive"` a tag upstream's `tags/list` no longer has
+//! stays, as it was served, while its manifests and every blob they list
+//! are all here ([`retain`]).
+//!
 //! With `signatures = true`, what travels beside an image comes too: for
 //! every mirrored manifest, Cosign's `sha256-<hex>.sig`, `.att` and
 //! `.sbom` tags and the referrers tag schema's `sha256-<hex>` where
@@ -42,6 +46,7 @@
 
 mod manifest;
 pub mod names;
+mod retain;
 mod sync;
 
 use crate::keys::{Glob, Section};
@@ -62,7 +67,7 @@ pub static LAYOUT: LayoutDef = LayoutDef {
         signed: false,
         cooldown: false,
         versions: None,
-        retain: crate::layout::RetainSupport::No("not built for this layout yet"),
+        retain: crate::layout::RetainSupport::Yes,
     },
     configure: |ctx, keys| Ok(Box::new(Oci::from_keys(ctx, keys)?)),
     file_digests: &[],
@@ -79,6 +84,7 @@ pub struct Oci {
     signatures: bool,
     /// The upstream registry's base URL (ends with `/`).
     base: String,
+    retain: crate::policy::Retain,
 }
 
 /// A tag pattern: tag characters and the wildcards `*` and `?`.
@@ -163,6 +169,7 @@ impl Oci {
             platforms,
             signatures: keys.boolean("signatures")?.unwrap_or(false),
             base: ctx.base(),
+            retain: ctx.policy.retain,
         })
     }
 

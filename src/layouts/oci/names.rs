@@ -125,6 +125,11 @@ impl Kind {
         }
     }
 
+    /// The kind whose file extension is `ext` ([`Kind::ext`]).
+    pub fn of_ext(ext: &str) -> Option<Kind> {
+        ALL_KINDS.into_iter().find(|k| k.ext() == ext)
+    }
+
     /// The kind of a media type (a `Content-Type` value: parameters and
     /// case do not matter).
     pub fn of(media_type: &str) -> Option<Kind> {
@@ -253,6 +258,7 @@ mod tests {
         assert_eq!(Kind::of("application/octet-stream"), None);
         for k in ALL_KINDS {
             assert_eq!(Kind::of(k.media_type()), Some(k));
+            assert_eq!(Kind::of_ext(k.ext()), Some(k));
             assert!(ACCEPT.contains(k.media_type()));
         }
         let p = Platform::parse("linux/arm64").unwrap();

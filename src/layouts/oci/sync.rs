@@ -6,29 +6,31 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use futures_util::StreamExt;
 
-use super::Oci;
 use super::manifest::{Child, Manifest, parse, referrers_index};
 use super::names::{ACCEPT, Kind, digest_of, digest_tag, is_tag, parse_digest};
+use super::{Oci, retain};
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::Glob;
 use crate::layout::{Doc, DocError, DocRequest, DocSource, SyncError, UnitOutput};
 use crate::path::RelPath;
+use crate::policy::Retain;
 
 /// Index nesting followed: an index of indexes of manifests, no deeper.
-const MAX_DEPTH: usize = 2;
+pub(super) const MAX_DEPTH: usize = 2;
 /// Manifests under one tag (an index's children and theirs).
-const MAX_TREE: usize = 1024;
+pub(super) const MAX_TREE: usize = 1024;
 /// Tags resolved at once within a repository.
 const CONCURRENCY: usize = 8;
 /// Cosign's tag suffixes, then the referrers tag schema's (none).
 const DIGEST_TAGS: [&str; 4] = [".sig", ".att", ".sbom", ""];
 
-/// A manifest fetched and checked.
-struct Fetched {
-    digest: Digest,
-    doc: Doc,
-    manifest: Manifest,
+/// A manifest fetched and checked (or, retained, read back from the
+/// served generation and checked).
+pub(super) struct Fetched {
+    pub(super) digest: Digest,
+    pub(super) doc: Doc,
+    pub(super) manifest: Manifest,
 }
 
 /// Why a tag is not mirrored.
@@ -72,7 +74,12 @@ impl<'a> Repository<'a> {
 
     /// The repository's entries; `None` when upstream does not know it.
     pub async fn run(&self) -> Result<Option<UnitOutput>, SyncError> {
+        let additive = self.oci.retain == Retain::Additive;
         let Some(upstream_tags) = self.tags().await? else {
+            if additive {
+                // A repository upstream removed is not retained.
+                self.src.retained(self.name, 0, Vec::new());
+            }
             return Ok(None);
         };
         let mut rejected = upstream_tags.1;
@@ -83,6 +90,19 @@ impl<'a> Repository<'a> {
             .cloned()
             .collect();
         let mut trees = self.resolve_tags(&wanted, &mut rejected).await?;
+        if additive {
+            let kept = retain::removed(self.oci, self.name, self.patterns, self.src, &upstream_tags);
+            let blobs: BTreeSet<Digest> = kept
+                .values()
+                .flatten()
+                .flat_map(|f| f.manifest.blobs.iter().map(|b| b.digest.clone()))
+                .collect();
+            if !kept.is_empty() {
+                tracing::info!(repo = self.name, tags = kept.len(), "retain: keeping tags removed upstream whose manifests and blobs are all here");
+            }
+            self.src.retained(self.name, kept.len(), blobs.into_iter().collect());
+            trees.extend(kept);
+        }
         let mut referrers = BTreeMap::new();
         if self.oci.signatures {
             let subjects: BTreeSet<Digest> = trees

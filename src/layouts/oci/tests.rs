@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use super::*;
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
-use crate::layout::{Doc, DocError, DocRequest, Keep};
-use crate::layouts::testing::{block_on, configure};
+use crate::layout::{Doc, DocError, DocRequest, Keep, Previous};
+use crate::layouts::testing::{block_on, configure, generation, names_in};
 
 const BASE: &str = "https://registry.upstream.test/";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -38,6 +38,10 @@ struct Reply {
 struct Registry {
     map: HashMap<String, Reply>,
     asked: Mutex<Vec<(String, Option<&'static str>)>>,
+    /// The files of the generation being served, by mirror path.
+    previous: HashMap<String, Previous>,
+    /// What the adapter reported retained, by unit: (tags, blobs).
+    retained: Mutex<HashMap<String, (usize, Vec<Digest>)>>,
 }
 
 impl Registry {
@@ -75,6 +79,22 @@ impl Registry {
         self.raw(&format!("v2/{repo}/tags/list"), &body, Some("application/json"), None)
     }
 
+    /// Serves `files` as the generation being served.
+    fn served(mut self, files: Vec<(String, Previous)>) -> Registry {
+        self.previous.extend(files);
+        self
+    }
+
+    /// Upstream no longer has `path`.
+    fn without(mut self, path: &str) -> Registry {
+        self.map.remove(path);
+        self
+    }
+
+    fn retained(&self, unit: &str) -> Option<(usize, Vec<Digest>)> {
+        self.retained.lock().unwrap().get(unit).cloned()
+    }
+
     fn asked(&self, path: &str) -> usize {
         self.asked.lock().unwrap().iter().filter(|(p, _)| p == path).count()
     }
@@ -100,6 +120,19 @@ impl DocSource for Registry {
             None => Err(DocError::NotFound { url }),
         };
         Box::pin(async move { r })
+    }
+
+    fn previous(&self, path: &str) -> Option<Previous> {
+        self.previous.get(path).cloned()
+    }
+
+    fn previous_files(&self, path: &str) -> Vec<String> {
+        names_in(self.previous.keys(), path)
+    }
+
+    fn retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {
+        let mut r = self.retained.lock().unwrap();
+        r.insert(unit.to_string(), (versions, artifacts));
     }
 
     fn keep(&self, _sha256: &Digest, _size: u64) -> Result<Box<dyn Keep>, String> {
@@ -441,4 +474,127 @@ fn a_tag_is_known_by_the_digest_its_registry_states_sha512_too() {
     assert!(f.contains_key(&format!("v2/fixture/app/manifests/1.0/{d512}.oci-manifest")));
     assert!(f.contains_key(&format!("v2/fixture/app/manifests/{d512}/{d512}.oci-manifest")));
     assert!(d512.starts_with("sha512:") && d512.len() == 7 + 128);
+}
+
+/// `retain = "additive"`: the served generation is what the first sync of
+/// `app()` made, its blobs cached but for those named in `uncached`; then
+/// upstream's tags/list is `tags` (and it no longer has the removed tags).
+fn resync(keys: &str, uncached: &[&str], tags: &[&str]) -> (Registry, Option<UnitOutput>, UnitOutput) {
+    let first = oci(keys).unwrap();
+    let before = sync(&first, "fixture/app", &app()).unwrap().unwrap();
+    let blobs: Vec<String> = before
+        .entries
+        .iter()
+        .filter(|e| e.path.as_str().contains("/blobs/"))
+        .map(|e| e.path.file_name().to_string())
+        .filter(|b| !uncached.contains(&b.as_str()))
+        .collect();
+    let cached: Vec<&str> = blobs.iter().map(String::as_str).collect();
+    let mut src = app().tags("fixture/app", tags).served(generation(&before.entries, &cached));
+    for gone in ["1.0", "multi"].into_iter().filter(|t| !tags.contains(t)) {
+        src = src.without(&format!("v2/fixture/app/manifests/{gone}"));
+    }
+    let out = sync(&oci(keys).unwrap(), "fixture/app", &src).unwrap();
+    (src, out, before)
+}
+
+fn tags_of(out: &UnitOutput) -> serde_json::Value {
+    let list: serde_json::Value =
+        serde_json::from_slice(&bytes(files(out)["v2/fixture/app/tags/list"])).unwrap();
+    list["tags"].clone()
+}
+
+fn sorted(out: &UnitOutput) -> Vec<Entry> {
+    let mut v = out.entries.clone();
+    v.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+    v
+}
+
+#[test]
+fn a_tag_removed_upstream_stays_as_served_while_its_manifests_and_blobs_are_here() {
+    let keys = "images = [\"fixture/app:1.0\", \"fixture/app:multi\"]\nretain = \"additive\"";
+    let (src, out, before) = resync(keys, &[], &["1.0"]);
+    let out = out.unwrap();
+    assert_eq!(sorted(&out), sorted(&before), "multi, its children and their blobs, as served");
+    assert_eq!(tags_of(&out), serde_json::json!(["1.0", "multi"]));
+    let (n, blobs) = src.retained("fixture/app").unwrap();
+    let mut want: Vec<String> = (blobs_of(&doc("app-1.0.json")).into_iter())
+        .chain(blobs_of(&doc("app-arm64.json")))
+        .map(|b| b.0)
+        .collect();
+    want.sort();
+    want.dedup();
+    let mut got: Vec<String> = blobs.iter().map(Digest::to_string).collect();
+    got.sort();
+    assert_eq!((n, got), (1, want), "one tag, its blobs (both platforms)");
+    assert_eq!(src.asked("v2/fixture/app/manifests/multi"), 0);
+
+    // Both removed: both stay, sorted as the mirror sorts tags.
+    let (src, out, before) = resync(keys, &[], &[]);
+    assert_eq!(sorted(&out.unwrap()), sorted(&before));
+    assert_eq!(src.retained("fixture/app").unwrap().0, 2);
+
+    // Without retain, or once no `images` pattern admits it, it goes.
+    let (_, out, _) = resync("images = [\"fixture/app:1.0\", \"fixture/app:multi\"]", &[], &["1.0"]);
+    assert_eq!(tags_of(&out.unwrap()), serde_json::json!(["1.0"]));
+    let o = oci("images = [\"fixture/app:1.0\"]\nretain = \"additive\"").unwrap();
+    let (src, _, _) = resync(keys, &[], &["1.0"]);
+    let out = sync(&o, "fixture/app", &src).unwrap().unwrap();
+    assert_eq!(tags_of(&out), serde_json::json!(["1.0"]));
+    assert_eq!(src.retained("fixture/app").unwrap().0, 0);
+}
+
+#[test]
+fn a_removed_tag_goes_when_one_of_its_blobs_or_manifests_is_not_here() {
+    let keys = "images = [\"fixture/app:1.0\", \"fixture/app:multi\"]\nretain = \"additive\"";
+    let arm = doc("app-arm64.json");
+    let arm_config = blobs_of(&arm)[0].0.clone();
+    let (src, out, _) = resync(keys, &[&arm_config], &[]);
+    let out = out.unwrap();
+    assert_eq!(tags_of(&out), serde_json::json!(["1.0"]), "multi's arm64 config was evicted");
+    let f = files(&out);
+    let da = sha(&doc("app-1.0.json"));
+    assert!(!f.keys().any(|p| p.contains("/manifests/multi")));
+    assert!(!f.keys().any(|p| p.contains(&arm_config) || p.contains(&sha(&arm))));
+    assert!(f.contains_key(&format!("v2/fixture/app/manifests/1.0/{da}.oci-manifest")));
+    assert_eq!(src.retained("fixture/app").unwrap().0, 1);
+
+    // A layer both tags list: neither stays.
+    let layer = blobs_of(&doc("app-1.0.json"))[1].0.clone();
+    let (src, out, _) = resync(keys, &[&layer], &[]);
+    let out = out.unwrap();
+    assert_eq!(tags_of(&out), serde_json::json!([]));
+    assert_eq!(out.entries.len(), 1, "just tags/list");
+    assert_eq!(src.retained("fixture/app"), Some((0, vec![])));
+
+    // A child manifest missing from the served generation: the index goes.
+    let (mut src, _, _) = resync(keys, &[], &[]);
+    let dr = sha(&arm);
+    src.previous.remove(&format!("v2/fixture/app/manifests/{dr}/{dr}.oci-manifest"));
+    let out = sync(&oci(keys).unwrap(), "fixture/app", &src).unwrap().unwrap();
+    assert_eq!(tags_of(&out), serde_json::json!(["1.0"]));
+}
+
+#[test]
+fn a_repository_upstream_removed_is_not_retained_and_a_moved_tag_moves() {
+    let keys = "images = [\"fixture/app:1.0\", \"fixture/app:multi\"]\nretain = \"additive\"";
+    let (mut src, _, _) = resync(keys, &[], &["multi"]);
+    src.retained.lock().unwrap().insert("fixture/app".into(), (1, vec![]));
+    src = src.without("v2/fixture/app/tags/list");
+    assert!(sync(&oci(keys).unwrap(), "fixture/app", &src).unwrap().is_none());
+    assert_eq!(src.retained("fixture/app"), Some((0, vec![])), "counted no more");
+
+    // 1.0 now names the arm64 manifest: it moves, and the manifest it
+    // named is not kept under it (only by digest, as multi's amd64 child).
+    let arm = doc("app-arm64.json");
+    let (src, _, _) = resync(keys, &[], &["1.0", "multi"]);
+    let src = src.manifest("fixture/app", &["1.0"], &arm, OCI_MANIFEST);
+    let out = sync(&oci(keys).unwrap(), "fixture/app", &src).unwrap().unwrap();
+    let tag_dir: Vec<String> = files(&out)
+        .into_keys()
+        .filter(|p| p.starts_with("v2/fixture/app/manifests/1.0/"))
+        .collect();
+    assert_eq!(tag_dir, [format!("v2/fixture/app/manifests/1.0/{}.oci-manifest", sha(&arm))]);
+    assert_eq!(tags_of(&out), serde_json::json!(["1.0", "multi"]));
+    assert_eq!(src.retained("fixture/app").unwrap().0, 0);
 }
