@@ -221,17 +221,29 @@ fn additive_keeps_a_version_upstream_deleted_while_its_files_are_cached() {
     let (up, m) = mount_on("mvn-retain", &fx.root, "retain = \"additive\"");
     let v = "org/regfs/demo/greeter/1.0";
     let files = ["greeter-1.0.jar", "greeter-1.0.pom"];
-    let read = |f: &str| std::fs::read(m.path(&format!("maven/{v}/{f}"))).unwrap_or_else(|e| panic!("{f}: {e}"));
-    let sha1 = |f: &str| std::fs::read(m.path(&format!("maven/{v}/{f}.sha1"))).unwrap_or_else(|e| panic!("{f}.sha1: {e}"));
+    let read = |f: &str| {
+        std::fs::read(m.path(&format!("maven/{v}/{f}"))).unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    let sha1 = |f: &str| {
+        std::fs::read(m.path(&format!("maven/{v}/{f}.sha1")))
+            .unwrap_or_else(|e| panic!("{f}.sha1: {e}"))
+    };
     let before: Vec<(Vec<u8>, Vec<u8>)> = files.iter().map(|f| (read(f), sha1(f))).collect();
     // Upstream deletes the version: every file and checksum file answers 404.
     for f in files {
         for ext in ["", ".sha512", ".sha256", ".sha1", ".md5"] {
-            up.fault(&format!("/maven2/{v}/{f}{ext}"), support::upstream::Fault::Status(404));
+            up.fault(
+                &format!("/maven2/{v}/{f}{ext}"),
+                support::upstream::Fault::Status(404),
+            );
         }
     }
     let out = run(&m.config, &["sync"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let hits = up.total();
     let listed: Vec<String> = std::fs::read_dir(m.path(&format!("maven/{v}")))
         .unwrap()
@@ -251,7 +263,10 @@ fn additive_keeps_a_version_upstream_deleted_while_its_files_are_cached() {
     m.expect_retained(2);
     // Evicted: the jar goes at the next generation.
     m.evict_all_and_sync();
-    m.wait_for(|| !m.path(&format!("maven/{v}/greeter-1.0.jar")).exists(), "the evicted jar to go");
+    m.wait_for(
+        || !m.path(&format!("maven/{v}/greeter-1.0.jar")).exists(),
+        "the evicted jar to go",
+    );
     // The POM is a document the mirror keeps (never evicted): it stays.
     assert_eq!(read("greeter-1.0.pom"), before[1].0);
     m.expect_retained(1);
