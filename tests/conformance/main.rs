@@ -252,19 +252,7 @@ fn a_version_younger_than_the_cooldown_is_not_listed_is_enoent_and_is_never_aske
             );
             if !case.caps.cooldown {
                 // A policy is never silently ignored: the config is refused.
-                let dir = support::scratch(&format!("refused-{}", case.layout));
-                let mirror =
-                    case.fx
-                        .mirror(case.layout, "http://127.0.0.1:9/", "cooldown = \"1d\"");
-                let out = run(&support::config(&dir, "", &mirror), &["status"]);
-                let err = String::from_utf8_lossy(&out.stderr);
-                assert!(
-                    !out.status.success()
-                        && err.contains("cooldown: ")
-                        && err.contains("remove the key"),
-                    "{}: a cooldown is refused, naming the key and what to do: {err}",
-                    case.layout
-                );
+                refused(case, "cooldown = \"1d\"", "cooldown", "");
             }
             return;
         }
@@ -748,22 +736,25 @@ fn an_artifact_below_names_too_long_to_represent_is_enoent_and_harms_nothing() {
 #[test]
 fn a_layout_that_cannot_retain_refuses_retain_additive_naming_the_key_and_why() {
     each_layout(|case| {
-        let Some(why) = case.caps.retain.refusal() else {
-            return;
-        };
-        let dir = support::scratch(&format!("retain-refused-{}", case.layout));
-        let mirror = case
-            .fx
-            .mirror(case.layout, "http://127.0.0.1:9/", "retain = \"additive\"");
-        let out = run(&support::config(&dir, "", &mirror), &["status"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success()
-                && err.contains("retain: ")
-                && err.contains(why)
-                && err.contains("remove the key"),
-            "{}: {err}",
-            case.layout
-        );
+        if let Some(why) = case.caps.retain.refusal() {
+            refused(case, "retain = \"additive\"", "retain", why);
+        }
     });
+}
+
+/// `regfs status` on a config of `case`'s mirror with `line` fails, naming
+/// `key`, saying `why` and what to do (remove the key).
+fn refused(case: &Case, line: &str, key: &str, why: &str) {
+    let dir = support::scratch(&format!("refused-{key}-{}", case.layout));
+    let mirror = case.fx.mirror(case.layout, "http://127.0.0.1:9/", line);
+    let out = run(&support::config(&dir, "", &mirror), &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!("{key}: "))
+            && err.contains(why)
+            && err.contains("remove the key"),
+        "{}: {line} is refused, naming the key and what to do: {err}",
+        case.layout
+    );
 }
