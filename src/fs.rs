@@ -266,27 +266,31 @@ impl Fs {
                 id,
             });
         }
-        // A lookup or open that raced a swap still resolves in the previous generation.
-        if let Some((prev, id)) = mirror
-            .served_previous()
-            .and_then(|prev| prev.find_ino(ino).map(|id| (prev, id)))
-        {
-            return Ok(Node::InMirror {
-                mirror,
-                generation: prev,
-                id,
+        // A placeholder directory handed out here (its inode is its path's,
+        // the one its materialized directory had) is what the current
+        // generation makes of that path, materialized since or still a
+        // placeholder: the previous generation would still list, and serve,
+        // what a sync has since removed.
+        if let Some(path) = mirror.placeholder_path(ino) {
+            return Ok(match cur.resolve(&path) {
+                Some(id) => Node::InMirror {
+                    mirror,
+                    generation: cur,
+                    id,
+                },
+                None => Node::Placeholder { mirror, path },
             });
         }
-        let path = mirror.placeholder_path(ino).ok_or(FsError::NotFound)?;
-        // Materialized since (its inode unchanged), or still a placeholder.
-        match cur.resolve(&path) {
-            Some(id) => Ok(Node::InMirror {
-                mirror,
-                generation: cur,
-                id,
-            }),
-            None => Ok(Node::Placeholder { mirror, path }),
-        }
+        // A lookup or open that raced a swap still resolves in the previous generation.
+        let (prev, id) = mirror
+            .served_previous()
+            .and_then(|prev| prev.find_ino(ino).map(|id| (prev, id)))
+            .ok_or(FsError::NotFound)?;
+        Ok(Node::InMirror {
+            mirror,
+            generation: prev,
+            id,
+        })
     }
 
     /// The directory `name` at the mount root: a mirror (what it serves)

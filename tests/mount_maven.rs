@@ -272,3 +272,36 @@ fn additive_keeps_a_version_upstream_deleted_while_its_files_are_cached() {
     m.expect_retained(1);
     m.stop();
 }
+
+#[test]
+fn a_file_upstream_deleted_leaves_the_listing_and_the_tree_at_the_next_sync() {
+    let fx = maven();
+    let (up, m) = mount_on("mvn-deleted", &fx.root, "");
+    let v = "org/regfs/demo/greeter/1.0";
+    let jar = m.path(&format!("maven/{v}/greeter-1.0.jar"));
+    std::fs::read(&jar).unwrap();
+    for ext in ["", ".sha512", ".sha256", ".sha1", ".md5"] {
+        up.fault(
+            &format!("/maven2/{v}/greeter-1.0.jar{ext}"),
+            support::upstream::Fault::Status(404),
+        );
+    }
+    let out = run(&m.config, &["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Its directory (a placeholder before it materialized) lists nothing of
+    // the previous generation, and the path is gone.
+    let listed: Vec<String> = std::fs::read_dir(m.path(&format!("maven/{v}")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !listed.iter().any(|n| n.starts_with("greeter-1.0.jar")),
+        "{listed:?}"
+    );
+    assert_eq!(errno(&jar), Some(libc::ENOENT));
+    m.stop();
+}
