@@ -44,16 +44,16 @@ mod retain;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::{Glob, Section};
-use crate::policy::{Policy, Retain, Scheme};
+use crate::layout::bad_metadata as bad;
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Doc, DocRequest, DocSource, LayoutDef, MirrorContext, Selection,
-    Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
+    Adapter, BoxFuture, Capabilities, Doc, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Selection, Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::RelPath;
+use crate::policy::{Policy, Retain, Scheme};
 
 pub use p2::{Expander, Minifier, Rewritten};
 pub use retain::Retained;
@@ -133,7 +133,6 @@ pub fn is_package_name(name: &str) -> bool {
     name.split_once('/')
         .is_some_and(|(v, n)| is_name_part(v) && is_name_part(n))
 }
-
 
 impl Composer {
     /// Reads `packages` (names or globs, any case; none: every package,
@@ -300,9 +299,7 @@ impl Adapter for Composer {
     fn select<'a>(&'a self, src: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>> {
         Box::pin(async move {
             self.metadata_url(src, true).await?;
-            let seeds = literal_seeds(&self.filter, |p| {
-                is_package_name(p).then(|| p.to_string())
-            });
+            let seeds = literal_seeds(&self.filter, |p| is_package_name(p).then(|| p.to_string()));
             Ok(Selection::Lazy(seeds))
         })
     }
@@ -328,7 +325,10 @@ impl Adapter for Composer {
             // only asked for where the stable document exists (Composer
             // repositories serve both for every package they have).
             let get = |suffix: &str| {
-                get_optional(src, template.replace("%package%", &format!("{unit}{suffix}")))
+                get_optional(
+                    src,
+                    template.replace("%package%", &format!("{unit}{suffix}")),
+                )
             };
             let Some(tagged) = get("").await? else {
                 return Ok(None);
@@ -355,14 +355,23 @@ impl Adapter for Composer {
                 }
             }
             let served = self.served(unit, &dated, kept.iter().flatten(), now);
-            let mut retained =
-                self.document(unit, "", (&tagged.url, &tagged.body), served.as_ref(), &kept[0], &mut out)?;
+            let mut retained = self.document(
+                unit,
+                "",
+                (&tagged.url, &tagged.body),
+                served.as_ref(),
+                &kept[0],
+                &mut out,
+            )?;
             // Upstream dropped the dev document, but the one served keeps
             // versions: it is served with those alone (an empty upstream
             // document, which no error can name, stands in for it).
             let no_dev = (!kept[1].is_empty()).then(|| {
                 let empty = serde_json::json!({"packages": {unit: []}});
-                (tagged.url.clone(), serde_json::to_vec(&empty).expect("JSON serializes"))
+                (
+                    tagged.url.clone(),
+                    serde_json::to_vec(&empty).expect("JSON serializes"),
+                )
             });
             let dev_doc = match (&dev, &no_dev) {
                 (Some(dev), _) => Some((dev.url.as_str(), dev.body.as_slice())),
@@ -370,11 +379,22 @@ impl Adapter for Composer {
                 (None, None) => None,
             };
             if let Some(doc) = dev_doc {
-                retained.extend(self.document(unit, DEV, doc, served.as_ref(), &kept[1], &mut out)?);
+                retained.extend(self.document(
+                    unit,
+                    DEV,
+                    doc,
+                    served.as_ref(),
+                    &kept[1],
+                    &mut out,
+                )?);
             }
             if retain {
                 if !retained.is_empty() {
-                    tracing::info!(package = unit, versions = retained.len(), "retain: keeping versions removed upstream whose dists are cached");
+                    tracing::info!(
+                        package = unit,
+                        versions = retained.len(),
+                        "retain: keeping versions removed upstream whose dists are cached"
+                    );
                 }
                 src.retained(unit, retained.len(), retained);
             }
@@ -393,7 +413,8 @@ impl Adapter for Composer {
         });
         if let Some(globs) = &self.filter {
             // Composer's patterns know only `*`; over-matching is safe.
-            let patterns: Vec<String> = globs.iter().map(|g| g.as_str().replace('?', "*")).collect();
+            let patterns: Vec<String> =
+                globs.iter().map(|g| g.as_str().replace('?', "*")).collect();
             root["available-package-patterns"] = patterns.into();
         }
         vec![Entry {

@@ -161,7 +161,10 @@ impl<'b> Parsed<'b> {
     pub(super) fn new(package: &str, body: &'b [u8]) -> Result<Parsed<'b>, String> {
         let top: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
             .map_err(|e| format!("is not a Composer p2 document: not a JSON object ({e})"))?;
-        let minified = match top.get("minified").map(|m| serde_json::from_str::<Value>(m.get())) {
+        let minified = match top
+            .get("minified")
+            .map(|m| serde_json::from_str::<Value>(m.get()))
+        {
             None => false,
             Some(Ok(Value::String(m))) if m == MINIFIED => true,
             Some(m) => return Err(format!("has an unknown `minified` format {m:?}")),
@@ -205,7 +208,9 @@ impl<'b> Parsed<'b> {
 
 /// A version's `version` string (empty where it has none).
 pub(super) fn version_of(v: &Map<String, Value>) -> &str {
-    v.get("version").and_then(|v| v.as_str()).unwrap_or_default()
+    v.get("version")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
 }
 
 /// The versions `package`'s p2 document lists, each with its `time` (Unix
@@ -312,7 +317,9 @@ impl Composer {
         let mut kept = Vec::new();
         for r in retained {
             if served.is_some_and(|s| !s.contains(&r.version))
-                || dists.iter().any(|d| d.path.as_str() == r.entry.path.as_str())
+                || dists
+                    .iter()
+                    .any(|d| d.path.as_str() == r.entry.path.as_str())
             {
                 continue;
             }
@@ -335,7 +342,13 @@ impl Composer {
     }
 
     /// The entry of one version's dist, if the mirror serves it.
-    fn dist(&self, package: &str, version: &str, dist: Option<&Value>, base: &reqwest::Url) -> Dist {
+    fn dist(
+        &self,
+        package: &str,
+        version: &str,
+        dist: Option<&Value>,
+        base: &reqwest::Url,
+    ) -> Dist {
         let Some(dist) = dist.and_then(|d| d.as_object()) else {
             return Dist::Dropped("no dist (a mirror cannot serve `source`)".into());
         };

@@ -39,8 +39,8 @@
 
 mod msgpack;
 pub mod repodata;
-pub mod shards;
 mod retain;
+pub mod shards;
 mod sync;
 pub mod zstd;
 
@@ -113,7 +113,9 @@ impl Filter {
         records: impl IntoIterator<Item = (&'v str, Option<u64>)>,
         now: u64,
     ) -> std::collections::HashSet<&'v str> {
-        self.policy.unit(name).select(crate::policy::Scheme::Conda, records, now)
+        self.policy
+            .unit(name)
+            .select(crate::policy::Scheme::Conda, records, now)
     }
 }
 
@@ -139,7 +141,10 @@ impl CondaOptions {
     /// Reads `channels`, `subdirs`, `packages` and `exclude`; `cooldown`,
     /// `keep_latest`, `prereleases`, `block` and `[[mirror.override]]` are
     /// the common policy keys, applied per package name.
-    pub fn from_keys(keys: &mut Section, policy: &crate::policy::Policy) -> Result<CondaOptions, String> {
+    pub fn from_keys(
+        keys: &mut Section,
+        policy: &crate::policy::Policy,
+    ) -> Result<CondaOptions, String> {
         let channels = keys.subpaths("channels", "channel", "conda-forge", "")?;
         let subdirs = keys.string_or_list("subdirs")?;
         let subdirs = keys.required(
@@ -148,10 +153,18 @@ impl CondaOptions {
             "the platform subdirs to mirror, e.g. [\"linux-64\", \"noarch\"]",
         )?;
         if let Some(bad) = subdirs.iter().find(|s| !is_subdir(s)) {
-            return Err(keys.error("subdirs", format!("\"{bad}\" is not a subdir name (e.g. \"linux-64\", \"osx-arm64\", \"noarch\")")));
+            return Err(keys.error(
+                "subdirs",
+                format!(
+                    "\"{bad}\" is not a subdir name (e.g. \"linux-64\", \"osx-arm64\", \"noarch\")"
+                ),
+            ));
         }
         if !subdirs.iter().any(|s| s == "noarch") {
-            return Err(keys.error("subdirs", "include \"noarch\": every conda client reads it beside its platform"));
+            return Err(keys.error(
+                "subdirs",
+                "include \"noarch\": every conda client reads it beside its platform",
+            ));
         }
         let mut subdirs = subdirs;
         subdirs.sort();
@@ -162,7 +175,11 @@ impl CondaOptions {
         let longest = format!("shards/{}.msgpack.zst", "0".repeat(64));
         for c in &channels {
             for s in &subdirs {
-                let unit = if c.is_empty() { s.clone() } else { format!("{c}/{s}") };
+                let unit = if c.is_empty() {
+                    s.clone()
+                } else {
+                    format!("{c}/{s}")
+                };
                 if RelPath::new(format!("{unit}/{longest}")).is_err() {
                     return Err(keys.error(
                         "channels",
@@ -217,7 +234,11 @@ impl Conda {
         let mut units = Vec::new();
         for c in &self.opts.channels {
             for s in &self.opts.subdirs {
-                units.push(if c.is_empty() { s.clone() } else { format!("{c}/{s}") });
+                units.push(if c.is_empty() {
+                    s.clone()
+                } else {
+                    format!("{c}/{s}")
+                });
             }
         }
         units

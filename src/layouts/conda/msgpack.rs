@@ -437,25 +437,50 @@ mod tests {
         assert_eq!(encode(&json!(128)), [0xcc, 0x80]);
         assert_eq!(encode(&json!(-32)), [0xe0]);
         assert_eq!(encode(&json!("ab")), [0xa2, b'a', b'b']);
-        assert_eq!(encode(&json!({"sha256": "ab"}))[..9], [0x81, 0xa6, b's', b'h', b'a', b'2', b'5', b'6', 0xc4]);
+        assert_eq!(
+            encode(&json!({"sha256": "ab"}))[..9],
+            [0x81, 0xa6, b's', b'h', b'a', b'2', b'5', b'6', 0xc4]
+        );
     }
 
     #[test]
     fn lying_lengths_and_truncation_fail_without_allocating() {
         // An array claiming 2^32-1 elements, a map claiming 65,535 entries.
-        for bad in [&[0xdd, 0xff, 0xff, 0xff, 0xff, 0x00][..], &[0xde, 0xff, 0xff, 0x01], &[0xdb, 0xff, 0xff, 0xff, 0xff], &[0xc6, 0, 0, 1, 0, 1], &[0x92, 0x01]] {
-            assert!(matches!(Reader::new(bad).span(), Err(Error::Truncated(_))), "{bad:?}");
+        for bad in [
+            &[0xdd, 0xff, 0xff, 0xff, 0xff, 0x00][..],
+            &[0xde, 0xff, 0xff, 0x01],
+            &[0xdb, 0xff, 0xff, 0xff, 0xff],
+            &[0xc6, 0, 0, 1, 0, 1],
+            &[0x92, 0x01],
+        ] {
+            assert!(
+                matches!(Reader::new(bad).span(), Err(Error::Truncated(_))),
+                "{bad:?}"
+            );
             assert!(Reader::new(bad).json(0).is_err(), "{bad:?}");
         }
-        assert!(matches!(Reader::new(&[0xc1]).span(), Err(Error::Unexpected { .. })));
-        assert!(matches!(Reader::new(&[0x81, 0x01, 0x01]).json(0), Err(Error::Unexpected { what: "a string", .. })));
+        assert!(matches!(
+            Reader::new(&[0xc1]).span(),
+            Err(Error::Unexpected { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&[0x81, 0x01, 0x01]).json(0),
+            Err(Error::Unexpected {
+                what: "a string",
+                ..
+            })
+        ));
         assert_eq!(Reader::new(&[0xa1, 0xff]).str(), Err(Error::NotUtf8(1)));
     }
 
     #[test]
     fn nesting_is_bounded() {
         let deep: Vec<u8> = std::iter::repeat_n(0x91, 100_000).chain([0xc0]).collect();
-        assert_eq!(Reader::new(&deep).span().unwrap().len(), deep.len(), "skipping does not recurse");
+        assert_eq!(
+            Reader::new(&deep).span().unwrap().len(),
+            deep.len(),
+            "skipping does not recurse"
+        );
         assert_eq!(Reader::new(&deep).json(0), Err(Error::TooDeep(MAX_DEPTH)));
     }
 }

@@ -75,7 +75,8 @@ impl<'a> Repodata<'a> {
         let doc = de
             .deserialize_map(Top)
             .map_err(|e| format!("not a repodata document: {e}"))?;
-        de.end().map_err(|e| format!("not a repodata document: {e}"))?;
+        de.end()
+            .map_err(|e| format!("not a repodata document: {e}"))?;
         Ok(doc)
     }
 
@@ -112,13 +113,22 @@ impl<'a> Repodata<'a> {
     /// `retain = "additive"`) after each map's own, a map of their kind
     /// added where the document has none, and their filenames left out of
     /// `removed`.
-    pub fn render_adding(&self, keep: &dyn Fn(usize) -> bool, info: Option<&str>, extra: &[&Listed]) -> Vec<u8> {
+    pub fn render_adding(
+        &self,
+        keep: &dyn Fn(usize) -> bool,
+        info: Option<&str>,
+        extra: &[&Listed],
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 << 12);
         out.push(b'{');
         let records = |out: &mut Vec<u8>, kind: Kind| {
             key(out, kind.key());
             out.push(b'{');
-            let own = self.records.iter().enumerate().filter(|(j, r)| r.kind == kind && keep(*j));
+            let own = self
+                .records
+                .iter()
+                .enumerate()
+                .filter(|(j, r)| r.kind == kind && keep(*j));
             let added = extra.iter().copied().filter(|r| r.kind == kind);
             for (n, r) in own.map(|(_, r)| r).chain(added).enumerate() {
                 if n > 0 {
@@ -150,7 +160,10 @@ impl<'a> Repodata<'a> {
             }
         }
         for kind in Kind::ALL {
-            let missing = !self.members.iter().any(|m| matches!(m, Member::Records(k) if *k == kind));
+            let missing = !self
+                .members
+                .iter()
+                .any(|m| matches!(m, Member::Records(k) if *k == kind));
             if missing && extra.iter().any(|r| r.kind == kind) {
                 if out.len() > 1 {
                     out.push(b',');
@@ -168,7 +181,10 @@ impl<'a> Repodata<'a> {
 fn without(removed: &RawValue, extra: &[&Listed]) -> String {
     match serde_json::from_str::<Vec<serde_json::Value>>(removed.get()) {
         Ok(mut v) => {
-            v.retain(|f| !f.as_str().is_some_and(|f| extra.iter().any(|r| r.filename == f)));
+            v.retain(|f| {
+                !f.as_str()
+                    .is_some_and(|f| extra.iter().any(|r| r.filename == f))
+            });
             serde_json::to_string(&v).expect("JSON values serialize")
         }
         Err(_) => removed.get().to_string(),
@@ -320,7 +336,11 @@ pub fn check(r: &Listed, subdir: &str) -> Result<Record, String> {
         return Err("not a plain package file name".into());
     }
     if f.len() <= r.kind.ext().len() || !f.ends_with(r.kind.ext()) {
-        return Err(format!("not a {} file, but listed in `{}`", r.kind.ext(), r.kind.key()));
+        return Err(format!(
+            "not a {} file, but listed in `{}`",
+            r.kind.ext(),
+            r.kind.key()
+        ));
     }
     let fields: Fields =
         serde_json::from_str(r.raw.get()).map_err(|e| format!("unreadable record: {e}"))?;

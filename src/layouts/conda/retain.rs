@@ -116,7 +116,10 @@ pub(super) fn removed(
     if checked.is_empty() {
         return Vec::new();
     }
-    let paths = checked.iter().map(|(_, r, _)| format!("{prefix}{}", r.filename)).collect();
+    let paths = checked
+        .iter()
+        .map(|(_, r, _)| format!("{prefix}{}", r.filename))
+        .collect();
     let answers = ask.previous(paths);
     checked
         .into_iter()

@@ -65,7 +65,9 @@ impl<'a> Index<'a> {
                     for _ in 0..s.map_len()? {
                         let name = s.str()?;
                         let hash = match s.bin()? {
-                            Some(b) => <[u8; 32]>::try_from(b).map_err(|_| "a hash not 32 bytes long"),
+                            Some(b) => {
+                                <[u8; 32]>::try_from(b).map_err(|_| "a hash not 32 bytes long")
+                            }
                             None => {
                                 s.span()?;
                                 Err("a hash that is not binary")
@@ -99,7 +101,9 @@ impl<'a> Index<'a> {
             write::str(&mut out, key);
             match *key {
                 "info" => {
-                    let added = set.iter().filter(|(k, _)| !self.info.iter().any(|(i, _)| i == k));
+                    let added = set
+                        .iter()
+                        .filter(|(k, _)| !self.info.iter().any(|(i, _)| i == k));
                     write::map(&mut out, self.info.len() + added.clone().count());
                     for (k, v) in &self.info {
                         write::str(&mut out, k);
@@ -129,7 +133,10 @@ impl<'a> Index<'a> {
 
 /// One shard (uncompressed) from repodata records: `records` are (map,
 /// filename, record) in the order the shard lists them.
-pub fn render_shard(records: &[(Kind, &str, &RawValue)], removed: &[&str]) -> Result<Vec<u8>, String> {
+pub fn render_shard(
+    records: &[(Kind, &str, &RawValue)],
+    removed: &[&str],
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     write::map(&mut out, 3);
     for kind in Kind::ALL {

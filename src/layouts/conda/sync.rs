@@ -113,8 +113,18 @@ impl Kept<'_> {
 
     /// The served records of `name`, upstream's then retained ones.
     fn records_of(&self, name: &str) -> Vec<&Listed<'_>> {
-        let own = self.by_name.get(name).into_iter().flatten().map(|&i| &self.doc.records[i]);
-        let kept = self.retained_by_name.get(name).into_iter().flatten().map(|&i| self.retained[i]);
+        let own = self
+            .by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.doc.records[i]);
+        let kept = self
+            .retained_by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| self.retained[i]);
         own.chain(kept).collect()
     }
 }
@@ -168,12 +178,19 @@ impl Conda {
         let retained_cached = || {
             let paths = self.retained_paths.lock().unwrap();
             paths.get(unit).is_some_and(|paths| {
-                paths
-                    .iter()
-                    .all(|p| matches!(src.previous(p), Some(Previous::Artifact { cached: true, .. })))
+                paths.iter().all(|p| {
+                    matches!(
+                        src.previous(p),
+                        Some(Previous::Artifact { cached: true, .. })
+                    )
+                })
             })
         };
-        if unchanged && !full && self.opts.filter.policy.cooldown.is_none() && (!retain || retained_cached()) {
+        if unchanged
+            && !full
+            && self.opts.filter.policy.cooldown.is_none()
+            && (!retain || retained_cached())
+        {
             return Ok(Some(UnitOutput {
                 entries: Vec::new(),
                 rejected: 0,
@@ -203,7 +220,11 @@ impl Conda {
             .map_err(|e| bad(unit, format!("sync task failed: {e}")))??;
         if retain {
             if versions > 0 {
-                tracing::info!(subdir = unit, versions, "retain: keeping packages removed upstream whose files are cached");
+                tracing::info!(
+                    subdir = unit,
+                    versions,
+                    "retain: keeping packages removed upstream whose files are cached"
+                );
             }
             let paths = out
                 .entries
@@ -211,7 +232,10 @@ impl Conda {
                 .filter(|e| matches!(&e.body, Body::Remote { digest, .. } if artifacts.contains(digest)))
                 .map(|e| e.path.as_str().to_string())
                 .collect();
-            self.retained_paths.lock().unwrap().insert(unit.to_string(), paths);
+            self.retained_paths
+                .lock()
+                .unwrap()
+                .insert(unit.to_string(), paths);
             src.retained(unit, versions, artifacts);
         }
         Ok(Some(out))
@@ -253,23 +277,35 @@ impl Plan {
         };
         let doc = Repodata::parse(bytes).map_err(|e| bad(&doc_url, e))?;
         let mut info = doc.info().map_err(|e| bad(&doc_url, e))?;
-        if let Some(s) = info.get("subdir").and_then(Value::as_str).filter(|s| *s != self.subdir) {
-            return Err(bad(&doc_url, format!("info.subdir is {s:?}, not {:?}", self.subdir)));
+        if let Some(s) = info
+            .get("subdir")
+            .and_then(Value::as_str)
+            .filter(|s| *s != self.subdir)
+        {
+            return Err(bad(
+                &doc_url,
+                format!("info.subdir is {s:?}, not {:?}", self.subdir),
+            ));
         }
         let base = info.get("base_url").and_then(Value::as_str);
-        let packages_at = resolve(&self.url, base).map_err(|e| bad(&doc_url, format!("info.base_url: {e}")))?;
+        let packages_at =
+            resolve(&self.url, base).map_err(|e| bad(&doc_url, format!("info.base_url: {e}")))?;
         // Packages are served beside repodata.json: a base_url elsewhere goes.
         let new_info = (packages_at != self.url).then(|| {
             info.remove("base_url");
             serde_json::to_string(&info).expect("JSON values serialize")
         });
         let mut rejected = 0;
-        let old = last.as_ref().and_then(|s| Some((s.parse(&self.prefix)?, &s.ask)));
+        let old = last
+            .as_ref()
+            .and_then(|s| Some((s.parse(&self.prefix)?, &s.ask)));
         let old = old.as_ref().map(|(o, ask)| (o, *ask));
         let (kept, mut entries) = self.classify(&doc, &doc_url, &packages_at, old, &mut rejected);
         let whole = kept.keep.iter().all(|k| *k) && new_info.is_none() && kept.retained.is_empty();
-        let rendered = (!whole).then(|| doc.render_adding(&|i| kept.keep[i], new_info.as_deref(), &kept.retained));
-        let (retained_versions, retained_artifacts) = (kept.retained_versions, kept.retained_artifacts.clone());
+        let rendered = (!whole)
+            .then(|| doc.render_adding(&|i| kept.keep[i], new_info.as_deref(), &kept.retained));
+        let (retained_versions, retained_artifacts) =
+            (kept.retained_versions, kept.retained_artifacts.clone());
         if let Some(c) = &current {
             match self.current(c, &kept) {
                 Ok(body) => entries.push(self.doc_entry("current_repodata.json", body)),
@@ -356,7 +392,9 @@ impl Plan {
                 Ok((rec, e))
             });
             match rec {
-                Ok((rec, e)) if self.filter.allows(&rec.name) => passed.push((Origin::Upstream(i), rec, e)),
+                Ok((rec, e)) if self.filter.allows(&rec.name) => {
+                    passed.push((Origin::Upstream(i), rec, e))
+                }
                 Ok(_) => {}
                 Err(why) => {
                     skipped += 1;
@@ -378,7 +416,8 @@ impl Plan {
                 passed.push((Origin::Served(c.index), c.rec, c.entry));
             }
         }
-        let policed = self.filter.policy.cooldown.is_some() || self.filter.policy.filters_versions();
+        let policed =
+            self.filter.policy.cooldown.is_some() || self.filter.policy.filters_versions();
         let serve: Vec<bool> = if !policed {
             // No version policy: every record that passed is served (a
             // channel's repodata.json has hundreds of thousands).
@@ -386,7 +425,10 @@ impl Plan {
         } else {
             let mut versions: HashMap<&str, Vec<(&str, Option<u64>)>> = HashMap::new();
             for (_, rec, _) in &passed {
-                versions.entry(&rec.name).or_default().push((&rec.version, rec.timestamp));
+                versions
+                    .entry(&rec.name)
+                    .or_default()
+                    .push((&rec.version, rec.timestamp));
             }
             let served: HashMap<&str, HashSet<&str>> = versions
                 .into_iter()
@@ -422,7 +464,10 @@ impl Plan {
                 }
                 Origin::Served(j) => {
                     let old = old.expect("served records come from the served document").0;
-                    kept.retained_by_name.entry(rec.name.clone()).or_default().push(kept.retained.len());
+                    kept.retained_by_name
+                        .entry(rec.name.clone())
+                        .or_default()
+                        .push(kept.retained.len());
                     kept.retained.push(&old.records[j]);
                     kept.retained_artifacts.push(rec.sha256.clone());
                     kept.lost.insert(rec.name.clone());
@@ -436,7 +481,9 @@ impl Plan {
             tracing::warn!("{url}: skipped {skipped} malformed packages in all");
         }
         if undated > 0 {
-            tracing::warn!("{url}: the cooldown hides {undated} packages with no timestamp (their age is unknown)");
+            tracing::warn!(
+                "{url}: the cooldown hides {undated} packages with no timestamp (their age is unknown)"
+            );
         }
         *rejected += skipped;
         (kept, entries)
@@ -446,7 +493,11 @@ impl Plan {
     fn current(&self, c: &Doc, kept: &Kept) -> Result<Body, String> {
         let cur = Repodata::parse(&c.body)?;
         let mut info = cur.info()?;
-        if let Some(s) = info.get("subdir").and_then(Value::as_str).filter(|s| *s != self.subdir) {
+        if let Some(s) = info
+            .get("subdir")
+            .and_then(Value::as_str)
+            .filter(|s| *s != self.subdir)
+        {
             return Err(format!("info.subdir is {s:?}, not {:?}", self.subdir));
         }
         let at = resolve(&self.url, info.get("base_url").and_then(Value::as_str))
@@ -466,7 +517,10 @@ impl Plan {
         let keep: Vec<bool> = cur
             .records
             .iter()
-            .map(|r| !cur.duplicates.contains(&r.filename) && listed.contains(&(r.kind, r.filename.as_str())))
+            .map(|r| {
+                !cur.duplicates.contains(&r.filename)
+                    && listed.contains(&(r.kind, r.filename.as_str()))
+            })
             .collect();
         if keep.iter().all(|k| *k) && new_info.is_none() {
             return Ok(served(c));
@@ -481,10 +535,14 @@ impl Plan {
         if let Some(s) = index.info_str("subdir").filter(|s| *s != self.subdir) {
             return Err(format!("info.subdir is {s:?}, not {:?}", self.subdir));
         }
-        let packages_at = resolve(&self.url, index.info_str("base_url")).map_err(|e| format!("info.base_url: {e}"))?;
+        let packages_at = resolve(&self.url, index.info_str("base_url"))
+            .map_err(|e| format!("info.base_url: {e}"))?;
         let own = self.url.join("shards/").expect("a relative path joins");
-        let shards_at = resolve(&self.url, Some(index.info_str("shards_base_url").unwrap_or("./shards/")))
-            .map_err(|e| format!("info.shards_base_url: {e}"))?;
+        let shards_at = resolve(
+            &self.url,
+            Some(index.info_str("shards_base_url").unwrap_or("./shards/")),
+        )
+        .map_err(|e| format!("info.shards_base_url: {e}"))?;
         let mut set = Vec::new();
         if packages_at != self.url {
             set.push(("base_url", ""));
@@ -544,19 +602,28 @@ impl Plan {
             served_shards.push((name, hash));
         }
         if skipped > WARN_EACH {
-            tracing::warn!("{}: skipped {skipped} malformed shard entries in all", doc.url);
+            tracing::warn!(
+                "{}: skipped {skipped} malformed shard entries in all",
+                doc.url
+            );
         }
         *rejected += skipped;
         // Names repodata.json lists that the index lacks get a shard too.
         let listed: HashSet<&str> = index.shards.iter().map(|(n, _)| *n).collect();
         let names = kept.by_name.keys().chain(kept.retained_by_name.keys());
-        let mut missing: Vec<&str> = names.map(String::as_str).filter(|n| !listed.contains(n)).collect();
+        let mut missing: Vec<&str> = names
+            .map(String::as_str)
+            .filter(|n| !listed.contains(n))
+            .collect();
         missing.sort_unstable();
         missing.dedup();
         changed |= !missing.is_empty();
         regenerate.extend(missing);
         if !changed {
-            return Ok(entries_with(entries, self.doc_entry("repodata_shards.msgpack.zst", served(doc))));
+            return Ok(entries_with(
+                entries,
+                self.doc_entry("repodata_shards.msgpack.zst", served(doc)),
+            ));
         }
         let removed = kept.doc.removed();
         for name in regenerate {
@@ -576,12 +643,18 @@ impl Plan {
             let digest = Digest::sha256_of(&z);
             let hash: [u8; 32] = digest.as_bytes().try_into().expect("sha256 is 32 bytes");
             if paths.insert(digest.hex()) {
-                entries.push(self.doc_entry(&format!("shards/{}.msgpack.zst", digest.hex()), Body::Inline(z)));
+                entries.push(self.doc_entry(
+                    &format!("shards/{}.msgpack.zst", digest.hex()),
+                    Body::Inline(z),
+                ));
             }
             served_shards.push((name, hash));
         }
         let z = zstd::encode(&index.render(&set, &served_shards));
-        Ok(entries_with(entries, self.doc_entry("repodata_shards.msgpack.zst", Body::Inline(z))))
+        Ok(entries_with(
+            entries,
+            self.doc_entry("repodata_shards.msgpack.zst", Body::Inline(z)),
+        ))
     }
 }
 

@@ -57,11 +57,18 @@ fn sync(a: &Conda, unit: &str, src: &Docs) -> UnitOutput {
 }
 
 fn by_path(out: &UnitOutput) -> HashMap<String, &Entry> {
-    out.entries.iter().map(|e| (e.path.as_str().to_string(), e)).collect()
+    out.entries
+        .iter()
+        .map(|e| (e.path.as_str().to_string(), e))
+        .collect()
 }
 
 fn inline<'a>(out: &'a HashMap<String, &Entry>, path: &str) -> &'a [u8] {
-    match &out.get(path).unwrap_or_else(|| panic!("{path} listed: {:?}", out.keys())).body {
+    match &out
+        .get(path)
+        .unwrap_or_else(|| panic!("{path} listed: {:?}", out.keys()))
+        .body
+    {
         Body::Inline(b) => b,
         b => panic!("{path}: not rewritten: {b:?}"),
     }
@@ -75,7 +82,12 @@ fn json(bytes: &[u8]) -> serde_json::Value {
 fn files(doc: &serde_json::Value) -> Vec<String> {
     let mut f: Vec<String> = ["packages", "packages.conda"]
         .iter()
-        .flat_map(|k| doc[k].as_object().into_iter().flat_map(|m| m.keys().cloned()))
+        .flat_map(|k| {
+            doc[k]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys().cloned())
+        })
         .collect();
     f.sort();
     f
@@ -88,40 +100,88 @@ fn index_of(bytes: &[u8]) -> (Vec<(String, String)>, Option<String>, Option<Stri
     let shards = i
         .shards
         .iter()
-        .map(|(n, h)| (n.to_string(), crate::digest::encode_hex(h.as_ref().unwrap())))
+        .map(|(n, h)| {
+            (
+                n.to_string(),
+                crate::digest::encode_hex(h.as_ref().unwrap()),
+            )
+        })
         .collect();
-    (shards, i.info_str("base_url").map(str::to_string), i.info_str("shards_base_url").map(str::to_string))
+    (
+        shards,
+        i.info_str("base_url").map(str::to_string),
+        i.info_str("shards_base_url").map(str::to_string),
+    )
 }
 
 #[test]
 fn keys_are_read_strictly() {
-    let a = adapter("channels = [\"conda-forge\", \"bioconda\"]\nsubdirs = [\"noarch\", \"linux-64\"]").unwrap();
+    let a =
+        adapter("channels = [\"conda-forge\", \"bioconda\"]\nsubdirs = [\"noarch\", \"linux-64\"]")
+            .unwrap();
     assert_eq!(
         a.units(),
-        ["conda-forge/linux-64", "conda-forge/noarch", "bioconda/linux-64", "bioconda/noarch"]
+        [
+            "conda-forge/linux-64",
+            "conda-forge/noarch",
+            "bioconda/linux-64",
+            "bioconda/noarch"
+        ]
     );
     let root = adapter("subdirs = [\"noarch\"]\ncooldown = \"3d\"\npackages = [\"numpy*\"]\nexclude = \"numpy-base\"").unwrap();
     assert_eq!(root.units(), ["noarch"]);
     assert_eq!(root.opts.filter.policy.cooldown, Some(3 * 86400));
-    assert!(root.opts.filter.allows("numpy") && !root.opts.filter.allows("numpy-base") && !root.opts.filter.allows("scipy"));
+    assert!(
+        root.opts.filter.allows("numpy")
+            && !root.opts.filter.allows("numpy-base")
+            && !root.opts.filter.allows("scipy")
+    );
     for (keys, what) in [
         ("", "missing key `subdirs`"),
         ("subdirs = [\"linux-64\"]", "include \"noarch\""),
-        ("subdirs = [\"noarch\", \"Linux 64\"]", "\"Linux 64\" is not a subdir name"),
-        ("subdirs = [\"noarch\"]\nchannels = [\"a\", \"a/b\"]", "overlap"),
-        ("subdirs = [\"noarch\"]\nchannels = [\"../up\"]", "not a path under the upstream"),
-        ("subdirs = [\"noarch\"]\nchannels = []", "at least one channel"),
-        ("subdirs = [\"noarch\"]\ncooldown = \"soon\"", "cooldown: expected a duration"),
-        ("subdirs = [\"noarch\"]\nplatforms = [\"linux-64\"]", "unknown key `platforms`"),
+        (
+            "subdirs = [\"noarch\", \"Linux 64\"]",
+            "\"Linux 64\" is not a subdir name",
+        ),
+        (
+            "subdirs = [\"noarch\"]\nchannels = [\"a\", \"a/b\"]",
+            "overlap",
+        ),
+        (
+            "subdirs = [\"noarch\"]\nchannels = [\"../up\"]",
+            "not a path under the upstream",
+        ),
+        (
+            "subdirs = [\"noarch\"]\nchannels = []",
+            "at least one channel",
+        ),
+        (
+            "subdirs = [\"noarch\"]\ncooldown = \"soon\"",
+            "cooldown: expected a duration",
+        ),
+        (
+            "subdirs = [\"noarch\"]\nplatforms = [\"linux-64\"]",
+            "unknown key `platforms`",
+        ),
     ] {
-        let e = adapter(keys).err().unwrap_or_else(|| panic!("{keys:?} was accepted"));
-        assert!(e.contains(what) && e.contains("a conda mirror"), "{keys:?}: {e}");
+        let e = adapter(keys)
+            .err()
+            .unwrap_or_else(|| panic!("{keys:?} was accepted"));
+        assert!(
+            e.contains(what) && e.contains("a conda mirror"),
+            "{keys:?}: {e}"
+        );
     }
     // A channel path that fits but leaves no room for a shard's path below it.
     let deep = vec!["c".repeat(250); 16].join("/");
     assert!(crate::path::RelPath::new(deep.as_str()).is_ok());
-    let e = adapter(&format!("subdirs = [\"noarch\"]\nchannels = [\"{deep}\"]")).err().expect("accepted");
-    assert!(e.contains("too long to hold the documents of subdir \"noarch\""), "{e}");
+    let e = adapter(&format!("subdirs = [\"noarch\"]\nchannels = [\"{deep}\"]"))
+        .err()
+        .expect("accepted");
+    assert!(
+        e.contains("too long to hold the documents of subdir \"noarch\""),
+        "{e}"
+    );
     let fits = vec!["c".repeat(250); 15].join("/");
     assert!(adapter(&format!("subdirs = [\"noarch\"]\nchannels = [\"{fits}\"]")).is_ok());
 }
@@ -133,17 +193,33 @@ fn without_filters_every_document_is_upstreams_and_packages_and_shards_are_liste
     let out = sync(&a, "ch/noarch", &src);
     assert_eq!(out.rejected, 0);
     let e = by_path(&out);
-    assert_eq!(inline(&e, "ch/noarch/repodata.json"), fx("fixture-noarch-repodata.json"), "the .zst's content, byte for byte");
+    assert_eq!(
+        inline(&e, "ch/noarch/repodata.json"),
+        fx("fixture-noarch-repodata.json"),
+        "the .zst's content, byte for byte"
+    );
     for (path, fixture) in [
-        ("ch/noarch/repodata.json.zst", "fixture-noarch-repodata.json.zst"),
-        ("ch/noarch/repodata_shards.msgpack.zst", "fixture-noarch-repodata_shards.msgpack.zst"),
-        ("ch/noarch/current_repodata.json", "fixture-noarch-current_repodata.json"),
+        (
+            "ch/noarch/repodata.json.zst",
+            "fixture-noarch-repodata.json.zst",
+        ),
+        (
+            "ch/noarch/repodata_shards.msgpack.zst",
+            "fixture-noarch-repodata_shards.msgpack.zst",
+        ),
+        (
+            "ch/noarch/current_repodata.json",
+            "fixture-noarch-current_repodata.json",
+        ),
     ] {
         assert_eq!(inline(&e, path), fx(fixture), "{path} is upstream's");
     }
     let doc = json(&fx("fixture-noarch-repodata.json"));
     for f in files(&doc) {
-        let rec = doc["packages"].get(&f).or(doc["packages.conda"].get(&f)).unwrap();
+        let rec = doc["packages"]
+            .get(&f)
+            .or(doc["packages.conda"].get(&f))
+            .unwrap();
         let entry = e[&format!("ch/noarch/{f}")];
         assert_eq!(
             entry.body,
@@ -153,7 +229,10 @@ fn without_filters_every_document_is_upstreams_and_packages_and_shards_are_liste
                 digest: Digest::from_hex(Algo::Sha256, rec["sha256"].as_str().unwrap()).unwrap(),
             }
         );
-        assert_eq!(entry.mtime, Some((rec["timestamp"].as_u64().unwrap() / 1000) as u32));
+        assert_eq!(
+            entry.mtime,
+            Some((rec["timestamp"].as_u64().unwrap() / 1000) as u32)
+        );
     }
     let shard = fx("fixture-noarch-shard.msgpack.zst");
     let hex = Digest::sha256_of(&shard).hex();
@@ -166,7 +245,12 @@ fn without_filters_every_document_is_upstreams_and_packages_and_shards_are_liste
         },
         "a shard is fetched on first read, verified by its name"
     );
-    assert_eq!(out.entries.len(), 3 + 4 + 1, "packages, documents, the shard: {:?}", e.keys());
+    assert_eq!(
+        out.entries.len(),
+        3 + 4 + 1,
+        "packages, documents, the shard: {:?}",
+        e.keys()
+    );
 }
 
 #[test]
@@ -174,10 +258,19 @@ fn a_shard_written_from_repodata_is_the_one_rattler_wrote() {
     for sub in ["noarch", "linux-64"] {
         let bytes = fx(&format!("fixture-{sub}-repodata.json"));
         let doc = repodata::Repodata::parse(&bytes).unwrap();
-        let records: Vec<_> = doc.records.iter().map(|r| (r.kind, r.filename.as_str(), r.raw)).collect();
+        let records: Vec<_> = doc
+            .records
+            .iter()
+            .map(|r| (r.kind, r.filename.as_str(), r.raw))
+            .collect();
         let ours = shards::render_shard(&records, &[]).unwrap();
-        let theirs = zstd::decode(&fx(&format!("fixture-{sub}-shard.msgpack.zst")), 1 << 20).unwrap();
-        assert_eq!(shard_json(&ours).unwrap(), shard_json(&theirs).unwrap(), "{sub}");
+        let theirs =
+            zstd::decode(&fx(&format!("fixture-{sub}-shard.msgpack.zst")), 1 << 20).unwrap();
+        assert_eq!(
+            shard_json(&ours).unwrap(),
+            shard_json(&theirs).unwrap(),
+            "{sub}"
+        );
         assert_eq!(ours, theirs, "{sub}: the same bytes, too");
     }
 }
@@ -189,31 +282,75 @@ fn a_cooldown_hides_young_records_from_every_document() {
     let out = sync(&a, "ch/noarch", &docs("ch/", ALL));
     let e = by_path(&out);
     let young = "fixlib-1.2-h0_0.conda";
-    assert!(!e.contains_key(&format!("ch/noarch/{young}")), "the package is not listed");
+    assert!(
+        !e.contains_key(&format!("ch/noarch/{young}")),
+        "the package is not listed"
+    );
     let served = json(inline(&e, "ch/noarch/repodata.json"));
-    assert_eq!(files(&served), ["fixlib-1.0-h0_0.tar.bz2", "fixlib-1.1-h0_0.conda"]);
+    assert_eq!(
+        files(&served),
+        ["fixlib-1.0-h0_0.tar.bz2", "fixlib-1.1-h0_0.conda"]
+    );
     let mut want = json(&fx("fixture-noarch-repodata.json"));
-    want["packages.conda"].as_object_mut().unwrap().remove(young);
+    want["packages.conda"]
+        .as_object_mut()
+        .unwrap()
+        .remove(young);
     assert_eq!(served, want, "only that record went");
     let zst = zstd::decode(inline(&e, "ch/noarch/repodata.json.zst"), 1 << 20).unwrap();
-    assert_eq!(zst, inline(&e, "ch/noarch/repodata.json"), "the .zst agrees");
-    assert_eq!(files(&json(inline(&e, "ch/noarch/current_repodata.json"))), ["fixlib-1.1-h0_0.conda"]);
+    assert_eq!(
+        zst,
+        inline(&e, "ch/noarch/repodata.json"),
+        "the .zst agrees"
+    );
+    assert_eq!(
+        files(&json(inline(&e, "ch/noarch/current_repodata.json"))),
+        ["fixlib-1.1-h0_0.conda"]
+    );
     // The shard index points at a shard this mirror wrote without 1.2.
     let (index, base, shards_base) = index_of(inline(&e, "ch/noarch/repodata_shards.msgpack.zst"));
-    assert_eq!((base.as_deref(), shards_base.as_deref()), (Some(""), Some("./shards/")));
+    assert_eq!(
+        (base.as_deref(), shards_base.as_deref()),
+        (Some(""), Some("./shards/"))
+    );
     assert_eq!(index.len(), 1);
     let (name, hex) = &index[0];
     assert_eq!(name, "fixlib");
     let shard = inline(&e, &format!("ch/noarch/shards/{hex}.msgpack.zst"));
-    assert_eq!(Digest::sha256_of(shard).hex(), *hex, "named after its own sha256");
+    assert_eq!(
+        Digest::sha256_of(shard).hex(),
+        *hex,
+        "named after its own sha256"
+    );
     let upstream = Digest::sha256_of(&fx("fixture-noarch-shard.msgpack.zst")).hex();
-    assert!(!e.contains_key(&format!("ch/noarch/shards/{upstream}.msgpack.zst")), "upstream's shard is not listed");
-    let mut want = shard_json(&zstd::decode(&fx("fixture-noarch-shard.msgpack.zst"), 1 << 20).unwrap()).unwrap();
-    want["packages.conda"].as_object_mut().unwrap().remove(young);
-    assert_eq!(shard_json(&zstd::decode(shard, 1 << 20).unwrap()).unwrap(), want);
+    assert!(
+        !e.contains_key(&format!("ch/noarch/shards/{upstream}.msgpack.zst")),
+        "upstream's shard is not listed"
+    );
+    let mut want =
+        shard_json(&zstd::decode(&fx("fixture-noarch-shard.msgpack.zst"), 1 << 20).unwrap())
+            .unwrap();
+    want["packages.conda"]
+        .as_object_mut()
+        .unwrap()
+        .remove(young);
+    assert_eq!(
+        shard_json(&zstd::decode(shard, 1 << 20).unwrap()).unwrap(),
+        want
+    );
     // Later, nothing is young any more.
-    let later = block_on(a.unit("ch/noarch", &docs("ch/", ALL), 4_102_444_800 + 8 * 86400, true)).unwrap().unwrap();
-    assert_eq!(inline(&by_path(&later), "ch/noarch/repodata.json"), fx("fixture-noarch-repodata.json"));
+    let later = block_on(a.unit(
+        "ch/noarch",
+        &docs("ch/", ALL),
+        4_102_444_800 + 8 * 86400,
+        true,
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        inline(&by_path(&later), "ch/noarch/repodata.json"),
+        fx("fixture-noarch-repodata.json")
+    );
 }
 
 /// The files repodata.json, current_repodata.json and the shard of
@@ -223,7 +360,10 @@ fn served_everywhere(out: &UnitOutput) -> Vec<String> {
     let e = by_path(out);
     let main = files(&json(inline(&e, "ch/noarch/repodata.json")));
     let current = files(&json(inline(&e, "ch/noarch/current_repodata.json")));
-    assert!(current.iter().all(|f| main.contains(f)), "current {current:?} within {main:?}");
+    assert!(
+        current.iter().all(|f| main.contains(f)),
+        "current {current:?} within {main:?}"
+    );
     let (index, ..) = index_of(inline(&e, "ch/noarch/repodata_shards.msgpack.zst"));
     let shard = match &index[..] {
         [] => Vec::new(),
@@ -259,19 +399,45 @@ fn served_everywhere(out: &UnitOutput) -> Vec<String> {
 #[test]
 fn version_filters_and_the_block_list_apply_to_every_document_by_conda_order() {
     let at = |keys: &str| {
-        let a = adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}")).unwrap();
+        let a = adapter(&format!(
+            "channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}"
+        ))
+        .unwrap();
         served_everywhere(&sync(&a, "ch/noarch", &docs("ch/", ALL)))
     };
-    let (v10, v11, v12) = ("fixlib-1.0-h0_0.tar.bz2", "fixlib-1.1-h0_0.conda", "fixlib-1.2-h0_0.conda");
+    let (v10, v11, v12) = (
+        "fixlib-1.0-h0_0.tar.bz2",
+        "fixlib-1.1-h0_0.conda",
+        "fixlib-1.2-h0_0.conda",
+    );
     assert_eq!(at(""), [v10, v11, v12]);
     assert_eq!(at("keep_latest = 1"), [v12], "the newest by version");
     assert_eq!(at("keep_latest = 2"), [v11, v12]);
-    assert_eq!(at("keep_latest = 1\ncooldown = \"7d\""), [v11], "keep_latest counts what the cooldown left");
+    assert_eq!(
+        at("keep_latest = 1\ncooldown = \"7d\""),
+        [v11],
+        "keep_latest counts what the cooldown left"
+    );
     assert_eq!(at("block = [\"fixlib@1.1\"]"), [v10, v12]);
-    assert_eq!(at("block = [\"fixlib\"]"), Vec::<String>::new(), "a blocked name is not served at all");
-    assert_eq!(at("keep_latest = 1\n[[override]]\nunits = [\"fix*\"]\nkeep_latest = 2"), [v11, v12], "an override wins for its units");
-    assert_eq!(at("keep_latest = 2\n[[override]]\nunits = [\"other\"]\nkeep_latest = 1"), [v11, v12]);
-    assert_eq!(at("prereleases = false"), [v10, v11, v12], "no pre-release in the fixture");
+    assert_eq!(
+        at("block = [\"fixlib\"]"),
+        Vec::<String>::new(),
+        "a blocked name is not served at all"
+    );
+    assert_eq!(
+        at("keep_latest = 1\n[[override]]\nunits = [\"fix*\"]\nkeep_latest = 2"),
+        [v11, v12],
+        "an override wins for its units"
+    );
+    assert_eq!(
+        at("keep_latest = 2\n[[override]]\nunits = [\"other\"]\nkeep_latest = 1"),
+        [v11, v12]
+    );
+    assert_eq!(
+        at("prereleases = false"),
+        [v10, v11, v12],
+        "no pre-release in the fixture"
+    );
     // A release candidate published beside them: prereleases = false drops
     // it, and it is the newest by version otherwise.
     let mut doc = json(&fx("fixture-noarch-repodata.json"));
@@ -280,7 +446,10 @@ fn version_filters_and_the_block_list_apply_to_every_document_by_conda_order() {
     doc["packages.conda"]["fixlib-1.3rc1-h0_0.conda"] = rc;
     let src = Docs::new(BASE).with("ch/noarch/repodata.json", serde_json::to_vec(&doc).unwrap());
     let listed = |keys: &str| {
-        let a = adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}")).unwrap();
+        let a = adapter(&format!(
+            "channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}"
+        ))
+        .unwrap();
         let out = sync(&a, "ch/noarch", &src);
         let mut f = files(&json(inline(&by_path(&out), "ch/noarch/repodata.json")));
         f.retain(|f| f.starts_with("fixlib-"));
@@ -289,23 +458,46 @@ fn version_filters_and_the_block_list_apply_to_every_document_by_conda_order() {
     let rc = "fixlib-1.3rc1-h0_0.conda";
     assert_eq!(listed(""), [v10, v11, v12, rc]);
     assert_eq!(listed("keep_latest = 1"), [rc], "1.3rc1 sorts above 1.2");
-    assert_eq!(listed("prereleases = false"), [v10, v11, v12], "the release candidate is dropped");
+    assert_eq!(
+        listed("prereleases = false"),
+        [v10, v11, v12],
+        "the release candidate is dropped"
+    );
     assert_eq!(listed("prereleases = false\nkeep_latest = 1"), [v12]);
 }
 
 #[test]
 fn name_filters_drop_whole_shards_and_every_record_of_the_name() {
     for keys in ["exclude = [\"fix*\"]", "packages = [\"fixapp\"]"] {
-        let a = adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\", \"linux-64\"]\n{keys}")).unwrap();
+        let a = adapter(&format!(
+            "channels = [\"ch\"]\nsubdirs = [\"noarch\", \"linux-64\"]\n{keys}"
+        ))
+        .unwrap();
         let src = docs("ch/", ALL);
         let out = sync(&a, "ch/noarch", &src);
         let e = by_path(&out);
-        assert!(files(&json(inline(&e, "ch/noarch/repodata.json"))).is_empty(), "{keys}");
-        assert!(files(&json(inline(&e, "ch/noarch/current_repodata.json"))).is_empty(), "{keys}");
+        assert!(
+            files(&json(inline(&e, "ch/noarch/repodata.json"))).is_empty(),
+            "{keys}"
+        );
+        assert!(
+            files(&json(inline(&e, "ch/noarch/current_repodata.json"))).is_empty(),
+            "{keys}"
+        );
         let zst = zstd::decode(inline(&e, "ch/noarch/repodata.json.zst"), 1 << 20).unwrap();
         assert_eq!(zst, inline(&e, "ch/noarch/repodata.json"), "{keys}");
-        assert!(index_of(inline(&e, "ch/noarch/repodata_shards.msgpack.zst")).0.is_empty(), "{keys}");
-        assert!(e.keys().all(|p| !p.contains("fixlib") && !p.contains("/shards/")), "{keys}: {:?}", e.keys());
+        assert!(
+            index_of(inline(&e, "ch/noarch/repodata_shards.msgpack.zst"))
+                .0
+                .is_empty(),
+            "{keys}"
+        );
+        assert!(
+            e.keys()
+                .all(|p| !p.contains("fixlib") && !p.contains("/shards/")),
+            "{keys}: {:?}",
+            e.keys()
+        );
         let app = sync(&a, "ch/linux-64", &src);
         let has_app = by_path(&app).contains_key("ch/linux-64/fixapp-1.0-h0_0.conda");
         assert_eq!(has_app, keys.starts_with("packages"), "{keys}");
@@ -317,21 +509,39 @@ fn hostile_records_and_shard_entries_are_dropped_and_the_good_ones_stay() {
     let a = adapter("channels = [\"h\"]\nsubdirs = [\"noarch\"]").unwrap();
     let src = Docs::new(BASE)
         .with("h/noarch/repodata.json", fx("hostile-noarch-repodata.json"))
-        .with("h/noarch/repodata_shards.msgpack.zst", fx("hostile-noarch-repodata_shards.msgpack.zst"));
+        .with(
+            "h/noarch/repodata_shards.msgpack.zst",
+            fx("hostile-noarch-repodata_shards.msgpack.zst"),
+        );
     let out = sync(&a, "h/noarch", &src);
     let e = by_path(&out);
-    let packages: Vec<&String> = e.keys().filter(|p| p.ends_with(".conda") || p.ends_with(".bz2")).collect();
+    let packages: Vec<&String> = e
+        .keys()
+        .filter(|p| p.ends_with(".conda") || p.ends_with(".bz2"))
+        .collect();
     assert_eq!(packages, ["h/noarch/good-1.0-h0_0.conda"]);
     // 15 bad records (one filename twice) and 5 bad shard entries.
     assert_eq!(out.rejected, 15 + 5, "{:?}", e.keys());
-    assert_eq!(files(&json(inline(&e, "h/noarch/repodata.json"))), ["good-1.0-h0_0.conda"]);
+    assert_eq!(
+        files(&json(inline(&e, "h/noarch/repodata.json"))),
+        ["good-1.0-h0_0.conda"]
+    );
     let (index, _, _) = index_of(inline(&e, "h/noarch/repodata_shards.msgpack.zst"));
-    assert_eq!(index.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["good"]);
+    assert_eq!(
+        index.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["good"]
+    );
     assert!(
-        matches!(e[&format!("h/noarch/shards/{}.msgpack.zst", index[0].1)].body, Body::Remote { .. }),
+        matches!(
+            e[&format!("h/noarch/shards/{}.msgpack.zst", index[0].1)].body,
+            Body::Remote { .. }
+        ),
         "upstream's shard of good, which lost no record"
     );
-    assert!(!e.contains_key("h/noarch/repodata.json.zst"), "upstream has none");
+    assert!(
+        !e.contains_key("h/noarch/repodata.json.zst"),
+        "upstream has none"
+    );
     for p in e.keys() {
         crate::path::RelPath::new(p.as_str()).unwrap();
     }
@@ -341,10 +551,18 @@ fn hostile_records_and_shard_entries_are_dropped_and_the_good_ones_stay() {
 fn base_urls_elsewhere_are_fetched_from_there_and_rewritten_away() {
     let mut doc = json(&fx("fixture-noarch-repodata.json"));
     doc["info"]["base_url"] = "https://cdn.upstream.test/files/noarch/".into();
-    let mut index = zstd::decode(&fx("fixture-noarch-repodata_shards.msgpack.zst"), 1 << 20).unwrap();
+    let mut index =
+        zstd::decode(&fx("fixture-noarch-repodata_shards.msgpack.zst"), 1 << 20).unwrap();
     let parsed = Index::parse(&index).unwrap();
-    let set = [("base_url", "https://cdn.upstream.test/files/noarch/"), ("shards_base_url", "https://shards.upstream.test/n/")];
-    let hashes: Vec<_> = parsed.shards.iter().map(|(n, h)| (*n, h.unwrap())).collect();
+    let set = [
+        ("base_url", "https://cdn.upstream.test/files/noarch/"),
+        ("shards_base_url", "https://shards.upstream.test/n/"),
+    ];
+    let hashes: Vec<_> = parsed
+        .shards
+        .iter()
+        .map(|(n, h)| (*n, h.unwrap()))
+        .collect();
     index = parsed.render(&set, &hashes);
     let a = adapter("subdirs = [\"noarch\"]").unwrap();
     let src = Docs::new(BASE)
@@ -353,22 +571,38 @@ fn base_urls_elsewhere_are_fetched_from_there_and_rewritten_away() {
     let e_out = sync(&a, "noarch", &src);
     let e = by_path(&e_out);
     match &e["noarch/fixlib-1.1-h0_0.conda"].body {
-        Body::Remote { url, .. } => assert_eq!(url, "https://cdn.upstream.test/files/noarch/fixlib-1.1-h0_0.conda"),
+        Body::Remote { url, .. } => assert_eq!(
+            url,
+            "https://cdn.upstream.test/files/noarch/fixlib-1.1-h0_0.conda"
+        ),
         b => panic!("{b:?}"),
     }
     let served = json(inline(&e, "noarch/repodata.json"));
-    assert_eq!(served["info"], serde_json::json!({"subdir": "noarch"}), "clients fetch packages from the mirror");
+    assert_eq!(
+        served["info"],
+        serde_json::json!({"subdir": "noarch"}),
+        "clients fetch packages from the mirror"
+    );
     assert_eq!(files(&served), files(&doc));
     let (shards, base, shards_base) = index_of(inline(&e, "noarch/repodata_shards.msgpack.zst"));
-    assert_eq!((base.as_deref(), shards_base.as_deref()), (Some(""), Some("./shards/")));
+    assert_eq!(
+        (base.as_deref(), shards_base.as_deref()),
+        (Some(""), Some("./shards/"))
+    );
     match &e[&format!("noarch/shards/{}.msgpack.zst", shards[0].1)].body {
-        Body::Remote { url, .. } => assert_eq!(url, &format!("https://shards.upstream.test/n/{}.msgpack.zst", shards[0].1)),
+        Body::Remote { url, .. } => assert_eq!(
+            url,
+            &format!("https://shards.upstream.test/n/{}.msgpack.zst", shards[0].1)
+        ),
         b => panic!("{b:?}"),
     }
     doc["info"]["base_url"] = "file:///etc/".into();
     let src = Docs::new(BASE).with("noarch/repodata.json", serde_json::to_vec(&doc).unwrap());
     let err = try_sync(&a, "noarch", &src).unwrap_err().to_string();
-    assert!(err.contains("noarch/repodata.json") && err.contains("not an http(s) base URL"), "{err}");
+    assert!(
+        err.contains("noarch/repodata.json") && err.contains("not an http(s) base URL"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -377,12 +611,24 @@ fn plain_repodata_is_served_as_it_is_and_filtered_without_a_zst() {
     let src = Docs::new(BASE).with("noarch/repodata.json", fx("fixture-noarch-repodata.json"));
     let out = sync(&a, "noarch", &src);
     let e = by_path(&out);
-    assert_eq!(inline(&e, "noarch/repodata.json"), fx("fixture-noarch-repodata.json"));
-    assert!(!e.keys().any(|p| p.contains(".zst") || p.contains("shards")), "{:?}", e.keys());
+    assert_eq!(
+        inline(&e, "noarch/repodata.json"),
+        fx("fixture-noarch-repodata.json")
+    );
+    assert!(
+        !e.keys().any(|p| p.contains(".zst") || p.contains("shards")),
+        "{:?}",
+        e.keys()
+    );
     let a = adapter("subdirs = [\"noarch\"]\nexclude = [\"fixlib\"]").unwrap();
     let out = sync(&a, "noarch", &src);
     assert!(files(&json(inline(&by_path(&out), "noarch/repodata.json"))).is_empty());
-    assert!(block_on(a.unit("linux-64", &src, NOW, true)).unwrap().is_none(), "a subdir upstream lacks");
+    assert!(
+        block_on(a.unit("linux-64", &src, NOW, true))
+            .unwrap()
+            .is_none(),
+        "a subdir upstream lacks"
+    );
 }
 
 #[test]
@@ -390,39 +636,77 @@ fn broken_documents_fail_the_subdir_naming_the_url_or_are_left_out() {
     let a = adapter("subdirs = [\"noarch\"]").unwrap();
     let zst = fx("fixture-noarch-repodata.json.zst");
     for (path, body, what) in [
-        ("noarch/repodata.json", b"<html>".to_vec(), "not a repodata document"),
-        ("noarch/repodata.json", b"{\"packages\":{},\"packages\":{}}".to_vec(), "`packages` appears twice"),
-        ("noarch/repodata.json", b"{\"info\":{\"subdir\":\"linux-64\"}}".to_vec(), "info.subdir is \"linux-64\""),
-        ("noarch/repodata.json.zst", zst[..zst.len() - 9].to_vec(), "bad zstd data"),
+        (
+            "noarch/repodata.json",
+            b"<html>".to_vec(),
+            "not a repodata document",
+        ),
+        (
+            "noarch/repodata.json",
+            b"{\"packages\":{},\"packages\":{}}".to_vec(),
+            "`packages` appears twice",
+        ),
+        (
+            "noarch/repodata.json",
+            b"{\"info\":{\"subdir\":\"linux-64\"}}".to_vec(),
+            "info.subdir is \"linux-64\"",
+        ),
+        (
+            "noarch/repodata.json.zst",
+            zst[..zst.len() - 9].to_vec(),
+            "bad zstd data",
+        ),
     ] {
-        let e = try_sync(&a, "noarch", &Docs::new(BASE).with(path, body)).unwrap_err().to_string();
-        assert!(e.contains(&format!("{BASE}{path}")) && e.contains(what), "{e}");
+        let e = try_sync(&a, "noarch", &Docs::new(BASE).with(path, body))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{BASE}{path}")) && e.contains(what),
+            "{e}"
+        );
     }
     // A broken shard index or current_repodata.json goes; repodata.json stays.
     let src = Docs::new(BASE)
         .with("noarch/repodata.json.zst", zst)
-        .with("noarch/repodata_shards.msgpack.zst", zstd::encode(b"\x81\xa4info\xc1"))
+        .with(
+            "noarch/repodata_shards.msgpack.zst",
+            zstd::encode(b"\x81\xa4info\xc1"),
+        )
         .with("noarch/current_repodata.json", b"[1]");
     let out = sync(&a, "noarch", &src);
     let e = by_path(&out);
     assert_eq!(out.rejected, 2);
     assert!(e.contains_key("noarch/repodata.json") && e.contains_key("noarch/repodata.json.zst"));
-    assert!(!e.keys().any(|p| p.contains("shards") || p.contains("current")), "{:?}", e.keys());
+    assert!(
+        !e.keys()
+            .any(|p| p.contains("shards") || p.contains("current")),
+        "{:?}",
+        e.keys()
+    );
 }
 
 #[test]
 fn a_cooldown_hides_records_whose_age_is_unknown() {
     let mut doc = json(&fx("fixture-noarch-repodata.json"));
-    doc["packages.conda"]["fixlib-1.1-h0_0.conda"].as_object_mut().unwrap().remove("timestamp");
+    doc["packages.conda"]["fixlib-1.1-h0_0.conda"]
+        .as_object_mut()
+        .unwrap()
+        .remove("timestamp");
     let src = Docs::new(BASE).with("ch/noarch/repodata.json", serde_json::to_vec(&doc).unwrap());
     let cooled = adapter("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\ncooldown = \"7d\"").unwrap();
     let out = sync(&cooled, "ch/noarch", &src);
     let e = by_path(&out);
-    assert_eq!(files(&json(inline(&e, "ch/noarch/repodata.json"))), ["fixlib-1.0-h0_0.tar.bz2"]);
+    assert_eq!(
+        files(&json(inline(&e, "ch/noarch/repodata.json"))),
+        ["fixlib-1.0-h0_0.tar.bz2"]
+    );
     assert!(!e.contains_key("ch/noarch/fixlib-1.1-h0_0.conda"));
     let open = adapter("channels = [\"ch\"]\nsubdirs = [\"noarch\"]").unwrap();
     let e2 = sync(&open, "ch/noarch", &src);
-    assert!(by_path(&e2).contains_key("ch/noarch/fixlib-1.1-h0_0.conda"), "listed without a cooldown");
+    assert!(
+        by_path(&e2).contains_key("ch/noarch/fixlib-1.1-h0_0.conda"),
+        "listed without a cooldown"
+    );
 }
 
 // retain = "additive"
@@ -433,7 +717,10 @@ const V12: &str = "fixlib-1.2-h0_0.conda";
 const V13A: &str = "fixlib-1.3a1-h0_0.conda";
 
 fn retain_adapter(keys: &str) -> Conda {
-    adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\nretain = \"additive\"\n{keys}")).unwrap()
+    adapter(&format!(
+        "channels = [\"ch\"]\nsubdirs = [\"noarch\"]\nretain = \"additive\"\n{keys}"
+    ))
+    .unwrap()
 }
 
 /// The fixture's noarch repodata.json, with a pre-release (1.3a1, dated
@@ -469,8 +756,14 @@ fn upstream_without(doc: &serde_json::Value, gone: &[&str]) -> Docs {
     Docs::new(BASE)
         .with("ch/noarch/repodata.json.zst", zstd::encode(&bytes))
         .with("ch/noarch/repodata.json", bytes)
-        .with("ch/noarch/current_repodata.json", serde_json::to_vec(&current).unwrap())
-        .with("ch/noarch/repodata_shards.msgpack.zst", fx("fixture-noarch-repodata_shards.msgpack.zst"))
+        .with(
+            "ch/noarch/current_repodata.json",
+            serde_json::to_vec(&current).unwrap(),
+        )
+        .with(
+            "ch/noarch/repodata_shards.msgpack.zst",
+            fx("fixture-noarch-repodata_shards.msgpack.zst"),
+        )
 }
 
 /// The generation `out` made, as the mirror serves it: the packages named
@@ -481,12 +774,21 @@ fn generation(out: &UnitOutput, cached: &[&str]) -> Vec<(String, crate::layout::
 
 /// One sync of ch/noarch over `up` while `previous` is served: what it
 /// serves, and what it reported retained.
-fn sync_over(a: &Conda, mut up: Docs, previous: Vec<(String, crate::layout::Previous)>) -> (UnitOutput, (usize, Vec<Digest>)) {
+fn sync_over(
+    a: &Conda,
+    mut up: Docs,
+    previous: Vec<(String, crate::layout::Previous)>,
+) -> (UnitOutput, (usize, Vec<Digest>)) {
     for (path, file) in previous {
         up = up.served(&path, file);
     }
     let out = sync(a, "ch/noarch", &up);
-    let r = up.retained.lock().unwrap().remove("ch/noarch").unwrap_or_default();
+    let r = up
+        .retained
+        .lock()
+        .unwrap()
+        .remove("ch/noarch")
+        .unwrap_or_default();
     (out, r)
 }
 
@@ -507,17 +809,42 @@ fn additive_keeps_a_removed_package_in_every_document_while_its_file_is_cached()
     removed["removed"] = serde_json::json!([V10, V11]);
     let only = || upstream_without(&removed, &[V11]);
     let (second, (versions, artifacts)) = sync_over(&a, only(), generation(&first, &[V10]));
-    assert_eq!(served_everywhere(&second), [V10, V12], "the cached removed package stays everywhere, the uncached one goes");
+    assert_eq!(
+        served_everywhere(&second),
+        [V10, V12],
+        "the cached removed package stays everywhere, the uncached one goes"
+    );
     let e = by_path(&second);
     let main = json(inline(&e, "ch/noarch/repodata.json"));
-    assert_eq!(main["packages"][V10], fixture["packages"][V10], "its record as it was served");
-    assert_eq!(main["removed"], serde_json::json!([V11]), "`removed` no longer names it");
+    assert_eq!(
+        main["packages"][V10], fixture["packages"][V10],
+        "its record as it was served"
+    );
+    assert_eq!(
+        main["removed"],
+        serde_json::json!([V11]),
+        "`removed` no longer names it"
+    );
     let zst = zstd::decode(inline(&e, "ch/noarch/repodata.json.zst"), 1 << 20).unwrap();
-    assert_eq!(zst, inline(&e, "ch/noarch/repodata.json"), "the .zst agrees");
-    assert_eq!(files(&json(inline(&e, "ch/noarch/current_repodata.json"))), [V12]);
+    assert_eq!(
+        zst,
+        inline(&e, "ch/noarch/repodata.json"),
+        "the .zst agrees"
+    );
+    assert_eq!(
+        files(&json(inline(&e, "ch/noarch/current_repodata.json"))),
+        [V12]
+    );
     let was = by_path(&first)[&format!("ch/noarch/{V10}")].body.clone();
-    assert_eq!(e[&format!("ch/noarch/{V10}")].body, was, "the URL, size and sha256 it was served with");
-    assert_eq!((versions, artifacts), (1, vec![sha256_of_record(&fixture, "packages", V10)]));
+    assert_eq!(
+        e[&format!("ch/noarch/{V10}")].body,
+        was,
+        "the URL, size and sha256 it was served with"
+    );
+    assert_eq!(
+        (versions, artifacts),
+        (1, vec![sha256_of_record(&fixture, "packages", V10)])
+    );
     // Still cached: still kept, from what the last generation served.
     let (third, (versions, _)) = sync_over(&a, only(), generation(&second, &[V10]));
     assert_eq!(served_everywhere(&third), [V10, V12]);
@@ -544,28 +871,53 @@ fn a_blocked_pre_release_or_cooled_package_is_never_retained() {
     let only = || upstream_without(&all, &[V10, V11, V13A]);
     let strict = retain_adapter("block = [\"fixlib@1.0\"]\nprereleases = false");
     let (out, (versions, artifacts)) = sync_over(&strict, only(), served());
-    assert_eq!(served_everywhere(&out), [V11, V12], "the blocked package and the pre-release are not retained");
-    assert_eq!((versions, artifacts), (1, vec![sha256_of_record(&all, "packages.conda", V11)]));
+    assert_eq!(
+        served_everywhere(&out),
+        [V11, V12],
+        "the blocked package and the pre-release are not retained"
+    );
+    assert_eq!(
+        (versions, artifacts),
+        (1, vec![sha256_of_record(&all, "packages.conda", V11)])
+    );
     // keep_latest counts retained versions as it counts upstream's.
     let (out, (versions, _)) = sync_over(&retain_adapter("keep_latest = 2"), only(), served());
     assert_eq!(served_everywhere(&out), [V12, V13A]);
     assert_eq!(versions, 1);
     // A cooldown dates them by their own timestamps: 1.2 (2099) is hidden,
     // the retained ones (2024) are served.
-    let (out, (versions, _)) = sync_over(&retain_adapter("cooldown = \"7d\"\nprereleases = false"), only(), served());
-    assert_eq!(files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))), [V10, V11]);
+    let (out, (versions, _)) = sync_over(
+        &retain_adapter("cooldown = \"7d\"\nprereleases = false"),
+        only(),
+        served(),
+    );
+    assert_eq!(
+        files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))),
+        [V10, V11]
+    );
     assert_eq!(versions, 2);
 }
 
 #[test]
 fn mirror_retention_drops_a_removed_package_even_when_cached() {
     for keys in ["", "retain = \"mirror\""] {
-        let a = adapter(&format!("channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}")).unwrap();
+        let a = adapter(&format!(
+            "channels = [\"ch\"]\nsubdirs = [\"noarch\"]\n{keys}"
+        ))
+        .unwrap();
         let fixture = json(&fx("fixture-noarch-repodata.json"));
         let first = sync(&a, "ch/noarch", &docs("ch/", ALL));
-        let (out, r) = sync_over(&a, upstream_without(&fixture, &[V10, V11]), generation(&first, &[V10, V11]));
+        let (out, r) = sync_over(
+            &a,
+            upstream_without(&fixture, &[V10, V11]),
+            generation(&first, &[V10, V11]),
+        );
         let e = by_path(&out);
-        assert_eq!(files(&json(inline(&e, "ch/noarch/repodata.json"))), [V12], "{keys:?}");
+        assert_eq!(
+            files(&json(inline(&e, "ch/noarch/repodata.json"))),
+            [V12],
+            "{keys:?}"
+        );
         assert!(!e.contains_key(&format!("ch/noarch/{V10}")), "{keys:?}");
         assert_eq!(r, (0, vec![]), "nothing reported under mirror retention");
     }
@@ -587,9 +939,14 @@ fn an_unreadable_served_repodata_or_other_cached_bytes_retain_nothing() {
         }
         g
     };
-    let broken = served_with("ch/noarch/repodata.json", &|f| *f = Previous::Doc(b"{\"packages\": ".to_vec()));
+    let broken = served_with("ch/noarch/repodata.json", &|f| {
+        *f = Previous::Doc(b"{\"packages\": ".to_vec())
+    });
     let (out, r) = sync_over(&a, only(), broken);
-    assert_eq!(files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))), [V11, V12]);
+    assert_eq!(
+        files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))),
+        [V11, V12]
+    );
     assert_eq!(r, (0, vec![]));
     // The cache holds bytes of another sha256 at 1.0's path.
     let other = served_with(&format!("ch/noarch/{V10}"), &|f| {
@@ -598,7 +955,10 @@ fn an_unreadable_served_repodata_or_other_cached_bytes_retain_nothing() {
         }
     });
     let (out, r) = sync_over(&a, only(), other);
-    assert_eq!(files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))), [V11, V12]);
+    assert_eq!(
+        files(&json(inline(&by_path(&out), "ch/noarch/repodata.json"))),
+        [V11, V12]
+    );
     assert_eq!(r, (0, vec![]));
 }
 
@@ -616,12 +976,23 @@ fn additive_skips_an_unchanged_subdir_only_while_what_it_retained_is_cached() {
         for (p, f) in generation(&second, cached) {
             up = up.served(&p, f);
         }
-        block_on(a.unit("ch/noarch", &up, NOW, false)).unwrap().unwrap()
+        block_on(a.unit("ch/noarch", &up, NOW, false))
+            .unwrap()
+            .unwrap()
     };
-    assert!(refresh(&a, &[V10]).unchanged, "1.0 still cached: the same tree, not rebuilt");
+    assert!(
+        refresh(&a, &[V10]).unchanged,
+        "1.0 still cached: the same tree, not rebuilt"
+    );
     let fresh = retain_adapter("");
-    assert!(!refresh(&fresh, &[V10]).unchanged, "after a restart nothing is known: rebuilt");
+    assert!(
+        !refresh(&fresh, &[V10]).unchanged,
+        "after a restart nothing is known: rebuilt"
+    );
     let evicted = refresh(&a, &[]);
     assert!(!evicted.unchanged, "1.0 evicted: rebuilt");
-    assert_eq!(files(&json(inline(&by_path(&evicted), "ch/noarch/repodata.json"))), [V11, V12]);
+    assert_eq!(
+        files(&json(inline(&by_path(&evicted), "ch/noarch/repodata.json"))),
+        [V11, V12]
+    );
 }

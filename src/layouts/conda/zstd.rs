@@ -69,7 +69,8 @@ pub fn decode(data: &[u8], limit: u64) -> Result<Vec<u8>, String> {
 
 /// One zstd frame holding `data`, with its content size in the header.
 pub fn encode(data: &[u8]) -> Vec<u8> {
-    let mut z = ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest);
+    let mut z =
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest);
     // ruzstd writes magic, a descriptor with no flags (no content size, not
     // single-segment, no checksum, no dictionary), then a window
     // descriptor. Set the content-size flag to "8 bytes" and put the size
@@ -96,7 +97,10 @@ mod tests {
             assert_eq!(frame.content_size(), data.len() as u64);
             assert_eq!(decode(&z, data.len() as u64).unwrap(), data);
         }
-        assert!(encode(&b"x".repeat(1 << 20)).len() < 1 << 12, "it compresses");
+        assert!(
+            encode(&b"x".repeat(1 << 20)).len() < 1 << 12,
+            "it compresses"
+        );
     }
 
     #[test]
@@ -104,8 +108,15 @@ mod tests {
         let z = encode(&vec![b' '; 10 << 20]);
         let e = decode(&z, 1 << 20).unwrap_err();
         assert!(e.contains("more than 1048576 bytes"), "{e}");
-        assert!(decode(b"{\"info\":{}}", 1 << 20).unwrap_err().contains("bad zstd"));
-        assert!(decode(&z[..z.len() / 2], 20 << 20).is_err(), "a truncated frame");
+        assert!(
+            decode(b"{\"info\":{}}", 1 << 20)
+                .unwrap_err()
+                .contains("bad zstd")
+        );
+        assert!(
+            decode(&z[..z.len() / 2], 20 << 20).is_err(),
+            "a truncated frame"
+        );
         let mut two = encode(b"ab");
         two.extend([0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 9, 9]); // a skippable frame
         two.extend(encode(b"cd"));

@@ -121,7 +121,10 @@ impl Parser<'_> {
     }
 
     /// `{ item, item, … }` with an optional trailing comma.
-    fn hash(&mut self, mut item: impl FnMut(&mut Self) -> Result<(), String>) -> Result<(), String> {
+    fn hash(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
         self.punct("{")?;
         loop {
             self.ws();

@@ -35,10 +35,10 @@ pub mod recent;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
+use crate::layout::bad_metadata as bad;
 use crate::layout::{
     Adapter, BoxFuture, Capabilities, DocSource, LayoutDef, MirrorContext, Previous, Selection,
     Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
@@ -128,7 +128,6 @@ pub struct Cpan {
     retained: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
-
 fn entry(path: String, body: Body) -> Entry {
     Entry {
         path: RelPath::new(path).expect("checked names"),
@@ -176,9 +175,12 @@ impl Cpan {
     fn retained_cached(&self, id: &str, src: &dyn DocSource) -> bool {
         let retained = self.retained.lock().unwrap();
         retained.get(id).is_some_and(|paths| {
-            paths
-                .iter()
-                .all(|p| matches!(src.previous(p), Some(Previous::Artifact { cached: true, .. })))
+            paths.iter().all(|p| {
+                matches!(
+                    src.previous(p),
+                    Some(Previous::Artifact { cached: true, .. })
+                )
+            })
         })
     }
 
@@ -211,11 +213,17 @@ impl Cpan {
                     paths.push(path.clone());
                     entries.push(entry(path, Body::Remote { url, size, digest }));
                 }
-                _ => tracing::debug!(author = id, file = %name, "removed upstream and not cached: gone"),
+                _ => {
+                    tracing::debug!(author = id, file = %name, "removed upstream and not cached: gone")
+                }
             }
         }
         if !paths.is_empty() {
-            tracing::info!(author = id, files = paths.len(), "retain: keeping files CHECKSUMS no longer lists whose bytes are cached");
+            tracing::info!(
+                author = id,
+                files = paths.len(),
+                "retain: keeping files CHECKSUMS no longer lists whose bytes are cached"
+            );
         }
         src.retained(id, paths.len(), digests);
         self.retained.lock().unwrap().insert(id.to_string(), paths);
@@ -376,7 +384,10 @@ impl Cpan {
         if self.additive {
             self.retain(id, &dir, &files, src, &mut entries);
         }
-        entries.push(entry(format!("authors/id/{dir}/CHECKSUMS"), doc.into_body()));
+        entries.push(entry(
+            format!("authors/id/{dir}/CHECKSUMS"),
+            doc.into_body(),
+        ));
         Ok(Some(UnitOutput {
             entries,
             rejected,

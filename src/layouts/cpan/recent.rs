@@ -72,8 +72,14 @@ pub fn parse(text: &[u8]) -> Result<Recent, String> {
     let minmax = get(&meta, "minmax");
     let (min, max) = match &minmax {
         Some(mm @ Node::Map(m)) if !m.is_empty() => (
-            epoch(scalar(get(mm, "min"), "meta.minmax.min")?, "meta.minmax.min")?,
-            epoch(scalar(get(mm, "max"), "meta.minmax.max")?, "meta.minmax.max")?,
+            epoch(
+                scalar(get(mm, "min"), "meta.minmax.min")?,
+                "meta.minmax.min",
+            )?,
+            epoch(
+                scalar(get(mm, "max"), "meta.minmax.max")?,
+                "meta.minmax.max",
+            )?,
         ),
         // A file with no events yet has an empty minmax.
         _ => (f64::INFINITY, 0.0),
@@ -227,7 +233,11 @@ fn key_value(text: &str) -> Option<(&str, &str)> {
 }
 
 fn scalar(s: &str, no: usize) -> Result<Node, String> {
-    let refuse = || Err(format!("line {no}: {s:?} is outside the YAML RECENT files use"));
+    let refuse = || {
+        Err(format!(
+            "line {no}: {s:?} is outside the YAML RECENT files use"
+        ))
+    };
     match s.as_bytes().first() {
         None => Ok(Node::Null),
         Some(b'\'') => match s[1..].strip_suffix('\'') {

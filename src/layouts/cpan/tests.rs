@@ -11,21 +11,39 @@ struct Key(PathBuf);
 
 impl Key {
     fn new(tag: &str) -> Key {
-        let dir = std::env::temp_dir().join(format!("regfs-cpan-test-{}-{tag}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("regfs-cpan-test-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let gpg = |args: &[&str]| {
             let st = Command::new("gpg")
                 .arg("--homedir")
                 .arg(&dir)
-                .args(["--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""])
+                .args([
+                    "--batch",
+                    "--quiet",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    "",
+                ])
                 .args(args)
                 .status()
                 .expect("gpg is installed");
             assert!(st.success(), "gpg {args:?}");
         };
-        gpg(&["--quick-gen-key", &format!("{tag} <{tag}@upstream.test>"), "ed25519", "sign", "never"]);
-        gpg(&["--output", dir.join("pub.gpg").to_str().unwrap(), "--export"]);
+        gpg(&[
+            "--quick-gen-key",
+            &format!("{tag} <{tag}@upstream.test>"),
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        gpg(&[
+            "--output",
+            dir.join("pub.gpg").to_str().unwrap(),
+            "--export",
+        ]);
         Key(dir)
     }
 
@@ -37,7 +55,14 @@ impl Key {
         let out = Command::new("gpg")
             .arg("--homedir")
             .arg(&self.0)
-            .args(["--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args([
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
             .arg("--clearsign")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -98,7 +123,16 @@ fn names_and_lookups() {
     for good in ["AB", "ABCD", "A-B1", "XYZZY123"] {
         assert!(is_author(good), "{good}");
     }
-    for bad in ["", "A", "abcd", "1ABC", "AB/C", "AB.C", "..", "ABCDEFGHIJKLMNOPQ"] {
+    for bad in [
+        "",
+        "A",
+        "abcd",
+        "1ABC",
+        "AB/C",
+        "AB.C",
+        "..",
+        "ABCDEFGHIJKLMNOPQ",
+    ] {
         assert!(!is_author(bad), "{bad:?}");
     }
     assert_eq!(author_dir("ABCD"), "A/AB/ABCD");
@@ -108,7 +142,10 @@ fn names_and_lookups() {
     assert_eq!(author_of("01mailrc.txt.gz"), None);
     let key = Key::new("names");
     let a = adapter(&key.keyring(), None);
-    assert_eq!(a.lazy_unit("authors/id/A/AB", "ABCD").as_deref(), Some("ABCD"));
+    assert_eq!(
+        a.lazy_unit("authors/id/A/AB", "ABCD").as_deref(),
+        Some("ABCD")
+    );
     assert_eq!(a.lazy_unit("authors/id/A/AB", "XBCD"), None);
     assert_eq!(a.lazy_unit("authors/id/A/AB", "abcd"), None);
     assert_eq!(a.lazy_unit("authors/id/A", "AB"), None);
@@ -118,7 +155,9 @@ fn names_and_lookups() {
     let f = adapter(&key.keyring(), Some(&["abc*"]));
     assert!(f.lazy_unit("authors/id/A/AB", "ABCD").is_some());
     assert!(f.lazy_unit("authors/id/A/AB", "ABXY").is_none());
-    let no_key = testing::configure(&LAYOUT, UP, "", Cpan::from_keys).err().unwrap();
+    let no_key = testing::configure(&LAYOUT, UP, "", Cpan::from_keys)
+        .err()
+        .unwrap();
     assert!(no_key.contains("keyring"), "{no_key}");
     let bad = testing::configure(
         &LAYOUT,
@@ -137,7 +176,10 @@ fn an_author_directory_verified_by_its_signed_checksums() {
     let other = Key::new("forger");
     let a = adapter(&key.keyring(), None);
     let dist: &[u8] = b"dist bytes";
-    let text = checksums("A/AB/ABCD", &[("Foo-1.0.tar.gz", dist), ("Foo-1.0.meta", b"{}")]);
+    let text = checksums(
+        "A/AB/ABCD",
+        &[("Foo-1.0.tar.gz", dist), ("Foo-1.0.meta", b"{}")],
+    );
     let signed = key.clearsign(&text);
     let docs = Docs::new(UP).with("authors/id/A/AB/ABCD/CHECKSUMS", &signed);
     let out = block_on(a.unit("ABCD", &docs, 0, true)).unwrap().unwrap();
@@ -159,11 +201,20 @@ fn an_author_directory_verified_by_its_signed_checksums() {
 
     // Signed by another key, altered after signing, unsigned, or another
     // directory's: the directory is refused, naming the URL.
-    let tampered = String::from_utf8(signed.clone()).unwrap().replace("'size' => 10", "'size' => 11");
+    let tampered = String::from_utf8(signed.clone())
+        .unwrap()
+        .replace("'size' => 10", "'size' => 11");
     let other_dir = key.clearsign(&checksums("X/XY/XYZ", &[("Foo-1.0.tar.gz", dist)]));
-    for body in [other.clearsign(&text), tampered.into_bytes(), text.clone().into_bytes(), other_dir] {
+    for body in [
+        other.clearsign(&text),
+        tampered.into_bytes(),
+        text.clone().into_bytes(),
+        other_dir,
+    ] {
         let docs = Docs::new(UP).with("authors/id/A/AB/ABCD/CHECKSUMS", &body);
-        let e = block_on(a.unit("ABCD", &docs, 0, true)).unwrap_err().to_string();
+        let e = block_on(a.unit("ABCD", &docs, 0, true))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("authors/id/A/AB/ABCD/CHECKSUMS"), "{e}");
     }
     // Evaluable Perl, even signed, is not data.
@@ -171,7 +222,11 @@ fn an_author_directory_verified_by_its_signed_checksums() {
     let docs = Docs::new(UP).with("authors/id/A/AB/ABCD/CHECKSUMS", &evil);
     assert!(block_on(a.unit("ABCD", &docs, 0, true)).is_err());
     // Upstream without that author: not materialized.
-    assert!(block_on(a.unit("ABCD", &Docs::new(UP), 0, true)).unwrap().is_none());
+    assert!(
+        block_on(a.unit("ABCD", &Docs::new(UP), 0, true))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -188,14 +243,27 @@ fn syncs_refresh_only_what_the_recent_files_name() {
             .with("authors/RECENT-1h.yaml", r1h)
     };
     // No previous sync: a full pass, RECENT-1h read for its baseline only.
-    let docs = base(recent("100.5", 1000.0, 2000.0, &[(2000.0, "id/A/AB/ABCD/D-1.tar.gz")]));
+    let docs = base(recent(
+        "100.5",
+        1000.0,
+        2000.0,
+        &[(2000.0, "id/A/AB/ABCD/D-1.tar.gz")],
+    ));
     let sel = block_on(a.select(&docs)).unwrap();
     assert_eq!(sel, Selection::Lazy(vec![INDEX.to_string()]));
     assert_eq!(a.seen.lock().unwrap().plan, Some(Plan::Full));
     assert_eq!(*docs.asked.lock().unwrap(), ["authors/RECENT-1h.yaml"]);
 
     // Next: 1h reaches back to 2000 and names XYZ only.
-    let docs = base(recent("100.5", 1500.0, 3000.0, &[(3000.0, "id/X/XY/XYZ/D-1.tar.gz"), (1500.0, "id/A/AB/ABCD/x")]));
+    let docs = base(recent(
+        "100.5",
+        1500.0,
+        3000.0,
+        &[
+            (3000.0, "id/X/XY/XYZ/D-1.tar.gz"),
+            (1500.0, "id/A/AB/ABCD/x"),
+        ],
+    ));
     block_on(a.select(&docs)).unwrap();
     let only = |ids: &[&str]| Some(Plan::Only(ids.iter().map(|s| s.to_string()).collect()));
     assert_eq!(a.seen.lock().unwrap().plan, only(&["XYZ"]));
@@ -209,27 +277,76 @@ fn syncs_refresh_only_what_the_recent_files_name() {
     );
     // An author whose refresh failed is tried again at the next sync, even
     // where no RECENT file names it any more.
-    let broken = base(recent("100.5", 1500.0, 3000.0, &[(3000.0, "id/A/AB/ABCD/y")]))
-        .with("authors/id/A/AB/ABCD/CHECKSUMS", "garbage");
+    let broken = base(recent(
+        "100.5",
+        1500.0,
+        3000.0,
+        &[(3000.0, "id/A/AB/ABCD/y")],
+    ))
+    .with("authors/id/A/AB/ABCD/CHECKSUMS", "garbage");
     block_on(a.select(&broken)).unwrap();
     assert_eq!(a.seen.lock().unwrap().plan, only(&["ABCD"]));
     assert!(block_on(a.unit("ABCD", &broken, 0, false)).is_err());
-    let docs = base(recent("100.5", 2900.0, 3100.0, &[(3100.0, "id/X/XY/XYZ/D-1.tar.gz")]));
+    let docs = base(recent(
+        "100.5",
+        2900.0,
+        3100.0,
+        &[(3100.0, "id/X/XY/XYZ/D-1.tar.gz")],
+    ));
     block_on(a.select(&docs)).unwrap();
     assert_eq!(a.seen.lock().unwrap().plan, only(&["ABCD", "XYZ"]));
-    assert!(!block_on(a.unit("ABCD", &docs, 0, false)).unwrap().unwrap().unchanged);
-    let docs = base(recent("100.5", 3000.0, 3100.0, &[(3100.0, "id/X/XY/XYZ/D-1.tar.gz")]));
+    assert!(
+        !block_on(a.unit("ABCD", &docs, 0, false))
+            .unwrap()
+            .unwrap()
+            .unchanged
+    );
+    let docs = base(recent(
+        "100.5",
+        3000.0,
+        3100.0,
+        &[(3100.0, "id/X/XY/XYZ/D-1.tar.gz")],
+    ));
     block_on(a.select(&docs)).unwrap();
     assert_eq!(a.seen.lock().unwrap().plan, only(&["XYZ"]));
-    let docs = base(recent("100.5", 1500.0, 3000.0, &[(3000.0, "id/X/XY/XYZ/D-1.tar.gz"), (1500.0, "id/A/AB/ABCD/x")]));
+    let docs = base(recent(
+        "100.5",
+        1500.0,
+        3000.0,
+        &[
+            (3000.0, "id/X/XY/XYZ/D-1.tar.gz"),
+            (1500.0, "id/A/AB/ABCD/x"),
+        ],
+    ));
     // A lazy lookup (full) is never skipped.
-    assert!(!block_on(a.unit("ABCD", &docs, 0, true)).unwrap().unwrap().unchanged);
+    assert!(
+        !block_on(a.unit("ABCD", &docs, 0, true))
+            .unwrap()
+            .unwrap()
+            .unchanged
+    );
 
     // 1h no longer reaches back to 3000: the longer files are read in turn,
     // their events added up, until one does.
-    let docs = base(recent("100.5", 5000.0, 6000.0, &[(6000.0, "id/A/AB/ABCD/y")]))
-        .with("authors/RECENT-6h.yaml", recent("100.5", 4000.0, 5500.0, &[(5500.0, "id/Q/QQ/QQQ/z")]))
-        .with("authors/RECENT-1d.yaml", recent("100.5", 2000.0, 5000.0, &[(3500.0, "id/X/XY/XYZ/z"), (2500.0, "id/Z/ZZ/ZZZ/old")]));
+    let docs = base(recent(
+        "100.5",
+        5000.0,
+        6000.0,
+        &[(6000.0, "id/A/AB/ABCD/y")],
+    ))
+    .with(
+        "authors/RECENT-6h.yaml",
+        recent("100.5", 4000.0, 5500.0, &[(5500.0, "id/Q/QQ/QQQ/z")]),
+    )
+    .with(
+        "authors/RECENT-1d.yaml",
+        recent(
+            "100.5",
+            2000.0,
+            5000.0,
+            &[(3500.0, "id/X/XY/XYZ/z"), (2500.0, "id/Z/ZZ/ZZZ/old")],
+        ),
+    );
     block_on(a.select(&docs)).unwrap();
     assert_eq!(a.seen.lock().unwrap().plan, only(&["ABCD", "QQQ", "XYZ"]));
     assert_eq!(docs.asked.lock().unwrap().len(), 3);
@@ -258,8 +375,16 @@ fn the_indexes_are_served_byte_identical() {
         .with("authors/01mailrc.txt.gz", gz);
     let out = block_on(a.unit(INDEX, &docs, 0, false)).unwrap().unwrap();
     let paths: Vec<&str> = out.entries.iter().map(|e| e.path.as_str()).collect();
-    assert_eq!(paths, ["modules/02packages.details.txt.gz", "authors/01mailrc.txt.gz"]);
-    let e = block_on(a.unit(INDEX, &Docs::new(UP), 0, false)).unwrap_err().to_string();
+    assert_eq!(
+        paths,
+        [
+            "modules/02packages.details.txt.gz",
+            "authors/01mailrc.txt.gz"
+        ]
+    );
+    let e = block_on(a.unit(INDEX, &Docs::new(UP), 0, false))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("02packages"), "{e}");
     let docs = Docs::new(UP).with("modules/02packages.details.txt.gz", b"plain");
     assert!(block_on(a.unit(INDEX, &docs, 0, false)).is_err());

@@ -30,10 +30,10 @@ use std::io::Read;
 
 pub use packages::{is_package_name, is_version, parse, parse_listing};
 
-use crate::layout::bad_metadata as bad;
 use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::{Glob, Section};
+use crate::layout::bad_metadata as bad;
 use crate::layout::{
     Adapter, BoxFuture, Capabilities, DocSource, LayoutDef, MirrorContext, Selection, Sizes,
     SyncError, UnitOutput, get_optional, literal_seeds,
@@ -74,7 +74,6 @@ pub struct Cran {
     base: String,
 }
 
-
 /// The file each `Archive/<pkg>/` holds beside its tarballs: a listing of
 /// them that a web server's `index` answers for the directory (no
 /// autoindex, which would stat, and so fetch, every tarball), so that the
@@ -85,7 +84,8 @@ pub const LISTING: &str = "index.html";
 /// [`parse_listing`] reads (file names are checked package files: nothing
 /// in them needs escaping).
 fn listing_html(pkg: &str, files: &[String]) -> String {
-    let mut html = format!("<html><head><title>Index of src/contrib/Archive/{pkg}/</title></head><body>\n");
+    let mut html =
+        format!("<html><head><title>Index of src/contrib/Archive/{pkg}/</title></head><body>\n");
     for f in files {
         html.push_str(&format!("<a href=\"{f}\">{f}</a>\n"));
     }
@@ -208,7 +208,11 @@ impl Cran {
     }
 
     /// `Archive/<pkg>/`: the tarballs upstream's listing of it links to.
-    async fn archive(&self, pkg: &str, src: &dyn DocSource) -> Result<Option<UnitOutput>, SyncError> {
+    async fn archive(
+        &self,
+        pkg: &str,
+        src: &dyn DocSource,
+    ) -> Result<Option<UnitOutput>, SyncError> {
         if !self.tofu || !self.allowed(pkg) {
             return Ok(None);
         }
@@ -220,7 +224,9 @@ impl Cran {
         if files.is_empty() {
             return Err(bad(
                 &doc.url,
-                format!("links to no {pkg}_<version>.tar.gz: not a directory listing of the package's archived versions"),
+                format!(
+                    "links to no {pkg}_<version>.tar.gz: not a directory listing of the package's archived versions"
+                ),
             ));
         }
         let listing = listing_html(pkg, &files);
@@ -228,7 +234,10 @@ impl Cran {
             .into_iter()
             .map(|f| self.remote(format!("{ARCHIVE}/{pkg}/{f}"), Digest::none()))
             .collect();
-        entries.push(entry(format!("{ARCHIVE}/{pkg}/{LISTING}"), Body::Inline(listing.into_bytes())));
+        entries.push(entry(
+            format!("{ARCHIVE}/{pkg}/{LISTING}"),
+            Body::Inline(listing.into_bytes()),
+        ));
         Ok(Some(UnitOutput {
             entries,
             rejected: 0,
@@ -238,11 +247,16 @@ impl Cran {
 }
 
 impl Adapter for Cran {
-    fn select<'a>(&'a self, _src: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>> {
+    fn select<'a>(
+        &'a self,
+        _src: &'a dyn DocSource,
+    ) -> BoxFuture<'a, Result<Selection, SyncError>> {
         Box::pin(async move {
             let mut seeds = vec![INDEX.to_string()];
             if self.tofu {
-                seeds.extend(literal_seeds(&self.filter, |p| Some(format!("Archive/{p}"))));
+                seeds.extend(literal_seeds(&self.filter, |p| {
+                    Some(format!("Archive/{p}"))
+                }));
             }
             Ok(Selection::Lazy(seeds))
         })

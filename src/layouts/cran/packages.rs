@@ -44,7 +44,10 @@ pub fn is_version(s: &str) -> bool {
 
 /// `<pkg>_<version>.tar.gz` of package `pkg`: its version.
 pub fn version_of_file<'a>(pkg: &str, file: &'a str) -> Option<&'a str> {
-    let v = file.strip_prefix(pkg)?.strip_prefix('_')?.strip_suffix(".tar.gz")?;
+    let v = file
+        .strip_prefix(pkg)?
+        .strip_prefix('_')?
+        .strip_suffix(".tar.gz")?;
     is_version(v).then_some(v)
 }
 
@@ -65,7 +68,13 @@ pub fn parse(text: &str) -> (Vec<Listed>, Vec<String>) {
         let (Some(name), Some(version)) = (field("Package"), field("Version")) else {
             dropped.push(format!(
                 "a record without Package or Version: {:?}",
-                record.lines().next().unwrap_or("").chars().take(80).collect::<String>()
+                record
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
             ));
             continue;
         };

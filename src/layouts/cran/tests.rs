@@ -49,13 +49,25 @@ fn unit(a: &Cran, u: &str, src: &Docs) -> Result<Option<UnitOutput>, SyncError> 
 fn packages_records_give_name_version_and_md5() {
     let (listed, dropped) = parse(PACKAGES);
     let names: Vec<_> = listed.iter().map(|p| p.file()).collect();
-    assert_eq!(names, ["fixdep_1.1.tar.gz", "fixapp_0.2-1.tar.gz", "nomd5_2.0.tar.gz"]);
+    assert_eq!(
+        names,
+        [
+            "fixdep_1.1.tar.gz",
+            "fixapp_0.2-1.tar.gz",
+            "nomd5_2.0.tar.gz"
+        ]
+    );
     assert_eq!(listed[0].md5.as_ref().unwrap().algo(), Algo::Md5);
     assert_eq!(listed[2].md5, None);
     assert_eq!(dropped.len(), 1, "{dropped:?}");
     assert!(is_version("1.0-3") && !is_version("1") && !is_version("1..2") && !is_version("a.b"));
     assert!(is_package_name("R6") && is_package_name("data.table"));
-    assert!(!is_package_name("x") && !is_package_name("a/b") && !is_package_name("1ab") && !is_package_name("ab."));
+    assert!(
+        !is_package_name("x")
+            && !is_package_name("a/b")
+            && !is_package_name("1ab")
+            && !is_package_name("ab.")
+    );
 }
 
 #[test]
@@ -67,13 +79,22 @@ fn without_the_policy_only_the_packages_files_are_listed() {
     names.sort();
     assert_eq!(
         names,
-        ["src/contrib/PACKAGES", "src/contrib/PACKAGES.gz", "src/contrib/PACKAGES.rds"]
+        [
+            "src/contrib/PACKAGES",
+            "src/contrib/PACKAGES.gz",
+            "src/contrib/PACKAGES.rds"
+        ]
     );
     assert!(matches!(&f["src/contrib/PACKAGES"], Body::Inline(b) if b == PACKAGES.as_bytes()));
     assert_eq!(out.rejected, 1);
     assert_eq!(a.lazy_unit(ARCHIVE, "fixdep"), None);
     assert!(!a.lazy_dir(CONTRIB, "Archive"));
-    assert_eq!(unit(&a, "Archive/fixdep", &upstream()).unwrap().map(|o| o.entries.len()), None);
+    assert_eq!(
+        unit(&a, "Archive/fixdep", &upstream())
+            .unwrap()
+            .map(|o| o.entries.len()),
+        None
+    );
 }
 
 #[test]
@@ -83,13 +104,18 @@ fn under_the_policy_tarballs_are_listed_with_their_md5_or_none() {
     let f = files(&out);
     match &f["src/contrib/fixapp_0.2-1.tar.gz"] {
         Body::Remote { url, size, digest } => {
-            assert_eq!(url, "https://cran.upstream.test/src/contrib/fixapp_0.2-1.tar.gz");
+            assert_eq!(
+                url,
+                "https://cran.upstream.test/src/contrib/fixapp_0.2-1.tar.gz"
+            );
             assert_eq!(*size, None);
             assert_eq!(digest.to_string(), "md5:900150983cd24fb0d6963f7d28e17f72");
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(&f["src/contrib/nomd5_2.0.tar.gz"], Body::Remote { digest, .. } if *digest == Digest::none()));
+    assert!(
+        matches!(&f["src/contrib/nomd5_2.0.tar.gz"], Body::Remote { digest, .. } if *digest == Digest::none())
+    );
     // The filter limits tarballs, never the PACKAGES files.
     let only = adapter("trust_on_first_use = true\npackages = [\"fixapp\"]");
     let f = files(&unit(&only, INDEX, &upstream()).unwrap().unwrap());
@@ -102,7 +128,10 @@ fn under_the_policy_tarballs_are_listed_with_their_md5_or_none() {
 fn archive_directories_are_read_from_their_listing() {
     let a = adapter("trust_on_first_use = true");
     assert!(a.lazy_dir(CONTRIB, "Archive"));
-    assert_eq!(a.lazy_unit(ARCHIVE, "fixdep").as_deref(), Some("Archive/fixdep"));
+    assert_eq!(
+        a.lazy_unit(ARCHIVE, "fixdep").as_deref(),
+        Some("Archive/fixdep")
+    );
     assert_eq!(a.lazy_unit(ARCHIVE, "../x"), None);
     let out = unit(&a, "Archive/fixdep", &upstream()).unwrap().unwrap();
     let mut names: Vec<_> = files(&out).into_keys().collect();
@@ -115,16 +144,29 @@ fn archive_directories_are_read_from_their_listing() {
             "src/contrib/Archive/fixdep/index.html"
         ]
     );
-    let tarballs = out.entries.iter().filter(|e| e.path.as_str().ends_with(".tar.gz"));
-    assert!(tarballs.clone().all(|e| matches!(&e.body, Body::Remote { digest, .. } if *digest == Digest::none())));
+    let tarballs = out
+        .entries
+        .iter()
+        .filter(|e| e.path.as_str().ends_with(".tar.gz"));
+    assert!(
+        tarballs
+            .clone()
+            .all(|e| matches!(&e.body, Body::Remote { digest, .. } if *digest == Digest::none()))
+    );
     // The listing the mirror serves is one a mirror of this mirror reads
     // alike (the shipped nginx config serves it as the directory's index).
-    let Some(Body::Inline(html)) = files(&out).remove("src/contrib/Archive/fixdep/index.html") else {
+    let Some(Body::Inline(html)) = files(&out).remove("src/contrib/Archive/fixdep/index.html")
+    else {
         panic!("no inline index.html")
     };
     let tier2 = Docs::new(BASE).with("src/contrib/Archive/fixdep/", html);
     let again = unit(&a, "Archive/fixdep", &tier2).unwrap().unwrap();
-    assert_eq!(files(&again).keys().collect::<std::collections::BTreeSet<_>>(), files(&out).keys().collect());
+    assert_eq!(
+        files(&again)
+            .keys()
+            .collect::<std::collections::BTreeSet<_>>(),
+        files(&out).keys().collect()
+    );
     assert_eq!(tarballs.count(), 2);
     assert!(unit(&a, "Archive/nothere", &upstream()).unwrap().is_none());
     // A page that links to none of the package's tarballs is not its listing.
@@ -136,7 +178,10 @@ fn archive_directories_are_read_from_their_listing() {
 #[test]
 fn a_packages_gz_that_is_not_packages_fails_the_index() {
     let a = adapter("trust_on_first_use = true");
-    let src = upstream().with("src/contrib/PACKAGES.gz", gz(b"Package: other\nVersion: 1.0\n"));
+    let src = upstream().with(
+        "src/contrib/PACKAGES.gz",
+        gz(b"Package: other\nVersion: 1.0\n"),
+    );
     let e = unit(&a, INDEX, &src).unwrap_err().to_string();
     assert!(e.contains("PACKAGES.gz") && e.contains("compressed"), "{e}");
     let src = upstream().with("src/contrib/PACKAGES.rds", b"<html>");
@@ -149,5 +194,8 @@ fn a_literal_package_name_is_checked() {
     let e = testing::configure(&LAYOUT, BASE, "packages = [\"a/b\"]", Cran::from_keys)
         .err()
         .unwrap();
-    assert!(e.contains("packages") && e.contains("not an R package name"), "{e}");
+    assert!(
+        e.contains("packages") && e.contains("not an R package name"),
+        "{e}"
+    );
 }

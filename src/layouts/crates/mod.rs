@@ -316,7 +316,11 @@ impl Adapter for Crates {
                 src.retained(unit, removed.len(), artifacts);
             }
             if !removed.is_empty() {
-                tracing::info!(krate = unit, versions = removed.len(), "retain: keeping index lines removed upstream whose .crate files are cached");
+                tracing::info!(
+                    krate = unit,
+                    versions = removed.len(),
+                    "retain: keeping index lines removed upstream whose .crate files are cached"
+                );
             }
             let mut entries: Vec<Entry> = versions
                 .iter()

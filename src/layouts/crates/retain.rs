@@ -25,7 +25,12 @@ pub struct Removed {
 /// The lines of `served` (the index file of `unit` served last generation)
 /// whose version `upstream` (the new file's lines) no longer lists and
 /// whose `.crate` is cached with the line's `cksum`.
-pub fn removed(unit: &str, served: &[u8], upstream: &[Version], src: &dyn DocSource) -> Vec<Removed> {
+pub fn removed(
+    unit: &str,
+    served: &[u8],
+    upstream: &[Version],
+    src: &dyn DocSource,
+) -> Vec<Removed> {
     let (old, _) = parse_index(unit, served);
     let mut kept = Vec::new();
     for v in old {
@@ -49,7 +54,9 @@ pub fn removed(unit: &str, served: &[u8], upstream: &[Version], src: &dyn DocSou
                 },
                 version: v,
             }),
-            _ => tracing::debug!(krate = unit, vers = %v.vers, "removed upstream and not cached: gone"),
+            _ => {
+                tracing::debug!(krate = unit, vers = %v.vers, "removed upstream and not cached: gone")
+            }
         }
     }
     kept

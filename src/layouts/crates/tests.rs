@@ -272,7 +272,9 @@ fn retain_sync(
     }
     let keys = format!("public_url = \"http://mirror.example/crates\"\n{keys}");
     let a = testing::configure(&LAYOUT, BASE, &keys, Crates::from_keys).unwrap();
-    let out = testing::block_on(a.unit("demo", &docs, 400 * 86400, true)).unwrap().unwrap();
+    let out = testing::block_on(a.unit("demo", &docs, 400 * 86400, true))
+        .unwrap()
+        .unwrap();
     let mut crates = Vec::new();
     let mut file = String::new();
     for e in &out.entries {
@@ -283,12 +285,21 @@ fn retain_sync(
         }
     }
     crates.sort();
-    let r = docs.retained.lock().unwrap().remove("demo").unwrap_or_default();
+    let r = docs
+        .retained
+        .lock()
+        .unwrap()
+        .remove("demo")
+        .unwrap_or_default();
     (out, crates, file, r)
 }
 
 fn nothing_served() -> UnitOutput {
-    UnitOutput { entries: vec![], rejected: 0, unchanged: false }
+    UnitOutput {
+        entries: vec![],
+        rejected: 0,
+        unchanged: false,
+    }
 }
 
 #[test]
@@ -301,10 +312,25 @@ fn additive_keeps_a_removed_line_while_its_crate_is_cached_byte_identical() {
     // Upstream deletes 0.1.0 and 0.2.0; only 0.1.0's .crate is cached.
     let (second, crates, file, (versions, artifacts)) =
         retain_sync(keys, &[own("0.3.0")], &first, &["0.1.0"]);
-    assert_eq!(crates, ["0.1.0", "0.3.0"], "the cached removed version stays, the uncached one goes");
-    assert_eq!(file, [own("0.3.0"), own("0.1.0")].join("\n") + "\n", "upstream's lines, then the retained one, byte-identical");
-    assert_eq!((versions, artifacts), (1, vec![Digest::sha256_of(b"0.1.0")]));
-    let c = second.entries.iter().find(|e| e.path.as_str() == "dl/demo/demo-0.1.0.crate").unwrap();
+    assert_eq!(
+        crates,
+        ["0.1.0", "0.3.0"],
+        "the cached removed version stays, the uncached one goes"
+    );
+    assert_eq!(
+        file,
+        [own("0.3.0"), own("0.1.0")].join("\n") + "\n",
+        "upstream's lines, then the retained one, byte-identical"
+    );
+    assert_eq!(
+        (versions, artifacts),
+        (1, vec![Digest::sha256_of(b"0.1.0")])
+    );
+    let c = second
+        .entries
+        .iter()
+        .find(|e| e.path.as_str() == "dl/demo/demo-0.1.0.crate")
+        .unwrap();
     assert_eq!(
         c.body,
         Body::Remote {
@@ -316,14 +342,18 @@ fn additive_keeps_a_removed_line_while_its_crate_is_cached_byte_identical() {
     );
     // Still cached: still kept; evicted since: gone at the next generation.
     let (third, crates, _, (versions, _)) = retain_sync(keys, &[own("0.3.0")], &second, &["0.1.0"]);
-    assert_eq!((crates, versions), (vec!["0.1.0".to_string(), "0.3.0".to_string()], 1));
+    assert_eq!(
+        (crates, versions),
+        (vec!["0.1.0".to_string(), "0.3.0".to_string()], 1)
+    );
     let (_, crates, file, r) = retain_sync(keys, &[own("0.3.0")], &third, &[]);
     assert_eq!(crates, ["0.3.0"]);
     assert_eq!(file, own("0.3.0") + "\n");
     assert_eq!(r, (0, vec![]));
     // Yanked upstream is not removed: served as upstream has it, not retained.
     let yanked = own("0.1.0").replace("\"yanked\":false", "\"yanked\":true");
-    let (_, crates, file, (versions, _)) = retain_sync(keys, &[yanked.clone(), own("0.3.0")], &third, &["0.1.0"]);
+    let (_, crates, file, (versions, _)) =
+        retain_sync(keys, &[yanked.clone(), own("0.3.0")], &third, &["0.1.0"]);
     assert_eq!(crates, ["0.1.0", "0.3.0"]);
     assert_eq!(file, [yanked, own("0.3.0")].join("\n") + "\n");
     assert_eq!(versions, 0);
@@ -336,11 +366,24 @@ fn a_blocked_line_is_never_retained_and_mirror_retention_drops_removed_lines() {
     let cached = ["0.1.0", "0.2.0-rc.1"];
     let strict = "retain = \"additive\"\nblock = [\"demo@0.1.0\"]\nprereleases = false";
     let (_, crates, file, r) = retain_sync(strict, &[own("0.3.0")], &first, &cached);
-    assert_eq!(crates, ["0.3.0"], "the blocked version and the pre-release are not retained");
+    assert_eq!(
+        crates,
+        ["0.3.0"],
+        "the blocked version and the pre-release are not retained"
+    );
     assert_eq!(file, own("0.3.0") + "\n");
     assert_eq!(r, (0, vec![]));
-    let (_, crates, _, (versions, _)) = retain_sync("retain = \"additive\"\nkeep_latest = 2", &[own("0.3.0")], &first, &cached);
-    assert_eq!(crates, ["0.2.0-rc.1", "0.3.0"], "retained versions count towards keep_latest");
+    let (_, crates, _, (versions, _)) = retain_sync(
+        "retain = \"additive\"\nkeep_latest = 2",
+        &[own("0.3.0")],
+        &first,
+        &cached,
+    );
+    assert_eq!(
+        crates,
+        ["0.2.0-rc.1", "0.3.0"],
+        "retained versions count towards keep_latest"
+    );
     assert_eq!(versions, 1);
     let (_, crates, _, r) = retain_sync("retain = \"mirror\"", &[own("0.3.0")], &first, &cached);
     assert_eq!(crates, ["0.3.0"]);

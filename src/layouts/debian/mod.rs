@@ -27,7 +27,6 @@
 
 mod deb822;
 
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,8 +36,8 @@ use crate::catalog::{Body, Entry, Generation, Kind};
 use crate::digest::Digest;
 use crate::keys::Section;
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Sizes, Doc, DocError, DocRequest, DocSource, Keep, LayoutDef,
-    MirrorContext, SeenRelease, SeenReleases, Selection, SyncError, UnitOutput,
+    Adapter, BoxFuture, Capabilities, Doc, DocError, DocRequest, DocSource, Keep, LayoutDef,
+    MirrorContext, SeenRelease, SeenReleases, Selection, Sizes, SyncError, UnitOutput,
 };
 use crate::path::RelPath;
 
@@ -444,7 +443,11 @@ impl Debian {
             // Invariant 9: a path Release may name but the tree cannot hold
             // (PATH_MAX below `dists/<suite>/`) is left out.
             let Ok(path) = RelPath::new(format!("{dists}/{p}")) else {
-                tracing::warn!(suite, file = p, "leaving out an index whose path is too long for the tree");
+                tracing::warn!(
+                    suite,
+                    file = p,
+                    "leaving out an index whose path is too long for the tree"
+                );
                 rejected += 1;
                 continue;
             };
@@ -479,7 +482,11 @@ impl Debian {
             ];
             for (algo, hex) in hashes.into_iter().filter_map(|(a, h)| Some((a, h?))) {
                 let Ok(alias_path) = RelPath::new(format!("{dir}/by-hash/{algo}/{hex}")) else {
-                    tracing::warn!(suite, file = p, "leaving out a by-hash path too long for the tree");
+                    tracing::warn!(
+                        suite,
+                        file = p,
+                        "leaving out a by-hash path too long for the tree"
+                    );
                     rejected += 1;
                     continue;
                 };

@@ -44,8 +44,8 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Sizes, Doc, DocError, DocSource, FileDigest, LayoutDef,
-    MirrorContext, Selection, SyncError, UnitOutput, get_optional, literal_seeds,
+    Adapter, BoxFuture, Capabilities, Doc, DocError, DocSource, FileDigest, LayoutDef,
+    MirrorContext, Selection, Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
 use crate::policy::{Policy, Retain, Scheme};
@@ -307,7 +307,9 @@ impl Go {
         let mut infos = HashMap::new();
         if self.policy.cooldown.is_some() {
             let docs = futures_util::future::join_all(
-                listed.iter().map(|v| self.optional(src, format!("{esc}/@v/{v}.info"))),
+                listed
+                    .iter()
+                    .map(|v| self.optional(src, format!("{esc}/@v/{v}.info"))),
             )
             .await;
             for (v, doc) in listed.iter().zip(docs) {
@@ -322,7 +324,10 @@ impl Go {
             .iter()
             .map(|v| (v.as_str(), time(v)))
             .chain(removed.iter().map(|(v, k)| (v.as_str(), k.time())));
-        let selected = self.policy.unit(module).select(Scheme::Semver, candidates, now);
+        let selected = self
+            .policy
+            .unit(module)
+            .select(Scheme::Semver, candidates, now);
         let kept = listed
             .iter()
             .chain(removed.iter().map(|(v, _)| v))
@@ -379,7 +384,11 @@ impl Go {
             retained,
         } = self.served(esc, module, &list.body, src, now).await?;
         if !retained.is_empty() {
-            tracing::info!(module, versions = retained.len(), "retain: keeping versions removed upstream whose zips are cached in @v/list");
+            tracing::info!(
+                module,
+                versions = retained.len(),
+                "retain: keeping versions removed upstream whose zips are cached in @v/list"
+            );
         }
         let path = |p: String| {
             RelPath::new(p).map_err(|e| SyncError::BadMetadata {
@@ -399,22 +408,39 @@ impl Go {
         let upstream_latest = latest.as_ref().and_then(|d| parse_info(&d.body).0);
         let dated = |d: &Doc| {
             let (v, t) = parse_info(&d.body);
-            v.is_some_and(|v| self.policy.unit(module).hides(Scheme::Semver, &v, t, now).is_none())
+            v.is_some_and(|v| {
+                self.policy
+                    .unit(module)
+                    .hides(Scheme::Semver, &v, t, now)
+                    .is_none()
+            })
         };
-        let unlisted = |v: &str| !String::from_utf8_lossy(&list.body).split_whitespace().any(|l| l == v);
+        let unlisted = |v: &str| {
+            !String::from_utf8_lossy(&list.body)
+                .split_whitespace()
+                .any(|l| l == v)
+        };
         let served_latest = match (latest, upstream_latest) {
             (Some(d), Some(v)) if kept.contains(&v) => Some(d.body),
             // A latest not in the list (a pseudo-version) stands if the policy lets it.
             (Some(d), Some(v))
-                if unlisted(&v) && self.policy.unit(module).filters.keep_latest.is_none() && dated(&d) =>
+                if unlisted(&v)
+                    && self.policy.unit(module).filters.keep_latest.is_none()
+                    && dated(&d) =>
             {
                 Some(d.body)
             }
-            _ => match crate::policy::UnitPolicy::newest_release(Scheme::Semver, kept.iter().map(String::as_str)) {
+            _ => match crate::policy::UnitPolicy::newest_release(
+                Scheme::Semver,
+                kept.iter().map(String::as_str),
+            ) {
                 Some(v) => match (infos.remove(v), retained.iter().find(|(r, _)| r == v)) {
                     (Some(d), _) => Some(d.body),
                     (None, Some((_, k))) => Some(k.info.clone()),
-                    (None, None) => self.optional(src, format!("{esc}/@v/{v}.info")).await?.map(|d| d.body),
+                    (None, None) => self
+                        .optional(src, format!("{esc}/@v/{v}.info"))
+                        .await?
+                        .map(|d| d.body),
                 },
                 None => None,
             },
@@ -452,7 +478,10 @@ impl Go {
         // Under a cooldown the policy has read the .info already.
         let mut dated = None;
         if self.policy != Policy::default() {
-            match self.version_served(esc, module, version, old.as_ref(), src, now).await? {
+            match self
+                .version_served(esc, module, version, old.as_ref(), src, now)
+                .await?
+            {
                 Served::Hidden => {
                     tracing::debug!(module, version, "hidden by the mirror's policy");
                     return Ok((None, None));
@@ -536,10 +565,18 @@ impl Go {
         if let (Some(sum), _) = &sums
             && *sum != old.digest
         {
-            tracing::warn!(module, version, "retain: the checksum source names another zip h1: than the one served, not retained");
+            tracing::warn!(
+                module,
+                version,
+                "retain: the checksum source names another zip h1: than the one served, not retained"
+            );
             return (None, None);
         }
-        tracing::info!(module, version, "retain: removed upstream, served from the cache");
+        tracing::info!(
+            module,
+            version,
+            "retain: removed upstream, served from the cache"
+        );
         let out = UnitOutput {
             entries: old.entries(at),
             rejected: 0,
@@ -565,14 +602,23 @@ impl Go {
         now: u64,
     ) -> Result<Served, SyncError> {
         let (time, info) = match self.policy.cooldown {
-            Some(_) => match (self.optional(src, format!("{esc}/@v/{version}.info")).await?, old) {
+            Some(_) => match (
+                self.optional(src, format!("{esc}/@v/{version}.info"))
+                    .await?,
+                old,
+            ) {
                 (Some(d), _) => (parse_info(&d.body).1, Some(d)),
                 (None, Some(old)) => (old.time(), None),
                 (None, None) => return Ok(Served::Hidden),
             },
             None => (None, None),
         };
-        if self.policy.unit(module).hides(Scheme::Semver, version, time, now).is_some() {
+        if self
+            .policy
+            .unit(module)
+            .hides(Scheme::Semver, version, time, now)
+            .is_some()
+        {
             return Ok(Served::Hidden);
         }
         if self.policy.unit(module).filters.keep_latest.is_none() {
@@ -581,7 +627,9 @@ impl Go {
         let Some(list) = self.optional(src, format!("{esc}/@v/list")).await? else {
             return Ok(Served::Hidden);
         };
-        let Listing { kept, mut infos, .. } = self.served(esc, module, &list.body, src, now).await?;
+        let Listing {
+            kept, mut infos, ..
+        } = self.served(esc, module, &list.body, src, now).await?;
         if !kept.iter().any(|v| v == version) {
             return Ok(Served::Hidden);
         }

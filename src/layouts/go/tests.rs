@@ -1,5 +1,5 @@
-use super::*;
 use super::modzip::format_h1;
+use super::*;
 use crate::layout::Previous;
 use crate::layouts::testing;
 
@@ -183,11 +183,17 @@ fn checksum_database_paths_are_files_or_directories_by_its_protocol() {
 fn a_policy_hides_versions_from_list_latest_and_the_version_files() {
     let m = "github.com/!demo/m";
     let info = |v: &str, day: i64| {
-        format!(r#"{{"Version":"{v}","Time":"{}"}}"#, crate::timestamp::format_rfc3339(day * 86400))
+        format!(
+            r#"{{"Version":"{v}","Time":"{}"}}"#,
+            crate::timestamp::format_rfc3339(day * 86400)
+        )
     };
     let docs = || {
         testing::Docs::new(BASE)
-            .with(&format!("{m}/@v/list"), "v1.0.0\nv1.1.0\nv1.2.0-rc.1\nv1.2.0\n")
+            .with(
+                &format!("{m}/@v/list"),
+                "v1.0.0\nv1.1.0\nv1.2.0-rc.1\nv1.2.0\n",
+            )
             .with(&format!("{m}/@latest"), info("v1.2.0", 9))
             .with(&format!("{m}/@v/v1.0.0.info"), info("v1.0.0", 1))
             .with(&format!("{m}/@v/v1.1.0.info"), info("v1.1.0", 2))
@@ -202,12 +208,17 @@ fn a_policy_hides_versions_from_list_latest_and_the_version_files() {
         go
     };
     let files = |a: &Go, now: i64| {
-        let out = testing::block_on(a.unit(m, &docs(), (now * 86400) as u64, true)).unwrap().unwrap();
+        let out = testing::block_on(a.unit(m, &docs(), (now * 86400) as u64, true))
+            .unwrap()
+            .unwrap();
         let get = |p: &str| {
-            out.entries.iter().find(|e| e.path.as_str() == p).map(|e| match &e.body {
-                Body::Inline(b) => String::from_utf8(b.clone()).unwrap(),
-                b => panic!("{p}: {b:?}"),
-            })
+            out.entries
+                .iter()
+                .find(|e| e.path.as_str() == p)
+                .map(|e| match &e.body {
+                    Body::Inline(b) => String::from_utf8(b.clone()).unwrap(),
+                    b => panic!("{p}: {b:?}"),
+                })
         };
         (get(&format!("{m}/@v/list")), get(&format!("{m}/@latest")))
     };
@@ -215,19 +226,33 @@ fn a_policy_hides_versions_from_list_latest_and_the_version_files() {
     let a = with("cooldown = \"3d\"");
     let (list, latest) = files(&a, 10);
     assert_eq!(list.as_deref(), Some("v1.0.0\nv1.1.0\nv1.2.0-rc.1\n"));
-    assert_eq!(latest, Some(info("v1.1.0", 2)), "@latest names the newest served release");
+    assert_eq!(
+        latest,
+        Some(info("v1.1.0", 2)),
+        "@latest names the newest served release"
+    );
     let v = testing::block_on(a.unit(&format!("{m}@v1.2.0"), &docs(), 10 * 86400, true)).unwrap();
     assert!(v.is_none(), "a hidden version's files are not in the tree");
     assert!(a.changes_with_time());
     // Later it is served, and @latest is upstream's again.
     let (list, latest) = files(&a, 20);
-    assert_eq!(list.as_deref(), Some("v1.0.0\nv1.1.0\nv1.2.0-rc.1\nv1.2.0\n"));
+    assert_eq!(
+        list.as_deref(),
+        Some("v1.0.0\nv1.1.0\nv1.2.0-rc.1\nv1.2.0\n")
+    );
     assert_eq!(latest, Some(info("v1.2.0", 9)));
     let d = docs();
-    assert!(testing::block_on(a.unit(&format!("{m}@v1.2.0"), &d, 20 * 86400, true)).unwrap().is_some());
+    assert!(
+        testing::block_on(a.unit(&format!("{m}@v1.2.0"), &d, 20 * 86400, true))
+            .unwrap()
+            .is_some()
+    );
     let asked = d.asked.lock().unwrap();
     let infos = asked.iter().filter(|p| p.ends_with("/v1.2.0.info")).count();
-    assert_eq!(infos, 1, "the .info that dated the version is the one served: {asked:?}");
+    assert_eq!(
+        infos, 1,
+        "the .info that dated the version is the one served: {asked:?}"
+    );
     // Filters need no dates.
     let b = with("keep_latest = 1\nprereleases = false\nblock = [\"github.com/Demo/m@v1.2.0\"]");
     let (list, latest) = files(&b, 0);
@@ -246,7 +271,10 @@ fn zip_of(version: &str) -> Digest {
 }
 
 fn info_of(version: &str, day: i64) -> String {
-    format!(r#"{{"Version":"{version}","Time":"{}"}}"#, crate::timestamp::format_rfc3339(day * 86400))
+    format!(
+        r#"{{"Version":"{version}","Time":"{}"}}"#,
+        crate::timestamp::format_rfc3339(day * 86400)
+    )
 }
 
 /// An upstream proxy whose list has `versions` (each with its day of
@@ -312,7 +340,11 @@ fn sync_over(a: &Go, up: testing::Docs, previous: &[(String, Previous)], now_day
     for (path, file) in previous {
         docs = docs.served(path, file.clone());
     }
-    let empty = || UnitOutput { entries: vec![], rejected: 0, unchanged: false };
+    let empty = || UnitOutput {
+        entries: vec![],
+        rejected: 0,
+        unchanged: false,
+    };
     let mut outs = Vec::new();
     for unit in std::iter::once(M.to_string()).chain(ALL.iter().map(|v| format!("{M}@{v}"))) {
         let out = testing::block_on(a.unit(&unit, &docs, now_day * 86400, true)).unwrap();
@@ -325,7 +357,11 @@ fn sync_over(a: &Go, up: testing::Docs, previous: &[(String, Previous)], now_day
 impl Synced {
     /// The body of the inline document at `path`, if served.
     fn doc(&self, path: &str) -> Option<String> {
-        let e = self.outs.iter().flat_map(|o| &o.entries).find(|e| e.path.as_str() == path)?;
+        let e = self
+            .outs
+            .iter()
+            .flat_map(|o| &o.entries)
+            .find(|e| e.path.as_str() == path)?;
         match &e.body {
             Body::Inline(b) => Some(String::from_utf8(b.clone()).unwrap()),
             b => panic!("{path}: {b:?}"),
@@ -333,26 +369,47 @@ impl Synced {
     }
 
     fn list(&self) -> Vec<String> {
-        self.doc(&format!("{M}/@v/list")).unwrap_or_default().lines().map(str::to_string).collect()
+        self.doc(&format!("{M}/@v/list"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The versions whose .info, .mod and .zip are all in the tree.
     fn versions_in_tree(&self) -> Vec<&'static str> {
-        let has = |p: String| self.outs.iter().flat_map(|o| &o.entries).any(|e| e.path.as_str() == p);
+        let has = |p: String| {
+            self.outs
+                .iter()
+                .flat_map(|o| &o.entries)
+                .any(|e| e.path.as_str() == p)
+        };
         ALL.iter()
             .copied()
-            .filter(|v| ["info", "mod", "zip"].iter().all(|x| has(format!("{M}/@v/{v}.{x}"))))
+            .filter(|v| {
+                ["info", "mod", "zip"]
+                    .iter()
+                    .all(|x| has(format!("{M}/@v/{v}.{x}")))
+            })
             .collect()
     }
 
     fn zip(&self, version: &str) -> Option<&Body> {
         let p = format!("{M}/@v/{version}.zip");
-        self.outs.iter().flat_map(|o| &o.entries).find(|e| e.path.as_str() == p).map(|e| &e.body)
+        self.outs
+            .iter()
+            .flat_map(|o| &o.entries)
+            .find(|e| e.path.as_str() == p)
+            .map(|e| &e.body)
     }
 
     /// The total retained versions and their zips, over the units.
     fn retained_total(&self) -> (usize, Vec<Digest>) {
-        let mut zips: Vec<Digest> = self.retained.values().flat_map(|(_, z)| z.clone()).collect();
+        let mut zips: Vec<Digest> = self
+            .retained
+            .values()
+            .flat_map(|(_, z)| z.clone())
+            .collect();
         zips.sort();
         (self.retained.values().map(|(n, _)| n).sum(), zips)
     }
@@ -360,7 +417,12 @@ impl Synced {
 
 /// Upstream with every version of [`ALL`], dated days 1 to 4.
 fn everything() -> testing::Docs {
-    upstream(&[("v1.0.0", 1), ("v1.1.0", 2), ("v1.2.0-rc.1", 3), ("v1.2.0", 4)])
+    upstream(&[
+        ("v1.0.0", 1),
+        ("v1.1.0", 2),
+        ("v1.2.0-rc.1", 3),
+        ("v1.2.0", 4),
+    ])
 }
 
 #[test]
@@ -368,25 +430,48 @@ fn additive_keeps_a_removed_version_in_the_list_and_tree_while_its_zip_is_cached
     let a = policy_adapter("retain = \"additive\"\n", sums_for(ALL));
     let first = sync_over(&a, everything(), &[], 10);
     assert_eq!(first.list(), ALL, "all served at first");
-    assert_eq!(first.retained_total(), (0, vec![]), "nothing served before: nothing retained");
+    assert_eq!(
+        first.retained_total(),
+        (0, vec![]),
+        "nothing served before: nothing retained"
+    );
     // Upstream removes v1.0.0 and v1.1.0 (from the list, and their files);
     // only v1.0.0's zip is cached.
     let only = || upstream(&[("v1.2.0-rc.1", 3), ("v1.2.0", 4)]);
     let served = generation(&first.outs, &["v1.0.0.zip"]);
     let second = sync_over(&a, only(), &served, 10);
-    assert_eq!(second.list(), ["v1.2.0-rc.1", "v1.2.0", "v1.0.0"], "the cached removed version stays listed, the uncached one goes");
-    assert_eq!(second.versions_in_tree(), ["v1.0.0", "v1.2.0-rc.1", "v1.2.0"]);
+    assert_eq!(
+        second.list(),
+        ["v1.2.0-rc.1", "v1.2.0", "v1.0.0"],
+        "the cached removed version stays listed, the uncached one goes"
+    );
+    assert_eq!(
+        second.versions_in_tree(),
+        ["v1.0.0", "v1.2.0-rc.1", "v1.2.0"]
+    );
     for ext in ["info", "mod"] {
         let p = format!("{M}/@v/v1.0.0.{ext}");
         assert_eq!(second.doc(&p), first.doc(&p), "{p} is served as it was");
     }
     assert_eq!(
         second.zip("v1.0.0"),
-        Some(&Body::Remote { url: format!("{BASE}{M}/@v/v1.0.0.zip"), size: None, digest: zip_of("v1.0.0") }),
+        Some(&Body::Remote {
+            url: format!("{BASE}{M}/@v/v1.0.0.zip"),
+            size: None,
+            digest: zip_of("v1.0.0")
+        }),
         "the zip: the upstream URL and h1: it was served with"
     );
-    assert_eq!(second.doc(&format!("{M}/@latest")), Some(info_of("v1.2.0", 4)), "upstream's @latest names a served version");
-    assert_eq!(second.retained_total(), (1, vec![zip_of("v1.0.0")]), "status counts it, an immediate mirror holds its zip");
+    assert_eq!(
+        second.doc(&format!("{M}/@latest")),
+        Some(info_of("v1.2.0", 4)),
+        "upstream's @latest names a served version"
+    );
+    assert_eq!(
+        second.retained_total(),
+        (1, vec![zip_of("v1.0.0")]),
+        "status counts it, an immediate mirror holds its zip"
+    );
     // Still cached: still kept, from what the last generation served.
     let third = sync_over(&a, only(), &generation(&second.outs, &["v1.0.0.zip"]), 10);
     assert_eq!(third.list(), second.list());
@@ -398,7 +483,12 @@ fn additive_keeps_a_removed_version_in_the_list_and_tree_while_its_zip_is_cached
     assert_eq!(fourth.versions_in_tree(), ["v1.2.0-rc.1", "v1.2.0"]);
     assert_eq!(fourth.retained_total(), (0, vec![]));
     // Back upstream: served as upstream has it, not counted as retained.
-    let fifth = sync_over(&a, everything(), &generation(&third.outs, &["v1.0.0.zip"]), 10);
+    let fifth = sync_over(
+        &a,
+        everything(),
+        &generation(&third.outs, &["v1.0.0.zip"]),
+        10,
+    );
     assert_eq!(fifth.list(), ["v1.0.0", "v1.1.0", "v1.2.0-rc.1", "v1.2.0"]);
     assert_eq!(fifth.retained_total(), (0, vec![]));
 }
@@ -420,9 +510,15 @@ fn latest_falls_back_to_a_retained_version_as_it_was_served() {
 }
 
 #[test]
-fn a_blocked_pre_release_or_cooled_version_is_never_retained_and_keep_latest_counts_retained_ones() {
+fn a_blocked_pre_release_or_cooled_version_is_never_retained_and_keep_latest_counts_retained_ones()
+{
     let cached = ["v1.0.0.zip", "v1.1.0.zip", "v1.2.0-rc.1.zip"];
-    let first = sync_over(&policy_adapter("retain = \"additive\"\n", sums_for(ALL)), everything(), &[], 10);
+    let first = sync_over(
+        &policy_adapter("retain = \"additive\"\n", sums_for(ALL)),
+        everything(),
+        &[],
+        10,
+    );
     let served = generation(&first.outs, &cached);
     let only = || upstream(&[("v1.2.0", 4)]);
     // The mirror's policy now blocks v1.1.0 and drops pre-releases.
@@ -431,9 +527,17 @@ fn a_blocked_pre_release_or_cooled_version_is_never_retained_and_keep_latest_cou
         sums_for(ALL),
     );
     let second = sync_over(&strict, only(), &served, 10);
-    assert_eq!(second.list(), ["v1.2.0", "v1.0.0"], "the blocked version and the pre-release are not retained");
+    assert_eq!(
+        second.list(),
+        ["v1.2.0", "v1.0.0"],
+        "the blocked version and the pre-release are not retained"
+    );
     assert_eq!(second.versions_in_tree(), ["v1.0.0", "v1.2.0"]);
-    assert_eq!(second.retained_total(), (1, vec![zip_of("v1.0.0")]), "only what is served counts");
+    assert_eq!(
+        second.retained_total(),
+        (1, vec![zip_of("v1.0.0")]),
+        "only what is served counts"
+    );
     // keep_latest counts retained versions as it counts upstream's.
     let newest = policy_adapter("retain = \"additive\"\nkeep_latest = 2\n", sums_for(ALL));
     let third = sync_over(&newest, only(), &served, 10);
@@ -456,10 +560,18 @@ fn mirror_retention_drops_a_removed_version_even_when_cached() {
         let a = policy_adapter(keys, sums_for(ALL));
         let first = sync_over(&a, everything(), &[], 10);
         let only = upstream(&[("v1.2.0", 4)]);
-        let second = sync_over(&a, only, &generation(&first.outs, &["v1.0.0.zip", "v1.1.0.zip"]), 10);
+        let second = sync_over(
+            &a,
+            only,
+            &generation(&first.outs, &["v1.0.0.zip", "v1.1.0.zip"]),
+            10,
+        );
         assert_eq!(second.list(), ["v1.2.0"], "{keys:?}");
         assert_eq!(second.versions_in_tree(), ["v1.2.0"], "{keys:?}");
-        assert!(second.retained.is_empty(), "nothing reported under mirror retention");
+        assert!(
+            second.retained.is_empty(),
+            "nothing reported under mirror retention"
+        );
     }
 }
 
@@ -479,11 +591,17 @@ fn an_unreadable_served_document_or_another_checksum_retains_nothing() {
         g
     };
     // The served list cannot be read: the list is upstream's.
-    let broken = with(&format!("{M}/@v/list"), Previous::Doc(b"v1.0.0\n\xff\n".to_vec()));
+    let broken = with(
+        &format!("{M}/@v/list"),
+        Previous::Doc(b"v1.0.0\n\xff\n".to_vec()),
+    );
     let out = sync_over(&a, only(), &broken, 10);
     assert_eq!(out.list(), ["v1.2.0"]);
     // The served .info is not the version's: its files are not retained.
-    let broken = with(&format!("{M}/@v/v1.0.0.info"), Previous::Doc(b"{\"Version\": ".to_vec()));
+    let broken = with(
+        &format!("{M}/@v/v1.0.0.info"),
+        Previous::Doc(b"{\"Version\": ".to_vec()),
+    );
     let out = sync_over(&a, only(), &broken, 10);
     assert_eq!(out.list(), ["v1.2.0"]);
     assert_eq!(out.versions_in_tree(), ["v1.2.0"]);

@@ -25,8 +25,8 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Sizes, DocSource, LayoutDef, MirrorContext, Previous, Selection, SyncError,
-    UnitOutput, get_optional, literal_seeds,
+    Adapter, BoxFuture, Capabilities, DocSource, LayoutDef, MirrorContext, Previous, Selection,
+    Sizes, SyncError, UnitOutput, get_optional, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
 
@@ -411,7 +411,10 @@ fn retained_file(unit: &str, src: &dyn DocSource) -> Option<UnitOutput> {
         mtime: None,
         body,
     });
-    tracing::info!(file = unit, "retain: keeping a file upstream deleted, its bytes are cached");
+    tracing::info!(
+        file = unit,
+        "retain: keeping a file upstream deleted, its bytes are cached"
+    );
     src.retained(unit, 1, digest.into_iter().collect());
     Some(UnitOutput {
         entries,

@@ -291,7 +291,10 @@ fn sidecar_kinds_the_repository_never_has_stop_being_asked_for() {
     let mut src = upstream();
     for i in 0..80 {
         let unit = format!("g/a/{i}/a-{i}.jar");
-        src = src.with(&format!("{unit}.sha1"), hash(Algo::Sha1, jar).hex().as_bytes());
+        src = src.with(
+            &format!("{unit}.sha1"),
+            hash(Algo::Sha1, jar).hex().as_bytes(),
+        );
     }
     // How many of the paths asked for since the last call end with each of `exts`.
     let asked_for = |src: &testing::Docs, exts: &[&str]| -> Vec<usize> {
@@ -308,7 +311,11 @@ fn sidecar_kinds_the_repository_never_has_stop_being_asked_for() {
     for i in ABSENT_STREAK..70 {
         let unit = format!("g/a/{i}/a-{i}.jar");
         let out = run(&a, &unit, &src).unwrap().unwrap();
-        let file = out.entries.iter().find(|e| e.path.as_str() == unit).unwrap();
+        let file = out
+            .entries
+            .iter()
+            .find(|e| e.path.as_str() == unit)
+            .unwrap();
         assert!(
             matches!(&file.body, Body::Remote { digest, .. } if digest.algo() == Algo::Sha1),
             "still listed, verified by the kind the repository has"
@@ -324,13 +331,23 @@ fn sidecar_kinds_the_repository_never_has_stop_being_asked_for() {
     // it is asked for again from then on.
     let unit = "g/b/1/b-1.jar";
     let src = upstream()
-        .with(&format!("{unit}.sha1"), hash(Algo::Sha1, jar).hex().as_bytes())
-        .with(&format!("{unit}.sha512"), hash(Algo::Sha512, jar).hex().as_bytes());
+        .with(
+            &format!("{unit}.sha1"),
+            hash(Algo::Sha1, jar).hex().as_bytes(),
+        )
+        .with(
+            &format!("{unit}.sha512"),
+            hash(Algo::Sha512, jar).hex().as_bytes(),
+        );
     for _ in 70..2 * PROBE_EVERY {
         run(&a, "g/c/1/c-1.jar", &src).unwrap();
     }
     let out = run(&a, unit, &src).unwrap().unwrap();
-    let file = out.entries.iter().find(|e| e.path.as_str() == unit).unwrap();
+    let file = out
+        .entries
+        .iter()
+        .find(|e| e.path.as_str() == unit)
+        .unwrap();
     assert!(matches!(&file.body, Body::Remote { digest, .. } if digest.algo() == Algo::Sha512));
     src.asked.lock().unwrap().clear();
     run(&a, unit, &src).unwrap();
@@ -353,8 +370,14 @@ fn a_repository_whose_trusted_kinds_all_went_missing_is_asked_for_every_kind() {
         assert!(run(&a, &unit, &src).unwrap().is_none());
     }
     let unit = "g/a/99/a-99.jar";
-    let src = md5_only.with(&format!("{unit}.sha256"), hash(Algo::Sha256, b"j").hex().as_bytes());
-    assert!(run(&a, unit, &src).unwrap().is_some(), "the SHA-256 is still asked for");
+    let src = md5_only.with(
+        &format!("{unit}.sha256"),
+        hash(Algo::Sha256, b"j").hex().as_bytes(),
+    );
+    assert!(
+        run(&a, unit, &src).unwrap().is_some(),
+        "the SHA-256 is still asked for"
+    );
 }
 
 fn md5_only_with(unit: &str) -> testing::Docs {

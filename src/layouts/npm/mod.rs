@@ -33,8 +33,8 @@ use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Sizes, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
-    Selection, SyncError, UnitOutput, literal_seeds,
+    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Selection, Sizes, SyncError, UnitOutput, literal_seeds,
 };
 use crate::path::{RelPath, check_name};
 use crate::policy::{Policy, Retain, Scheme};

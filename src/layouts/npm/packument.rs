@@ -175,7 +175,13 @@ impl Npm {
     /// a usable digest are dropped (and dist-tags naming them), and the
     /// install document is derived. The policy hides versions as of `now`
     /// (their publish time is the packument's `time` entry).
-    pub fn rewrite(&self, name: &str, doc_url: &str, body: &[u8], now: u64) -> Result<Rewritten, String> {
+    pub fn rewrite(
+        &self,
+        name: &str,
+        doc_url: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Rewritten, String> {
         self.rewrite_retaining(name, doc_url, body, None, now)
     }
 
@@ -238,15 +244,18 @@ impl Npm {
                 dropped.push(format!("{vers}: unusable tarball name {file:?}"));
                 continue;
             };
-            entries.push((vers.as_ref(), Entry {
-                path,
-                mtime: None,
-                body: Body::Remote {
-                    url: tarball.to_string(),
-                    size: None,
-                    digest,
+            entries.push((
+                vers.as_ref(),
+                Entry {
+                    path,
+                    mtime: None,
+                    body: Body::Remote {
+                        url: tarball.to_string(),
+                        size: None,
+                        digest,
+                    },
                 },
-            }));
+            ));
             kept.push(Kept {
                 version: vers,
                 meta,
@@ -261,7 +270,11 @@ impl Npm {
         // A tarball path upstream's versions now use is theirs.
         let removed: Vec<_> = removed
             .into_iter()
-            .filter(|(_, e)| !entries.iter().any(|(_, u)| u.path.as_str() == e.path.as_str()))
+            .filter(|(_, e)| {
+                !entries
+                    .iter()
+                    .any(|(_, u)| u.path.as_str() == e.path.as_str())
+            })
             .collect();
         let candidates: HashSet<&str> = removed.iter().map(|(k, _)| k.version).collect();
         for (k, e) in removed {
@@ -272,7 +285,12 @@ impl Npm {
         // A retained version's time: upstream's if it kept one, else the one served.
         let time_of = |v: &str| {
             let upstream = times.as_ref().and_then(|t| t.get(v));
-            upstream.or_else(|| candidates.contains(v).then(|| old.as_ref()?.0.time(v)).flatten())
+            upstream.or_else(|| {
+                candidates
+                    .contains(v)
+                    .then(|| old.as_ref()?.0.time(v))
+                    .flatten()
+            })
         };
         let published = |v: &str| {
             let t = string(time_of(v)?)?;
@@ -304,7 +322,11 @@ impl Npm {
             })
             .collect();
         if !retained.is_empty() {
-            tracing::info!(package = name, versions = retained.len(), "retain: keeping versions removed upstream whose tarballs are cached");
+            tracing::info!(
+                package = name,
+                versions = retained.len(),
+                "retain: keeping versions removed upstream whose tarballs are cached"
+            );
         }
         let entries: Vec<Entry> = entries
             .into_iter()
@@ -320,7 +342,11 @@ impl Npm {
             .and_then(|t| moved_latest(&served, &t));
         let write_tags = |out: &mut Vec<u8>, tags: &Members| {
             object(out, &tags.0, |out, (tag, v)| {
-                if !self.dist_tags.as_ref().is_none_or(|g| g.iter().any(|g| g.matches(tag))) {
+                if !self
+                    .dist_tags
+                    .as_ref()
+                    .is_none_or(|g| g.iter().any(|g| g.matches(tag)))
+                {
                     false
                 } else if string(v).is_some_and(|v| served.contains(&*v)) {
                     key(out, tag);
@@ -340,7 +366,10 @@ impl Npm {
         // retained version upstream's `time` no longer dates keeps the one
         // it was served with.
         let was_listed = |k: &str| {
-            versions.get(k).is_some() || old.as_ref().is_some_and(|(o, _)| o.versions.get(k).is_some())
+            versions.get(k).is_some()
+                || old
+                    .as_ref()
+                    .is_some_and(|(o, _)| o.versions.get(k).is_some())
         };
         let write_times = |out: &mut Vec<u8>, times: &Members| {
             let upstream = times.0.iter().map(|(k, v)| (k.as_ref(), *v));
@@ -391,7 +420,9 @@ impl Npm {
             match (k.as_ref(), &tags) {
                 ("versions", _) => write_versions(out, true),
                 ("dist-tags", Some(tags)) => write_tags(out, tags),
-                ("time", _) if times.is_some() => write_times(out, times.as_ref().expect("checked")),
+                ("time", _) if times.is_some() => {
+                    write_times(out, times.as_ref().expect("checked"))
+                }
                 _ => out.extend_from_slice(v.get().as_bytes()),
             }
             true
@@ -436,7 +467,11 @@ impl Npm {
 /// `dist_tags`: of the versions the policy `selected`, those a tag `globs`
 /// match names, where `latest` names the version it moves to if its own
 /// is not selected.
-fn tagged<'v>(globs: &[Glob], tags: Option<&Members>, selected: HashSet<&'v str>) -> HashSet<&'v str> {
+fn tagged<'v>(
+    globs: &[Glob],
+    tags: Option<&Members>,
+    selected: HashSet<&'v str>,
+) -> HashSet<&'v str> {
     let mut keep = HashSet::new();
     for (tag, v) in tags.map_or(&[][..], |t| &t.0[..]) {
         if !globs.iter().any(|g| g.matches(tag)) {

@@ -168,7 +168,9 @@ fn kind_of(
     let header = content_type.and_then(Kind::of);
     let own = match wire.media_type.as_deref() {
         None => None,
-        Some(t) => Some(Kind::of(t).ok_or_else(|| format!("media type {t:?} is not a manifest's"))?),
+        Some(t) => {
+            Some(Kind::of(t).ok_or_else(|| format!("media type {t:?} is not a manifest's"))?)
+        }
     };
     let mut kind = None;
     for (said, by) in [
@@ -208,7 +210,10 @@ pub fn parse(
     no_duplicate_keys(body)?;
     let wire: Wire = serde_json::from_slice(body).map_err(|e| format!("not a manifest: {e}"))?;
     if wire.schema_version != 2 {
-        return Err(format!("schemaVersion {} (only 2 is served)", wire.schema_version));
+        return Err(format!(
+            "schemaVersion {} (only 2 is served)",
+            wire.schema_version
+        ));
     }
     let kind = kind_of(&wire, content_type, expected)?;
     let subject = match &wire.subject {

@@ -186,9 +186,9 @@ impl Oci {
     fn admits(&self, platform: Option<&(String, String, Option<String>)>) -> bool {
         match (&self.platforms, platform) {
             (None, _) | (_, None) => true,
-            (Some(list), Some((os, arch, variant))) => list
-                .iter()
-                .any(|p| p.admits(os, arch, variant.as_deref())),
+            (Some(list), Some((os, arch, variant))) => {
+                list.iter().any(|p| p.admits(os, arch, variant.as_deref()))
+            }
         }
     }
 }

@@ -50,7 +50,10 @@ pub fn removed(
     // The mirror's own document: unreadable only if written by another
     // version of regfs, and then there is nothing to retain.
     let Ok(served) = serde_json::from_slice::<Wire>(&list) else {
-        tracing::debug!(repo = name, "the served tags/list is not readable: retaining nothing");
+        tracing::debug!(
+            repo = name,
+            "the served tags/list is not readable: retaining nothing"
+        );
         return out;
     };
     for tag in served.tags {
@@ -95,7 +98,11 @@ fn tree(oci: &Oci, repo: &str, tag: &str, src: &dyn DocSource) -> Result<Vec<Fet
             if seen.len() > MAX_TREE {
                 return Err(format!("more than {MAX_TREE} manifests under it"));
             }
-            let path = format!("{repo}/manifests/{0}/{0}.{1}", child.digest, child.kind.ext());
+            let path = format!(
+                "{repo}/manifests/{0}/{0}.{1}",
+                child.digest,
+                child.kind.ext()
+            );
             let c = manifest(&path, &child.digest, child.kind, Some(child.size), src)?;
             queue.push_back((c, depth + 1));
         }

@@ -91,25 +91,28 @@ impl<'a> Repository<'a> {
             .collect();
         let mut trees = self.resolve_tags(&wanted, &mut rejected).await?;
         if additive {
-            let kept = retain::removed(self.oci, self.name, self.patterns, self.src, &upstream_tags);
+            let kept =
+                retain::removed(self.oci, self.name, self.patterns, self.src, &upstream_tags);
             let blobs: BTreeSet<Digest> = kept
                 .values()
                 .flatten()
                 .flat_map(|f| f.manifest.blobs.iter().map(|b| b.digest.clone()))
                 .collect();
             if !kept.is_empty() {
-                tracing::info!(repo = self.name, tags = kept.len(), "retain: keeping tags removed upstream whose manifests and blobs are all here");
+                tracing::info!(
+                    repo = self.name,
+                    tags = kept.len(),
+                    "retain: keeping tags removed upstream whose manifests and blobs are all here"
+                );
             }
-            self.src.retained(self.name, kept.len(), blobs.into_iter().collect());
+            self.src
+                .retained(self.name, kept.len(), blobs.into_iter().collect());
             trees.extend(kept);
         }
         let mut referrers = BTreeMap::new();
         if self.oci.signatures {
-            let subjects: BTreeSet<Digest> = trees
-                .values()
-                .flatten()
-                .map(|f| f.digest.clone())
-                .collect();
+            let subjects: BTreeSet<Digest> =
+                trees.values().flatten().map(|f| f.digest.clone()).collect();
             let extra: Vec<String> = subjects
                 .iter()
                 .flat_map(|d| DIGEST_TAGS.map(|s| digest_tag(d, s)))
@@ -206,7 +209,9 @@ impl<'a> Repository<'a> {
                     ))));
                 }
                 for child in &f.manifest.children {
-                    if !self.oci.admits(child.platform.as_ref()) || !seen.insert(child.digest.clone()) {
+                    if !self.oci.admits(child.platform.as_ref())
+                        || !seen.insert(child.digest.clone())
+                    {
                         continue;
                     }
                     if seen.len() > MAX_TREE {
@@ -254,7 +259,11 @@ impl<'a> Repository<'a> {
         let mut digest = match listed {
             Some(c) => {
                 if body.len() as u64 != c.size {
-                    return bad(format!("{} bytes, its descriptor says {}", body.len(), c.size));
+                    return bad(format!(
+                        "{} bytes, its descriptor says {}",
+                        body.len(),
+                        c.size
+                    ));
                 }
                 let got = digest_of(c.digest.algo(), body);
                 if got != c.digest {
@@ -274,7 +283,9 @@ impl<'a> Repository<'a> {
                 }
                 Ok(d) => {
                     let got = digest_of(d.algo(), body);
-                    return bad(format!("hashes to {got}, its Docker-Content-Digest says {d}"));
+                    return bad(format!(
+                        "hashes to {got}, its Docker-Content-Digest says {d}"
+                    ));
                 }
                 Err(e) => return bad(format!("Docker-Content-Digest: {e}")),
             }
@@ -339,7 +350,10 @@ impl<'a> Repository<'a> {
                 }
                 Err(Refused::Bad(why)) => {
                     *rejected += 1;
-                    tracing::warn!(repo = self.name, "leaving out a referrer of {subject}: {why}");
+                    tracing::warn!(
+                        repo = self.name,
+                        "leaving out a referrer of {subject}: {why}"
+                    );
                 }
             }
         }
@@ -357,7 +371,10 @@ impl<'a> Repository<'a> {
         let mut blobs: HashMap<Digest, u64> = HashMap::new();
         let mut manifest = |f: &Fetched, files: &mut BTreeMap<String, Body>| {
             let file = format!("{}.{}", f.digest, f.manifest.kind.ext());
-            files.insert(format!("{repo}/manifests/{}/{file}", f.digest), body(&f.doc));
+            files.insert(
+                format!("{repo}/manifests/{}/{file}", f.digest),
+                body(&f.doc),
+            );
             for b in &f.manifest.blobs {
                 blobs.insert(b.digest.clone(), b.size);
             }

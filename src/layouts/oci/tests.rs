@@ -76,7 +76,12 @@ impl Registry {
 
     fn tags(self, repo: &str, tags: &[&str]) -> Registry {
         let body = serde_json::to_vec(&serde_json::json!({"name": repo, "tags": tags})).unwrap();
-        self.raw(&format!("v2/{repo}/tags/list"), &body, Some("application/json"), None)
+        self.raw(
+            &format!("v2/{repo}/tags/list"),
+            &body,
+            Some("application/json"),
+            None,
+        )
     }
 
     /// Serves `files` as the generation being served.
@@ -96,7 +101,12 @@ impl Registry {
     }
 
     fn asked(&self, path: &str) -> usize {
-        self.asked.lock().unwrap().iter().filter(|(p, _)| p == path).count()
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .count()
     }
 }
 
@@ -154,7 +164,12 @@ fn app() -> Registry {
         .manifest("fixture/app", &["1.0"], &doc("app-1.0.json"), OCI_MANIFEST)
         .manifest("fixture/app", &["multi"], &doc("app-multi.json"), OCI_INDEX)
         .manifest("fixture/app", &[], &doc("app-arm64.json"), OCI_MANIFEST)
-        .manifest("fixture/app", &[&sig_tag], &doc("cosign-sig.json"), OCI_MANIFEST)
+        .manifest(
+            "fixture/app",
+            &[&sig_tag],
+            &doc("cosign-sig.json"),
+            OCI_MANIFEST,
+        )
         .manifest("fixture/app", &[], &doc("referrer.json"), OCI_MANIFEST)
         .manifest(
             "fixture/app",
@@ -198,7 +213,11 @@ fn blobs_of(body: &[u8]) -> Vec<(String, u64)> {
 #[test]
 fn configuration_names_repositories_and_tag_patterns() {
     let o = oci("images = [\"fixture/app:1.*\", \"fixture/app:multi\", \"library/alpine:*\"]\nplatforms = [\"linux/amd64\", \"linux/arm/v7\"]\nsignatures = true").unwrap();
-    assert_eq!(o.repositories.len(), 2, "patterns are grouped by repository");
+    assert_eq!(
+        o.repositories.len(),
+        2,
+        "patterns are grouped by repository"
+    );
     assert_eq!(o.patterns("fixture/app").unwrap().len(), 2);
     assert!(o.signatures);
     assert!(o.admits(Some(&("linux".into(), "arm".into(), Some("v7".into())))));
@@ -209,14 +228,31 @@ fn configuration_names_repositories_and_tag_patterns() {
         ("images = []", "images: names no image"),
         ("images = [\"fixture/app\"]", "\"fixture/app\" names no tag"),
         ("images = [\"Fixture/App:1\"]", "is not a repository name"),
-        ("images = [\"registry.upstream.test:5000/a:1\"]", "is not a repository name"),
+        (
+            "images = [\"registry.upstream.test:5000/a:1\"]",
+            "is not a repository name",
+        ),
         ("images = [\"a:b/c\"]", "is not a tag or tag pattern"),
-        ("images = [\"a:1\", \"a/manifests/x:1\"]", "would share paths with \"a\""),
-        ("images = [\"a:1\"]\nplatforms = [\"amd64\"]", "platforms: \"amd64\" is not a platform"),
-        ("images = [\"a:1\"]\nsignatures = \"yes\"", "signatures: expected true or false"),
-        ("images = [\"a:1\"]\ncredentials = \"x\"", "unknown key `credentials`"),
+        (
+            "images = [\"a:1\", \"a/manifests/x:1\"]",
+            "would share paths with \"a\"",
+        ),
+        (
+            "images = [\"a:1\"]\nplatforms = [\"amd64\"]",
+            "platforms: \"amd64\" is not a platform",
+        ),
+        (
+            "images = [\"a:1\"]\nsignatures = \"yes\"",
+            "signatures: expected true or false",
+        ),
+        (
+            "images = [\"a:1\"]\ncredentials = \"x\"",
+            "unknown key `credentials`",
+        ),
     ] {
-        let e = oci(keys).err().unwrap_or_else(|| panic!("{keys} was accepted"));
+        let e = oci(keys)
+            .err()
+            .unwrap_or_else(|| panic!("{keys} was accepted"));
         assert!(e.contains(want), "{keys}: {e}");
         assert!(e.starts_with("a oci mirror"), "names the table: {e}");
     }
@@ -246,7 +282,11 @@ fn a_tag_becomes_a_directory_holding_its_manifest_named_by_digest_and_media_type
     for (digest, size) in blobs_of(&m) {
         let p = format!("v2/fixture/app/blobs/{digest}");
         match &f[&p].body {
-            Body::Remote { url, size: s, digest: dg } => {
+            Body::Remote {
+                url,
+                size: s,
+                digest: dg,
+            } => {
                 assert_eq!(url, &format!("{BASE}{p}"));
                 assert_eq!(*s, Some(size), "the descriptor's size");
                 assert_eq!(dg.to_string(), digest);
@@ -256,8 +296,15 @@ fn a_tag_becomes_a_directory_holding_its_manifest_named_by_digest_and_media_type
     }
     let list: serde_json::Value =
         serde_json::from_slice(&bytes(f["v2/fixture/app/tags/list"])).unwrap();
-    assert_eq!(list, serde_json::json!({"name": "fixture/app", "tags": ["1.0"]}));
-    assert_eq!(out.entries.len(), 2 + 4 + 1, "two manifest files, four blobs, tags/list");
+    assert_eq!(
+        list,
+        serde_json::json!({"name": "fixture/app", "tags": ["1.0"]})
+    );
+    assert_eq!(
+        out.entries.len(),
+        2 + 4 + 1,
+        "two manifest files, four blobs, tags/list"
+    );
     assert!(
         src.asked
             .lock()
@@ -267,22 +314,37 @@ fn a_tag_becomes_a_directory_holding_its_manifest_named_by_digest_and_media_type
             .all(|(_, a)| *a == Some(names::ACCEPT)),
         "every manifest request accepts all four kinds"
     );
-    assert_eq!(src.asked(&format!("v2/fixture/app/referrers/{d}")), 0, "signatures off");
+    assert_eq!(
+        src.asked(&format!("v2/fixture/app/referrers/{d}")),
+        0,
+        "signatures off"
+    );
 
     let dm = doc("dockerfmt-1.0.json");
     let src = Registry::default()
         .tags("fixture/dockerfmt", &["1.0", "2.0"])
         .manifest("fixture/dockerfmt", &["1.0"], &dm, DOCKER_MANIFEST);
     let out = sync(&o, "fixture/dockerfmt", &src).unwrap().unwrap();
-    let path = format!("v2/fixture/dockerfmt/manifests/1.0/{}.docker-manifest", sha(&dm));
+    let path = format!(
+        "v2/fixture/dockerfmt/manifests/1.0/{}.docker-manifest",
+        sha(&dm)
+    );
     assert!(files(&out).contains_key(&path), "{:?}", files(&out).keys());
-    assert_eq!(src.asked("v2/fixture/dockerfmt/manifests/2.0"), 0, "not a configured tag");
+    assert_eq!(
+        src.asked("v2/fixture/dockerfmt/manifests/2.0"),
+        0,
+        "not a configured tag"
+    );
 }
 
 #[test]
 fn an_index_is_followed_to_the_configured_platforms_only() {
     let src = app();
-    let (index, amd, arm) = (doc("app-multi.json"), doc("app-1.0.json"), doc("app-arm64.json"));
+    let (index, amd, arm) = (
+        doc("app-multi.json"),
+        doc("app-1.0.json"),
+        doc("app-arm64.json"),
+    );
     let o = oci("images = [\"fixture/app:multi\"]\nplatforms = [\"linux/amd64\"]").unwrap();
     let out = sync(&o, "fixture/app", &src).unwrap().unwrap();
     let f = files(&out);
@@ -290,7 +352,11 @@ fn an_index_is_followed_to_the_configured_platforms_only() {
     assert!(f.contains_key(&format!("v2/fixture/app/manifests/multi/{di}.oci-index")));
     assert!(f.contains_key(&format!("v2/fixture/app/manifests/{da}/{da}.oci-manifest")));
     assert!(!f.contains_key(&format!("v2/fixture/app/manifests/{dr}/{dr}.oci-manifest")));
-    assert_eq!(src.asked(&format!("v2/fixture/app/manifests/{dr}")), 0, "arm64 not fetched");
+    assert_eq!(
+        src.asked(&format!("v2/fixture/app/manifests/{dr}")),
+        0,
+        "arm64 not fetched"
+    );
     let arm_config = &blobs_of(&arm)[0].0;
     assert!(!f.contains_key(&format!("v2/fixture/app/blobs/{arm_config}")));
 
@@ -321,7 +387,9 @@ fn signatures_and_referrers_travel_with_the_image() {
     for (b, _) in blobs_of(&sig).into_iter().chain(blobs_of(&referrer)) {
         assert!(f.contains_key(&format!("v2/fixture/app/blobs/{b}")), "{b}");
     }
-    assert!(f.contains_key(&format!("v2/fixture/app/manifests/{dref}/{dref}.oci-manifest")));
+    assert!(f.contains_key(&format!(
+        "v2/fixture/app/manifests/{dref}/{dref}.oci-manifest"
+    )));
     let index: serde_json::Value =
         serde_json::from_slice(&bytes(f[&format!("v2/fixture/app/referrers/{d}")])).unwrap();
     assert_eq!(index["mediaType"], OCI_INDEX);
@@ -329,12 +397,30 @@ fn signatures_and_referrers_travel_with_the_image() {
     let r = &index["manifests"][0];
     assert_eq!(r["digest"], dref.as_str());
     assert_eq!(r["size"], referrer.len());
-    assert_eq!(r["artifactType"], "application/vnd.example.signature.v1+json");
-    assert_eq!(r["annotations"]["org.opencontainers.image.created"], "2026-01-01T00:00:00Z");
+    assert_eq!(
+        r["artifactType"],
+        "application/vnd.example.signature.v1+json"
+    );
+    assert_eq!(
+        r["annotations"]["org.opencontainers.image.created"],
+        "2026-01-01T00:00:00Z"
+    );
     let list: serde_json::Value =
         serde_json::from_slice(&bytes(f["v2/fixture/app/tags/list"])).unwrap();
-    let tags: Vec<&str> = list["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    assert_eq!(tags, ["1.0", &format!("sha256-{hex}"), &format!("sha256-{hex}.sig")]);
+    let tags: Vec<&str> = list["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "1.0",
+            &format!("sha256-{hex}"),
+            &format!("sha256-{hex}.sig")
+        ]
+    );
 
     // Upstream with the referrers API: its answer counts, and a referrer
     // whose subject is another manifest is left out.
@@ -367,7 +453,12 @@ fn signatures_and_referrers_travel_with_the_image() {
     let f = files(&out);
     let index: serde_json::Value =
         serde_json::from_slice(&bytes(f[&format!("v2/fixture/app/referrers/{d}")])).unwrap();
-    let listed: Vec<&str> = index["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, [dref.as_str()]);
     assert!(!f.keys().any(|p| p.contains(&sha(&other))), "not mirrored");
 }
@@ -400,7 +491,12 @@ fn a_manifest_that_fails_a_check_is_refused_with_its_tag_and_the_others_stay() {
     let mut src = Registry::default()
         .manifest("fixture/app", &["ok"], &m, OCI_MANIFEST)
         // An index whose child is not what its descriptor says.
-        .raw("v2/fixture/app/manifests/multi", &index, Some(OCI_INDEX), None)
+        .raw(
+            "v2/fixture/app/manifests/multi",
+            &index,
+            Some(OCI_INDEX),
+            None,
+        )
         .raw(
             &format!("v2/fixture/app/manifests/{}", sha(&doc("app-arm64.json"))),
             b"{}",
@@ -409,7 +505,12 @@ fn a_manifest_that_fails_a_check_is_refused_with_its_tag_and_the_others_stay() {
         );
     let mut tags = vec!["ok", "multi", "../x", "a/b", "nul\0", ""];
     for (tag, body, ctype, dcd) in &cases {
-        src = src.raw(&format!("v2/fixture/app/manifests/{tag}"), body, *ctype, *dcd);
+        src = src.raw(
+            &format!("v2/fixture/app/manifests/{tag}"),
+            body,
+            *ctype,
+            *dcd,
+        );
         tags.push(tag);
     }
     let src = src.tags("fixture/app", &tags);
@@ -418,15 +519,22 @@ fn a_manifest_that_fails_a_check_is_refused_with_its_tag_and_the_others_stay() {
     let list: serde_json::Value =
         serde_json::from_slice(&bytes(f["v2/fixture/app/tags/list"])).unwrap();
     assert_eq!(list["tags"], serde_json::json!(["ok"]));
-    assert_eq!(out.rejected, 4 + cases.len() + 1, "four names, the cases, the index");
+    assert_eq!(
+        out.rejected,
+        4 + cases.len() + 1,
+        "four names, the cases, the index"
+    );
     for p in f.keys() {
         assert!(!p.contains("..") && !p.contains('\0'), "{p}");
     }
     // Without Content-Type and mediaType (umoci's manifests on a plain
     // static server) the structure decides.
-    let src = Registry::default()
-        .tags("fixture/app", &["1.0"])
-        .raw("v2/fixture/app/manifests/1.0", &m, Some("application/octet-stream"), None);
+    let src = Registry::default().tags("fixture/app", &["1.0"]).raw(
+        "v2/fixture/app/manifests/1.0",
+        &m,
+        Some("application/octet-stream"),
+        None,
+    );
     let out = sync(&o, "fixture/app", &src).unwrap().unwrap();
     assert!(files(&out).contains_key(&format!("v2/fixture/app/manifests/1.0/{d}.oci-manifest")));
 }
@@ -434,7 +542,11 @@ fn a_manifest_that_fails_a_check_is_refused_with_its_tag_and_the_others_stay() {
 #[test]
 fn unknown_repositories_and_vanished_tags_are_not_errors_but_upstream_failures_are() {
     let o = oci("images = [\"fixture/app:*\", \"fixture/none:1\"]").unwrap();
-    assert!(sync(&o, "fixture/none", &Registry::default()).unwrap().is_none());
+    assert!(
+        sync(&o, "fixture/none", &Registry::default())
+            .unwrap()
+            .is_none()
+    );
     assert!(sync(&o, "not/configured", &app()).unwrap().is_none());
     let src = Registry::default().tags("fixture/app", &["gone"]);
     let out = sync(&o, "fixture/app", &src).unwrap().unwrap();
@@ -455,7 +567,10 @@ fn unknown_repositories_and_vanished_tags_are_not_errors_but_upstream_failures_a
         }
     }
     let e = sync(&o, "fixture/app", &Failing).unwrap_err().to_string();
-    assert!(e.contains("v2/fixture/app/tags/list") && e.contains("503"), "{e}");
+    assert!(
+        e.contains("v2/fixture/app/tags/list") && e.contains("503"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -472,14 +587,20 @@ fn a_tag_is_known_by_the_digest_its_registry_states_sha512_too() {
     let out = sync(&o, "fixture/app", &src).unwrap().unwrap();
     let f = files(&out);
     assert!(f.contains_key(&format!("v2/fixture/app/manifests/1.0/{d512}.oci-manifest")));
-    assert!(f.contains_key(&format!("v2/fixture/app/manifests/{d512}/{d512}.oci-manifest")));
+    assert!(f.contains_key(&format!(
+        "v2/fixture/app/manifests/{d512}/{d512}.oci-manifest"
+    )));
     assert!(d512.starts_with("sha512:") && d512.len() == 7 + 128);
 }
 
 /// `retain = "additive"`: the served generation is what the first sync of
 /// `app()` made, its blobs cached but for those named in `uncached`; then
 /// upstream's tags/list is `tags` (and it no longer has the removed tags).
-fn resync(keys: &str, uncached: &[&str], tags: &[&str]) -> (Registry, Option<UnitOutput>, UnitOutput) {
+fn resync(
+    keys: &str,
+    uncached: &[&str],
+    tags: &[&str],
+) -> (Registry, Option<UnitOutput>, UnitOutput) {
     let first = oci(keys).unwrap();
     let before = sync(&first, "fixture/app", &app()).unwrap().unwrap();
     let blobs: Vec<String> = before
@@ -490,7 +611,9 @@ fn resync(keys: &str, uncached: &[&str], tags: &[&str]) -> (Registry, Option<Uni
         .filter(|b| !uncached.contains(&b.as_str()))
         .collect();
     let cached: Vec<&str> = blobs.iter().map(String::as_str).collect();
-    let mut src = app().tags("fixture/app", tags).served(generation(&before.entries, &cached));
+    let mut src = app()
+        .tags("fixture/app", tags)
+        .served(generation(&before.entries, &cached));
     for gone in ["1.0", "multi"].into_iter().filter(|t| !tags.contains(t)) {
         src = src.without(&format!("v2/fixture/app/manifests/{gone}"));
     }
@@ -515,7 +638,11 @@ fn a_tag_removed_upstream_stays_as_served_while_its_manifests_and_blobs_are_here
     let keys = "images = [\"fixture/app:1.0\", \"fixture/app:multi\"]\nretain = \"additive\"";
     let (src, out, before) = resync(keys, &[], &["1.0"]);
     let out = out.unwrap();
-    assert_eq!(sorted(&out), sorted(&before), "multi, its children and their blobs, as served");
+    assert_eq!(
+        sorted(&out),
+        sorted(&before),
+        "multi, its children and their blobs, as served"
+    );
     assert_eq!(tags_of(&out), serde_json::json!(["1.0", "multi"]));
     let (n, blobs) = src.retained("fixture/app").unwrap();
     let mut want: Vec<String> = (blobs_of(&doc("app-1.0.json")).into_iter())
@@ -535,7 +662,11 @@ fn a_tag_removed_upstream_stays_as_served_while_its_manifests_and_blobs_are_here
     assert_eq!(src.retained("fixture/app").unwrap().0, 2);
 
     // Without retain, or once no `images` pattern admits it, it goes.
-    let (_, out, _) = resync("images = [\"fixture/app:1.0\", \"fixture/app:multi\"]", &[], &["1.0"]);
+    let (_, out, _) = resync(
+        "images = [\"fixture/app:1.0\", \"fixture/app:multi\"]",
+        &[],
+        &["1.0"],
+    );
     assert_eq!(tags_of(&out.unwrap()), serde_json::json!(["1.0"]));
     let o = oci("images = [\"fixture/app:1.0\"]\nretain = \"additive\"").unwrap();
     let (src, _, _) = resync(keys, &[], &["1.0"]);
@@ -551,11 +682,18 @@ fn a_removed_tag_goes_when_one_of_its_blobs_or_manifests_is_not_here() {
     let arm_config = blobs_of(&arm)[0].0.clone();
     let (src, out, _) = resync(keys, &[&arm_config], &[]);
     let out = out.unwrap();
-    assert_eq!(tags_of(&out), serde_json::json!(["1.0"]), "multi's arm64 config was evicted");
+    assert_eq!(
+        tags_of(&out),
+        serde_json::json!(["1.0"]),
+        "multi's arm64 config was evicted"
+    );
     let f = files(&out);
     let da = sha(&doc("app-1.0.json"));
     assert!(!f.keys().any(|p| p.contains("/manifests/multi")));
-    assert!(!f.keys().any(|p| p.contains(&arm_config) || p.contains(&sha(&arm))));
+    assert!(
+        !f.keys()
+            .any(|p| p.contains(&arm_config) || p.contains(&sha(&arm)))
+    );
     assert!(f.contains_key(&format!("v2/fixture/app/manifests/1.0/{da}.oci-manifest")));
     assert_eq!(src.retained("fixture/app").unwrap().0, 1);
 
@@ -570,8 +708,11 @@ fn a_removed_tag_goes_when_one_of_its_blobs_or_manifests_is_not_here() {
     // A child manifest missing from the served generation: the index goes.
     let (mut src, _, _) = resync(keys, &[], &[]);
     let dr = sha(&arm);
-    src.previous.remove(&format!("v2/fixture/app/manifests/{dr}/{dr}.oci-manifest"));
-    let out = sync(&oci(keys).unwrap(), "fixture/app", &src).unwrap().unwrap();
+    src.previous
+        .remove(&format!("v2/fixture/app/manifests/{dr}/{dr}.oci-manifest"));
+    let out = sync(&oci(keys).unwrap(), "fixture/app", &src)
+        .unwrap()
+        .unwrap();
     assert_eq!(tags_of(&out), serde_json::json!(["1.0"]));
 }
 
@@ -579,22 +720,41 @@ fn a_removed_tag_goes_when_one_of_its_blobs_or_manifests_is_not_here() {
 fn a_repository_upstream_removed_is_not_retained_and_a_moved_tag_moves() {
     let keys = "images = [\"fixture/app:1.0\", \"fixture/app:multi\"]\nretain = \"additive\"";
     let (mut src, _, _) = resync(keys, &[], &["multi"]);
-    src.retained.lock().unwrap().insert("fixture/app".into(), (1, vec![]));
+    src.retained
+        .lock()
+        .unwrap()
+        .insert("fixture/app".into(), (1, vec![]));
     src = src.without("v2/fixture/app/tags/list");
-    assert!(sync(&oci(keys).unwrap(), "fixture/app", &src).unwrap().is_none());
-    assert_eq!(src.retained("fixture/app"), Some((0, vec![])), "counted no more");
+    assert!(
+        sync(&oci(keys).unwrap(), "fixture/app", &src)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        src.retained("fixture/app"),
+        Some((0, vec![])),
+        "counted no more"
+    );
 
     // 1.0 now names the arm64 manifest: it moves, and the manifest it
     // named is not kept under it (only by digest, as multi's amd64 child).
     let arm = doc("app-arm64.json");
     let (src, _, _) = resync(keys, &[], &["1.0", "multi"]);
     let src = src.manifest("fixture/app", &["1.0"], &arm, OCI_MANIFEST);
-    let out = sync(&oci(keys).unwrap(), "fixture/app", &src).unwrap().unwrap();
+    let out = sync(&oci(keys).unwrap(), "fixture/app", &src)
+        .unwrap()
+        .unwrap();
     let tag_dir: Vec<String> = files(&out)
         .into_keys()
         .filter(|p| p.starts_with("v2/fixture/app/manifests/1.0/"))
         .collect();
-    assert_eq!(tag_dir, [format!("v2/fixture/app/manifests/1.0/{}.oci-manifest", sha(&arm))]);
+    assert_eq!(
+        tag_dir,
+        [format!(
+            "v2/fixture/app/manifests/1.0/{}.oci-manifest",
+            sha(&arm)
+        )]
+    );
     assert_eq!(tags_of(&out), serde_json::json!(["1.0", "multi"]));
     assert_eq!(src.retained("fixture/app").unwrap().0, 0);
 }

@@ -27,8 +27,8 @@ use crate::catalog::{Body, Entry};
 use crate::digest::Digest;
 use crate::keys::{Glob, Section};
 use crate::layout::{
-    Adapter, BoxFuture, Capabilities, Sizes, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
-    Selection, SyncError, UnitOutput,
+    Adapter, BoxFuture, Capabilities, DocError, DocRequest, DocSource, LayoutDef, MirrorContext,
+    Selection, Sizes, SyncError, UnitOutput,
 };
 use crate::path::{RelPath, check_name};
 use crate::policy::{Policy, Retain, Scheme};
@@ -132,7 +132,9 @@ pub fn normalize(name: &str) -> String {
 /// `-` field, an sdist's stem after the project's name (legacy sdists keep
 /// `-` in the name, hence the match against `project`, normalized).
 pub fn file_version<'f>(project: &str, filename: &'f str) -> Option<&'f str> {
-    let binary = [".whl", ".egg"].iter().find_map(|e| filename.strip_suffix(e));
+    let binary = [".whl", ".egg"]
+        .iter()
+        .find_map(|e| filename.strip_suffix(e));
     let version = if let Some(stem) = binary {
         stem.split('-').nth(1)?
     } else {
@@ -226,7 +228,11 @@ impl Pypi {
             })
             .transpose()?;
         let platforms = keys.globs("platforms")?;
-        if platforms.is_some() && types.as_ref().is_some_and(|t| !t.contains(&FileKind::Wheel)) {
+        if platforms.is_some()
+            && types
+                .as_ref()
+                .is_some_and(|t| !t.contains(&FileKind::Wheel))
+        {
             return Err(keys.error(
                 "platforms",
                 "filters wheels, but package_types serves none: add \"wheel\" or drop platforms",
@@ -560,7 +566,9 @@ impl Adapter for Pypi {
                 Retain::Mirror => None,
             };
             if self.versions.retain == Retain::Additive {
-                let old = served.as_deref().and_then(|b| retain::parse_served(&dir, b));
+                let old = served
+                    .as_deref()
+                    .and_then(|b| retain::parse_served(&dir, b));
                 let kept = old
                     .map(|old| retain::merge(unit, &mut page, &old, src))
                     .unwrap_or_default();
@@ -614,7 +622,7 @@ impl Adapter for Pypi {
             && parent == self.index_dir
             && is_project_name(name)
             && !self.versions.unit(name).blocked())
-            .then(|| name.to_string())
+        .then(|| name.to_string())
     }
 }
 

@@ -60,11 +60,14 @@ pub fn merge<'a>(
             continue;
         };
         let core_metadata = match &f.core_metadata {
-            Some(Some(md)) => cached(src, &format!("{path}.metadata"), md).map(|_| Some(md.clone())),
+            Some(Some(md)) => {
+                cached(src, &format!("{path}.metadata"), md).map(|_| Some(md.clone()))
+            }
             _ => None,
         };
         if core_metadata.is_some() {
-            kept.artifacts.push(f.core_metadata.clone().flatten().expect("checked"));
+            kept.artifacts
+                .push(f.core_metadata.clone().flatten().expect("checked"));
         }
         kept.artifacts.push(sha256.clone());
         retained.push(File {
@@ -89,7 +92,12 @@ pub fn merge<'a>(
     versions.dedup();
     kept.versions = versions.len();
     if !retained.is_empty() {
-        tracing::info!(project, files = retained.len(), versions = kept.versions, "retain: keeping files removed upstream whose bytes are cached");
+        tracing::info!(
+            project,
+            files = retained.len(),
+            versions = kept.versions,
+            "retain: keeping files removed upstream whose bytes are cached"
+        );
     }
     if let Some(vs) = page.versions.as_mut() {
         for v in versions {

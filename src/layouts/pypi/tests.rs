@@ -10,7 +10,13 @@ fn adapter(filter: Option<&[&str]>, cooldown: Option<u64>) -> Pypi {
     if let Some(c) = cooldown {
         keys.push_str(&format!("cooldown = {c}\n"));
     }
-    testing::configure(&LAYOUT, "https://pypi.upstream.test/", &keys, Pypi::from_keys).unwrap()
+    testing::configure(
+        &LAYOUT,
+        "https://pypi.upstream.test/",
+        &keys,
+        Pypi::from_keys,
+    )
+    .unwrap()
 }
 
 fn inline_text(e: &Entry) -> String {
@@ -238,7 +244,10 @@ fn cooldown_hides_fresh_uploads() {
         hidden.contains(&"a-1.whl".to_string()) && !hidden.contains(&"a-2.whl".to_string()),
         "{hidden:?}"
     );
-    assert!(!hidden.contains(&"a-3.whl".to_string()), "no upload time: {hidden:?}");
+    assert!(
+        !hidden.contains(&"a-3.whl".to_string()),
+        "no upload time: {hidden:?}"
+    );
     let shown = names(adapter(None, None).project_entries("a", &page, now));
     assert!(shown.contains(&"a-2.whl".to_string()));
 }
@@ -326,14 +335,28 @@ fn root_listing_and_lazy_lookups() {
 fn versions_are_read_from_wheel_egg_and_sdist_names() {
     let v = |p, f| file_version(p, f);
     assert_eq!(v("demo", "demo-1.0-py3-none-any.whl"), Some("1.0"));
-    assert_eq!(v("demo", "demo-2.0rc1-1-cp312-cp312-manylinux_x86_64.whl"), Some("2.0rc1"));
+    assert_eq!(
+        v("demo", "demo-2.0rc1-1-cp312-cp312-manylinux_x86_64.whl"),
+        Some("2.0rc1")
+    );
     assert_eq!(v("demo", "demo-1.0.tar.gz"), Some("1.0"));
     assert_eq!(v("demo", "Demo-1.0.post1.zip"), Some("1.0.post1"));
-    assert_eq!(v("zope-interface", "zope.interface-4.0.tar.gz"), Some("4.0"), "a legacy sdist keeps its name");
-    assert_eq!(v("zope-interface", "zope_interface-4.0-py3-none-any.whl"), Some("4.0"));
+    assert_eq!(
+        v("zope-interface", "zope.interface-4.0.tar.gz"),
+        Some("4.0"),
+        "a legacy sdist keeps its name"
+    );
+    assert_eq!(
+        v("zope-interface", "zope_interface-4.0-py3-none-any.whl"),
+        Some("4.0")
+    );
     assert_eq!(v("demo", "demo-1.0-py2.7.egg"), Some("1.0"));
     assert_eq!(v("demo", "demo-1.0.win32.exe"), None, "no known suffix");
-    assert_eq!(v("demo", "other-1.0.tar.gz"), None, "not this project's name");
+    assert_eq!(
+        v("demo", "other-1.0.tar.gz"),
+        None,
+        "not this project's name"
+    );
     assert_eq!(v("demo", "demo.whl"), None);
 }
 
@@ -352,16 +375,32 @@ fn demo_file(filename: &str) -> File<'static> {
 }
 
 fn policy_adapter(keys: &str) -> Pypi {
-    testing::configure(&LAYOUT, "https://pypi.upstream.test/", keys, Pypi::from_keys).unwrap()
+    testing::configure(
+        &LAYOUT,
+        "https://pypi.upstream.test/",
+        keys,
+        Pypi::from_keys,
+    )
+    .unwrap()
 }
 
 /// The filenames the JSON page, the HTML page and the tree hold, and the
 /// JSON page's PEP 700 `versions`.
 fn served_files(out: &UnitOutput) -> (Vec<String>, Vec<String>, Vec<String>, serde_json::Value) {
-    let page = |name: &str| out.entries.iter().find(|e| e.path.file_name() == name).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&inline_text(page("index.v1_json"))).unwrap();
-    let mut from_json: Vec<String> =
-        json["files"].as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap().to_string()).collect();
+    let page = |name: &str| {
+        out.entries
+            .iter()
+            .find(|e| e.path.file_name() == name)
+            .unwrap()
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&inline_text(page("index.v1_json"))).unwrap();
+    let mut from_json: Vec<String> = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap().to_string())
+        .collect();
     let html_text = inline_text(page("index.html"));
     let html = parse_project(PAGE_URL, Some("text/html"), html_text.as_bytes()).unwrap();
     let mut from_html: Vec<String> = html.files.iter().map(|f| f.filename.to_string()).collect();
@@ -390,7 +429,11 @@ fn keep_latest_prereleases_and_block_drop_files_from_both_pages_and_the_tree() {
         "demo-setup.exe",
     ];
     let page = Project {
-        versions: Some(["1.0", "1.1", "1.9", "1.10.0", "2.0rc1"].map(String::from).to_vec()),
+        versions: Some(
+            ["1.0", "1.1", "1.9", "1.10.0", "2.0rc1"]
+                .map(String::from)
+                .to_vec(),
+        ),
         files: names.iter().map(|n| demo_file(n)).collect(),
         ..Project::default()
     };
@@ -402,20 +445,33 @@ fn keep_latest_prereleases_and_block_drop_files_from_both_pages_and_the_tree() {
     let (json, html, tree, versions) = served_files(&out);
     // 1.10.0 is blocked, 2.0rc1 a pre-release; of the rest the two newest by
     // PEP 440 (1.9 < 1.10.0, not by string); the versionless file stays.
-    let want = ["demo-1.1-py3-none-any.whl", "demo-1.1.tar.gz", "demo-1.9-py3-none-any.whl", "demo-setup.exe"];
+    let want = [
+        "demo-1.1-py3-none-any.whl",
+        "demo-1.1.tar.gz",
+        "demo-1.9-py3-none-any.whl",
+        "demo-setup.exe",
+    ];
     assert_eq!(json, want);
     assert_eq!(html, want, "the HTML page lists what the JSON page lists");
     assert_eq!(tree, want, "a hidden file is not in the tree");
-    assert_eq!(versions, serde_json::json!(["1.1", "1.9"]), "PEP 700 versions follow the files");
+    assert_eq!(
+        versions,
+        serde_json::json!(["1.1", "1.9"]),
+        "PEP 700 versions follow the files"
+    );
     // An override applies to the units it names.
     let other = Project {
-        files: ["other-1.0.tar.gz", "other-2.0.tar.gz"].iter().map(|n| demo_file(n)).collect(),
+        files: ["other-1.0.tar.gz", "other-2.0.tar.gz"]
+            .iter()
+            .map(|n| demo_file(n))
+            .collect(),
         ..Project::default()
     };
     let (json, ..) = served_files(&a.project_entries("other", &other, 1_800_000_000));
     assert_eq!(json, ["other-2.0.tar.gz"]);
     // Without a policy every file is served, and upstream's versions list.
-    let (json, _, _, versions) = served_files(&policy_adapter("").project_entries("demo", &page, 1_800_000_000));
+    let (json, _, _, versions) =
+        served_files(&policy_adapter("").project_entries("demo", &page, 1_800_000_000));
     assert_eq!(json.len(), names.len());
     assert_eq!(versions.as_array().unwrap().len(), 5);
 }
@@ -427,7 +483,10 @@ fn a_blocked_project_never_materializes() {
     assert_eq!(a.lazy_unit("simple", "good"), Some("good".into()));
     let docs = testing::Docs::new("https://pypi.upstream.test/").with("simple/evil/", SIX_JSON);
     let out = testing::block_on(a.unit("evil", &docs, 0, true)).unwrap();
-    assert!(out.is_none() && docs.asked.lock().unwrap().is_empty(), "a blocked project is never fetched");
+    assert!(
+        out.is_none() && docs.asked.lock().unwrap().is_empty(),
+        "a blocked project is never fetched"
+    );
     let listed = policy_adapter("projects = [\"evil\", \"good\"]\nblock = \"evil\"\n");
     let sel = testing::block_on(listed.select(&docs)).unwrap();
     assert!(matches!(sel, Selection::Units(u) if u == ["good"]));
@@ -445,7 +504,10 @@ fn demo_page(names: &[&str]) -> Vec<u8> {
             })
         })
         .collect();
-    let versions: Vec<&str> = names.iter().filter_map(|n| file_version("demo", n)).collect();
+    let versions: Vec<&str> = names
+        .iter()
+        .filter_map(|n| file_version("demo", n))
+        .collect();
     serde_json::to_vec(&serde_json::json!({
         "meta": {"api-version": "1.1"}, "name": "demo", "versions": versions, "files": files,
     }))
@@ -455,54 +517,117 @@ fn demo_page(names: &[&str]) -> Vec<u8> {
 /// One sync of `demo` against `upstream`, with the generation being served
 /// built from `served` (the previous sync's entries) and `cached` the files
 /// whose bytes are in the cache.
-fn retain_sync(a: &Pypi, upstream: &[&str], served: &UnitOutput, cached: &[&str]) -> (UnitOutput, (usize, Vec<Digest>)) {
-    let mut docs = testing::Docs::new("https://pypi.upstream.test/").with("simple/demo/", demo_page(upstream));
+fn retain_sync(
+    a: &Pypi,
+    upstream: &[&str],
+    served: &UnitOutput,
+    cached: &[&str],
+) -> (UnitOutput, (usize, Vec<Digest>)) {
+    let mut docs =
+        testing::Docs::new("https://pypi.upstream.test/").with("simple/demo/", demo_page(upstream));
     for (path, file) in testing::generation(&served.entries, cached) {
         docs = docs.served(&path, file);
     }
-    let out = testing::block_on(a.unit("demo", &docs, 1_800_000_000, true)).unwrap().unwrap();
-    let r = docs.retained.lock().unwrap().remove("demo").unwrap_or_default();
+    let out = testing::block_on(a.unit("demo", &docs, 1_800_000_000, true))
+        .unwrap()
+        .unwrap();
+    let r = docs
+        .retained
+        .lock()
+        .unwrap()
+        .remove("demo")
+        .unwrap_or_default();
     (out, r)
 }
 
 #[test]
 fn additive_keeps_removed_files_listed_while_cached_with_their_digests() {
     let a = policy_adapter("retain = \"additive\"\n");
-    let all = ["demo-1.0.tar.gz", "demo-1.0-py3-none-any.whl", "demo-1.1.tar.gz", "demo-2.0.tar.gz"];
-    let (first, r) = retain_sync(&a, &all, &UnitOutput { entries: vec![], rejected: 0, unchanged: false }, &[]);
+    let all = [
+        "demo-1.0.tar.gz",
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.1.tar.gz",
+        "demo-2.0.tar.gz",
+    ];
+    let (first, r) = retain_sync(
+        &a,
+        &all,
+        &UnitOutput {
+            entries: vec![],
+            rejected: 0,
+            unchanged: false,
+        },
+        &[],
+    );
     assert_eq!(r, (0, vec![]), "nothing served before: nothing retained");
     // Upstream removes 1.0 (both files) and 1.1; 1.0's wheel and 1.1's sdist are cached.
     let cached = ["demo-1.0-py3-none-any.whl", "demo-1.1.tar.gz"];
     let (second, (versions, artifacts)) = retain_sync(&a, &["demo-2.0.tar.gz"], &first, &cached);
     let (json, html, tree, pep700) = served_files(&second);
-    let want = ["demo-1.0-py3-none-any.whl", "demo-1.1.tar.gz", "demo-2.0.tar.gz"];
-    assert_eq!(json, want, "cached removed files stay, the uncached one goes");
+    let want = [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.1.tar.gz",
+        "demo-2.0.tar.gz",
+    ];
+    assert_eq!(
+        json, want,
+        "cached removed files stay, the uncached one goes"
+    );
     assert_eq!(html, want);
     assert_eq!(tree, want);
     let mut pep700: Vec<String> = serde_json::from_value(pep700).unwrap();
     pep700.sort();
-    assert_eq!(pep700, ["1.0", "1.1", "2.0"], "PEP 700 versions keep the retained");
+    assert_eq!(
+        pep700,
+        ["1.0", "1.1", "2.0"],
+        "PEP 700 versions keep the retained"
+    );
     assert_eq!(versions, 2);
     assert_eq!(artifacts.len(), 2);
     // The retained file keeps its digest and upstream URL.
-    let whl = second.entries.iter().find(|e| e.path.file_name() == "demo-1.0-py3-none-any.whl").unwrap();
+    let whl = second
+        .entries
+        .iter()
+        .find(|e| e.path.file_name() == "demo-1.0-py3-none-any.whl")
+        .unwrap();
     let want_digest = demo_file("demo-1.0-py3-none-any.whl").sha256.unwrap();
     assert!(matches!(&whl.body, Body::Remote { url, digest, .. }
         if *digest == want_digest && url == "https://files.upstream.test/demo-1.0-py3-none-any.whl"));
     // Evicted since: gone at the next generation; still cached: still kept.
-    let (third, (versions, _)) = retain_sync(&a, &["demo-2.0.tar.gz"], &second, &["demo-1.1.tar.gz"]);
-    assert_eq!(served_files(&third).0, ["demo-1.1.tar.gz", "demo-2.0.tar.gz"]);
+    let (third, (versions, _)) =
+        retain_sync(&a, &["demo-2.0.tar.gz"], &second, &["demo-1.1.tar.gz"]);
+    assert_eq!(
+        served_files(&third).0,
+        ["demo-1.1.tar.gz", "demo-2.0.tar.gz"]
+    );
     assert_eq!(versions, 1);
     // Back upstream: listed as upstream has it, not counted as retained.
-    let (fourth, (versions, _)) = retain_sync(&a, &["demo-1.1.tar.gz", "demo-2.0.tar.gz"], &third, &["demo-1.1.tar.gz"]);
-    assert_eq!(served_files(&fourth).0, ["demo-1.1.tar.gz", "demo-2.0.tar.gz"]);
+    let (fourth, (versions, _)) = retain_sync(
+        &a,
+        &["demo-1.1.tar.gz", "demo-2.0.tar.gz"],
+        &third,
+        &["demo-1.1.tar.gz"],
+    );
+    assert_eq!(
+        served_files(&fourth).0,
+        ["demo-1.1.tar.gz", "demo-2.0.tar.gz"]
+    );
     assert_eq!(versions, 0);
 }
 
 #[test]
 fn mirror_retention_drops_removed_files_even_when_cached() {
     let a = policy_adapter("retain = \"mirror\"\n");
-    let (first, _) = retain_sync(&a, &["demo-1.0.tar.gz", "demo-2.0.tar.gz"], &UnitOutput { entries: vec![], rejected: 0, unchanged: false }, &[]);
+    let (first, _) = retain_sync(
+        &a,
+        &["demo-1.0.tar.gz", "demo-2.0.tar.gz"],
+        &UnitOutput {
+            entries: vec![],
+            rejected: 0,
+            unchanged: false,
+        },
+        &[],
+    );
     let (second, r) = retain_sync(&a, &["demo-2.0.tar.gz"], &first, &["demo-1.0.tar.gz"]);
     assert_eq!(served_files(&second).0, ["demo-2.0.tar.gz"]);
     assert_eq!(r, (0, vec![]), "nothing reported under mirror retention");
@@ -511,16 +636,32 @@ fn mirror_retention_drops_removed_files_even_when_cached() {
 #[test]
 fn additive_is_refused_by_layouts_that_cannot_honour_it() {
     for (layout, upstream, keys) in [
-        ("debian", "http://deb.upstream.test/", "suites = [\"stable\"]\nkeyring = \"/nonexistent\"\n"),
+        (
+            "debian",
+            "http://deb.upstream.test/",
+            "suites = [\"stable\"]\nkeyring = \"/nonexistent\"\n",
+        ),
         ("rubygems", "http://gems.upstream.test/", ""),
     ] {
-        let text = format!("[[mirror]]\nname = \"m\"\nlayout = \"{layout}\"\nupstream = \"{upstream}\"\nretain = \"additive\"\n{keys}");
-        let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), &text).unwrap_err().to_string();
-        assert!(e.contains("retain") && e.contains("cannot honour"), "{layout}: {e}");
+        let text = format!(
+            "[[mirror]]\nname = \"m\"\nlayout = \"{layout}\"\nupstream = \"{upstream}\"\nretain = \"additive\"\n{keys}"
+        );
+        let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("retain") && e.contains("cannot honour"),
+            "{layout}: {e}"
+        );
     }
     let text = "[[mirror]]\nname = \"m\"\nlayout = \"pypi\"\nupstream = \"http://p.upstream.test/\"\nretain = \"sometimes\"\n";
-    let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), text).unwrap_err().to_string();
-    assert!(e.contains("retain") && e.contains("\"mirror\" or \"additive\""), "{e}");
+    let e = crate::config::Config::parse(std::path::Path::new("/test/regfs.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("retain") && e.contains("\"mirror\" or \"additive\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -538,28 +679,55 @@ fn package_types_and_platforms_choose_the_files_of_both_pages_and_the_tree() {
         files: names.iter().map(|n| demo_file(n)).collect(),
         ..Project::default()
     };
-    let served = |keys: &str| served_files(&policy_adapter(keys).project_entries("demo", &page, 1_800_000_000));
-    let (json, html, tree, _) = served("package_types = [\"wheel\", \"sdist\"]\nplatforms = [\"manylinux*_x86_64\", \"any\"]\n");
+    let served = |keys: &str| {
+        served_files(&policy_adapter(keys).project_entries("demo", &page, 1_800_000_000))
+    };
+    let (json, html, tree, _) = served(
+        "package_types = [\"wheel\", \"sdist\"]\nplatforms = [\"manylinux*_x86_64\", \"any\"]\n",
+    );
     let want = [
         "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
         "demo-1.0-py3-none-any.whl",
         "demo-1.0.tar.gz",
     ];
-    assert_eq!(json, want, "a compressed tag set matches by any of its tags");
+    assert_eq!(
+        json, want,
+        "a compressed tag set matches by any of its tags"
+    );
     assert_eq!(html, want);
     assert_eq!(tree, want, "a file not served is not in the tree");
     let (json, ..) = served("package_types = \"sdist\"\n");
     assert_eq!(json, ["demo-1.0.tar.gz"]);
     let (json, ..) = served("platforms = [\"win*\"]\n");
-    assert_eq!(json.len(), 4, "platforms leaves sdists, eggs and installers alone: {json:?}");
-    assert!(json.contains(&"demo-1.0-cp311-cp311-win_amd64.whl".to_string()), "{json:?}");
+    assert_eq!(
+        json.len(),
+        4,
+        "platforms leaves sdists, eggs and installers alone: {json:?}"
+    );
+    assert!(
+        json.contains(&"demo-1.0-cp311-cp311-win_amd64.whl".to_string()),
+        "{json:?}"
+    );
     let (json, ..) = served("");
     assert_eq!(json.len(), names.len());
     for (keys, says) in [
-        ("package_types = [\"wheels\"]\n", "package_types: \"wheels\" is not one of"),
-        ("package_types = \"sdist\"\nplatforms = \"any\"\n", "platforms: filters wheels"),
+        (
+            "package_types = [\"wheels\"]\n",
+            "package_types: \"wheels\" is not one of",
+        ),
+        (
+            "package_types = \"sdist\"\nplatforms = \"any\"\n",
+            "platforms: filters wheels",
+        ),
     ] {
-        let e = testing::configure(&LAYOUT, "https://pypi.upstream.test/", keys, Pypi::from_keys).err().unwrap();
+        let e = testing::configure(
+            &LAYOUT,
+            "https://pypi.upstream.test/",
+            keys,
+            Pypi::from_keys,
+        )
+        .err()
+        .unwrap();
         assert!(e.contains(says), "{e}");
     }
 }

@@ -90,7 +90,12 @@ pub struct RpmOptions {
 impl RpmOptions {
     /// Reads `repos`, `keyring`, `metalink` and `repodata_grace`.
     pub fn from_keys(keys: &mut Section) -> Result<RpmOptions, String> {
-        let repos = keys.subpaths("repos", "repository", "BaseOS/x86_64/os", "repodata/repomd.xml.asc")?;
+        let repos = keys.subpaths(
+            "repos",
+            "repository",
+            "BaseOS/x86_64/os",
+            "repodata/repomd.xml.asc",
+        )?;
         let keyring = crate::gpgv::keyring_key(
             keys,
             "point at the repository's OpenPGP key, e.g. the file its gpgkey= names",
@@ -101,7 +106,9 @@ impl RpmOptions {
                 let url = Url::parse(&s)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| keys.error("metalink", format!("\"{s}\" is not an http(s) URL")))?;
+                    .ok_or_else(|| {
+                        keys.error("metalink", format!("\"{s}\" is not an http(s) URL"))
+                    })?;
                 if repos != [""] {
                     return Err(keys.error(
                         "metalink",
@@ -144,7 +151,10 @@ impl Rpm {
 
     pub fn new(ctx: &MirrorContext, opts: RpmOptions) -> Rpm {
         Rpm {
-            gpg: opts.keyring.as_deref().map(|k| Arc::new(crate::gpgv::Gpgv::new(k))),
+            gpg: opts
+                .keyring
+                .as_deref()
+                .map(|k| Arc::new(crate::gpgv::Gpgv::new(k))),
             opts,
             bases: ctx.upstreams.iter().map(|u| u.to_string()).collect(),
             max_document: ctx.spec.max_document,
@@ -232,7 +242,9 @@ impl Adapter for Rpm {
                 .and_then(|e| e.mtime)
                 .map_or(now, u64::from);
             for child in prev.children(node) {
-                if prev.kind(child) != Kind::File || ROOT_FILES.contains(&&*prev.name(child).as_str()) {
+                if prev.kind(child) != Kind::File
+                    || ROOT_FILES.contains(&&*prev.name(child).as_str())
+                {
                     continue;
                 }
                 let path = prev.path(child);

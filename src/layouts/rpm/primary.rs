@@ -225,9 +225,7 @@ impl Handler for PrimaryHandler {
                         });
                         self.field = Some(("checksum", String::new()));
                     }
-                    "size" => {
-                        cur.size = attr(attrs, "package").and_then(|s| s.trim().parse().ok())
-                    }
+                    "size" => cur.size = attr(attrs, "package").and_then(|s| s.trim().parse().ok()),
                     "location" => {
                         cur.href = attr(attrs, "href").map(str::to_string);
                         cur.base = attr(attrs, "xml:base").map(str::to_string);

@@ -111,7 +111,8 @@ impl Handler for RepomdHandler {
         if self.depth == 2 {
             if let Some(d) = self.cur.take() {
                 if d.kind.is_empty() || self.out.iter().any(|o| o.kind == d.kind) {
-                    self.rejects.push(format!("a <data> of type {:?} twice or unnamed", d.kind));
+                    self.rejects
+                        .push(format!("a <data> of type {:?} twice or unnamed", d.kind));
                 } else {
                     self.out.push(d);
                 }

@@ -109,7 +109,9 @@ impl Rpm {
             {
                 Some(b) if !mirrors.contains(&b.to_string()) => mirrors.push(b.to_string()),
                 Some(_) => {}
-                None => tracing::debug!("{link}: skipping mirror URL {u:?} (not http(s) …/repodata/repomd.xml)"),
+                None => tracing::debug!(
+                    "{link}: skipping mirror URL {u:?} (not http(s) …/repodata/repomd.xml)"
+                ),
             }
         }
         *self.learnt.lock().unwrap() = mirrors
@@ -117,10 +119,19 @@ impl Rpm {
             .filter_map(|b| reqwest::Url::parse(b).ok())
             .collect();
         let mut tried = Vec::new();
-        let candidates = self.bases.iter().chain(mirrors.iter().filter(|b| !self.bases.contains(b)));
+        let candidates = self
+            .bases
+            .iter()
+            .chain(mirrors.iter().filter(|b| !self.bases.contains(b)));
         for base in candidates {
             let url = format!("{base}repodata/repomd.xml");
-            let repomd = match src.get(DocRequest { path: url.clone(), accept: None }).await {
+            let repomd = match src
+                .get(DocRequest {
+                    path: url.clone(),
+                    accept: None,
+                })
+                .await
+            {
                 Ok(d) => d,
                 Err(e) => {
                     tried.push(format!("{url}: {e}"));
@@ -133,7 +144,10 @@ impl Rpm {
                 h.finish()
             });
             if !m.hashes.iter().any(|h| got.contains(h)) {
-                tracing::warn!("{url}: repomd.xml ({}) is not one the metalink {link} lists; trying the next mirror", got[0]);
+                tracing::warn!(
+                    "{url}: repomd.xml ({}) is not one the metalink {link} lists; trying the next mirror",
+                    got[0]
+                );
                 tried.push(format!("{url}: not the repomd.xml the metalink lists"));
                 continue;
             }
@@ -160,7 +174,10 @@ impl Rpm {
         }
         Err(bad(
             link,
-            format!("no mirror served a repomd.xml it lists: {}", tried.join("; ")),
+            format!(
+                "no mirror served a repomd.xml it lists: {}",
+                tried.join("; ")
+            ),
         ))
     }
 
@@ -177,7 +194,11 @@ impl Rpm {
             Some(link) => self.metalink_root(src, link.as_str(), full).await?,
         };
         // repomd.xml has no Valid-Until: a held one never expires.
-        let unit = if repo.is_empty() { super::ROOT_UNIT } else { repo };
+        let unit = if repo.is_empty() {
+            super::ROOT_UNIT
+        } else {
+            repo
+        };
         self.seen.record(unit, &root.repomd.body, None);
         if root.repomd.unchanged && !full {
             return Ok(UnitOutput {
@@ -205,8 +226,8 @@ impl Rpm {
         let fixed = |rel: &str, body: Body| {
             entry(rel, body, stamp).expect("repos are checked to leave room for repodata/")
         };
-        let (data, dropped) = repomd::parse_repomd(&repomd.body)
-            .map_err(|e| bad(&repomd_url, e.to_string()))?;
+        let (data, dropped) =
+            repomd::parse_repomd(&repomd.body).map_err(|e| bad(&repomd_url, e.to_string()))?;
         let mut rejected = dropped.len();
         for d in &dropped {
             tracing::warn!("{repomd_url}: skipping {d}");
@@ -216,7 +237,10 @@ impl Rpm {
             entries.push(fixed("repodata/repomd.xml.asc", a.into_body()));
         }
         if let Some(k) = self
-            .optional(src, self.request(&origin, &prefix, "repodata/repomd.xml.key"))
+            .optional(
+                src,
+                self.request(&origin, &prefix, "repodata/repomd.xml.key"),
+            )
             .await?
         {
             entries.push(fixed("repodata/repomd.xml.key", k.into_body()));
@@ -234,7 +258,9 @@ impl Rpm {
             };
             let listed = match listed(&d, &urls).and_then(fits) {
                 Ok(l) => l,
-                Err(e) if d.kind == "primary" => return Err(bad(&repomd_url, format!("primary: {e}"))),
+                Err(e) if d.kind == "primary" => {
+                    return Err(bad(&repomd_url, format!("primary: {e}")));
+                }
                 Err(e) => {
                     tracing::warn!("{repomd_url}: withholding {}: {e}", d.kind);
                     rejected += 1;
@@ -373,7 +399,9 @@ pub(super) fn listed(d: &Data, urls: &[String]) -> Result<Listed, String> {
     let href = d.href.as_deref().ok_or("no location")?;
     let path = primary::resolve(href, d.base.as_deref(), urls)?;
     if ROOT_FILES.iter().any(|f| path == format!("repodata/{f}")) {
-        return Err(format!("location {path:?} would replace repomd.xml's own files"));
+        return Err(format!(
+            "location {path:?} would replace repomd.xml's own files"
+        ));
     }
     let checksum = d.checksum.as_ref().ok_or("no checksum")?;
     let digest = trusted(checksum)?;

@@ -38,8 +38,14 @@ fn href(repomd: &[u8], kind: &str) -> String {
 fn os_docs(prefix: &str) -> Docs {
     let repomd = fx("os-repomd.xml");
     Docs::new(BASE)
-        .with(&format!("{prefix}{}", href(&repomd, "primary")), fx("os-primary.xml.gz"))
-        .with(&format!("{prefix}repodata/repomd.xml.asc"), fx("os-repomd.xml.asc"))
+        .with(
+            &format!("{prefix}{}", href(&repomd, "primary")),
+            fx("os-primary.xml.gz"),
+        )
+        .with(
+            &format!("{prefix}repodata/repomd.xml.asc"),
+            fx("os-repomd.xml.asc"),
+        )
         .with(&format!("{prefix}repodata/repomd.xml"), repomd)
 }
 
@@ -58,7 +64,14 @@ fn repomd_lists_every_data_file_with_size_and_checksums() {
     let kinds: Vec<&str> = data.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["primary", "filelists", "other", "primary_db", "filelists_db", "other_db"]
+        [
+            "primary",
+            "filelists",
+            "other",
+            "primary_db",
+            "filelists_db",
+            "other_db"
+        ]
     );
     let p = &data[0];
     assert!(p.href.as_deref().unwrap().starts_with("repodata/"));
@@ -250,7 +263,11 @@ fn metalinks_give_trusted_hashes_and_mirrors_best_first() {
     let m = parse_metalink(&fx("metalink.xml")).unwrap();
     let repomd = fx("os-repomd.xml");
     assert!(m.hashes.contains(&Digest::sha256_of(&repomd)));
-    assert_eq!(m.hashes.len(), 3, "sha256, sha512 and an alternate's sha256");
+    assert_eq!(
+        m.hashes.len(),
+        3,
+        "sha256, sha512 and an alternate's sha256"
+    );
     assert_eq!(m.weak, 2, "md5 and sha1 are not trusted");
     assert_eq!(m.urls.len(), 3);
     assert!(m.urls[0].starts_with("http://down.upstream.test/"));
@@ -269,7 +286,9 @@ fn metalinks_give_trusted_hashes_and_mirrors_best_first() {
 fn a_sync_lists_repodata_and_packages_with_sizes_and_digests() {
     let a = adapter(BASE, "repos = [\"os\"]").unwrap();
     let docs = os_docs("os/");
-    let out = block_on(a.unit("os", &docs, 1_800_000_000, true)).unwrap().unwrap();
+    let out = block_on(a.unit("os", &docs, 1_800_000_000, true))
+        .unwrap()
+        .unwrap();
     let find = |p: &str| out.entries.iter().find(|e| e.path.as_str() == p);
     assert!(matches!(
         find("os/repodata/repomd.xml").unwrap().body,
@@ -305,14 +324,23 @@ fn signatures_must_verify_against_the_keyring() {
     let mut forged = fx("os-repomd.xml");
     forged.extend_from_slice(b"\n");
     let docs = os_docs("").with("repodata/repomd.xml", forged);
-    let e = block_on(a.unit(ROOT_UNIT, &docs, 0, true)).unwrap_err().to_string();
-    assert!(e.contains("bad signature") && e.contains("repomd.xml.asc"), "{e}");
+    let e = block_on(a.unit(ROOT_UNIT, &docs, 0, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad signature") && e.contains("repomd.xml.asc"),
+        "{e}"
+    );
     let mut unsigned = os_docs("");
     unsigned.map.remove("repodata/repomd.xml.asc");
-    let e = block_on(a.unit(ROOT_UNIT, &unsigned, 0, true)).unwrap_err().to_string();
+    let e = block_on(a.unit(ROOT_UNIT, &unsigned, 0, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("must be signed"), "{e}");
     let wrong = adapter(BASE, &format!("keyring = \"{FX}wrong-keyring.gpg\"")).unwrap();
-    let e = block_on(wrong.unit(ROOT_UNIT, &os_docs(""), 0, true)).unwrap_err().to_string();
+    let e = block_on(wrong.unit(ROOT_UNIT, &os_docs(""), 0, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not in the keyring"), "{e}");
 }
 
@@ -321,14 +349,20 @@ fn a_primary_that_does_not_match_repomd_fails_the_sync() {
     let a = adapter(BASE, "").unwrap();
     let repomd = fx("os-repomd.xml");
     let docs = os_docs("").with(&href(&repomd, "primary"), fx("extras-primary.xml.xz"));
-    let e = block_on(a.unit(ROOT_UNIT, &docs, 0, true)).unwrap_err().to_string();
+    let e = block_on(a.unit(ROOT_UNIT, &docs, 0, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not match repomd.xml"), "{e}");
 }
 
 #[test]
 fn a_metalink_picks_the_first_mirror_whose_repomd_it_lists() {
     let link = "http://ml.upstream.test/metalink?repo=os&arch=x86_64";
-    let a = adapter("http://down.upstream.test/os/", &format!("metalink = \"{link}\"")).unwrap();
+    let a = adapter(
+        "http://down.upstream.test/os/",
+        &format!("metalink = \"{link}\""),
+    )
+    .unwrap();
     let good = "http://b.upstream.test/pub/os/";
     let repomd = fx("os-repomd.xml");
     let mut stale = repomd.clone();
@@ -336,19 +370,30 @@ fn a_metalink_picks_the_first_mirror_whose_repomd_it_lists() {
     let docs = Docs::new("http://down.upstream.test/os/")
         .with(link, fx("metalink.xml"))
         .with(&format!("{good}repodata/repomd.xml"), &repomd)
-        .with(&format!("{good}{}", href(&repomd, "primary")), fx("os-primary.xml.gz"));
-    let out = block_on(a.unit(ROOT_UNIT, &docs, 0, true)).unwrap().unwrap();
+        .with(
+            &format!("{good}{}", href(&repomd, "primary")),
+            fx("os-primary.xml.gz"),
+        );
+    let out = block_on(a.unit(ROOT_UNIT, &docs, 0, true))
+        .unwrap()
+        .unwrap();
     let app = out
         .entries
         .iter()
         .find(|e| e.path.as_str() == "Packages/a/app-1.0-1.x86_64.rpm")
         .unwrap();
     assert!(matches!(&app.body, Body::Remote { url, .. } if url.starts_with(good)));
-    let learnt: Vec<String> = a.fallback_upstreams().iter().map(|u| u.to_string()).collect();
+    let learnt: Vec<String> = a
+        .fallback_upstreams()
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
     assert_eq!(learnt, ["http://down.upstream.test/os/", good]);
     // A mirror serving a repomd.xml the metalink does not list is passed over.
     let docs = docs.with(&format!("{good}repodata/repomd.xml"), stale);
-    let e = block_on(a.unit(ROOT_UNIT, &docs, 0, true)).unwrap_err().to_string();
+    let e = block_on(a.unit(ROOT_UNIT, &docs, 0, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not the repomd.xml the metalink lists"), "{e}");
 }
 
@@ -359,7 +404,11 @@ fn keys_are_checked_strictly() {
         [String::new()],
         "no repos: the upstream itself"
     );
-    let a = adapter(BASE, "repos = [\"/BaseOS/x86_64/os/\", \"AppStream/x86_64/os\"]").unwrap();
+    let a = adapter(
+        BASE,
+        "repos = [\"/BaseOS/x86_64/os/\", \"AppStream/x86_64/os\"]",
+    )
+    .unwrap();
     assert_eq!(a.opts.repos, ["BaseOS/x86_64/os", "AppStream/x86_64/os"]);
     for (keys, want) in [
         ("repos = []", "at least one"),
@@ -368,7 +417,10 @@ fn keys_are_checked_strictly() {
         ("keyring = \"/no/such/key\"", "cannot read"),
         ("keyring = \"rel\"", "absolute path"),
         ("metalink = \"ftp://x/\"", "not an http(s) URL"),
-        ("repos = [\"a\"]\nmetalink = \"http://m.upstream.test/ml\"", "drop `repos`"),
+        (
+            "repos = [\"a\"]\nmetalink = \"http://m.upstream.test/ml\"",
+            "drop `repos`",
+        ),
         ("repodata_grace = \"soon\"", "duration"),
         ("suites = [\"x\"]", "unknown key `suites`"),
     ] {
@@ -396,9 +448,16 @@ fn superseded_repodata_outlives_its_repomd_for_the_grace_period() {
             .collect()
     };
     let t0: u32 = 1_800_000_000;
-    let g1 = build(1, 1, t0, entries(t0, &["repodata/a-primary.xml.gz", "repodata/c-comps.xml"]), vec![], None)
-        .unwrap()
-        .generation;
+    let g1 = build(
+        1,
+        1,
+        t0,
+        entries(t0, &["repodata/a-primary.xml.gz", "repodata/c-comps.xml"]),
+        vec![],
+        None,
+    )
+    .unwrap()
+    .generation;
     // A new repomd.xml lists b instead of a: a retires (just before the new stamp).
     let t1 = t0 + 60;
     let e2 = entries(t1, &["repodata/b-primary.xml.gz", "repodata/c-comps.xml"]);
@@ -414,7 +473,8 @@ fn superseded_repodata_outlives_its_repomd_for_the_grace_period() {
     let e3 = entries(t2, &["repodata/d-primary.xml.gz", "repodata/c-comps.xml"]);
     let mut carried = a.carry_over(&g2, &e3, u64::from(t2));
     carried.sort_by(|x, y| x.path.cmp(&y.path));
-    let got: Vec<(&str, Option<u32>)> = carried.iter().map(|e| (e.path.as_str(), e.mtime)).collect();
+    let got: Vec<(&str, Option<u32>)> =
+        carried.iter().map(|e| (e.path.as_str(), e.mtime)).collect();
     assert_eq!(
         got,
         [
@@ -473,7 +533,11 @@ fn mutated_documents_never_panic_and_read_the_same_however_cut() {
         }
         let whole = read_primary(&d, d.len());
         for step in [1, 3, 17] {
-            assert_eq!(read_primary(&d, step), whole, "round {round}, chunks of {step}");
+            assert_eq!(
+                read_primary(&d, step),
+                whole,
+                "round {round}, chunks of {step}"
+            );
         }
         for p in &whole.1 {
             assert!(RelPath::new(p.path.as_str()).is_ok(), "{:?}", p.path);
@@ -508,9 +572,17 @@ fn a_location_too_long_under_its_repository_is_skipped_not_a_panic() {
     let doc = format!("<metadata>{}{}</metadata>", pkg(&long), pkg("ok.rpm"));
     let a = adapter(BASE, "repos = [\"some/repo/path\"]").unwrap();
     let docs = synthetic("some/repo/path/", &doc);
-    let out = block_on(a.unit("some/repo/path", &docs, 0, true)).unwrap().unwrap();
+    let out = block_on(a.unit("some/repo/path", &docs, 0, true))
+        .unwrap()
+        .unwrap();
     assert_eq!(out.rejected, 1);
-    assert!(out.entries.iter().any(|e| e.path.as_str() == "some/repo/path/ok.rpm"));
-    let e = adapter(BASE, &format!("repos = [\"{}\"]", "r/".repeat(2040))).err().unwrap();
+    assert!(
+        out.entries
+            .iter()
+            .any(|e| e.path.as_str() == "some/repo/path/ok.rpm")
+    );
+    let e = adapter(BASE, &format!("repos = [\"{}\"]", "r/".repeat(2040)))
+        .err()
+        .unwrap();
     assert!(e.contains("not a path"), "{e}");
 }

@@ -184,7 +184,9 @@ impl Versions {
     pub fn render_selected(&self) -> Vec<u8> {
         let mut out = self.header.clone();
         for (name, g) in self.selected.iter().filter(|(_, g)| !g.versions.is_empty()) {
-            out.extend_from_slice(format!("{name} {} {}\n", g.versions.join(","), g.md5).as_bytes());
+            out.extend_from_slice(
+                format!("{name} {} {}\n", g.versions.join(","), g.md5).as_bytes(),
+            );
         }
         out
     }
@@ -221,10 +223,19 @@ pub fn parse_info(name: &str, body: &[u8]) -> (Vec<InfoVersion>, Vec<String>) {
         lines.by_ref().find(|l| *l == "---");
     }
     for line in lines.filter(|l| !l.is_empty()) {
-        let shown = || line.chars().take(80).collect::<String>().escape_debug().to_string();
+        let shown = || {
+            line.chars()
+                .take(80)
+                .collect::<String>()
+                .escape_debug()
+                .to_string()
+        };
         let (vp, rest) = line.split_once(' ').unwrap_or((line, ""));
         let Some(stem) = file_stem(name, vp) else {
-            dropped.push(format!("{}: not a version a file may be named after", shown()));
+            dropped.push(format!(
+                "{}: not a version a file may be named after",
+                shown()
+            ));
             continue;
         };
         let requirements = rest.split_once('|').map_or("", |(_, r)| r);

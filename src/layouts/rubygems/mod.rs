@@ -173,7 +173,9 @@ impl RubyGems {
             entries.push(entry(upstream::VERSIONS.into(), body));
             match get_optional(src, "names".into()).await? {
                 Some(doc) => entries.push(entry("names".into(), doc.into_body())),
-                None => tracing::warn!(url = %snap.url, "upstream has no /names next to this /versions"),
+                None => {
+                    tracing::warn!(url = %snap.url, "upstream has no /names next to this /versions")
+                }
             }
         }
         let mut rejected = 0;
@@ -283,7 +285,11 @@ impl RubyGems {
 
     /// One quick spec (`<stem>.gemspec.rz`), byte-identical. Nothing vouches
     /// for it; it must at least be a deflated Ruby Marshal stream.
-    async fn quick(&self, stem: &str, src: &dyn DocSource) -> Result<Option<UnitOutput>, SyncError> {
+    async fn quick(
+        &self,
+        stem: &str,
+        src: &dyn DocSource,
+    ) -> Result<Option<UnitOutput>, SyncError> {
         if !self.quick_specs || !gem_of_stem(stem).is_some_and(|g| self.allowed(g)) {
             return Ok(None);
         }

@@ -71,7 +71,12 @@ impl Script {
     }
 
     fn asked(&self, path: &str) -> usize {
-        self.asked.lock().unwrap().iter().filter(|p| *p == path).count()
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
     }
 }
 
@@ -107,7 +112,9 @@ fn names_stems_and_what_a_lookup_materializes() {
     for good in ["rails", "net-http", "RedCloth", "a_b.c", "x1"] {
         assert!(is_gem_name(good), "{good}");
     }
-    for bad in ["", ".hidden", "-x", "a/b", "a b", "a:b", "é", ":index", ".."] {
+    for bad in [
+        "", ".hidden", "-x", "a/b", "a b", "a:b", "é", ":index", "..",
+    ] {
         assert!(!is_gem_name(bad), "{bad:?}");
     }
     for (stem, gem) in [
@@ -162,10 +169,19 @@ fn keys_are_checked_and_the_classic_index_needs_every_gem() {
     let e = err("gems = [\"a/b\"]");
     assert!(e.contains("gems") && e.contains("a/b"), "{e}");
     let e = err("quick_specs = \"yes\"");
-    assert!(e.contains("quick_specs") && e.contains("true or false"), "{e}");
+    assert!(
+        e.contains("quick_specs") && e.contains("true or false"),
+        "{e}"
+    );
     let e = err("packages = [\"x\"]");
-    assert!(e.contains("unknown key `packages`") && e.contains("gems"), "{e}");
-    assert!(adapter("classic_index = true").quick_specs, "the classic index needs its quick specs");
+    assert!(
+        e.contains("unknown key `packages`") && e.contains("gems"),
+        "{e}"
+    );
+    assert!(
+        adapter("classic_index = true").quick_specs,
+        "the classic index needs its quick specs"
+    );
     assert!(!adapter("").quick_specs && !adapter("").classic_index);
 }
 
@@ -179,7 +195,11 @@ fn versions_take_the_last_md5_and_merge_appended_lines() {
     assert_eq!(v.md5_of("fixapp"), Some(md5::md5(&fx("info-fixapp"))));
     assert_eq!(v.md5_of("nope"), None);
     assert_eq!(v.selected.len(), 1);
-    assert_eq!(v.selected["fixlib"].versions, ["1.1.0", "1.2.0"], "1.0.0 yanked");
+    assert_eq!(
+        v.selected["fixlib"].versions,
+        ["1.1.0", "1.2.0"],
+        "1.0.0 yanked"
+    );
     assert_eq!(
         String::from_utf8(v.render_selected()).unwrap(),
         format!(
@@ -280,7 +300,10 @@ fn a_gem_published_since_the_last_sync_is_served_after_versions_is_fetched_again
         ("info/fixlib", vec![fx("info-fixlib"), fx("info-fixlib-v2")]),
         ("info/fixapp", vec![fx("info-fixapp")]),
     ]);
-    assert_eq!(block_on(a.select(&src)).unwrap(), Selection::Lazy(vec![INDEX.into()]));
+    assert_eq!(
+        block_on(a.select(&src)).unwrap(),
+        Selection::Lazy(vec![INDEX.into()])
+    );
     unit(&a, "fixlib", &src).unwrap().unwrap();
     assert_eq!(src.asked("versions"), 1, "the sync's /versions matched");
     // fixlib 1.2.0 is published: its /info is newer than that /versions.
@@ -289,7 +312,11 @@ fn a_gem_published_since_the_last_sync_is_served_after_versions_is_fetched_again
     assert!(!files(&out).contains_key("gems/fixlib-1.0.0.gem"), "yanked");
     assert_eq!(src.asked("versions"), 2);
     unit(&a, "fixapp", &src).unwrap().unwrap();
-    assert_eq!(src.asked("versions"), 2, "what matches costs no other request");
+    assert_eq!(
+        src.asked("versions"),
+        2,
+        "what matches costs no other request"
+    );
     // The served /versions is still the sync's.
     let index = files(&unit(&a, INDEX, &src).unwrap().unwrap());
     assert_eq!(inline(&index["versions"]), fx("versions"));
@@ -303,14 +330,23 @@ fn without_gems_the_index_is_upstreams_byte_identical() {
     let out = unit(&a, INDEX, &src).unwrap().unwrap();
     let f = files(&out);
     assert_eq!(inline(&f["versions"]), fx("versions"));
-    assert_eq!(inline(&f["names"]), b"---\nfixapp\nfixbad\nfixlib\nfixnative\n");
+    assert_eq!(
+        inline(&f["names"]),
+        b"---\nfixapp\nfixbad\nfixlib\nfixnative\n"
+    );
     assert_eq!(inline(&f["specs.4.8.gz"]), fx("specs.4.8.gz"));
-    assert_eq!(f.len(), 3, "latest_specs and prerelease_specs are not upstream here");
+    assert_eq!(
+        f.len(),
+        3,
+        "latest_specs and prerelease_specs are not upstream here"
+    );
     let src = upstream().with("latest_specs.4.8.gz", b"<html>not found</html>");
     let out = unit(&a, INDEX, &src).unwrap().unwrap();
     assert_eq!(out.rejected, 1, "an HTML page is no classic index");
     assert!(!files(&out).contains_key("latest_specs.4.8.gz"));
-    assert!(!files(&unit(&adapter(""), INDEX, &src).unwrap().unwrap()).contains_key("specs.4.8.gz"));
+    assert!(
+        !files(&unit(&adapter(""), INDEX, &src).unwrap().unwrap()).contains_key("specs.4.8.gz")
+    );
 }
 
 #[test]
@@ -333,7 +369,10 @@ fn with_gems_versions_and_names_list_the_selected_gems_alone() {
         "each MD5 is that of the /info file the mirror serves"
     );
     assert_eq!(inline(&f["names"]), b"---\nfixapp\nfixlib\n");
-    assert!(unit(&a, "fixnative", &src).unwrap().is_none(), "outside the filter");
+    assert!(
+        unit(&a, "fixnative", &src).unwrap().is_none(),
+        "outside the filter"
+    );
 }
 
 #[test]
@@ -346,10 +385,18 @@ fn a_quick_spec_is_served_byte_identical_if_it_is_a_deflated_marshal_stream() {
         inline(&f["quick/Marshal.4.8/fixnative-1.0.0-x86_64-linux.gemspec.rz"]),
         fx("fixnative-1.0.0-x86_64-linux.gemspec.rz")
     );
-    let e = unit(&a, "quick/fixlib-1.1.0", &src).unwrap_err().to_string();
-    assert!(e.contains("fixlib-1.1.0.gemspec.rz") && e.contains("Marshal"), "{e}");
+    let e = unit(&a, "quick/fixlib-1.1.0", &src)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fixlib-1.1.0.gemspec.rz") && e.contains("Marshal"),
+        "{e}"
+    );
     assert!(unit(&a, "quick/fixlib-9.0", &src).unwrap().is_none());
-    assert!(unit(&adapter(""), stem, &src).unwrap().is_none(), "quick_specs off");
+    assert!(
+        unit(&adapter(""), stem, &src).unwrap().is_none(),
+        "quick_specs off"
+    );
 }
 
 #[test]
@@ -377,7 +424,10 @@ fn mutated_documents_never_panic_the_parsers() {
                 1 if !doc.is_empty() => {
                     doc.remove(i);
                 }
-                2 => doc.insert(i.min(doc.len()), [b'-', b'\n', b' ', b'|', b','][next() as usize % 5]),
+                2 => doc.insert(
+                    i.min(doc.len()),
+                    [b'-', b'\n', b' ', b'|', b','][next() as usize % 5],
+                ),
                 _ => doc.truncate(i),
             }
         }

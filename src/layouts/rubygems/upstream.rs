@@ -57,10 +57,11 @@ impl Upstream {
         select: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Arc<Snapshot>, SyncError> {
         let doc = src.get_appended(request(refresh)).await?;
-        let versions = Versions::parse(&doc.body, select).map_err(|what| SyncError::BadMetadata {
-            url: doc.url.clone(),
-            what,
-        })?;
+        let versions =
+            Versions::parse(&doc.body, select).map_err(|what| SyncError::BadMetadata {
+                url: doc.url.clone(),
+                what,
+            })?;
         if versions.rejected > 0 {
             tracing::warn!(url = %doc.url, lines = versions.rejected, "skipping lines that are not `<gem> <versions> <md5>`");
         }

@@ -40,9 +40,13 @@ fn is_release(s: &str) -> bool {
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 10
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 impl Channel {
@@ -101,9 +105,18 @@ mod tests {
             ("nightly", "dist/channel-rust-nightly.toml"),
             ("1.95.0", "dist/channel-rust-1.95.0.toml"),
             ("1.95", "dist/channel-rust-1.95.toml"),
-            ("nightly-2026-11-30", "dist/2026-11-30/channel-rust-nightly.toml"),
-            ("stable-2026-04-16", "dist/2026-04-16/channel-rust-stable.toml"),
-            ("1.95.0-2026-04-16", "dist/2026-04-16/channel-rust-1.95.0.toml"),
+            (
+                "nightly-2026-11-30",
+                "dist/2026-11-30/channel-rust-nightly.toml",
+            ),
+            (
+                "stable-2026-04-16",
+                "dist/2026-04-16/channel-rust-stable.toml",
+            ),
+            (
+                "1.95.0-2026-04-16",
+                "dist/2026-04-16/channel-rust-1.95.0.toml",
+            ),
         ] {
             let c = Channel::parse(name).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.manifest_path(), path, "{name}");
@@ -114,8 +127,20 @@ mod tests {
     #[test]
     fn anything_else_is_refused_with_what_is_accepted() {
         for bad in [
-            "", "stable/../x", "..", "1", "1.2.3.4", "1.x", "nightly-2026-1-30", "nightly-",
-            "2026-11-30", "Stable", "stable\n", "-2026-11-30", "nightly-2026-11-30-x", "1..2",
+            "",
+            "stable/../x",
+            "..",
+            "1",
+            "1.2.3.4",
+            "1.x",
+            "nightly-2026-1-30",
+            "nightly-",
+            "2026-11-30",
+            "Stable",
+            "stable\n",
+            "-2026-11-30",
+            "nightly-2026-11-30-x",
+            "1..2",
             "nightly-2026-11-3é",
         ] {
             let e = Channel::parse(bad).expect_err(bad);

@@ -131,7 +131,9 @@ pub fn path_of(url: &str) -> Result<RelPath, String> {
     }
     let path = RelPath::new(path).map_err(|e| format!("URL {url:?}: {e}"))?;
     if path.file_name().starts_with("channel-rust-") {
-        return Err(format!("URL {url:?} would replace a channel's manifest files"));
+        return Err(format!(
+            "URL {url:?} would replace a channel's manifest files"
+        ));
     }
     Ok(path)
 }
@@ -147,9 +149,8 @@ fn listed(url: &str, hash: &str) -> Result<Listed, String> {
 /// when the document is not a version 2 manifest at all.
 pub fn parse(text: &[u8], filter: &Filter) -> Result<Listing, String> {
     let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))?;
-    let wire: Wire = toml::from_str(text).map_err(|e| {
-        format!("not a channel manifest: {}", e.to_string().trim_end())
-    })?;
+    let wire: Wire = toml::from_str(text)
+        .map_err(|e| format!("not a channel manifest: {}", e.to_string().trim_end()))?;
     if wire.manifest_version != "2" {
         return Err(format!(
             "manifest-version is \"{}\"; only \"2\" is known",
@@ -186,7 +187,10 @@ pub fn parse(text: &[u8], filter: &Filter) -> Result<Listing, String> {
                 .is_none_or(|ts| ts.iter().any(|w| w == t))
     };
     for (name, pkg) in &wire.pkg {
-        if packages.as_ref().is_some_and(|p| !p.contains(name.as_str())) {
+        if packages
+            .as_ref()
+            .is_some_and(|p| !p.contains(name.as_str()))
+        {
             continue;
         }
         for (triple, t) in pkg.target.iter().filter(|(t, _)| target_kept(t)) {
@@ -207,11 +211,13 @@ pub fn parse(text: &[u8], filter: &Filter) -> Result<Listing, String> {
                             any = true;
                             out.files.push(l);
                         }
-                        Err(e) => out.rejected.push(format!("pkg.{name}.target.{triple}: {e}")),
+                        Err(e) => out
+                            .rejected
+                            .push(format!("pkg.{name}.target.{triple}: {e}")),
                     },
-                    _ => out
-                        .rejected
-                        .push(format!("pkg.{name}.target.{triple}: {what} without its hash (or a hash without it)")),
+                    _ => out.rejected.push(format!(
+                        "pkg.{name}.target.{triple}: {what} without its hash (or a hash without it)"
+                    )),
                 }
             }
             if !any && t.url.is_none() && t.xz_url.is_none() && t.zst_url.is_none() {

@@ -74,8 +74,9 @@ pub struct RustupOptions {
 fn is_triple(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
 }
 
 impl RustupOptions {
@@ -149,9 +150,8 @@ fn entry(path: String, body: Body) -> Entry {
 fn sidecar_digest(doc: &Doc) -> Result<Digest, SyncError> {
     let text = String::from_utf8_lossy(&doc.body);
     let hex = text.split_whitespace().next().unwrap_or("");
-    Digest::from_hex(Algo::Sha256, hex).map_err(|e| {
-        bad(&doc.url, format!("is not a sha256sum line ({e})"))
-    })
+    Digest::from_hex(Algo::Sha256, hex)
+        .map_err(|e| bad(&doc.url, format!("is not a sha256sum line ({e})")))
 }
 
 impl Rustup {
@@ -212,7 +212,8 @@ impl Rustup {
         }
         let asc = get_optional(src, format!("{path}.asc")).await?;
         crate::gpgv::check_detached(self.gpg.as_ref(), &doc, asc.as_ref(), "the manifest").await?;
-        let listing = manifest::parse(&doc.body, &self.opts.filter).map_err(|e| bad(&doc.url, e))?;
+        let listing =
+            manifest::parse(&doc.body, &self.opts.filter).map_err(|e| bad(&doc.url, e))?;
         for r in &listing.rejected {
             tracing::warn!(url = %doc.url, "leaving out {r}");
         }
@@ -245,8 +246,16 @@ impl Rustup {
 }
 
 impl Adapter for Rustup {
-    fn select<'a>(&'a self, _src: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>> {
-        let units = self.opts.channels.iter().map(|c| c.name().to_string()).collect();
+    fn select<'a>(
+        &'a self,
+        _src: &'a dyn DocSource,
+    ) -> BoxFuture<'a, Result<Selection, SyncError>> {
+        let units = self
+            .opts
+            .channels
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
         Box::pin(async move { Ok(Selection::Units(units)) })
     }
 

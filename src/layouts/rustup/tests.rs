@@ -71,9 +71,19 @@ fn targets_keep_their_own_and_wildcard_packages() {
         profiles: None,
     };
     let got = paths(&f);
-    assert!(got.contains("rust-src-nightly.tar.xz"), "target \"*\" is kept");
-    assert!(got.contains("rustc-nightly-src.tar.gz"), "artifact for \"*\"");
-    assert!(!got.iter().any(|p| p.contains("aarch64") || p.contains("wasm32") || p.contains("msvc")), "{got:?}");
+    assert!(
+        got.contains("rust-src-nightly.tar.xz"),
+        "target \"*\" is kept"
+    );
+    assert!(
+        got.contains("rustc-nightly-src.tar.gz"),
+        "artifact for \"*\""
+    );
+    assert!(
+        !got.iter()
+            .any(|p| p.contains("aarch64") || p.contains("wasm32") || p.contains("msvc")),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -99,7 +109,10 @@ fn profiles_keep_their_packages_and_what_renames_map_them_to() {
     let got = paths(&f);
     assert!(got.contains("rust-docs-nightly-x86_64-unknown-linux-gnu.tar.xz"));
     // The profile says `rustfmt`; [renames] maps it to the package rustfmt-preview.
-    assert!(got.contains("rustfmt-nightly-x86_64-unknown-linux-gnu.tar.xz"), "{got:?}");
+    assert!(
+        got.contains("rustfmt-nightly-x86_64-unknown-linux-gnu.tar.xz"),
+        "{got:?}"
+    );
     assert!(!got.contains("rust-src-nightly.tar.xz"));
 }
 
@@ -118,8 +131,14 @@ fn hostile_urls_and_hashes_are_left_out_with_reasons_and_the_rest_is_listed() {
     let l = manifest::parse(&example(), &Filter::default()).unwrap();
     for f in &l.files {
         let p = f.path.as_str();
-        assert!(p.starts_with("dist/") && !p.contains("..") && !p.contains('%'), "{p}");
-        assert!(!p.contains("evil") && !p.contains("short-hash") && !p.contains("xxxx"), "{p}");
+        assert!(
+            p.starts_with("dist/") && !p.contains("..") && !p.contains('%'),
+            "{p}"
+        );
+        assert!(
+            !p.contains("evil") && !p.contains("short-hash") && !p.contains("xxxx"),
+            "{p}"
+        );
     }
     let why = l.rejected.join("\n");
     for reason in [
@@ -140,9 +159,11 @@ fn hostile_urls_and_hashes_are_left_out_with_reasons_and_the_rest_is_listed() {
 #[test]
 fn url_paths_must_be_plain_and_under_dist() {
     assert_eq!(
-        manifest::path_of("https://any.upstream.test/dist/2026-04-16/cargo-1.95.0-x86_64-unknown-linux-gnu.tar.xz")
-            .unwrap()
-            .as_str(),
+        manifest::path_of(
+            "https://any.upstream.test/dist/2026-04-16/cargo-1.95.0-x86_64-unknown-linux-gnu.tar.xz"
+        )
+        .unwrap()
+        .as_str(),
         "dist/2026-04-16/cargo-1.95.0-x86_64-unknown-linux-gnu.tar.xz"
     );
     for bad in [
@@ -196,19 +217,39 @@ fn keys_are_checked_with_what_to_write() {
         ("channels = [\"stable\", \"stable\"]", "listed twice"),
         ("channels = [\"latest\"]", "is not a channel"),
         ("channels = 3", "channels"),
-        ("channels = \"stable\"\ntargets = [\"X86/../\"]", "not a target triple"),
-        ("channels = \"stable\"\nprofiles = [\"\"]", "not a profile name"),
-        ("channels = \"stable\"\nkeyring = \"/nonexistent/key.gpg\"", "cannot read /nonexistent/key.gpg"),
-        ("channels = \"stable\"\nkeyring = \"key.gpg\"", "absolute path"),
-        ("channels = \"stable\"\ncomponents = []", "unknown key `components`"),
+        (
+            "channels = \"stable\"\ntargets = [\"X86/../\"]",
+            "not a target triple",
+        ),
+        (
+            "channels = \"stable\"\nprofiles = [\"\"]",
+            "not a profile name",
+        ),
+        (
+            "channels = \"stable\"\nkeyring = \"/nonexistent/key.gpg\"",
+            "cannot read /nonexistent/key.gpg",
+        ),
+        (
+            "channels = \"stable\"\nkeyring = \"key.gpg\"",
+            "absolute path",
+        ),
+        (
+            "channels = \"stable\"\ncomponents = []",
+            "unknown key `components`",
+        ),
     ] {
-        let e = adapter(keys).err().unwrap_or_else(|| panic!("{keys:?} accepted"));
+        let e = adapter(keys)
+            .err()
+            .unwrap_or_else(|| panic!("{keys:?} accepted"));
         assert!(e.contains(want), "{keys:?}: {e}");
     }
 }
 
 fn sum(body: &[u8]) -> String {
-    format!("{}  channel-rust-nightly.toml\n", Digest::sha256_of(body).hex())
+    format!(
+        "{}  channel-rust-nightly.toml\n",
+        Digest::sha256_of(body).hex()
+    )
 }
 
 #[test]
@@ -218,15 +259,28 @@ fn a_channel_lists_its_manifest_sidecars_and_archives_under_the_upstream_base() 
     let src = Docs::new(BASE)
         .with(&format!("{D}channel-rust-nightly.toml"), &m)
         .with(&format!("{D}channel-rust-nightly.toml.sha256"), sum(&m));
-    let out = block_on(a.unit("nightly-2026-11-30", &src, 0, true)).unwrap().unwrap();
-    let by_path: std::collections::HashMap<&str, &Body> =
-        out.entries.iter().map(|e| (e.path.as_str(), &e.body)).collect();
-    assert!(matches!(by_path[&*format!("{D}channel-rust-nightly.toml")], Body::Inline(b) if *b == m));
+    let out = block_on(a.unit("nightly-2026-11-30", &src, 0, true))
+        .unwrap()
+        .unwrap();
+    let by_path: std::collections::HashMap<&str, &Body> = out
+        .entries
+        .iter()
+        .map(|e| (e.path.as_str(), &e.body))
+        .collect();
+    assert!(
+        matches!(by_path[&*format!("{D}channel-rust-nightly.toml")], Body::Inline(b) if *b == m)
+    );
     assert!(by_path.contains_key(&*format!("{D}channel-rust-nightly.toml.sha256")));
-    assert!(!by_path.contains_key(&*format!("{D}channel-rust-nightly.toml.asc")), "none upstream");
+    assert!(
+        !by_path.contains_key(&*format!("{D}channel-rust-nightly.toml.asc")),
+        "none upstream"
+    );
     match by_path[&*format!("{D}rust-std-nightly-x86_64-unknown-linux-gnu.tar.xz")] {
         Body::Remote { url, size, digest } => {
-            assert_eq!(url, &format!("{BASE}{D}rust-std-nightly-x86_64-unknown-linux-gnu.tar.xz"));
+            assert_eq!(
+                url,
+                &format!("{BASE}{D}rust-std-nightly-x86_64-unknown-linux-gnu.tar.xz")
+            );
             assert_eq!(*size, None);
             assert_eq!(digest.hex(), "7".repeat(64));
         }
@@ -234,7 +288,10 @@ fn a_channel_lists_its_manifest_sidecars_and_archives_under_the_upstream_base() 
     }
     assert!(!by_path.keys().any(|p| p.contains("rust-docs")));
     assert_eq!(out.rejected, 0, "the hostile package is in no profile");
-    assert!(block_on(a.unit("stable", &src, 0, true)).unwrap().is_none(), "not configured");
+    assert!(
+        block_on(a.unit("stable", &src, 0, true)).unwrap().is_none(),
+        "not configured"
+    );
 }
 
 #[test]
@@ -243,18 +300,39 @@ fn a_manifest_that_is_not_what_its_sha256_says_fails_the_channel_naming_both() {
     let m = example();
     let src = Docs::new(BASE)
         .with(&format!("{D}channel-rust-nightly.toml"), &m)
-        .with(&format!("{D}channel-rust-nightly.toml.sha256"), sum(b"other"));
-    let e = block_on(a.unit("nightly-2026-11-30", &src, 0, true)).unwrap_err().to_string();
-    assert!(e.contains("digest mismatch") && e.contains("channel-rust-nightly.toml.sha256"), "{e}");
-    assert!(e.starts_with(&format!("{BASE}{D}channel-rust-nightly.toml:")), "{e}");
+        .with(
+            &format!("{D}channel-rust-nightly.toml.sha256"),
+            sum(b"other"),
+        );
+    let e = block_on(a.unit("nightly-2026-11-30", &src, 0, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("digest mismatch") && e.contains("channel-rust-nightly.toml.sha256"),
+        "{e}"
+    );
+    assert!(
+        e.starts_with(&format!("{BASE}{D}channel-rust-nightly.toml:")),
+        "{e}"
+    );
     let src = Docs::new(BASE)
         .with(&format!("{D}channel-rust-nightly.toml"), &m)
-        .with(&format!("{D}channel-rust-nightly.toml.sha256"), "not a digest\n");
-    let e = block_on(a.unit("nightly-2026-11-30", &src, 0, true)).unwrap_err().to_string();
+        .with(
+            &format!("{D}channel-rust-nightly.toml.sha256"),
+            "not a digest\n",
+        );
+    let e = block_on(a.unit("nightly-2026-11-30", &src, 0, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(".sha256: is not a sha256sum line"), "{e}");
     let src = Docs::new(BASE);
-    let e = block_on(a.unit("nightly-2026-11-30", &src, 0, true)).unwrap_err().to_string();
-    assert!(e.contains("channel-rust-nightly.toml.sha256: not found upstream"), "{e}");
+    let e = block_on(a.unit("nightly-2026-11-30", &src, 0, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("channel-rust-nightly.toml.sha256: not found upstream"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -264,21 +342,41 @@ fn bad_toml_fails_the_channel_naming_its_url() {
     let src = Docs::new(BASE)
         .with("dist/channel-rust-stable.toml", &m)
         .with("dist/channel-rust-stable.toml.sha256", sum(&m));
-    let e = block_on(a.unit("stable", &src, 0, true)).unwrap_err().to_string();
-    assert!(e.starts_with(&format!("{BASE}dist/channel-rust-stable.toml: not a channel manifest")), "{e}");
+    let e = block_on(a.unit("stable", &src, 0, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{BASE}dist/channel-rust-stable.toml: not a channel manifest"
+        )),
+        "{e}"
+    );
 }
 
 #[test]
 fn with_a_keyring_an_unsigned_manifest_fails() {
-    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rpm/keyring.asc");
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rpm/keyring.asc"
+    );
     let a = adapter(&format!("channels = [\"stable\"]\nkeyring = \"{key}\"")).unwrap();
     let m = example();
     let src = Docs::new(BASE)
         .with("dist/channel-rust-stable.toml", &m)
         .with("dist/channel-rust-stable.toml.sha256", sum(&m));
-    let e = block_on(a.unit("stable", &src, 0, true)).unwrap_err().to_string();
-    assert!(e.contains("channel-rust-stable.toml.asc: not served, but a keyring is configured"), "{e}");
-    let src = src.with("dist/channel-rust-stable.toml.asc", "-----BEGIN PGP SIGNATURE-----\nAAAA\n-----END PGP SIGNATURE-----\n");
-    let e = block_on(a.unit("stable", &src, 0, true)).unwrap_err().to_string();
+    let e = block_on(a.unit("stable", &src, 0, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("channel-rust-stable.toml.asc: not served, but a keyring is configured"),
+        "{e}"
+    );
+    let src = src.with(
+        "dist/channel-rust-stable.toml.asc",
+        "-----BEGIN PGP SIGNATURE-----\nAAAA\n-----END PGP SIGNATURE-----\n",
+    );
+    let e = block_on(a.unit("stable", &src, 0, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("channel-rust-stable.toml.asc:"), "{e}");
 }
