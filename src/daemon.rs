@@ -338,8 +338,14 @@ fn serve(config: Config, mountpoint: &Path, ready: &mut Option<Ready>) -> Result
     let session_thread = std::thread::Builder::new()
         .name("fuse-session".into())
         .spawn(move || {
-            if let Err(e) = session.run() {
-                tracing::error!("FUSE session ended with an error: {e}");
+            match session.run() {
+                Ok(()) => {}
+                // The kernel closed the connection: a lazy detach (ours, on a
+                // busy mount, or `umount -l`) once its last file closed.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                    tracing::info!("the kernel closed the FUSE connection (the mount was detached)")
+                }
+                Err(e) => tracing::error!("FUSE session ended with an error: {e}"),
             }
             let _ = ended_tx.send(());
         })
