@@ -28,6 +28,13 @@ pub const RETAINED_VERSIONS: &str = "regfs_retained_versions";
 pub const COOLDOWN_HELD_UNTIL: &str = "regfs_cooldown_held_until_timestamp_seconds";
 pub const CACHE_BYTES: &str = "regfs_cache_bytes";
 pub const CACHE_OBJECTS: &str = "regfs_cache_objects";
+pub const SHARED_READS: &str = "regfs_shared_store_reads_total";
+pub const SHARED_READ_BYTES: &str = "regfs_shared_store_read_bytes_total";
+pub const SHARED_UPLOADS: &str = "regfs_shared_store_uploads_total";
+pub const SHARED_UPLOAD_BYTES: &str = "regfs_shared_store_uploaded_bytes_total";
+pub const SHARED_ERRORS: &str = "regfs_shared_store_errors_total";
+pub const SHARED_UP: &str = "regfs_shared_store_up";
+pub const SHARED_QUEUED: &str = "regfs_shared_store_upload_queue";
 
 /// Renders every metric in the Prometheus text format.
 pub fn render(app: &App, fuse: Option<&crate::stats::OpCounters>) -> String {
@@ -197,6 +204,68 @@ pub fn render(app: &App, fuse: Option<&crate::stats::OpCounters>) -> String {
         "Objects in the artifact cache.",
         &[(String::new(), usage.objects as f64)],
     );
+    if let Some(shared) = app.fetcher.shared() {
+        let c = shared.counters();
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+        let one = |v: f64| [(String::new(), v)];
+        let by = |label: &str, s: &[(&str, f64)]| -> Vec<(String, f64)> {
+            s.iter()
+                .map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), *v))
+                .collect()
+        };
+        family(
+            SHARED_READS,
+            "counter",
+            "Objects asked of the shared store: hit (read and verified), miss (not there), corrupt (not served, deleted).",
+            &by(
+                "result",
+                &[
+                    ("hit", n(&c.hits)),
+                    ("miss", n(&c.misses)),
+                    ("corrupt", n(&c.corrupt)),
+                ],
+            ),
+        );
+        family(
+            SHARED_READ_BYTES,
+            "counter",
+            "Verified bytes read from the shared store.",
+            &one(n(&c.hit_bytes)),
+        );
+        family(
+            SHARED_UPLOADS,
+            "counter",
+            "Objects this node put in the shared store: created, or exists (there already, or another writer's first).",
+            &by(
+                "result",
+                &[("created", n(&c.uploads)), ("exists", n(&c.upload_exists))],
+            ),
+        );
+        family(
+            SHARED_UPLOAD_BYTES,
+            "counter",
+            "Bytes of the objects this node created in the shared store.",
+            &one(n(&c.upload_bytes)),
+        );
+        family(
+            SHARED_ERRORS,
+            "counter",
+            "Shared store requests that failed (outages, refusals).",
+            &one(n(&c.errors)),
+        );
+        family(
+            SHARED_UP,
+            "gauge",
+            "1 while the shared store answers, 0 from an outage until it answers again.",
+            &one(if shared.is_up() { 1.0 } else { 0.0 }),
+        );
+        family(
+            SHARED_QUEUED,
+            "gauge",
+            "Uploads to the shared store waiting or running.",
+            &one(shared.queued() as f64),
+        );
+    }
     out
 }
 

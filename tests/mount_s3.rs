@@ -48,11 +48,7 @@ impl Gateway {
     fn start(dir: &Path) -> Gateway {
         let root = dir.join("gw");
         std::fs::create_dir_all(root.join("regfs")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = support::free_port();
         let mut g = Gateway {
             root,
             port,
@@ -331,6 +327,105 @@ fn a_stopped_bucket_degrades_to_local_and_upstream_and_recovers() {
     wait_uploaded(a, &c.gw, w);
     assert_eq!(sha256_hex(&read(b, &w.path)), w.sha256);
     assert_eq!(c.up.hits(&w.path), 1, "B read it from the recovered bucket");
+}
+
+/// `GET /metrics` of the node listening on `port`.
+fn scrape(port: u16) -> String {
+    let out = Command::new("curl")
+        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn assert_metrics(port: u16, lines: &[String]) {
+    let text = scrape(port);
+    for l in lines {
+        assert!(text.contains(l.as_str()), "missing {l:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_buckets_hits_misses_uploads_corrupt_objects_and_outages_are_metrics() {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let base = scratch("s3-metrics");
+    let mut gw = Gateway::start(&base);
+    let ports = [support::free_port(), support::free_port()];
+    let nodes: Vec<Mount> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let dir = base.join(format!("node{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let globals = format!(
+                "metrics_listen = \"127.0.0.1:{port}\"\n{}",
+                gw.globals(&dir, "")
+            );
+            let m = Mount::start(
+                &dir,
+                &config(&dir, &globals, &pypi_mirror("pypi", &up.url(), ALL)),
+                "pypi",
+            );
+            m.wait_generation(1);
+            m
+        })
+        .collect();
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let f = fx.file("alpha-2.0-py3-none-any.whl");
+    assert_eq!(sha256_hex(&read(a, &f.path)), f.sha256);
+    wait_uploaded(a, &gw, f);
+    a.wait_for(
+        || scrape(ports[0]).contains("regfs_shared_store_uploads_total{result=\"created\"} 1"),
+        "A's upload to be counted",
+    );
+    assert_metrics(
+        ports[0],
+        &[
+            "regfs_shared_store_reads_total{result=\"miss\"} 1".into(),
+            "regfs_shared_store_reads_total{result=\"hit\"} 0".into(),
+            format!("regfs_shared_store_uploaded_bytes_total {}", f.size),
+            "regfs_shared_store_up 1".into(),
+        ],
+    );
+    assert_eq!(sha256_hex(&read(b, &f.path)), f.sha256);
+    assert_metrics(
+        ports[1],
+        &[
+            "regfs_shared_store_reads_total{result=\"hit\"} 1".into(),
+            "regfs_shared_store_reads_total{result=\"miss\"} 0".into(),
+            format!("regfs_shared_store_read_bytes_total {}", f.size),
+            "regfs_shared_store_uploads_total{result=\"created\"} 0".into(),
+        ],
+    );
+    // Corrupted behind regfs's back: counted, not served.
+    let g = fx.file("Beta_Pkg-0.1-py3-none-any.whl");
+    assert_eq!(sha256_hex(&read(a, &g.path)), g.sha256);
+    wait_uploaded(a, &gw, g);
+    let obj = gw.object(&g.sha256);
+    let mut bad = std::fs::read(&obj).unwrap();
+    bad[100] ^= 0xff;
+    std::fs::write(&obj, &bad).unwrap();
+    assert_eq!(sha256_hex(&read(b, &g.path)), g.sha256);
+    assert_metrics(
+        ports[1],
+        &["regfs_shared_store_reads_total{result=\"corrupt\"} 1".into()],
+    );
+    // Stopped: the node says so until the bucket answers again.
+    gw.stop();
+    let h = fx.file("alpha-1.0.tar.gz");
+    assert_eq!(sha256_hex(&read(b, &h.path)), h.sha256);
+    let text = scrape(ports[1]);
+    assert!(text.contains("regfs_shared_store_up 0"), "{text}");
+    assert!(
+        !text.contains("regfs_shared_store_errors_total 0"),
+        "{text}"
+    );
 }
 
 /// The fixture PyPI built with wheels over 5MiB (two parts of 5MiB),

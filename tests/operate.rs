@@ -38,14 +38,6 @@ fn rot_object(dir: &std::path::Path, sha256: &str) -> std::path::PathBuf {
     obj
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn verify_finds_corrupt_and_unowned_objects_and_repair_removes_them() {
     let fx = pypi();
@@ -171,7 +163,7 @@ fn metrics_and_status_json_report_what_happened() {
     let fx = pypi();
     let up = Upstream::serve(&fx.root);
     let dir = scratch("metrics");
-    let port = free_port();
+    let port = support::free_port();
     let cfg = config(
         &dir,
         &format!("metrics_listen = \"127.0.0.1:{port}\""),

@@ -26,7 +26,7 @@ mod s3;
 mod sigv4;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -151,6 +151,26 @@ pub struct Shared {
     uploads: Arc<Semaphore>,
     queued: AtomicUsize,
     health: Mutex<Health>,
+    counters: Counters,
+}
+
+/// What the bucket did for this node since it started (metrics).
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Objects read and verified from the bucket, and their bytes.
+    pub hits: AtomicU64,
+    pub hit_bytes: AtomicU64,
+    /// Objects the bucket did not have.
+    pub misses: AtomicU64,
+    /// Objects found corrupt (deleted, fetched elsewhere).
+    pub corrupt: AtomicU64,
+    /// Requests that failed (outages, refusals).
+    pub errors: AtomicU64,
+    /// Objects this node created in the bucket, and their bytes.
+    pub uploads: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    /// Uploads another writer had made first.
+    pub upload_exists: AtomicU64,
 }
 
 /// What reading an object from the bucket came to.
@@ -180,6 +200,7 @@ impl Shared {
             uploads: Arc::new(Semaphore::new(UPLOADS)),
             queued: AtomicUsize::new(0),
             health: Mutex::default(),
+            counters: Counters::default(),
         })
     }
 
@@ -212,6 +233,21 @@ impl Shared {
         self.client.describe(&self.prefix)
     }
 
+    /// What the bucket did for this node since it started.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// False from an outage until the bucket answers again.
+    pub fn is_up(&self) -> bool {
+        !self.health.lock().unwrap().down
+    }
+
+    /// Uploads waiting or running.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Only objects proven by a strong digest are shared.
     fn shares(d: &Digest) -> bool {
         d.algo() != Algo::None && !d.algo().is_weak()
@@ -226,6 +262,9 @@ impl Shared {
     /// Notes how a request went: an outage starts the [`RETRY`] wait (one
     /// WARN when it begins), an answer ends it (one INFO).
     fn note(&self, r: Result<(), &S3Error>) {
+        if r.is_err() {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
         let mut h = self.health.lock().unwrap();
         match r {
             Err(e) if e.is_outage() => {
@@ -266,6 +305,29 @@ impl Shared {
         if !Self::shares(d) || !self.usable() {
             return Read::Miss;
         }
+        let r = self.read_into_inner(store, d, size, limit, sized).await;
+        let c = &self.counters;
+        match r {
+            Read::Stored(n) => {
+                c.hits.fetch_add(1, Ordering::Relaxed);
+                c.hit_bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            Read::Miss => {
+                c.misses.fetch_add(1, Ordering::Relaxed);
+            }
+            Read::Repaired => {}
+        }
+        r
+    }
+
+    async fn read_into_inner(
+        &self,
+        store: &Store,
+        d: &Digest,
+        size: Option<u64>,
+        limit: u64,
+        sized: impl Fn(u64),
+    ) -> Read {
         let key = self.key(d);
         let mut obj = match self.client.get(&key).await {
             Ok(Some(o)) => o,
@@ -336,6 +398,7 @@ impl Shared {
 
     /// A bad object: never served, deleted so it is uploaded again.
     async fn repair(&self, key: &str, what: &str) -> Read {
+        self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
         crate::warn_limited!(
             "verification failed: shared store object {} is corrupt ({what}): not served; deleting it, fetching from upstream and uploading it again",
             self.client.describe(key)
@@ -371,15 +434,14 @@ impl Shared {
 
     /// Uploads `d`'s local object unless the bucket has it.
     pub async fn upload(&self, store: &Store, d: &Digest) -> Result<Put, S3Error> {
-        let r = self.upload_inner(store.object_path(d), d).await;
-        self.note(r.as_ref().map(|_| ()));
-        r
+        self.upload_file(store.object_path(d), d).await
     }
 
-    async fn upload_inner(&self, path: PathBuf, d: &Digest) -> Result<Put, S3Error> {
+    /// What the upload came to, and the object's length.
+    async fn upload_inner(&self, path: PathBuf, d: &Digest) -> Result<(Put, u64), S3Error> {
         let key = self.key(d);
-        if self.client.head(&key).await?.is_some() {
-            return Ok(Put::Exists);
+        if let Some(n) = self.client.head(&key).await? {
+            return Ok((Put::Exists, n));
         }
         let local = |e: std::io::Error| S3Error::Unreachable {
             what: format!("reading {}", path.display()),
@@ -388,7 +450,7 @@ impl Shared {
         let len = std::fs::metadata(&path).map_err(local)?.len();
         if len < self.part_size {
             let body = read_part(path.clone(), 0, len).await.map_err(local)?;
-            return self.client.put_new(&key, body).await;
+            return Ok((self.client.put_new(&key, body).await?, len));
         }
         let upload = self.client.create_multipart(&key).await?;
         let r = self.parts(&path, &key, &upload, len).await;
@@ -397,7 +459,7 @@ impl Shared {
                 tracing::debug!("shared store: abort of {key} failed: {e}");
             }
         }
-        r
+        Ok((r?, len))
     }
 
     async fn parts(&self, path: &Path, key: &str, upload: &str, len: u64) -> Result<Put, S3Error> {
@@ -427,15 +489,35 @@ impl Shared {
     pub async fn upload_file(&self, path: PathBuf, d: &Digest) -> Result<Put, S3Error> {
         let r = self.upload_inner(path, d).await;
         self.note(r.as_ref().map(|_| ()));
-        r
+        self.count_put(&r);
+        r.map(|(put, _)| put)
+    }
+
+    /// Counts an upload that was made (`Created`, with its bytes) or
+    /// found made (`Exists`, another writer's, or already there).
+    fn count_put(&self, r: &Result<(Put, u64), S3Error>) {
+        let c = &self.counters;
+        match r {
+            Ok((Put::Created, n)) => {
+                c.uploads.fetch_add(1, Ordering::Relaxed);
+                c.upload_bytes.fetch_add(*n, Ordering::Relaxed);
+            }
+            Ok((Put::Exists, _)) => {
+                c.upload_exists.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
     }
 
     /// Creates the object of `bytes` (named by their SHA-256) unless the
     /// bucket has it; its digest.
     pub async fn put_object(&self, bytes: Vec<u8>) -> Result<Digest, S3Error> {
         let d = Digest::sha256_of(&bytes);
+        let n = bytes.len() as u64;
         let r = self.client.put_new(&self.key(&d), bytes.into()).await;
         self.note(r.as_ref().map(|_| ()));
+        let r = r.map(|put| (put, n));
+        self.count_put(&r);
         r.map(|_| d)
     }
 
@@ -447,6 +529,7 @@ impl Shared {
         let got = self.read_whole(&key, size).await;
         self.note(got.as_ref().map(|_| ()));
         let Some(bytes) = got? else {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
         let actual = Digest::sha256_of(&bytes);
@@ -461,6 +544,8 @@ impl Shared {
             .await;
             return Ok(None);
         }
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        self.counters.hit_bytes.fetch_add(size, Ordering::Relaxed);
         Ok(Some(bytes))
     }
 

@@ -299,6 +299,15 @@ pub fn go_mirror(name: &str, upstream: &str, extra: &str) -> String {
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
+/// A loopback port nothing listens on (as the kernel gave it out just now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
