@@ -583,13 +583,77 @@ fn verify_bucket_names_a_corrupt_object_repair_deletes_it_and_gc_deletes_nothing
 
 /// A node of role `role` (`follow_interval = "1s"` for followers).
 fn role_node(up: &Upstream, gw: &Gateway, dir: &Path, role: &str) -> Mount {
+    role_node_with(up, gw, dir, role, ALL)
+}
+
+/// The same, its mirror's keys `mirror` (`""`: lazy, every project).
+fn role_node_with(up: &Upstream, gw: &Gateway, dir: &Path, role: &str, mirror: &str) -> Mount {
     std::fs::create_dir_all(dir).unwrap();
     let globals = format!(
         "role = \"{role}\"\nfollow_interval = \"1s\"\n{}",
         gw.globals(dir, "")
     );
-    let cfg = config(dir, &globals, &pypi_mirror("pypi", &up.url(), ALL));
+    let cfg = config(dir, &globals, &pypi_mirror("pypi", &up.url(), mirror));
     Mount::start(dir, &cfg, "pypi")
+}
+
+#[test]
+fn a_unit_one_follower_materialized_is_taken_from_the_bucket_by_the_others_and_synced_by_the_syncer()
+ {
+    let fx = pypi();
+    let up = Upstream::serve(&fx.root);
+    let base = scratch("s3-lazy-units");
+    let gw = Gateway::start(&base);
+    let syncer = role_node_with(&up, &gw, &base.join("syncer"), "syncer", "");
+    syncer.wait_generation(1);
+    let f1 = role_node_with(&up, &gw, &base.join("f1"), "follower", "");
+    let f2 = role_node_with(&up, &gw, &base.join("f2"), "follower", "");
+    f1.wait_generation(1);
+    f2.wait_generation(1);
+    let page = "pypi/simple/alpha/index.v1_json";
+    let first = std::fs::read(f1.path(page)).unwrap();
+    assert_eq!(
+        up.hits("simple/alpha/"),
+        1,
+        "f1 materialized alpha from upstream"
+    );
+    // "alpha" in hex names its record.
+    let record = gw.root.join("regfs/cas/follow/pypi/units/616c706861.json");
+    f1.wait_for(|| record.exists(), "f1 to share alpha in the bucket");
+    assert_eq!(
+        std::fs::read(f2.path(page)).unwrap(),
+        first,
+        "f2 serves f1's page byte-identical"
+    );
+    assert_eq!(
+        up.hits("simple/alpha/"),
+        1,
+        "f2 took alpha from the bucket, not upstream"
+    );
+    assert!(
+        f2.log().contains("materialized from the shared store"),
+        "{}",
+        f2.log()
+    );
+    let wheel = fx.file("alpha-1.0-py3-none-any.whl");
+    assert_eq!(sha256_hex(&read(&f2, &wheel.path)), wheel.sha256);
+    // The syncer's next sync refreshes the unit the followers asked for:
+    // its generation carries it, and a follower adopting it keeps alpha.
+    assert!(sync_ok(&syncer).contains("generation 2"));
+    assert_eq!(up.hits("simple/alpha/"), 2, "the syncer synced alpha");
+    f1.wait_generation(2);
+    assert_eq!(std::fs::read(f1.path(page)).unwrap(), first);
+    assert!(
+        !f1.log().contains("materialized from the shared store"),
+        "f1's adopted generation has alpha: {}",
+        f1.log()
+    );
+    std::fs::read(syncer.path(page)).unwrap();
+    assert_eq!(
+        up.hits("simple/alpha/"),
+        2,
+        "the syncer serves alpha from its generation"
+    );
 }
 
 fn sync_ok(m: &Mount) -> String {

@@ -215,6 +215,15 @@ impl Tree {
     }
 
     /// Whether a file node is stored in the metadata store (vs. remote).
+    /// The digests of the metadata files stored with this tree (not
+    /// artifacts fetched from upstream).
+    pub fn stored_digests(&self) -> Vec<Digest> {
+        (0..self.node_count())
+            .filter(|&id| self.kind(id) == Kind::File && self.is_stored(id))
+            .map(|id| self.digest_of(id))
+            .collect()
+    }
+
     pub(super) fn is_stored(&self, id: TreeId) -> bool {
         self.buf[self.rec(id) + format::OFF_KIND] == format::KIND_STORED
     }

@@ -100,6 +100,24 @@ struct Pointer {
     published: u64,
 }
 
+/// A lazily materialized unit one node shared for the others: its
+/// segment and the metadata blobs the segment serves.
+#[derive(Debug, Serialize, Deserialize)]
+struct UnitRecord {
+    format: u32,
+    mirror: String,
+    layout: String,
+    slot: u8,
+    unit: String,
+    /// Unix seconds it was materialized from upstream.
+    materialized: u64,
+    tree: Object,
+    blobs: Vec<Object>,
+}
+
+/// The largest unit record read.
+const MAX_UNIT_RECORD: u64 = 16 << 20;
+
 /// What one look at the pointer came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Followed {
@@ -281,6 +299,162 @@ impl Mirror {
             .map_err(|e| err(s3(e)))?;
         tracing::info!(mirror = %self.name(), generation = g.number(), trees = manifest.trees.len(), blobs = manifest.blobs.len(), pointer = %shared.describe_pointer(self.name()), "published the generation to the shared store for followers");
         Ok(g.number())
+    }
+
+    /// A syncer's lazy mirror syncs the units followers materialized too
+    /// (they shared them): its generations then carry them, and a follower
+    /// adopting one keeps them. Nothing when the bucket cannot list them.
+    pub(super) async fn shared_units(&self, fetcher: &crate::fetch::Fetcher) -> Vec<String> {
+        let (Role::Syncer, Some(shared)) = (self.role(), fetcher.shared()) else {
+            return Vec::new();
+        };
+        match shared.list_units(self.name()).await {
+            Ok(units) => units,
+            Err(e) => {
+                tracing::warn!(mirror = %self.name(), "cannot list the units other nodes materialized (this sync refreshes its own): {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Deletes the records of `units`, which upstream no longer has (so
+    /// the next sync does not ask for them again).
+    pub(super) async fn forget_shared_units(&self, shared: &Shared, units: &[String]) {
+        for u in units {
+            if let Err(e) = shared.delete_unit(self.name(), u).await {
+                tracing::debug!(mirror = %self.name(), unit = %u, "cannot delete the shared unit's record: {e}");
+            }
+        }
+    }
+
+    /// Shares `tree`, the segment of `unit` just materialized from
+    /// upstream, with the other nodes: its file, its metadata blobs, then
+    /// the record naming them (last: a record only names what is there).
+    pub(super) async fn share_unit(&self, shared: &Shared, unit: &str, tree: &Tree, now: u64) {
+        let r: Result<(), String> = async {
+            let path = self.catalog.path(TreeKind::Segment, &tree.hash());
+            let digest = Digest::sha256_of(tree.as_bytes());
+            shared.upload_file(path, &digest).await.map_err(s3)?;
+            let mut blobs = Vec::new();
+            for d in tree.stored_digests() {
+                let size = self
+                    .meta
+                    .size_of(&d)
+                    .ok_or_else(|| format!("metadata blob {d} is not stored here"))?;
+                shared.upload(&self.meta, &d).await.map_err(s3)?;
+                blobs.push(Object {
+                    sha256: d.hex(),
+                    size,
+                });
+            }
+            let record = UnitRecord {
+                format: FORMAT,
+                mirror: self.name().to_string(),
+                layout: self.config.layout.name.to_string(),
+                slot: self.slot,
+                unit: unit.to_string(),
+                materialized: now,
+                tree: Object {
+                    sha256: digest.hex(),
+                    size: tree.byte_len() as u64,
+                },
+                blobs,
+            };
+            let bytes = serde_json::to_vec(&record).expect("a unit record serializes");
+            shared.put_unit(self.name(), unit, bytes).await.map_err(s3)
+        }
+        .await;
+        match r {
+            Ok(()) => {
+                tracing::debug!(mirror = %self.name(), unit, record = %shared.describe_unit(self.name(), unit), "shared the materialized unit")
+            }
+            Err(e) => {
+                crate::warn_limited!(mirror = %self.name(), unit, "cannot share the materialized unit with the other nodes (they materialize it from upstream): {e}")
+            }
+        }
+    }
+
+    /// The segment of `unit` as another node shared it, if one did less
+    /// than a `sync_interval` ago (a unit is then no staler than a synced
+    /// one): the tree, verified, and its metadata blobs,
+    /// stored and pinned (the caller unpins them once served). `None`
+    /// sends the caller upstream; nothing unverified is kept.
+    pub(super) async fn unit_from_bucket(
+        &self,
+        shared: &Shared,
+        unit: &str,
+        now: u64,
+        pins: &mut Vec<Digest>,
+    ) -> Option<Tree> {
+        let at = shared.describe_unit(self.name(), unit);
+        let r: Result<Option<Tree>, String> = async {
+            let Some(bytes) = shared
+                .get_unit(self.name(), unit, MAX_UNIT_RECORD)
+                .await
+                .map_err(s3)?
+            else {
+                return Ok(None);
+            };
+            let rec: UnitRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("not a regfs unit record: {e}"))?;
+            if rec.format != FORMAT
+                || rec.mirror != self.name()
+                || rec.layout != self.config.layout.name
+                || rec.unit != unit
+                || rec.slot != self.slot
+            {
+                return Err(format!(
+                    "a record of format {}, mirror {:?} (layout {}, slot {}), unit {:?}: not this node's",
+                    rec.format, rec.mirror, rec.layout, rec.slot, rec.unit
+                ));
+            }
+            let age = now.saturating_sub(rec.materialized);
+            if age >= self.config.sync_interval.as_secs() || rec.materialized > now + 60 {
+                return Ok(None);
+            }
+            let bytes = read_object(shared, &rec.tree, "its segment").await?;
+            let tree = Tree::from_bytes(bytes).map_err(|e| format!("its segment: {e}"))?;
+            if tree.slot() != self.slot {
+                return Err(format!("its segment is of inode slot {}", tree.slot()));
+            }
+            for b in &rec.blobs {
+                let d = b.digest()?;
+                {
+                    let _gc = self.gc_lock.lock().unwrap();
+                    self.pin(&d);
+                }
+                pins.push(d.clone());
+                if self.meta.size_of(&d).is_some() {
+                    continue;
+                }
+                match shared
+                    .read_into(&self.meta, &d, Some(b.size), b.size, |_| {})
+                    .await
+                {
+                    Read::Stored(_) => {}
+                    Read::Miss | Read::Repaired => {
+                        return Err(format!(
+                            "metadata blob {} is missing or corrupt in the bucket",
+                            shared.describe_key(&d)
+                        ));
+                    }
+                }
+            }
+            // Every file the segment stores must be one just verified.
+            let have: HashSet<String> = rec.blobs.iter().map(|b| b.sha256.clone()).collect();
+            if let Some(d) = tree.stored_digests().iter().find(|d| !have.contains(&d.hex())) {
+                return Err(format!("its segment stores {d}, which the record does not name"));
+            }
+            Ok(Some(tree))
+        }
+        .await;
+        match r {
+            Ok(t) => t,
+            Err(e) => {
+                crate::warn_limited!(mirror = %self.name(), unit, "the unit shared at {at} is not usable, materializing it from upstream: {e}");
+                None
+            }
+        }
     }
 
     /// Looks at the pointer once and adopts the generation it names if

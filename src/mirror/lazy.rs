@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::catalog::{self, Info, Place, Tree, Unit};
 use crate::fetch::Fetcher;
 
+use super::Role;
 use super::persist::Durability;
 use super::state::TreeKind;
 use super::{InFlight, Mirror, MirrorError, ROOTS_EVERY, docs, root_segment};
@@ -73,8 +74,29 @@ impl Mirror {
         fetcher: &Arc<Fetcher>,
         unit: &str,
     ) -> Result<bool, String> {
-        let src = docs::Source::new(self, fetcher);
         let now = crate::timestamp::now();
+        // Syncers and followers share what they materialize: another
+        // node's recent one is taken from the bucket, not upstream.
+        let shared = fetcher
+            .shared()
+            .filter(|_| self.role() != Role::Standalone)
+            .cloned();
+        if let Some(shared) = &shared {
+            let mut pins = Vec::new();
+            let found = self.unit_from_bucket(shared, unit, now, &mut pins).await;
+            let installed = match found {
+                Some(tree) => Some(self.install_unit(unit, Arc::new(tree), now).await),
+                None => None,
+            };
+            self.unpin(&pins);
+            if let Some(r) = installed {
+                r?;
+                tracing::info!(mirror = %self.name(), unit, "materialized from the shared store (another node's, not upstream)");
+                self.maybe_compact();
+                return Ok(true);
+            }
+        }
+        let src = docs::Source::new(self, fetcher);
         let mut out = match self.adapter.unit(unit, &src, now, true).await {
             Ok(Some(out)) => out,
             Ok(None) => {
@@ -100,21 +122,34 @@ impl Mirror {
             for c in &built.conflicts {
                 tracing::warn!(mirror = %self.name(), unit, "conflict: {c}");
             }
-            self.catalog
-                .put_tree(TreeKind::Segment, &built.tree)
-                .map_err(|e| format!("cannot write the segment of {unit}: {e}"))?;
-            self.pending
-                .lock()
-                .unwrap()
-                .push((unit.to_string(), Arc::new(built.tree)));
-            let _guard = self.swap_lock.lock().await;
-            self.install_pending(now).map_err(|e| e.to_string())
+            let tree = Arc::new(built.tree);
+            self.install_unit(unit, tree.clone(), now).await?;
+            Ok::<_, String>(tree)
         }
         .await;
         self.unpin(&spooled);
-        installed?;
+        let tree = installed?;
+        if let Some(shared) = shared {
+            let (me, unit) = (self.clone(), unit.to_string());
+            tokio::spawn(async move { me.share_unit(&shared, &unit, &tree, now).await });
+        }
         self.maybe_compact();
         Ok(true)
+    }
+
+    /// Writes `tree`, the segment of `unit`, and swaps it in.
+    async fn install_unit(
+        self: &Arc<Self>,
+        unit: &str,
+        tree: Arc<Tree>,
+        now: u64,
+    ) -> Result<(), String> {
+        self.catalog
+            .put_tree(TreeKind::Segment, &tree)
+            .map_err(|e| format!("cannot write the segment of {unit}: {e}"))?;
+        self.pending.lock().unwrap().push((unit.to_string(), tree));
+        let _guard = self.swap_lock.lock().await;
+        self.install_pending(now).map_err(|e| e.to_string())
     }
 
     /// Swaps in every pending materialized unit at once. Call with

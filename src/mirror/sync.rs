@@ -95,6 +95,9 @@ impl Mirror {
                 tracing::warn!(mirror = %self.name(), "followers keep their generation: {e}");
                 unpublished = Some(e.to_string());
             }
+            if let Ok(report) = &result {
+                self.forget_shared_units(shared, &report.missing).await;
+            }
         }
         self.unpin_sync();
         self.catalog.settle();
@@ -186,6 +189,7 @@ impl Mirror {
                 let cur = self.current();
                 let mut units: Vec<String> = cur.units().map(str::to_string).collect();
                 units.extend(seeds.into_iter().filter(|s| !cur.has_unit(s)));
+                units.extend(self.shared_units(fetcher).await);
                 units
             }
         };

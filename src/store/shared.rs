@@ -575,6 +575,75 @@ impl Shared {
         }
     }
 
+    /// The key of the record of `unit`, a lazily materialized unit of
+    /// `mirror` some node shared: `follow/<mirror>/units/<hex of the
+    /// name>.json` (any unit name makes a safe key, and a listing gives
+    /// the names back).
+    fn unit_key(&self, mirror: &str, unit: &str) -> String {
+        format!(
+            "{}{}",
+            self.unit_prefix(mirror),
+            crate::digest::encode_hex(unit.as_bytes()) + ".json"
+        )
+    }
+
+    fn unit_prefix(&self, mirror: &str) -> String {
+        match self.prefix.as_str() {
+            "" => format!("follow/{mirror}/units/"),
+            p => format!("{p}/follow/{mirror}/units/"),
+        }
+    }
+
+    /// Replaces the record of `mirror`'s `unit`.
+    pub async fn put_unit(&self, mirror: &str, unit: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
+        let r = self
+            .client
+            .put(&self.unit_key(mirror, unit), bytes.into())
+            .await;
+        self.note(r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// The record of `mirror`'s `unit`, if a node shared one (at most
+    /// `limit` bytes). `Ok(None)` too while the bucket is being skipped.
+    pub async fn get_unit(
+        &self,
+        mirror: &str,
+        unit: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, S3Error> {
+        if !self.usable() {
+            return Ok(None);
+        }
+        let r = self.read_whole(&self.unit_key(mirror, unit), limit).await;
+        self.note(r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// Deletes the record of `mirror`'s `unit` (gone already is fine).
+    pub async fn delete_unit(&self, mirror: &str, unit: &str) -> Result<(), S3Error> {
+        self.client.delete(&self.unit_key(mirror, unit)).await
+    }
+
+    /// The names of the units of `mirror` nodes shared.
+    pub async fn list_units(&self, mirror: &str) -> Result<Vec<String>, S3Error> {
+        let prefix = self.unit_prefix(mirror);
+        let r = self.client.list(&prefix).await;
+        self.note(r.as_ref().map(|_| ()));
+        Ok(r?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let hex = k.strip_prefix(&prefix)?.strip_suffix(".json")?;
+                String::from_utf8(decode_hex(hex)?).ok()
+            })
+            .collect())
+    }
+
+    /// The record's key with the endpoint and bucket, for messages.
+    pub fn describe_unit(&self, mirror: &str, unit: &str) -> String {
+        self.client.describe(&self.unit_key(mirror, unit))
+    }
+
     /// Replaces `mirror`'s pointer.
     pub async fn put_pointer(&self, mirror: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
         let r = self
