@@ -417,29 +417,7 @@ impl Mirror {
             if tree.slot() != self.slot {
                 return Err(format!("its segment is of inode slot {}", tree.slot()));
             }
-            for b in &rec.blobs {
-                let d = b.digest()?;
-                {
-                    let _gc = self.gc_lock.lock().unwrap();
-                    self.pin(&d);
-                }
-                pins.push(d.clone());
-                if self.meta.size_of(&d).is_some() {
-                    continue;
-                }
-                match shared
-                    .read_into(&self.meta, &d, Some(b.size), b.size, |_| {})
-                    .await
-                {
-                    Read::Stored(_) => {}
-                    Read::Miss | Read::Repaired => {
-                        return Err(format!(
-                            "metadata blob {} is missing or corrupt in the bucket",
-                            shared.describe_key(&d)
-                        ));
-                    }
-                }
-            }
+            self.fetch_blobs(shared, &rec.blobs, pins).await?;
             // Every file the segment stores must be one just verified.
             let have: HashSet<String> = rec.blobs.iter().map(|b| b.sha256.clone()).collect();
             if let Some(d) = tree.stored_digests().iter().find(|d| !have.contains(&d.hex())) {
@@ -584,18 +562,16 @@ impl Mirror {
         Ok(())
     }
 
-    /// Reads the manifest's metadata blobs and root, then swaps the
-    /// generation in (durable first); its number. The blobs stay pinned
-    /// (their digests in `pins`, for the caller to unpin) until the
-    /// generation naming them is served.
-    async fn adopt(
-        self: &Arc<Self>,
+    /// Stores the metadata `blobs` this node lacks, each read from the
+    /// bucket and verified, and pins every one (its digest in `pins`, for
+    /// the caller to unpin once a generation naming it is served).
+    async fn fetch_blobs(
+        &self,
         shared: &Shared,
-        m: &Manifest,
-        started: Instant,
+        blobs: &[Object],
         pins: &mut Vec<Digest>,
-    ) -> Result<u64, String> {
-        for b in &m.blobs {
+    ) -> Result<(), String> {
+        for b in blobs {
             let d = b.digest()?;
             {
                 let _gc = self.gc_lock.lock().unwrap();
@@ -618,6 +594,21 @@ impl Mirror {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Reads the manifest's metadata blobs and root, then swaps the
+    /// generation in (durable first); its number. The blobs stay pinned
+    /// (their digests in `pins`, for the caller to unpin) until the
+    /// generation naming them is served.
+    async fn adopt(
+        self: &Arc<Self>,
+        shared: &Shared,
+        m: &Manifest,
+        started: Instant,
+        pins: &mut Vec<Digest>,
+    ) -> Result<u64, String> {
+        self.fetch_blobs(shared, &m.blobs, pins).await?;
         let d = m.root.digest()?;
         let bytes = read_object(shared, &m.root, "root").await?;
         let mut root = RootFile::decode(&bytes).map_err(|e| format!("root {d}: {e}"))?;
