@@ -775,8 +775,23 @@ fn followers_adopt_the_syncers_generations_atomically_and_keep_theirs_when_the_b
     );
     assert_eq!(generation(&f2), 2);
     assert_ne!(std::fs::read(f2.path(gamma_page)).unwrap(), published);
-    // The syncer's next publish sends the object again; f2 adopts it.
+    // f2 reported it to the syncer, whose next publish sends it again (and
+    // only it: the rest its publishes left in the bucket is not sent
+    // again); f2 adopts the generation.
+    let marker = gw
+        .root
+        .join("regfs/cas/follow/pypi/missing")
+        .join(format!("sha256-{}", sha256_hex(&published)));
+    assert!(marker.exists(), "f2 reported the object: {}", f2.log());
     assert!(sync_ok(&syncer).contains("unchanged"));
+    let publish = syncer
+        .log()
+        .lines()
+        .rfind(|l| l.contains("published the generation to the shared store"))
+        .unwrap()
+        .to_string();
+    assert!(publish.contains("sent=1"), "{publish}");
+    assert!(!marker.exists(), "the syncer cleared the report");
     f2.wait_generation(3);
     assert_eq!(std::fs::read(f2.path(gamma_page)).unwrap(), published);
     assert_eq!(std::fs::read(f1.path(gamma_page)).unwrap(), published);

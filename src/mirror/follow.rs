@@ -8,6 +8,10 @@
 //!                                  metadata blobs, content-addressed like
 //!                                  the artifacts beside them
 //! <prefix>/follow/<mirror>.json    the pointer: the newest manifest
+//! <prefix>/follow/<mirror>/units/  units nodes materialized and shared
+//! <prefix>/follow/<mirror>/missing/<algo>-<hex>
+//!                                  an object a follower found missing or
+//!                                  corrupt, for the syncer to send again
 //! ```
 //!
 //! A generation's manifest names its root file, every tree the root
@@ -16,8 +20,8 @@
 //! the manifest and the manifest before the pointer, so a pointer only
 //! ever names a complete generation. A follower verifies every object it
 //! reads by its SHA-256 (a corrupt one is deleted from the bucket and the
-//! generation is not adopted: the syncer uploads it again at its next
-//! publish), writes the trees and blobs locally, and only then swaps the
+//! generation is not adopted: the follower reports it, and the syncer
+//! uploads it again at its next publish), writes the trees and blobs locally, and only then swaps the
 //! generation in, durable first as a sync's is. Until then, and whenever
 //! the bucket or the syncer is down, it serves the generation it has.
 //!
@@ -30,6 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, RootFile, Tree};
@@ -50,6 +55,18 @@ const MAX_MANIFEST: u64 = 256 << 20;
 const ADOPTED: &str = "followed-manifest";
 /// The manifest format this regfs writes and reads.
 const FORMAT: u32 = 1;
+/// Objects a publish uploads (or asks the bucket about) at once.
+const PUBLISH_AT_ONCE: usize = 16;
+/// In the mirror's state directory: the objects the syncer's publishes
+/// left in the bucket ([`Published`]).
+const PUBLISHED: &str = "published-objects";
+/// How long a syncer trusts that what its publishes left in the bucket is
+/// still there, and sends only what is new. Then it sends everything once
+/// more (a conditional PUT each, the larger ones asked about first), so an
+/// object deleted behind its back (a lifecycle rule, by hand) is back
+/// within this time; one a follower found missing or corrupt the follower
+/// reports, and the next publish sends it at once.
+const TRUSTED_FOR: u64 = 3600;
 
 /// One content-addressed object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,11 +152,53 @@ pub enum Followed {
 #[derive(Default)]
 pub(super) struct FollowState {
     /// Syncer: the object of each tree file hashed so far, by name (tree
-    /// files never change; whether the bucket still has the object is
-    /// asked at every publish: a follower deletes one it found corrupt).
+    /// files never change).
     trees: std::sync::Mutex<HashMap<[u8; 16], Object>>,
+    /// Syncer: what its publishes left in the bucket (loaded from
+    /// [`PUBLISHED`] at the first publish).
+    published: std::sync::Mutex<Option<Published>>,
     /// Follower: the manifest adopted last.
     adopted: std::sync::Mutex<Option<String>>,
+}
+
+/// The objects a syncer's publishes left in the bucket since `checked`
+/// (Unix seconds), when it sent them all, by the first 16 bytes of their
+/// SHA-256. On disk: `checked` then each id, 16 bytes little-endian.
+#[derive(Default)]
+struct Published {
+    checked: u64,
+    objects: HashSet<u128>,
+}
+
+impl Published {
+    fn id(d: &Digest) -> u128 {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d.as_bytes()[..16]);
+        u128::from_le_bytes(b)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Published> {
+        let (checked, ids) = bytes.split_first_chunk::<8>()?;
+        if ids.len() % 16 != 0 {
+            return None;
+        }
+        Some(Published {
+            checked: u64::from_le_bytes(*checked),
+            objects: ids
+                .chunks_exact(16)
+                .map(|c| u128::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(8 + 16 * self.objects.len());
+        b.extend_from_slice(&self.checked.to_le_bytes());
+        for id in &self.objects {
+            b.extend_from_slice(&id.to_le_bytes());
+        }
+        b
+    }
 }
 
 fn kind_name(kind: TreeKind) -> &'static str {
@@ -154,19 +213,28 @@ fn s3(e: crate::store::shared::S3Error) -> String {
 }
 
 /// `object` read whole from the bucket and verified (`what` names it in
-/// the error when it is missing or corrupt).
-async fn read_object(shared: &Shared, object: &Object, what: &str) -> Result<Vec<u8>, String> {
+/// the error when it is missing or corrupt; `mirror`'s syncer is then told,
+/// to send it again).
+async fn read_object(
+    shared: &Shared,
+    mirror: &str,
+    object: &Object,
+    what: &str,
+) -> Result<Vec<u8>, String> {
     let d = object.digest()?;
-    shared
-        .get_object(&d, object.size)
-        .await
-        .map_err(s3)?
-        .ok_or_else(|| {
-            format!(
-                "{what} {} is missing or corrupt in the bucket",
-                shared.describe_key(&d)
-            )
-        })
+    match shared.get_object(&d, object.size).await.map_err(s3)? {
+        Some(bytes) => Ok(bytes),
+        None => Err(missing(shared, mirror, &d, what).await),
+    }
+}
+
+/// Reports `d` missing to `mirror`'s syncer; the error saying so.
+async fn missing(shared: &Shared, mirror: &str, d: &Digest, what: &str) -> String {
+    shared.report_missing(mirror, d).await;
+    format!(
+        "{what} {} is missing or corrupt in the bucket (reported to the syncer, which sends it again at its next publish)",
+        shared.describe_key(d)
+    )
 }
 
 impl Mirror {
@@ -179,13 +247,21 @@ impl Mirror {
 
     /// Publishes the generation served to `shared`: its trees, metadata
     /// blobs, root and manifest, then the pointer. What the bucket has
-    /// already (asked with a HEAD each) is not sent again.
+    /// already is not sent again: objects this node knows are there
+    /// ([`KNOWN_FOR`](crate::store::shared::KNOWN_FOR)) are skipped, the
+    /// others asked about with a HEAD, [`PUBLISH_AT_ONCE`] at a time.
     pub async fn publish_for_followers(
         self: &Arc<Self>,
         shared: &Shared,
     ) -> Result<u64, MirrorError> {
         let err =
             |what: String| self.follow_error(format!("publishing to the shared store: {what}"));
+        // What followers found missing is sent again (markers deleted
+        // once the pointer names a generation with it).
+        let reported = match shared.take_missing(self.name()).await {
+            Ok(keys) => keys,
+            Err(e) => return Err(err(s3(e))),
+        };
         let g = self.current();
         let root = root_of(&g);
         let mut named: Vec<(TreeKind, [u8; 16], bool)> = Vec::new();
@@ -200,6 +276,7 @@ impl Mirror {
         // its file is sent when it is still there (a later sync may read it).
         named.extend(root.units.iter().map(|u| (TreeKind::Segment, u.1, !u.2)));
         let mut trees = Vec::with_capacity(named.len());
+        let mut uploads = Vec::with_capacity(named.len());
         let mut seen = HashSet::new();
         for (kind, name, needed) in named {
             if !seen.insert((kind_name(kind), name)) {
@@ -212,30 +289,8 @@ impl Mirror {
                 }
                 continue;
             }
-            let known = self.follow.trees.lock().unwrap().get(&name).cloned();
-            let object = match known {
-                Some(o) => o,
-                None => {
-                    let p = path.clone();
-                    let (digest, size) = tokio::task::spawn_blocking(move || {
-                        std::fs::read(&p).map(|b| (Digest::sha256_of(&b), b.len() as u64))
-                    })
-                    .await
-                    .map_err(|e| err(e.to_string()))?
-                    .map_err(|e| err(format!("{}: {e}", path.display())))?;
-                    let o = Object {
-                        sha256: digest.hex(),
-                        size,
-                    };
-                    self.follow.trees.lock().unwrap().insert(name, o.clone());
-                    o
-                }
-            };
-            let digest = object.digest().map_err(&err)?;
-            shared
-                .upload_file(path, &digest)
-                .await
-                .map_err(|e| err(s3(e)))?;
+            let object = self.tree_object(name, &path).await.map_err(&err)?;
+            uploads.push((path, object.digest().map_err(&err)?));
             trees.push(TreeObject {
                 kind: kind_name(kind).into(),
                 name: encode_hex(&name),
@@ -253,15 +308,21 @@ impl Mirror {
                     self.meta.root().display()
                 )));
             };
-            shared
-                .upload(&self.meta, &d)
-                .await
-                .map_err(|e| err(s3(e)))?;
             blobs.push(Object {
                 sha256: d.hex(),
                 size,
             });
+            uploads.push((self.meta.object_path(&d), d));
         }
+        let (checked, sent) = self.to_publish(&reported, &uploads);
+        let all: HashSet<u128> = uploads.iter().map(|(_, d)| Published::id(d)).collect();
+        let n_sent = sent.len();
+        futures_util::stream::iter(sent)
+            .map(|(path, d)| async move { shared.upload_file(path, &d).await })
+            .buffer_unordered(PUBLISH_AT_ONCE)
+            .try_for_each(|_| std::future::ready(Ok(())))
+            .await
+            .map_err(|e| err(s3(e)))?;
         let root_bytes = root.encode();
         let root_object = Object {
             sha256: Digest::sha256_of(&root_bytes).hex(),
@@ -297,8 +358,76 @@ impl Mirror {
             .put_pointer(self.name(), bytes)
             .await
             .map_err(|e| err(s3(e)))?;
-        tracing::info!(mirror = %self.name(), generation = g.number(), trees = manifest.trees.len(), blobs = manifest.blobs.len(), pointer = %shared.describe_pointer(self.name()), "published the generation to the shared store for followers");
+        shared.clear_missing(&reported).await;
+        self.published(Published {
+            checked,
+            objects: all,
+        });
+        tracing::info!(mirror = %self.name(), generation = g.number(), trees = manifest.trees.len(), blobs = manifest.blobs.len(), sent = n_sent, pointer = %shared.describe_pointer(self.name()), "published the generation to the shared store for followers");
         Ok(g.number())
+    }
+
+    /// Of `uploads` (every object of the generation), those to send:
+    /// all of them once [`TRUSTED_FOR`] has passed since they were last
+    /// all sent, else those not left in the bucket by a publish or
+    /// reported missing by a follower. Also: when all were last sent.
+    fn to_publish(
+        &self,
+        reported: &[(String, Digest)],
+        uploads: &[(std::path::PathBuf, Digest)],
+    ) -> (u64, Vec<(std::path::PathBuf, Digest)>) {
+        let now = crate::timestamp::now();
+        let mut p = self.follow.published.lock().unwrap();
+        let p = p.get_or_insert_with(|| {
+            std::fs::read(self.dir.join(PUBLISHED))
+                .ok()
+                .and_then(|b| Published::decode(&b))
+                .unwrap_or_default()
+        });
+        if now.saturating_sub(p.checked) >= TRUSTED_FOR || p.checked > now + 60 {
+            return (now, uploads.to_vec());
+        }
+        for (_, d) in reported {
+            p.objects.remove(&Published::id(d));
+        }
+        let sent = uploads
+            .iter()
+            .filter(|(_, d)| !p.objects.contains(&Published::id(d)))
+            .cloned()
+            .collect();
+        (p.checked, sent)
+    }
+
+    /// Remembers what a publish left in the bucket (in memory and in
+    /// [`PUBLISHED`]: a restarted syncer, or the next `regfs sync`, sends
+    /// only what is new).
+    fn published(&self, p: Published) {
+        if let Err(e) = crate::durable::write_atomic(&self.dir.join(PUBLISHED), &p.encode()) {
+            tracing::warn!(mirror = %self.name(), "cannot record what was published (the next publish sends every object again): {e}");
+            let _ = std::fs::remove_file(self.dir.join(PUBLISHED));
+        }
+        *self.follow.published.lock().unwrap() = Some(p);
+    }
+
+    /// The object of the tree file `name` at `path`, hashed once (tree
+    /// files never change).
+    async fn tree_object(&self, name: [u8; 16], path: &std::path::Path) -> Result<Object, String> {
+        if let Some(o) = self.follow.trees.lock().unwrap().get(&name) {
+            return Ok(o.clone());
+        }
+        let p = path.to_owned();
+        let (digest, size) = tokio::task::spawn_blocking(move || {
+            std::fs::read(&p).map(|b| (Digest::sha256_of(&b), b.len() as u64))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        let o = Object {
+            sha256: digest.hex(),
+            size,
+        };
+        self.follow.trees.lock().unwrap().insert(name, o.clone());
+        Ok(o)
     }
 
     /// A syncer's lazy mirror syncs the units followers materialized too
@@ -412,7 +541,7 @@ impl Mirror {
             if age >= self.config.sync_interval.as_secs() || rec.materialized > now + 60 {
                 return Ok(None);
             }
-            let bytes = read_object(shared, &rec.tree, "its segment").await?;
+            let bytes = read_object(shared, self.name(), &rec.tree, "its segment").await?;
             let tree = Tree::from_bytes(bytes).map_err(|e| format!("its segment: {e}"))?;
             if tree.slot() != self.slot {
                 return Err(format!("its segment is of inode slot {}", tree.slot()));
@@ -495,7 +624,7 @@ impl Mirror {
             ));
         }
         let d = p.manifest.digest()?;
-        let bytes = read_object(shared, &p.manifest, "its manifest").await?;
+        let bytes = read_object(shared, self.name(), &p.manifest, "its manifest").await?;
         let m: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| format!("manifest {d}: {e}"))?;
         if m.format != FORMAT {
@@ -546,7 +675,7 @@ impl Mirror {
             if self.catalog.path(kind, &name).exists() {
                 continue;
             }
-            let bytes = read_object(shared, &t.object, "tree").await?;
+            let bytes = read_object(shared, self.name(), &t.object, "tree").await?;
             let tree = Tree::from_bytes(bytes).map_err(|e| format!("tree {}: {e}", t.name))?;
             if tree.hash() != name {
                 return Err(format!(
@@ -587,10 +716,7 @@ impl Mirror {
             {
                 Read::Stored(_) => {}
                 Read::Miss | Read::Repaired => {
-                    return Err(format!(
-                        "metadata blob {} is missing or corrupt in the bucket",
-                        shared.describe_key(&d)
-                    ));
+                    return Err(missing(shared, self.name(), &d, "metadata blob").await);
                 }
             }
         }
@@ -610,7 +736,7 @@ impl Mirror {
     ) -> Result<u64, String> {
         self.fetch_blobs(shared, &m.blobs, pins).await?;
         let d = m.root.digest()?;
-        let bytes = read_object(shared, &m.root, "root").await?;
+        let bytes = read_object(shared, self.name(), &m.root, "root").await?;
         let mut root = RootFile::decode(&bytes).map_err(|e| format!("root {d}: {e}"))?;
         let _swap = self.swap_lock.lock().await;
         let old = self.current();
@@ -632,5 +758,31 @@ impl Mirror {
         self.collect_garbage(&g, &old);
         tracing::info!(mirror = %self.name(), generation = g.number(), ms = started.elapsed().as_millis() as u64, "following: serving the generation the syncer published");
         Ok(g.number())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_publish_left_in_the_bucket_reads_back_and_a_torn_record_is_refused() {
+        let p = Published {
+            checked: 1_700_000_000,
+            objects: ["a", "b", "c"]
+                .iter()
+                .map(|s| Published::id(&Digest::sha256_of(s.as_bytes())))
+                .collect(),
+        };
+        let bytes = p.encode();
+        let back = Published::decode(&bytes).unwrap();
+        assert_eq!(back.checked, p.checked);
+        assert_eq!(back.objects, p.objects);
+        assert!(
+            back.objects
+                .contains(&Published::id(&Digest::sha256_of(b"b")))
+        );
+        assert!(Published::decode(&bytes[..bytes.len() - 1]).is_none());
+        assert!(Published::decode(&bytes[..7]).is_none());
     }
 }

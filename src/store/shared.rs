@@ -48,6 +48,11 @@ const UPLOADS: usize = 4;
 /// next node to miss the object uploads it).
 const QUEUED: usize = 256;
 
+/// Objects this size or larger are asked about (a HEAD) before they are
+/// sent; smaller ones go up as one conditional PUT at once (asking costs
+/// a request as the PUT does, and a PUT refused sends little).
+const ASK_FIRST: u64 = 64 << 10;
+
 /// The smallest part S3 takes (but the last).
 pub const MIN_PART: u64 = 5 << 20;
 
@@ -440,14 +445,16 @@ impl Shared {
     /// What the upload came to, and the object's length.
     async fn upload_inner(&self, path: PathBuf, d: &Digest) -> Result<(Put, u64), S3Error> {
         let key = self.key(d);
-        if let Some(n) = self.client.head(&key).await? {
-            return Ok((Put::Exists, n));
-        }
         let local = |e: std::io::Error| S3Error::Unreachable {
             what: format!("reading {}", path.display()),
             error: e.to_string(),
         };
         let len = std::fs::metadata(&path).map_err(local)?.len();
+        if len >= ASK_FIRST {
+            if let Some(n) = self.client.head(&key).await? {
+                return Ok((Put::Exists, n));
+            }
+        }
         if len < self.part_size {
             let body = read_part(path.clone(), 0, len).await.map_err(local)?;
             return Ok((self.client.put_new(&key, body).await?, len));
@@ -565,14 +572,19 @@ impl Shared {
         Ok(Some(bytes))
     }
 
-    /// The key of `mirror`'s pointer (the newest generation its syncer
-    /// published): not content-addressed, so `list`, `verify` and `gc`
-    /// pass it by.
-    fn pointer_key(&self, mirror: &str) -> String {
+    /// `follow/<rest>` under the prefix: keys that are not
+    /// content-addressed, so `list`, `verify` and `gc` pass them by.
+    fn follow_key(&self, rest: &str) -> String {
         match self.prefix.as_str() {
-            "" => format!("follow/{mirror}.json"),
-            p => format!("{p}/follow/{mirror}.json"),
+            "" => format!("follow/{rest}"),
+            p => format!("{p}/follow/{rest}"),
         }
+    }
+
+    /// The key of `mirror`'s pointer (the newest generation its syncer
+    /// published).
+    fn pointer_key(&self, mirror: &str) -> String {
+        self.follow_key(&format!("{mirror}.json"))
     }
 
     /// The key of the record of `unit`, a lazily materialized unit of
@@ -588,9 +600,51 @@ impl Shared {
     }
 
     fn unit_prefix(&self, mirror: &str) -> String {
-        match self.prefix.as_str() {
-            "" => format!("follow/{mirror}/units/"),
-            p => format!("{p}/follow/{mirror}/units/"),
+        self.follow_key(&format!("{mirror}/units/"))
+    }
+
+    fn missing_prefix(&self, mirror: &str) -> String {
+        self.follow_key(&format!("{mirror}/missing/"))
+    }
+
+    /// Tells `mirror`'s syncer that `d`'s object, which a generation it
+    /// published names, is missing or was corrupt (and deleted): an empty
+    /// marker `follow/<mirror>/missing/<algo>-<hex>`.
+    pub async fn report_missing(&self, mirror: &str, d: &Digest) {
+        let key = format!(
+            "{}{}-{}",
+            self.missing_prefix(mirror),
+            d.algo().name(),
+            d.hex()
+        );
+        if let Err(e) = self.client.put(&key, bytes::Bytes::new()).await {
+            tracing::debug!("shared store: cannot report {key} missing: {e}");
+        }
+    }
+
+    /// The objects followers of `mirror` reported missing, with the
+    /// keys of the markers (for [`Shared::clear_missing`] once they are
+    /// sent again).
+    pub async fn take_missing(&self, mirror: &str) -> Result<Vec<(String, Digest)>, S3Error> {
+        let prefix = self.missing_prefix(mirror);
+        let r = self.client.list(&prefix).await;
+        self.note(r.as_ref().map(|_| ()));
+        Ok(r?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let (algo, hex) = k.strip_prefix(&prefix)?.split_once('-')?;
+                let d = Digest::from_hex(Algo::from_name(algo)?, hex).ok()?;
+                Some((k, d))
+            })
+            .collect())
+    }
+
+    /// Deletes markers [`Shared::take_missing`] gave.
+    pub async fn clear_missing(&self, reported: &[(String, Digest)]) {
+        for (k, _) in reported {
+            if let Err(e) = self.client.delete(k).await {
+                tracing::debug!("shared store: cannot delete {k}: {e}");
+            }
         }
     }
 
