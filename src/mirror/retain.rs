@@ -131,6 +131,25 @@ impl Mirror {
             .collect()
     }
 
+    /// Whether an artifact `unit` retained at its last build has left the
+    /// cache since: its kept segment lists what is no longer served, so a
+    /// unit upstream reports unchanged is rebuilt all the same. The record
+    /// is `status.json`'s, so this holds across a restart.
+    pub(super) fn retained_evicted(&self, unit: &str) -> bool {
+        let artifacts = match self.retained.units.lock().unwrap().get(unit) {
+            Some((_, a)) => a.clone(),
+            None => return false,
+        };
+        let store = self.retained.artifacts.get();
+        let gone = artifacts
+            .iter()
+            .find(|d| store.is_none_or(|s| s.size_of(d).is_none()));
+        if let Some(d) = gone {
+            tracing::info!(mirror = %self.name(), unit, artifact = %d, "retain: a retained artifact was evicted; rebuilding the unit");
+        }
+        gone.is_some()
+    }
+
     /// Records what `unit` retains now; on an immediate mirror, holds the
     /// retained artifacts of every unit from eviction.
     pub(super) fn record_retained(&self, unit: &str, versions: usize, artifacts: Vec<Digest>) {

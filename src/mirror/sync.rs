@@ -532,9 +532,15 @@ impl Mirror {
             .map(|u| async move {
                 let cur = self.current();
                 let r = match self.adapter.unit(&u, src, now, full).await {
-                    Ok(Some(out)) if out.unchanged && cur.has_unit(&u) => Ok(Fetched::Unchanged),
+                    Ok(Some(out))
+                        if out.unchanged && cur.has_unit(&u) && !self.retained_evicted(&u) =>
+                    {
+                        Ok(Fetched::Unchanged)
+                    }
                     Ok(Some(out)) if out.unchanged => {
-                        // Unchanged upstream, but nothing kept here: parse it.
+                        // Unchanged upstream, but nothing kept here, or an
+                        // artifact it retained has left the cache since (its
+                        // kept segment still lists it): parse it.
                         match self.adapter.unit(&u, src, now, true).await {
                             Ok(Some(out)) => self.segment(&u, out, &cur, now, keep_entries),
                             Ok(None) => Ok(Fetched::Missing),

@@ -167,3 +167,153 @@ async fn a_blob_pinned_by_two_operations_outlives_the_first_to_finish() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Retains `<unit>/old.bin` while the served generation has it cached, as
+/// `retain = "additive"` layouts do, and reports every unit unchanged
+/// unless asked in full. Records each call's `full`.
+struct RetainsOld {
+    full: std::sync::Mutex<Vec<(String, bool)>>,
+    /// Upstream changed: the next calls build, `full` or not.
+    changed: std::sync::atomic::AtomicBool,
+}
+
+impl Adapter for RetainsOld {
+    fn select<'a>(&'a self, _: &'a dyn DocSource) -> BoxFuture<'a, Result<Selection, SyncError>> {
+        Box::pin(async { Ok(Selection::Units(vec!["a".into(), "b".into()])) })
+    }
+
+    fn unit<'a>(
+        &'a self,
+        unit: &'a str,
+        src: &'a dyn DocSource,
+        _: u64,
+        full: bool,
+    ) -> BoxFuture<'a, Result<Option<UnitOutput>, SyncError>> {
+        Box::pin(async move {
+            self.full.lock().unwrap().push((unit.to_string(), full));
+            if !full && !self.changed.load(Ordering::SeqCst) {
+                return Ok(Some(UnitOutput {
+                    entries: Vec::new(),
+                    rejected: 0,
+                    unchanged: true,
+                }));
+            }
+            let path = format!("{unit}/old.bin");
+            let mut entries = vec![Entry {
+                path: RelPath::new(format!("{unit}/index")).unwrap(),
+                mtime: None,
+                body: Body::Inline(b"upstream's".to_vec()),
+            }];
+            match src.previous(&path) {
+                // The first build: upstream still lists it.
+                None => entries.push(Entry {
+                    path: RelPath::new(path).unwrap(),
+                    mtime: None,
+                    body: Body::Remote {
+                        url: format!("http://up.test/{unit}/old.bin"),
+                        size: Some(3),
+                        digest: old_digest(unit),
+                    },
+                }),
+                Some(crate::layout::Previous::Artifact {
+                    url,
+                    size,
+                    digest,
+                    cached: true,
+                }) => {
+                    src.retained(unit, 1, vec![digest.clone()]);
+                    entries.push(Entry {
+                        path: RelPath::new(path).unwrap(),
+                        mtime: None,
+                        body: Body::Remote { url, size, digest },
+                    });
+                }
+                Some(_) => src.retained(unit, 0, Vec::new()),
+            }
+            Ok(Some(UnitOutput {
+                entries,
+                rejected: 0,
+                unchanged: false,
+            }))
+        })
+    }
+
+    fn lazy_unit(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+}
+
+fn old_digest(unit: &str) -> crate::digest::Digest {
+    crate::digest::Digest::sha256_of(unit.repeat(3).as_bytes())
+}
+
+#[tokio::test]
+async fn a_unit_reported_unchanged_is_rebuilt_once_its_retained_artifact_is_evicted_also_after_a_restart()
+ {
+    let dir = std::env::temp_dir().join(format!("regfs-mirror-retain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = Arc::new(crate::store::Store::open(&dir.join("cache"), None).unwrap());
+    let adapter = Arc::new(RetainsOld {
+        full: Default::default(),
+        changed: Default::default(),
+    });
+    let open = || {
+        let mut config =
+            crate::layouts::testing::mirror("pypi", "http://up.test/", "retain = \"additive\"");
+        config.adapter = adapter.clone();
+        let m = Arc::new(Mirror::open(config, 1, &dir.join("state")).unwrap());
+        m.set_artifacts(cache.clone());
+        m
+    };
+    let fetcher = Fetcher::new(
+        Arc::new(crate::fetch::fake::Fake::default()),
+        crate::config::FetchSettings::default(),
+    );
+    let listed = |m: &Mirror, unit: &str| m.current().resolve(&format!("{unit}/old.bin")).is_some();
+    // Asked in full, per unit, since the last look.
+    let rebuilt = || {
+        let mut calls = std::mem::take(&mut *adapter.full.lock().unwrap());
+        calls.retain(|(_, full)| *full);
+        let mut units: Vec<String> = calls.into_iter().map(|(u, _)| u).collect();
+        units.sort();
+        units
+    };
+    let mirror = open();
+    mirror.sync(&fetcher).await.unwrap();
+    assert_eq!(rebuilt(), ["a", "b"], "nothing kept yet: built");
+    // Both artifacts are read (cached), then upstream removes them: the
+    // next build retains them.
+    for u in ["a", "b"] {
+        cache
+            .put_bytes(&old_digest(u), u.repeat(3).as_bytes())
+            .unwrap();
+    }
+    adapter.changed.store(true, Ordering::SeqCst);
+    mirror.sync(&fetcher).await.unwrap();
+    adapter.changed.store(false, Ordering::SeqCst);
+    assert_eq!(mirror.retained_versions(), 2);
+    adapter.full.lock().unwrap().clear();
+    mirror.sync(&fetcher).await.unwrap();
+    assert_eq!(rebuilt(), Vec::<String>::new(), "all cached: kept unparsed");
+    // a's is evicted: a is rebuilt without it, b is kept.
+    cache.remove(&old_digest("a"));
+    let r = mirror.sync(&fetcher).await.unwrap();
+    assert!(r.changed);
+    assert_eq!(rebuilt(), ["a"]);
+    assert!(!listed(&mirror, "a") && listed(&mirror, "b"));
+    assert_eq!(mirror.retained_versions(), 1);
+    // A restart: the new mirror knows what b retains; nothing is rebuilt
+    // while it is cached, and b is once it is evicted.
+    drop(mirror);
+    let mirror = open();
+    assert_eq!(mirror.retained_versions(), 1);
+    mirror.sync(&fetcher).await.unwrap();
+    assert_eq!(rebuilt(), Vec::<String>::new(), "unchanged after a restart");
+    cache.remove(&old_digest("b"));
+    let r = mirror.sync(&fetcher).await.unwrap();
+    assert!(r.changed);
+    assert_eq!(rebuilt(), ["b"], "evicted after the restart: rebuilt");
+    assert!(!listed(&mirror, "b"));
+    assert_eq!(mirror.retained_versions(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -208,11 +208,6 @@ pub struct Conda {
     /// others).
     base: Url,
     max_document: u64,
-    /// Under `retain = "additive"`: the package paths each subdir retained
-    /// at its last build here. While upstream's documents are unchanged and
-    /// these are all still cached, the build would give the same tree, so
-    /// it is skipped (after a restart the first sync rebuilds).
-    retained_paths: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl Conda {
@@ -225,7 +220,6 @@ impl Conda {
             opts,
             base: ctx.upstreams[0].clone(),
             max_document: ctx.spec.max_document,
-            retained_paths: Default::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use super::{Conda, Filter, zstd};
 use crate::catalog::{Body, Entry};
 use crate::digest::{Algo, Digest};
 use crate::fetch::DocHold;
-use crate::layout::{Doc, DocSource, Previous, SyncError, UnitOutput, get_optional};
+use crate::layout::{Doc, DocSource, SyncError, UnitOutput, get_optional};
 use crate::path::RelPath;
 use crate::policy::Retain;
 
@@ -171,26 +171,11 @@ impl Conda {
         let unchanged = main_unchanged
             && current.as_ref().is_none_or(|d| d.unchanged)
             && index.as_ref().is_none_or(|d| d.unchanged);
-        // Under `retain = "additive"` an eviction changes what is served:
-        // unchanged documents are skipped only while what was retained is
-        // all still cached.
+        // Under `retain = "additive"` an artifact retained here and evicted
+        // since changes what is served: the mirror then asks again with
+        // `full` (its record of what each unit retains survives a restart).
         let retain = self.opts.filter.policy.retain == Retain::Additive;
-        let retained_cached = || {
-            let paths = self.retained_paths.lock().unwrap();
-            paths.get(unit).is_some_and(|paths| {
-                paths.iter().all(|p| {
-                    matches!(
-                        src.previous(p),
-                        Some(Previous::Artifact { cached: true, .. })
-                    )
-                })
-            })
-        };
-        if unchanged
-            && !full
-            && self.opts.filter.policy.cooldown.is_none()
-            && (!retain || retained_cached())
-        {
+        if unchanged && !full && self.opts.filter.policy.cooldown.is_none() {
             return Ok(Some(UnitOutput {
                 entries: Vec::new(),
                 rejected: 0,
@@ -226,16 +211,6 @@ impl Conda {
                     "retain: keeping packages removed upstream whose files are cached"
                 );
             }
-            let paths = out
-                .entries
-                .iter()
-                .filter(|e| matches!(&e.body, Body::Remote { digest, .. } if artifacts.contains(digest)))
-                .map(|e| e.path.as_str().to_string())
-                .collect();
-            self.retained_paths
-                .lock()
-                .unwrap()
-                .insert(unit.to_string(), paths);
             src.retained(unit, versions, artifacts);
         }
         Ok(Some(out))

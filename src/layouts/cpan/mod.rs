@@ -123,9 +123,6 @@ pub struct Cpan {
     /// `retain = "additive"`: a file an author's CHECKSUMS no longer lists
     /// stays while it is cached (`retain`).
     additive: bool,
-    /// Under it, the files each author retained at its last build here: a
-    /// refresh is skipped only while they are all still cached.
-    retained: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 fn entry(path: String, body: Body) -> Entry {
@@ -158,7 +155,6 @@ impl Cpan {
             gpg: Arc::new(crate::gpgv::Gpgv::new(&keyring)),
             seen: Mutex::default(),
             additive: ctx.policy.retain == crate::policy::Retain::Additive,
-            retained: Mutex::default(),
         })
     }
 
@@ -168,20 +164,6 @@ impl Cpan {
                 .filter
                 .as_ref()
                 .is_none_or(|globs| globs.iter().any(|g| g.matches(id)))
-    }
-
-    /// Whether every file `id` retained at its last build here is still
-    /// cached (false when nothing is known: after a restart).
-    fn retained_cached(&self, id: &str, src: &dyn DocSource) -> bool {
-        let retained = self.retained.lock().unwrap();
-        retained.get(id).is_some_and(|paths| {
-            paths.iter().all(|p| {
-                matches!(
-                    src.previous(p),
-                    Some(Previous::Artifact { cached: true, .. })
-                )
-            })
-        })
     }
 
     /// `retain = "additive"`: the files the served directory has that the
@@ -196,7 +178,7 @@ impl Cpan {
         src: &dyn DocSource,
         entries: &mut Vec<Entry>,
     ) {
-        let (mut paths, mut digests) = (Vec::new(), Vec::new());
+        let mut digests = Vec::new();
         for name in src.previous_files(&format!("authors/id/{dir}")) {
             if name == "CHECKSUMS" || listed.contains_key(&name) {
                 continue;
@@ -210,7 +192,6 @@ impl Cpan {
                     cached: true,
                 }) => {
                     digests.push(digest.clone());
-                    paths.push(path.clone());
                     entries.push(entry(path, Body::Remote { url, size, digest }));
                 }
                 _ => {
@@ -218,15 +199,14 @@ impl Cpan {
                 }
             }
         }
-        if !paths.is_empty() {
+        if !digests.is_empty() {
             tracing::info!(
                 author = id,
-                files = paths.len(),
+                files = digests.len(),
                 "retain: keeping files CHECKSUMS no longer lists whose bytes are cached"
             );
         }
-        src.retained(id, paths.len(), digests);
-        self.retained.lock().unwrap().insert(id.to_string(), paths);
+        src.retained(id, digests.len(), digests);
     }
 
     /// What this sync refreshes, from the RECENT files (see the module head).
@@ -314,9 +294,9 @@ impl Cpan {
             rejected: 0,
             unchanged: true,
         };
-        // Under additive retention an eviction changes the directory.
-        let unchanged_allowed = !self.additive || self.retained_cached(id, src);
-        if !full && unchanged_allowed {
+        // Under additive retention a retained file evicted since changes the
+        // directory: the mirror then asks again with `full`.
+        if !full {
             if let Some(Plan::Only(set)) = &self.seen.lock().unwrap().plan {
                 if !set.contains(id) {
                     return Ok(Some(unchanged));
@@ -327,7 +307,7 @@ impl Cpan {
         let Some(doc) = get_optional(src, format!("authors/id/{dir}/CHECKSUMS")).await? else {
             return Ok(None);
         };
-        if doc.unchanged && !full && unchanged_allowed {
+        if doc.unchanged && !full {
             return Ok(Some(unchanged));
         }
         let url = doc.url.clone();
